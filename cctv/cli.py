@@ -1,0 +1,174 @@
+"""`cctv` — the command line for operators, SREs and developers.
+
+Every command talks to the Kafka (and registry) named by flags or the usual CCTV_* environment.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from libs.settings import CommonSettings, ConfigError, load_settings
+
+app = typer.Typer(help="City-scale intelligent CCTV platform.", no_args_is_help=True, add_completion=False)
+kafka_app = typer.Typer(help="The local single-node Kafka broker (KRaft) for development and tests.", no_args_is_help=True)
+registry_app = typer.Typer(help="The local schema registry (Apicurio, Confluent-compatible API).", no_args_is_help=True)
+topics_app = typer.Typer(help="The pipeline's topics.", no_args_is_help=True)
+app.add_typer(kafka_app, name="kafka")
+app.add_typer(registry_app, name="registry")
+app.add_typer(topics_app, name="topics")
+
+console = Console()
+err_console = Console(stderr=True)
+
+BootstrapOption = Annotated[
+    Optional[str], typer.Option("--bootstrap", "-b", help="Kafka host:port (default: CCTV_KAFKA__BOOTSTRAP_SERVERS)")
+]
+
+
+def settings(bootstrap: str | None = None) -> CommonSettings:
+    try:
+        loaded = load_settings(CommonSettings)
+    except ConfigError as error:
+        err_console.print(f"[red]{error}[/red]")
+        raise typer.Exit(2) from None
+    if bootstrap:
+        loaded.kafka.bootstrap_servers = bootstrap
+    return loaded
+
+
+def fail(message: str, code: int = 1) -> None:
+    err_console.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(code)
+
+
+@kafka_app.command("start")
+def kafka_start(
+    port: Annotated[int, typer.Option(help="Client port; the controller uses port+1.")] = 9092,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait until it answers metadata requests.")] = 90.0,
+) -> None:
+    """Fetch Kafka from Maven Central (first time only), format KRaft storage, start, wait until ready."""
+    from cctv.devstack.kafka import DevStackError, KafkaBroker
+
+    broker = KafkaBroker(port=port)
+    try:
+        outcome = broker.start(timeout_s=timeout)
+    except DevStackError as error:
+        fail(str(error))
+    console.print(f"Kafka {outcome}: bootstrap {broker.bootstrap} (log: {broker.log_file})")
+
+
+@kafka_app.command("stop")
+def kafka_stop(port: Annotated[int, typer.Option(help="Client port of the broker to stop.")] = 9092) -> None:
+    """Stop the local broker started by `cctv kafka start` (by its PID file)."""
+    from cctv.devstack.kafka import KafkaBroker
+
+    stopped = KafkaBroker(port=port).stop()
+    console.print("Kafka stopped" if stopped else "Kafka was not running (no live PID file)")
+
+
+@kafka_app.command("status")
+def kafka_status(port: Annotated[int, typer.Option(help="Client port.")] = 9092) -> None:
+    """Say whether the local broker is running; exit 1 if it is not."""
+    from cctv.devstack.kafka import KafkaBroker
+
+    state = KafkaBroker(port=port).status()
+    console.print(f"Kafka on 127.0.0.1:{port}: {state}")
+    if state == "stopped":
+        raise typer.Exit(1)
+
+
+@registry_app.command("start")
+def registry_start(
+    port: Annotated[int, typer.Option(help="HTTP port.")] = 8081,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait until ready.")] = 180.0,
+) -> None:
+    """Fetch Apicurio Registry from Maven Central (first time only) and start it in memory."""
+    from cctv.devstack.registry import DevStackError, SchemaRegistry
+
+    registry = SchemaRegistry(port=port)
+    try:
+        outcome = registry.start(timeout_s=timeout)
+    except DevStackError as error:
+        fail(str(error))
+    console.print(f"Schema registry {outcome}: {registry.url} (log: {registry.log_file})")
+
+
+@registry_app.command("stop")
+def registry_stop(port: Annotated[int, typer.Option(help="HTTP port.")] = 8081) -> None:
+    """Stop the local schema registry."""
+    from cctv.devstack.registry import SchemaRegistry
+
+    stopped = SchemaRegistry(port=port).stop()
+    console.print("Schema registry stopped" if stopped else "Schema registry was not running")
+
+
+@registry_app.command("status")
+def registry_status(port: Annotated[int, typer.Option(help="HTTP port.")] = 8081) -> None:
+    """Say whether the local schema registry is running; exit 1 if it is not."""
+    from cctv.devstack.registry import SchemaRegistry
+
+    state = SchemaRegistry(port=port).status()
+    console.print(f"Schema registry on 127.0.0.1:{port}: {state}")
+    if state == "stopped":
+        raise typer.Exit(1)
+
+
+DestinationsOption = Annotated[
+    Optional[list[str]], typer.Option("--destination", "-d", help="Agency destinations (repeatable).")
+]
+
+
+@topics_app.command("create")
+def topics_create(
+    bootstrap: BootstrapOption = None,
+    destination: DestinationsOption = None,
+    scale: Annotated[int, typer.Option(min=1, help="Multiply per-camera partitions (12 x scale).")] = 1,
+    replication_factor: Annotated[int, typer.Option(help="-1 = broker default.")] = -1,
+) -> None:
+    """Create every pipeline topic that is missing (idempotent)."""
+    from libs.kafka import create_topics, wait_for_broker
+    from libs.topics import DEFAULT_DESTINATIONS, pipeline_topics
+
+    config = settings(bootstrap)
+    try:
+        wait_for_broker(config.kafka, timeout_s=30)
+        specs = pipeline_topics(tuple(destination or DEFAULT_DESTINATIONS), scale=scale)
+        outcome = create_topics(config.kafka, specs, replication_factor)
+    except Exception as error:  # broker unreachable, ACL denied, bad config
+        fail(f"{type(error).__name__}: {error}")
+    table = Table("topic", "partitions", "result", "config")
+    for spec in specs:
+        table.add_row(spec.name, str(spec.partitions), outcome[spec.name],
+                      ", ".join(f"{k}={v}" for k, v in spec.config.items()))
+    console.print(table)
+
+
+@topics_app.command("check")
+def topics_check(bootstrap: BootstrapOption = None, destination: DestinationsOption = None) -> None:
+    """Exit non-zero if the broker is unreachable or any pipeline topic is missing (used by `helm test`)."""
+    from libs.kafka import missing_topics, wait_for_broker
+    from libs.topics import DEFAULT_DESTINATIONS, pipeline_topics
+
+    config = settings(bootstrap)
+    try:
+        wait_for_broker(config.kafka, timeout_s=30)
+        names = [spec.name for spec in pipeline_topics(tuple(destination or DEFAULT_DESTINATIONS))]
+        missing = missing_topics(config.kafka, names)
+    except Exception as error:
+        fail(f"{type(error).__name__}: {error}")
+    if missing:
+        fail("missing topics: " + ", ".join(missing) + " (run `cctv topics create`)")
+    console.print(f"all {len(names)} pipeline topics present on {config.kafka.bootstrap_servers}")
+
+
+def main() -> None:
+    app(prog_name="cctv")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

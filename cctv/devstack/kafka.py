@@ -1,0 +1,173 @@
+"""A real single-node Apache Kafka (KRaft, combined broker+controller) for development and tests.
+
+The jars come from Maven Central (org.apache.kafka:kafka_2.13 and its dependencies) through Maven,
+once, into the project cache; later starts are offline. Bound to 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import subprocess
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from cctv.devstack.process import cache_dir, port_open, read_pid, spawn, stop_pid, wait_until
+
+log = logging.getLogger(__name__)
+
+POM = Path(__file__).with_name("kafka_maven") / "pom.xml"
+HOST = "127.0.0.1"
+
+
+class DevStackError(Exception):
+    pass
+
+
+def jars_dir() -> Path:
+    return cache_dir() / "kafka" / "lib"
+
+
+def ensure_jars() -> Path:
+    """Resolve Kafka's runtime jars with Maven unless already cached; returns the jar directory."""
+    target = jars_dir()
+    if target.is_dir() and any(target.glob("kafka_2.13-*.jar")):
+        return target
+    if shutil.which("mvn") is None:
+        raise DevStackError("Maven (mvn) is not installed: run `sudo apt-get install maven` or scripts/bootstrap.sh")
+    partial = target.with_name("lib.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    command = [
+        "mvn", "-q", "-B", "-f", str(POM), "dependency:copy-dependencies",
+        f"-DoutputDirectory={partial}", "-DincludeScope=runtime",
+    ]
+    log.info("fetching Kafka jars from Maven Central into %s", target)
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise DevStackError(f"Maven could not fetch Kafka: {result.stdout[-2000:]}{result.stderr[-2000:]}")
+    shutil.rmtree(target, ignore_errors=True)
+    partial.rename(target)
+    return target
+
+
+@dataclass(frozen=True)
+class KafkaBroker:
+    port: int = 9092
+    controller_port: int | None = None  # default: port + 1
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{HOST}:{self.port}"
+
+    @property
+    def home(self) -> Path:
+        return cache_dir() / "kafka" / f"node-{self.port}"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.home / "broker.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.home / "broker.log"
+
+    def _controller_port(self) -> int:
+        return self.controller_port or self.port + 1
+
+    def _write_config(self) -> Path:
+        data = self.home / "data"
+        properties = {
+            "process.roles": "broker,controller",
+            "node.id": "1",
+            "controller.quorum.voters": f"1@{HOST}:{self._controller_port()}",
+            "listeners": f"PLAINTEXT://{HOST}:{self.port},CONTROLLER://{HOST}:{self._controller_port()}",
+            "advertised.listeners": f"PLAINTEXT://{HOST}:{self.port}",
+            "controller.listener.names": "CONTROLLER",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "log.dirs": str(data),
+            "num.partitions": "3",
+            "default.replication.factor": "1",
+            "offsets.topic.replication.factor": "1",
+            "offsets.topic.num.partitions": "12",
+            "transaction.state.log.replication.factor": "1",
+            "transaction.state.log.min.isr": "1",
+            "share.coordinator.state.topic.replication.factor": "1",
+            "share.coordinator.state.topic.min.isr": "1",
+            # Tests and `make run` create topics explicitly; typos must fail loudly.
+            "auto.create.topics.enable": "false",
+            "group.initial.rebalance.delay.ms": "0",
+            "message.max.bytes": str(16 * 1024 * 1024),
+            "log.retention.hours": "24",
+            "log.segment.bytes": str(64 * 1024 * 1024),
+        }
+        config = self.home / "server.properties"
+        config.write_text("".join(f"{key}={value}\n" for key, value in properties.items()))
+        (self.home / "log4j2.properties").write_text(
+            "rootLogger.level=INFO\nrootLogger.appenderRef.stdout.ref=STDOUT\n"
+            "appender.stdout.type=Console\nappender.stdout.name=STDOUT\n"
+            "appender.stdout.layout.type=PatternLayout\nappender.stdout.layout.pattern=[%d] %p %m (%c)%n\n"
+            "logger.kafka.name=kafka\nlogger.kafka.level=WARN\nlogger.apache.name=org.apache.kafka\n"
+            "logger.apache.level=WARN\n"
+        )
+        return config
+
+    def _java(self, main_class: str, *args: str) -> list[str]:
+        return [
+            "java", "-Xms256m", "-Xmx1g", "-XX:+UseG1GC", "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={self.home / 'log4j2.properties'}",
+            "-cp", str(jars_dir() / "*"), main_class, *args,
+        ]
+
+    def status(self) -> str:
+        pid = read_pid(self.pid_file)
+        if pid is None:
+            return "running (not started by us)" if port_open(HOST, self.port) else "stopped"
+        return f"running (pid {pid})" if self.answers_metadata() else f"starting (pid {pid})"
+
+    def answers_metadata(self, timeout_s: float = 2.0) -> bool:
+        from confluent_kafka.admin import AdminClient
+
+        if not port_open(HOST, self.port):
+            return False
+        try:
+            AdminClient({"bootstrap.servers": self.bootstrap}).list_topics(timeout=timeout_s)
+            return True
+        except Exception:
+            return False
+
+    def start(self, timeout_s: float = 90.0) -> str:
+        """Start unless already running; idempotent. Returns what happened."""
+        if read_pid(self.pid_file) is not None or port_open(HOST, self.port):
+            if not wait_until(self.answers_metadata, timeout_s):
+                raise DevStackError(f"port {self.port} is taken but does not answer Kafka metadata requests")
+            return "already running"
+        if shutil.which("java") is None:
+            raise DevStackError("Java 17+ is not installed: run `sudo apt-get install openjdk-17-jre-headless`")
+        ensure_jars()
+        self.home.mkdir(parents=True, exist_ok=True)
+        config = self._write_config()
+        if not (self.home / "data" / "meta.properties").exists():
+            cluster_id = _random_cluster_id()
+            result = subprocess.run(
+                self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config)),
+                capture_output=True, text=True,
+            )
+            if result.returncode != 0:
+                raise DevStackError(f"formatting KRaft storage failed: {result.stdout}{result.stderr}")
+        spawn(self._java("kafka.Kafka", str(config)), self.log_file, self.pid_file)
+        if not wait_until(self.answers_metadata, timeout_s, interval_s=0.5):
+            tail = self.log_file.read_text(errors="replace")[-3000:] if self.log_file.exists() else ""
+            self.stop()
+            raise DevStackError(f"Kafka did not answer metadata within {timeout_s:.0f} s; log tail:\n{tail}")
+        return "started"
+
+    def stop(self) -> bool:
+        return stop_pid(self.pid_file, timeout_s=30)
+
+
+def _random_cluster_id() -> str:
+    import base64
+
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")

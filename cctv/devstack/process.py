@@ -1,0 +1,96 @@
+"""Background processes of the local dev stack (broker, registry): start detached, track by PID file, stop."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+
+def repo_root() -> Path:
+    return Path(__file__).resolve().parents[2]
+
+
+def cache_dir() -> Path:
+    """Project cache (jars, broker data); CCTV_CACHE_DIR overrides."""
+    configured = os.environ.get("CCTV_CACHE_DIR")
+    return Path(configured) if configured else repo_root() / ".cache"
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child of ours is dead for our purposes.
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+        return state != "Z"
+    except OSError:
+        return True
+
+
+def read_pid(pid_file: Path) -> int | None:
+    try:
+        pid = int(pid_file.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return pid if pid_alive(pid) else None
+
+
+def spawn(command: list[str], log_file: Path, pid_file: Path, env: dict[str, str] | None = None) -> int:
+    """Start a detached process (own session, so Ctrl-C in the caller's terminal does not hit it)."""
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_file, "ab") as log:
+        process = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True, env=env,
+        )
+    pid_file.write_text(str(process.pid))
+    return process.pid
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float, interval_s: float = 0.2) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(interval_s)
+    return condition()
+
+
+def stop_pid(pid_file: Path, timeout_s: float = 30.0) -> bool:
+    """SIGTERM, then SIGKILL after the timeout. Returns True if a process was stopped."""
+    pid = read_pid(pid_file)
+    if pid is None:
+        pid_file.unlink(missing_ok=True)
+        return False
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except (ProcessLookupError, PermissionError):
+        os.kill(pid, signal.SIGTERM)
+    if not wait_until(lambda: not pid_alive(pid), timeout_s):
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        wait_until(lambda: not pid_alive(pid), 10)
+    try:  # reap if it was our child
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+    pid_file.unlink(missing_ok=True)
+    return True
+
+
+def port_open(host: str, port: int) -> bool:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0

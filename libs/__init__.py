@@ -1,0 +1,1 @@
+"""Code shared by two or more services: settings, Kafka clients, Avro serde, logging, metrics, health."""

@@ -1,0 +1,164 @@
+"""Typed settings shared by every service and the CLI.
+
+Values come from, in order of precedence: explicit arguments, environment variables
+(prefix ``CCTV_``, nested keys joined by ``__``, e.g. ``CCTV_KAFKA__BOOTSTRAP_SERVERS``),
+then the YAML file named by ``CCTV_CONFIG_FILE``. Errors are reported with the exact
+key (as an environment variable) and the offending value.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+ENV_PREFIX = "CCTV_"
+CONFIG_FILE_ENV = "CCTV_CONFIG_FILE"
+
+
+class ConfigError(Exception):
+    """Configuration is invalid; the message says which key, which value and why."""
+
+
+class KafkaSettings(BaseModel):
+    """How to reach Kafka. Security settings are passed through to librdkafka."""
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_ca_location: str | None = None
+    ssl_certificate_location: str | None = None
+    ssl_key_location: str | None = None
+    ssl_key_password: SecretStr | None = None
+    client_id_prefix: str = "cctv"
+    # Any other librdkafka property, e.g. {"socket.keepalive.enable": "true"}.
+    extra: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _servers_have_ports(cls, value: str) -> str:
+        for server in value.split(","):
+            host, _, port = server.strip().rpartition(":")
+            if not host or not port.isdigit():
+                raise ValueError(f"expected host:port[,host:port...], got {server.strip()!r}")
+        return value
+
+    def client_config(self) -> dict[str, Any]:
+        """librdkafka properties common to producers, consumers and admin clients."""
+        config: dict[str, Any] = {
+            "bootstrap.servers": self.bootstrap_servers,
+            "security.protocol": self.security_protocol,
+        }
+        optional = {
+            "sasl.mechanism": self.sasl_mechanism,
+            "sasl.username": self.sasl_username,
+            "sasl.password": self.sasl_password.get_secret_value() if self.sasl_password else None,
+            "ssl.ca.location": self.ssl_ca_location,
+            "ssl.certificate.location": self.ssl_certificate_location,
+            "ssl.key.location": self.ssl_key_location,
+            "ssl.key.password": self.ssl_key_password.get_secret_value() if self.ssl_key_password else None,
+        }
+        config.update({key: value for key, value in optional.items() if value is not None})
+        config.update(self.extra)
+        return config
+
+
+class RegistrySettings(BaseModel):
+    """Schema registry with a Confluent-compatible API (e.g. Apicurio's /apis/ccompat/v7).
+
+    Without a URL, records use Avro single-object encoding resolved against the shipped schemas.
+    """
+
+    url: str | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    auto_register: bool = True
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"expected an http(s):// URL, got {value!r}")
+        return value.rstrip("/")
+
+
+class HttpSettings(BaseModel):
+    """The per-service HTTP endpoint serving /metrics, /healthz and /readyz."""
+
+    host: str = "0.0.0.0"
+    port: int = Field(default=8080, ge=0, le=65535, description="0 picks a free port")
+    # A loop that has not reported progress for this long is considered hung (/healthz fails).
+    liveness_timeout_s: float = Field(default=60.0, gt=0)
+
+
+class LogSettings(BaseModel):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["json", "text"] = "json"
+    file: Path | None = None
+
+
+class CommonSettings(BaseSettings):
+    """Settings every service shares. Services subclass this and add their own section."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        case_sensitive=False,
+    )
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    registry: RegistrySettings = Field(default_factory=RegistrySettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
+    instance_id: str = Field(default_factory=lambda: f"{os.uname().nodename}:{os.getpid()}")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get(CONFIG_FILE_ENV)
+        if config_file:
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=config_file))
+        return tuple(sources)
+
+
+SettingsT = TypeVar("SettingsT", bound=CommonSettings)
+
+
+def _env_name(location: tuple[int | str, ...]) -> str:
+    return ENV_PREFIX + "__".join(str(part).upper() for part in location)
+
+
+def load_settings(settings_cls: type[SettingsT], **overrides: Any) -> SettingsT:
+    """Build settings, turning validation failures into one readable ConfigError."""
+    config_file = os.environ.get(CONFIG_FILE_ENV)
+    if config_file and not Path(config_file).is_file():
+        raise ConfigError(f"{CONFIG_FILE_ENV}={config_file!r}: file not found")
+    try:
+        return settings_cls(**overrides)
+    except ValidationError as error:
+        problems = []
+        for item in error.errors():
+            key = _env_name(item["loc"]) if item["loc"] else ENV_PREFIX + "*"
+            problems.append(f"  {key} = {item.get('input')!r}: {item['msg']}")
+        source = f" (environment or {config_file})" if config_file else " (environment)"
+        raise ConfigError(f"invalid configuration{source}:\n" + "\n".join(problems)) from None

@@ -1,0 +1,86 @@
+"""The pipeline's topics: names, which Avro record each carries, and how each is configured.
+
+Who produces and who consumes each topic is written next to it; the README's diagram says the same.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+CAMERAS = "cctv.cameras.v1"  # producer: `cctv cameras`; consumers: ingest, frame-sampler, alert-router
+CAMERA_STATUS = "cctv.camera-status.v1"  # producer: ingest; consumers: `cctv status`, consoles
+VIDEO_PACKETS = "cctv.video.packets.v1"  # producer: ingest; consumer: frame-sampler
+FRAMES = "cctv.frames.v1"  # producer: frame-sampler; consumers: detector, alert-router (evidence)
+CAMERA_ACTIVITY = "cctv.camera-activity.v1"  # producer: frame-sampler; consumers: operator wall
+DETECTIONS = "cctv.detections.v1"  # producer: detector; consumer: alert-router
+ALERTS = "cctv.alerts.v1"  # producer: alert-router; consumers: control room, `cctv alerts tail`
+DLQ = "cctv.dlq.v1"  # producer: every service; consumer: SREs
+
+DEFAULT_DESTINATIONS = ("police", "fire", "disaster-management", "social-welfare")
+_DESTINATION_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+
+HOUR_MS = 3_600_000
+DAY_MS = 24 * HOUR_MS
+
+
+def destination_topic(destination: str) -> str:
+    """cctv.alerts.<destination>.v1 — the routed copy of alerts for one agency."""
+    if not _DESTINATION_PATTERN.match(destination):
+        raise ValueError(
+            f"destination {destination!r} must be lowercase letters, digits and '-', at most 63 characters"
+        )
+    return f"cctv.alerts.{destination}.v1"
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    schema: str  # Avro record name carried as value
+    partitions: int
+    config: dict[str, str] = field(default_factory=dict)
+
+
+def pipeline_topics(
+    destinations: tuple[str, ...] = DEFAULT_DESTINATIONS, scale: int = 1
+) -> list[TopicSpec]:
+    """All topics with sensible defaults; `scale` multiplies the partitions of the per-camera streams."""
+    per_camera = 12 * scale
+    alerts = {"retention.ms": str(30 * DAY_MS), "max.message.bytes": str(2 * 1024 * 1024)}
+    specs = [
+        TopicSpec(CAMERAS, "CameraConfig", per_camera, {
+            "cleanup.policy": "compact", "min.compaction.lag.ms": "0", "segment.ms": str(HOUR_MS),
+        }),
+        TopicSpec(CAMERA_STATUS, "CameraStatus", per_camera, {
+            "cleanup.policy": "compact,delete", "retention.ms": str(7 * DAY_MS),
+        }),
+        # Raw video is large and only useful while fresh: short retention, big messages allowed.
+        TopicSpec(VIDEO_PACKETS, "VideoPacket", per_camera, {
+            "retention.ms": str(HOUR_MS), "max.message.bytes": str(8 * 1024 * 1024),
+            "segment.bytes": str(256 * 1024 * 1024),
+        }),
+        # Frames are the claim check for alert evidence: keep them long enough for alerts to fetch.
+        TopicSpec(FRAMES, "Frame", per_camera, {
+            "retention.ms": str(24 * HOUR_MS), "max.message.bytes": str(8 * 1024 * 1024),
+        }),
+        TopicSpec(CAMERA_ACTIVITY, "CameraActivity", per_camera, {
+            "cleanup.policy": "compact,delete", "retention.ms": str(7 * DAY_MS),
+        }),
+        TopicSpec(DETECTIONS, "Detections", per_camera, {"retention.ms": str(3 * DAY_MS)}),
+        TopicSpec(ALERTS, "Alert", 6, alerts),
+        TopicSpec(DLQ, "DeadLetter", 3, {
+            "retention.ms": str(14 * DAY_MS), "max.message.bytes": str(16 * 1024 * 1024),
+        }),
+    ]
+    specs += [TopicSpec(destination_topic(d), "Alert", 3, alerts) for d in destinations]
+    return specs
+
+
+def schema_for_topic(topic: str) -> str:
+    """The Avro record name a pipeline topic carries (destination topics carry Alert)."""
+    if topic.startswith("cctv.alerts."):
+        return "Alert"
+    for spec in pipeline_topics(destinations=()):
+        if spec.name == topic:
+            return spec.schema
+    raise KeyError(f"{topic!r} is not a pipeline topic")

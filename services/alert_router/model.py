@@ -1,0 +1,126 @@
+"""Plain data passed into and out of the alert-router core (no Kafka, no Faust)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class FrameRef:
+    """Where the frame that produced a set of detections lives in Kafka."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class Det:
+    """One detection; box corners are normalised to 0..1 of the frame width/height."""
+
+    class_id: int
+    class_name: str
+    score: float
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+
+    def __post_init__(self) -> None:
+        if not (self.x2 > self.x1 and self.y2 > self.y1):
+            raise ValueError(
+                f"detection box of {self.class_name!r} is empty or inverted: "
+                f"({self.x1}, {self.y1}, {self.x2}, {self.y2}); expected x1 < x2 and y1 < y2"
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class FrameDetections:
+    """All detections of one sampled frame of one camera."""
+
+    camera_id: str
+    frame_seq: int
+    capture_time_ms: int
+    frame_ref: FrameRef
+    width: int
+    height: int
+    detections: list[Det] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.width <= 0 or self.height <= 0:
+            raise ValueError(
+                f"camera {self.camera_id!r} frame {self.frame_seq}: width and height must be positive, "
+                f"got {self.width}x{self.height}"
+            )
+
+    @property
+    def aspect(self) -> float:
+        """Width / height: converts normalised x distances into units of the frame height."""
+        return self.width / self.height
+
+
+@dataclass(frozen=True, slots=True)
+class TrackedBox:
+    """A box of a tracked object, as carried on alerts."""
+
+    track_id: int
+    class_name: str
+    score: float
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+
+
+class AlertKind(StrEnum):
+    NEW = "new"
+    UPDATE = "update"
+    END = "end"
+
+
+class Severity(StrEnum):
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    CRITICAL = "critical"
+
+    @property
+    def rank(self) -> int:
+        return _SEVERITY_ORDER[self]
+
+
+_SEVERITY_ORDER = {Severity.LOW: 0, Severity.MEDIUM: 1, Severity.HIGH: 2, Severity.CRITICAL: 3}
+
+
+@dataclass(frozen=True, slots=True)
+class AlertEvent:
+    """One message about an incident: `new` once, `update` (rate limited) while it lasts, `end` once.
+
+    Times are epoch milliseconds of frame capture (never wall clock), so a replay gives identical events.
+    `ended_at` is the capture time of the last frame on which the condition still held.
+    """
+
+    kind: AlertKind
+    alert_id: str
+    rule: str
+    rule_type: str
+    zone: str
+    camera_id: str
+    site_id: str
+    severity: Severity
+    started_at: int
+    detected_at: int
+    ended_at: int | None
+    track_ids: list[int]
+    boxes: list[TrackedBox]
+    frame_ref: FrameRef | None
+    description: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-compatible dict (enums as their string values)."""
+        data = asdict(self)
+        data["kind"] = str(self.kind)
+        data["severity"] = str(self.severity)
+        return data

@@ -1,0 +1,255 @@
+"""Per-frame rule evaluation over tracked objects, with JSON-compatible timer state."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from .config import (
+    AbandonedObjectRule,
+    CameraConfig,
+    CrowdingRule,
+    IntrusionRule,
+    LineCrossingRule,
+    LoiteringRule,
+    RunningRule,
+    ZoneConfig,
+)
+from .geometry import point_in_polygon, segments_intersect, side_of_line
+from .tracking import HistoryPoint, Track
+
+Rule = IntrusionRule | LoiteringRule | CrowdingRule | LineCrossingRule | RunningRule | AbandonedObjectRule
+
+
+@dataclass(slots=True)
+class RuleResult:
+    """Whether one rule of one zone holds on this frame, and which tracks make it hold."""
+
+    zone: str
+    rule: str
+    rule_type: str
+    active: bool
+    tracks: list[Track] = field(default_factory=list)
+    description: str = ""
+
+    @property
+    def key(self) -> str:
+        return f"{self.zone}/{self.rule}"
+
+
+def _label(track: Track) -> str:
+    return f"{track.class_name} #{track.track_id}"
+
+
+def _in_zone(track: Track, zone: ZoneConfig) -> bool:
+    return point_in_polygon(track.foot, zone.polygon)
+
+
+def speed_heights_per_s(track: Track, rule: RunningRule, aspect: float) -> float | None:
+    """Foot-point speed over roughly `rule.window_s`, in body heights per second; None if unmeasurable."""
+    if len(track.history) < 2:
+        return None
+    latest = track.history[-1]
+    window_ms = rule.window_s * 1000.0
+    min_span_ms = rule.min_span_s * 1000.0
+    max_gap_ms = rule.max_gap_s * 1000.0
+    earlier = track.history[:-1]
+    in_window = [p for p in earlier if latest.time_ms - p.time_ms <= window_ms]
+    reference: HistoryPoint | None = in_window[0] if in_window else None
+    if reference is None or latest.time_ms - reference.time_ms < min_span_ms:
+        # Window too sparse (low fps) or too short: fall back to the newest point far enough back.
+        far_enough = [p for p in earlier if min_span_ms <= latest.time_ms - p.time_ms <= max_gap_ms]
+        reference = far_enough[-1] if far_enough else None
+    if reference is None:
+        return None
+    span_s = (latest.time_ms - reference.time_ms) / 1000.0
+    distance = math.hypot((latest.foot_x - reference.foot_x) * aspect, latest.foot_y - reference.foot_y)
+    body = (latest.height + reference.height) / 2.0
+    return distance / body / span_s
+
+
+def crossing_direction(rule: LineCrossingRule, previous: tuple[float, float], current: tuple[float, float]) -> str | None:
+    """'a_to_b' / 'b_to_a' when the step previous->current crosses the rule's line, else None."""
+    start, end = rule.line
+    if not segments_intersect(previous, current, start, end):
+        return None
+    before = side_of_line(start, end, previous)
+    after = side_of_line(start, end, current)
+    # Touching the line is not crossing it: require a strict change of side.
+    if before < 0 < after:
+        return "a_to_b"
+    if before > 0 > after:
+        return "b_to_a"
+    return None
+
+
+class RuleEngine:
+    """Evaluates every rule of every zone of one camera, frame by frame."""
+
+    def __init__(self, camera: CameraConfig, state: dict[str, Any] | None = None) -> None:
+        self.camera = camera
+        # rule key -> rule-specific timers; only JSON types inside.
+        self.state: dict[str, dict[str, Any]] = {k: dict(v) for k, v in (state or {}).items()}
+        valid_keys = {f"{zone.name}/{rule.key}" for zone in camera.zones for rule in zone.rules}
+        # Config may have changed since the snapshot: forget timers of rules that no longer exist.
+        for key in list(self.state):
+            if key not in valid_keys:
+                del self.state[key]
+
+    def to_state(self) -> dict[str, Any]:
+        return self.state
+
+    def evaluate(self, now_ms: int, aspect: float, seen: list[Track], alive_ids: set[int]) -> list[RuleResult]:
+        """`seen`: confirmed tracks observed on this frame; `alive_ids`: all tracks the tracker still holds."""
+        self._forget_dead_tracks(alive_ids)
+        results: list[RuleResult] = []
+        for zone in self.camera.zones:
+            scheduled = zone.schedule is None or zone.schedule.is_active(now_ms)
+            for rule in zone.rules:
+                key = f"{zone.name}/{rule.key}"
+                if not scheduled:
+                    self.state.pop(key, None)  # timers restart when the schedule opens again
+                    results.append(RuleResult(zone.name, rule.key, rule.type, False))
+                    continue
+                watched = [t for t in seen if t.class_name in zone.watched_classes(rule.classes)]
+                rule_state = self.state.setdefault(key, {})
+                result = self._evaluate_rule(zone, rule, rule_state, now_ms, aspect, watched, seen)
+                results.append(result)
+        return results
+
+    # ----------------------------------------------------------------- rules
+    def _evaluate_rule(
+        self,
+        zone: ZoneConfig,
+        rule: Rule,
+        rule_state: dict[str, Any],
+        now: int,
+        aspect: float,
+        watched: list[Track],
+        seen: list[Track],
+    ) -> RuleResult:
+        result = RuleResult(zone.name, rule.key, rule.type, False)
+        if isinstance(rule, IntrusionRule):
+            inside = [t for t in watched if _in_zone(t, zone)]
+            if inside:
+                result.active, result.tracks = True, inside
+                result.description = f"{', '.join(map(_label, inside))} in restricted zone '{zone.name}'"
+        elif isinstance(rule, LoiteringRule):
+            entered: dict[str, int] = rule_state.setdefault("entered", {})
+            loiterers: list[tuple[Track, float]] = []
+            for track in watched:
+                tid = str(track.track_id)
+                if _in_zone(track, zone):
+                    entered.setdefault(tid, now)
+                    dwell_s = (now - entered[tid]) / 1000.0
+                    if dwell_s >= rule.min_dwell_s:
+                        loiterers.append((track, dwell_s))
+                else:
+                    entered.pop(tid, None)
+            if loiterers:
+                result.active, result.tracks = True, [t for t, _ in loiterers]
+                result.description = "; ".join(
+                    f"{_label(t)} in zone '{zone.name}' for {dwell:.0f} s" for t, dwell in loiterers
+                )
+        elif isinstance(rule, CrowdingRule):
+            inside = [t for t in watched if _in_zone(t, zone)]
+            if len(inside) >= rule.min_count:
+                since = rule_state.setdefault("since", now)
+                duration_s = (now - since) / 1000.0
+                if duration_s >= rule.min_duration_s:
+                    result.active, result.tracks = True, inside
+                    result.description = f"{len(inside)} objects in zone '{zone.name}' for {duration_s:.0f} s"
+            else:
+                rule_state.pop("since", None)
+        elif isinstance(rule, LineCrossingRule):
+            crossed: list[tuple[Track, str]] = []
+            for track in watched:
+                previous = track.previous_point()
+                if previous is None:
+                    continue
+                direction = crossing_direction(rule, (previous.foot_x, previous.foot_y), track.foot)
+                if direction is not None and rule.direction in ("both", direction):
+                    crossed.append((track, direction))
+            if crossed:
+                result.active, result.tracks = True, [t for t, _ in crossed]
+                result.description = "; ".join(
+                    f"{_label(t)} crossed line of zone '{zone.name}' {direction}" for t, direction in crossed
+                )
+        elif isinstance(rule, RunningRule):
+            runners: list[tuple[Track, float]] = []
+            for track in watched:
+                if not _in_zone(track, zone):
+                    continue
+                speed = speed_heights_per_s(track, rule, aspect)
+                if speed is not None and speed >= rule.min_speed_heights_per_s:
+                    runners.append((track, speed))
+            if runners:
+                result.active, result.tracks = True, [t for t, _ in runners]
+                result.description = "; ".join(
+                    f"{_label(t)} running at {speed:.1f} body heights/s in zone '{zone.name}'" for t, speed in runners
+                )
+        elif isinstance(rule, AbandonedObjectRule):
+            result = self._abandoned(zone, rule, rule_state, now, aspect, watched, seen)
+        return result
+
+    def _abandoned(
+        self,
+        zone: ZoneConfig,
+        rule: AbandonedObjectRule,
+        rule_state: dict[str, Any],
+        now: int,
+        aspect: float,
+        watched: list[Track],
+        seen: list[Track],
+    ) -> RuleResult:
+        objects: dict[str, dict[str, Any]] = rule_state.setdefault("objects", {})
+        people = [t for t in seen if t.class_name in rule.person_classes]
+        abandoned: list[tuple[Track, float]] = []
+        for track in watched:
+            tid = str(track.track_id)
+            if not _in_zone(track, zone):
+                objects.pop(tid, None)
+                continue
+            cx, cy = track.center
+            size = max(track.width * aspect, track.height)  # in frame-height units
+            entry = objects.get(tid)
+            moved = entry is not None and math.hypot((cx - entry["ax"]) * aspect, cy - entry["ay"]) > (
+                rule.stationary_tolerance * size
+            )
+            if entry is None or moved:
+                entry = {"ax": cx, "ay": cy, "still_since": now, "unattended_since": None}
+                objects[tid] = entry
+            radius = rule.person_radius_factor * size
+            attended = any(_distance_to_box(cx, cy, person, aspect) <= radius for person in people)
+            if attended:
+                entry["unattended_since"] = None
+            elif entry["unattended_since"] is None:
+                entry["unattended_since"] = now
+            if entry["unattended_since"] is not None:
+                unattended_s = (now - max(entry["unattended_since"], entry["still_since"])) / 1000.0
+                if unattended_s >= rule.min_unattended_s:
+                    abandoned.append((track, unattended_s))
+        result = RuleResult(zone.name, rule.key, rule.type, False)
+        if abandoned:
+            result.active, result.tracks = True, [t for t, _ in abandoned]
+            result.description = "; ".join(
+                f"{_label(t)} unattended in zone '{zone.name}' for {seconds:.0f} s" for t, seconds in abandoned
+            )
+        return result
+
+    def _forget_dead_tracks(self, alive_ids: set[int]) -> None:
+        alive = {str(i) for i in alive_ids}
+        for rule_state in self.state.values():
+            for per_track in ("entered", "objects"):
+                table = rule_state.get(per_track)
+                if table:
+                    for tid in [t for t in table if t not in alive]:
+                        del table[tid]
+
+
+def _distance_to_box(x: float, y: float, track: Track, aspect: float) -> float:
+    """Distance (frame-height units) from a point to the nearest point of a track's box; 0 if inside."""
+    dx = max(track.x1 - x, 0.0, x - track.x2) * aspect
+    dy = max(track.y1 - y, 0.0, y - track.y2)
+    return math.hypot(dx, dy)
