@@ -6,6 +6,7 @@ Every command talks to the Kafka (and registry) named by flags or the usual CCTV
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -21,6 +22,8 @@ topics_app = typer.Typer(help="The pipeline's topics.", no_args_is_help=True)
 app.add_typer(kafka_app, name="kafka")
 app.add_typer(registry_app, name="registry")
 app.add_typer(topics_app, name="topics")
+cameras_app = typer.Typer(help="The camera inventory (compacted topic cctv.cameras.v1).", no_args_is_help=True)
+app.add_typer(cameras_app, name="cameras")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -164,6 +167,87 @@ def topics_check(bootstrap: BootstrapOption = None, destination: DestinationsOpt
     if missing:
         fail("missing topics: " + ", ".join(missing) + " (run `cctv topics create`)")
     console.print(f"all {len(names)} pipeline topics present on {config.kafka.bootstrap_servers}")
+
+
+def _publish_file(path: Path, bootstrap: str | None, prune: bool) -> None:
+    from cctv.inventory import InventoryError, load_file, publish, read_inventory
+    from libs.serde import make_serde
+
+    try:
+        entries = load_file(path)
+    except InventoryError as error:
+        err_console.print(f"[red]{path}: {len(error.errors)} invalid entries, nothing published:[/red]")
+        for problem in error.errors:
+            err_console.print(f"  {path}:{problem}")
+        raise typer.Exit(1) from None
+    except OSError as error:
+        fail(f"cannot read {path}: {error.strerror}")
+    config = settings(bootstrap)
+    serde = make_serde(config.registry)
+    remove: list[str] = []
+    if prune:
+        wanted = {entry.camera_id for entry in entries}
+        remove = sorted(set(read_inventory(config.kafka, serde)) - wanted)
+    try:
+        count = publish(config.kafka, serde, entries, remove)
+    except Exception as error:
+        fail(f"publishing failed, nothing was committed: {type(error).__name__}: {error}")
+    console.print(f"published {len(entries)} cameras" + (f", removed {len(remove)}" if remove else "")
+                  + f" to {config.kafka.bootstrap_servers} ({count} records, one transaction)")
+
+
+@cameras_app.command("apply")
+def cameras_apply(
+    file: Annotated[Path, typer.Option("--file", "-f", help="YAML file with a top-level 'cameras:' list.")],
+    bootstrap: BootstrapOption = None,
+    prune: Annotated[bool, typer.Option(help="Remove cameras that are not in the file.")] = False,
+) -> None:
+    """Validate every camera of a YAML file, then publish all of them in one transaction (or none)."""
+    _publish_file(file, bootstrap, prune)
+
+
+@cameras_app.command("import")
+def cameras_import(
+    file: Annotated[Path, typer.Argument(help="CSV: camera_id,name,site_id,stream_url,lat,lon,tags,sampling,...")],
+    bootstrap: BootstrapOption = None,
+) -> None:
+    """Validate every row of a CSV inventory, then publish all of them in one transaction (or none)."""
+    _publish_file(file, bootstrap, prune=False)
+
+
+@cameras_app.command("delete")
+def cameras_delete(camera_ids: Annotated[list[str], typer.Argument(help="Camera ids to remove.")],
+                   bootstrap: BootstrapOption = None) -> None:
+    """Remove cameras (tombstones on the compacted inventory topic)."""
+    from cctv.inventory import publish
+    from libs.serde import make_serde
+
+    config = settings(bootstrap)
+    publish(config.kafka, make_serde(config.registry), [], camera_ids)
+    console.print(f"removed {len(camera_ids)} cameras")
+
+
+@cameras_app.command("list")
+def cameras_list(bootstrap: BootstrapOption = None,
+                 tag: Annotated[Optional[str], typer.Option(help="Only cameras with this tag.")] = None) -> None:
+    """Show the current inventory as a table (stream URLs with credentials redacted)."""
+    from cctv.inventory import read_inventory
+    from libs.redact import redact_url
+    from libs.serde import make_serde
+
+    config = settings(bootstrap)
+    try:
+        cameras = read_inventory(config.kafka, make_serde(config.registry))
+    except Exception as error:
+        fail(f"{type(error).__name__}: {error}")
+    table = Table("camera", "name", "site", "stream", "tags", "sampling", "zones", "enabled")
+    shown = [c for c in sorted(cameras.values(), key=lambda c: c.camera_id) if tag is None or tag in c.tags]
+    for camera in shown:
+        sampling = camera.sampling.mode + (f" {camera.sampling.fps:g}/s" if camera.sampling.mode == "fps" else "")
+        table.add_row(camera.camera_id, camera.name, camera.site_id, redact_url(camera.stream_url),
+                      ",".join(camera.tags), sampling, str(len(camera.zones)), "yes" if camera.enabled else "no")
+    console.print(table)
+    console.print(f"{len(shown)} cameras")
 
 
 def main() -> None:

@@ -13,16 +13,12 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from cctv.devstack.process import cache_dir, port_open, read_pid, spawn, stop_pid, wait_until
+from cctv.devstack.process import DevStackError, cache_dir, port_open, read_pid, spawn, stop_pid, wait_until
 
 log = logging.getLogger(__name__)
 
 POM = Path(__file__).with_name("kafka_maven") / "pom.xml"
 HOST = "127.0.0.1"
-
-
-class DevStackError(Exception):
-    pass
 
 
 def jars_dir() -> Path:

@@ -10,6 +10,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 
+class DevStackError(Exception):
+    """A local dev-stack component could not be fetched, started or reached; the message says what to do."""
+
+
 def repo_root() -> Path:
     return Path(__file__).resolve().parents[2]
 

@@ -16,7 +16,7 @@ Bad arguments or unplayable files exit with code 2 and a message on stderr befor
 How looping works: every mount has one "camera" pipeline (filesrc ! qtdemux ! appsink sync=true) that
 plays the file in real time and seeks back to the start at end-of-stream, forever. Each RTSP media
 gets an appsrc (is-live, do-timestamp) that this camera feeds, so timestamps keep increasing across
-loops exactly like a live camera, and every client joins at the next keyframe.
+loops exactly like a live camera, and every client (one media each) joins at the next keyframe.
 Needs: python3-gi, gir1.2-gst-rtsp-server-1.0, gstreamer1.0-plugins-good (qtdemux, rtph264pay),
 gstreamer1.0-plugins-bad (h264parse/h265parse). Imports only the standard library and gi.
 """
@@ -69,6 +69,14 @@ def parse_mount(text: str) -> MountSpec:
     return MountSpec(name=name, path=path)
 
 
+@dataclass
+class Viewer:
+    """One client's appsrc and whether it has seen its first keyframe yet."""
+
+    appsrc: GstApp.AppSrc
+    waiting_for_keyframe: bool = True
+
+
 class LoopingCamera:
     """Plays one file in real time forever and pushes its encoded frames into every attached appsrc."""
 
@@ -89,7 +97,7 @@ class LoopingCamera:
         source.link(demuxer)
         demuxer.connect("pad-added", self._on_demuxer_pad_added)
         self.sink.connect("new-sample", self._on_new_sample)
-        self._attached_sources: dict[int, dict[str, object]] = {}
+        self._viewers: dict[int, Viewer] = {}
         self._lock = threading.Lock()
         self.caps: Gst.Caps | None = None
 
@@ -143,11 +151,11 @@ class LoopingCamera:
         appsrc.set_property("caps", self.caps)
         with self._lock:
             # A new viewer only gets data from the next keyframe on: it could not decode anything before.
-            self._attached_sources[hash(appsrc)] = {"appsrc": appsrc, "waiting_for_keyframe": True}
+            self._viewers[id(appsrc)] = Viewer(appsrc)
 
     def detach(self, appsrc: GstApp.AppSrc) -> None:
         with self._lock:
-            self._attached_sources.pop(hash(appsrc), None)
+            self._viewers.pop(id(appsrc), None)
 
     def _on_new_sample(self, sink: GstApp.AppSink) -> Gst.FlowReturn:
         sample = sink.emit("pull-sample")
@@ -156,7 +164,7 @@ class LoopingCamera:
         buffer = sample.get_buffer()
         is_keyframe = not buffer.has_flags(Gst.BufferFlags.DELTA_UNIT)
         with self._lock:
-            viewers = list(self._attached_sources.items())
+            viewers = list(self._viewers.items())
         if not viewers:
             return Gst.FlowReturn.OK
         # Fresh timestamps come from each appsrc (do-timestamp) so they grow across file loops.
@@ -165,18 +173,18 @@ class LoopingCamera:
         restamped.dts = Gst.CLOCK_TIME_NONE
         restamped.duration = buffer.duration
         for key, viewer in viewers:
-            if viewer["waiting_for_keyframe"]:
+            if viewer.waiting_for_keyframe:
                 if not is_keyframe:
                     continue
-                viewer["waiting_for_keyframe"] = False
-            flow = viewer["appsrc"].emit("push-buffer", restamped)
+                viewer.waiting_for_keyframe = False
+            flow = viewer.appsrc.emit("push-buffer", restamped)
             if flow not in (Gst.FlowReturn.OK, Gst.FlowReturn.FLUSHING):
                 self._forget(key)
         return Gst.FlowReturn.OK
 
     def _forget(self, key: int) -> None:
         with self._lock:
-            self._attached_sources.pop(key, None)
+            self._viewers.pop(key, None)
 
     def _on_end_of_file(self, _bus: Gst.Bus, _message: Gst.Message) -> None:
         # Loop: a flushing seek to the start restarts real-time pacing from zero.
@@ -189,15 +197,14 @@ class LoopingCamera:
 
 
 class CameraMediaFactory(GstRtspServer.RTSPMediaFactory):
-    """One shared live media per mount, fed by the mount's LoopingCamera."""
+    """A live media per client, all fed by the mount's LoopingCamera (so each client starts at a keyframe)."""
 
     def __init__(self, camera: LoopingCamera) -> None:
         super().__init__()
         self.camera = camera
         self.set_launch(camera.payloader_description())
-        self.set_shared(True)
-        # Suspend/unprepare when the last client leaves, so a later client starts a fresh media.
-        self.set_eos_shutdown(False)
+        # Not shared: a media per client, so each one starts at a keyframe and gets its own timeline.
+        self.set_shared(False)
         self.connect("media-configure", self._on_media_configure)
 
     def _on_media_configure(self, _factory: GstRtspServer.RTSPMediaFactory, media: GstRtspServer.RTSPMedia) -> None:
@@ -212,10 +219,13 @@ def build_server(
     server = GstRtspServer.RTSPServer()
     server.set_address(address)
     server.set_service(str(port))
+    # The default pool runs every client on one thread; a client waiting for its first keyframe
+    # would then stall all the others, so give each client its own thread.
+    server.get_thread_pool().set_max_threads(-1)
     if user is not None and password is not None:
         auth = GstRtspServer.RTSPAuth()
-        token = GstRtspServer.RTSPToken.new_empty()
-        token.get_writable_structure().set_value(GstRtspServer.RTSP_TOKEN_MEDIA_FACTORY_ROLE, AUTH_ROLE)
+        token = GstRtspServer.RTSPToken()
+        token.set_string(GstRtspServer.RTSP_TOKEN_MEDIA_FACTORY_ROLE, AUTH_ROLE)
         auth.add_basic(GstRtspServer.RTSPAuth.make_basic(user, password), token)
         server.set_auth(auth)
     cameras: list[LoopingCamera] = []
@@ -225,7 +235,7 @@ def build_server(
         camera.preroll()
         factory = CameraMediaFactory(camera)
         if user is not None:
-            role, _end = Gst.Structure.from_string(
+            role = Gst.Structure.new_from_string(
                 f"{AUTH_ROLE}, media.factory.access=(boolean)true, media.factory.construct=(boolean)true"
             )
             factory.add_role_from_structure(role)

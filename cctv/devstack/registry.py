@@ -1,0 +1,113 @@
+"""A real schema registry for development and tests: Apicurio Registry 2.6 (Confluent-compatible API
+under /apis/ccompat/v7), in-memory storage, bound to 127.0.0.1.
+
+Apicurio publishes its complete, ready-to-run Quarkus distribution on Maven Central as
+io.apicurio:apicurio-registry-app:<version>:tar.gz:all; Maven unpacks it once into the project cache
+(registry_maven/README.md explains why not the plain jar, and what failed with 3.x on Java 17).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from cctv.devstack.process import DevStackError, cache_dir, port_open, read_pid, spawn, stop_pid, wait_until
+
+__all__ = ["DevStackError", "SchemaRegistry", "APICURIO_VERSION"]
+
+APICURIO_VERSION = "2.6.13.Final"
+MAVEN_DIR = Path(__file__).with_name("registry_maven")
+HOST = "127.0.0.1"
+
+
+def registry_home() -> Path:
+    return cache_dir() / "registry" / f"apicurio-registry-{APICURIO_VERSION}"
+
+
+def runner_jar() -> Path:
+    return registry_home() / f"apicurio-registry-app-{APICURIO_VERSION}-runner.jar"
+
+
+def ensure_distribution() -> Path:
+    """Unpack the registry distribution from Maven Central unless already cached."""
+    if runner_jar().is_file():
+        return runner_jar()
+    if shutil.which("mvn") is None:
+        raise DevStackError("Maven (mvn) is not installed: run `sudo apt-get install maven` or scripts/install-system-deps.sh")
+    command = [
+        "mvn", "-B", "-q", "-s", str(MAVEN_DIR / "settings.xml"), "-f", str(MAVEN_DIR / "pom.xml"), "package",
+        f"-Dregistry.home={registry_home()}", f"-Dapicurio.version={APICURIO_VERSION}",
+    ]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0 or not runner_jar().is_file():
+        raise DevStackError(f"Maven could not fetch Apicurio Registry: {result.stdout[-2000:]}{result.stderr[-2000:]}")
+    return runner_jar()
+
+
+@dataclass(frozen=True)
+class SchemaRegistry:
+    port: int = 8081
+
+    @property
+    def url(self) -> str:
+        """What CCTV_REGISTRY__URL should be: the Confluent-compatible API."""
+        return f"http://{HOST}:{self.port}/apis/ccompat/v7"
+
+    @property
+    def home(self) -> Path:
+        return cache_dir() / "registry" / f"node-{self.port}"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.home / "registry.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.home / "registry.log"
+
+    def ready(self) -> bool:
+        if not port_open(HOST, self.port):
+            return False
+        try:
+            with urllib.request.urlopen(f"http://{HOST}:{self.port}/health/ready", timeout=2) as response:
+                return response.status == 200
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def status(self) -> str:
+        pid = read_pid(self.pid_file)
+        if pid is None:
+            return "running (not started by us)" if self.ready() else "stopped"
+        return f"running (pid {pid})" if self.ready() else f"starting (pid {pid})"
+
+    def start(self, timeout_s: float = 180.0) -> str:
+        if read_pid(self.pid_file) is not None or port_open(HOST, self.port):
+            if not wait_until(self.ready, timeout_s):
+                raise DevStackError(f"port {self.port} is taken but does not answer as a schema registry")
+            return "already running"
+        if shutil.which("java") is None:
+            raise DevStackError("Java 17+ is not installed: run `sudo apt-get install openjdk-17-jre-headless`")
+        jar = ensure_distribution()
+        self.home.mkdir(parents=True, exist_ok=True)
+        command = [
+            "java", "-Xms32m", "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+            "-XX:ReservedCodeCacheSize=64m", "-Xss512k",
+            f"-Dquarkus.http.host={HOST}", f"-Dquarkus.http.port={self.port}",
+            f"-Djava.io.tmpdir={self.home}",
+            "-Dquarkus.datasource.jdbc.initial-size=2", "-Dquarkus.datasource.jdbc.min-size=2",
+            "-Dquarkus.datasource.jdbc.max-size=20",
+            "-jar", str(jar),
+        ]
+        spawn(command, self.log_file, self.pid_file)
+        if not wait_until(self.ready, timeout_s, interval_s=0.5):
+            tail = self.log_file.read_text(errors="replace")[-3000:] if self.log_file.exists() else ""
+            self.stop()
+            raise DevStackError(f"schema registry not ready within {timeout_s:.0f} s; log tail:\n{tail}")
+        return "started"
+
+    def stop(self) -> bool:
+        return stop_pid(self.pid_file, timeout_s=30)

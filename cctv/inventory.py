@@ -1,0 +1,224 @@
+"""Publishing and reading the camera inventory (the compacted topic cctv.cameras.v1).
+
+Files are validated completely before anything is sent, and the whole file is published in one Kafka
+transaction, so consumers see either all of it or none of it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+from pydantic import ValidationError
+
+from libs.cameras import CameraEntry, GeoPoint, Sampling
+from libs.serde import AvroSerde
+from libs.settings import KafkaSettings
+from libs.topics import CAMERAS
+
+
+@dataclass
+class EntryError:
+    line: int
+    camera_id: str | None
+    reason: str
+
+    def __str__(self) -> str:
+        who = f" ({self.camera_id})" if self.camera_id else ""
+        return f"line {self.line}{who}: {self.reason}"
+
+
+class InventoryError(Exception):
+    def __init__(self, errors: list[EntryError]) -> None:
+        self.errors = errors
+        super().__init__("\n".join(str(e) for e in errors))
+
+
+def _explain(error: ValidationError) -> str:
+    parts = []
+    for item in error.errors():
+        where = ".".join(str(p) for p in item["loc"])
+        message = item["msg"].removeprefix("Value error, ")
+        parts.append(f"{where}: {message}" if where else message)
+    return "; ".join(parts)
+
+
+def validate_entry(data: Any, line: int) -> tuple[CameraEntry | None, EntryError | None]:
+    from services.alert_router.config import CameraConfig as RuleCameraConfig
+
+    camera_id = data.get("camera_id") if isinstance(data, dict) else None
+    if not isinstance(data, dict):
+        return None, EntryError(line, None, f"expected a mapping of camera fields, got {type(data).__name__}")
+    try:
+        entry = CameraEntry.model_validate(data)
+        # Zones and rules are checked by the alert-router's own models, so errors here match its errors at start.
+        RuleCameraConfig(camera_id=entry.camera_id, name=entry.name, site_id=entry.site_id,
+                         tags=entry.tags, zones=entry.zones)
+    except ValidationError as error:
+        return None, EntryError(line, camera_id, _explain(error))
+    return entry, None
+
+
+def _check_duplicates(entries: list[tuple[int, CameraEntry]], errors: list[EntryError]) -> None:
+    first_line: dict[str, int] = {}
+    for line, entry in entries:
+        if entry.camera_id in first_line:
+            errors.append(EntryError(line, entry.camera_id, f"duplicate camera_id (first at line {first_line[entry.camera_id]})"))
+        else:
+            first_line[entry.camera_id] = line
+
+
+def parse_yaml(text: str) -> list[CameraEntry]:
+    """`cameras:` list (or a bare list) of camera mappings; errors carry the item's line number."""
+    try:
+        root = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        raise InventoryError([EntryError(mark.line + 1 if mark else 0, None, f"not valid YAML: {error}")]) from None
+    node, items = root, data
+    if isinstance(data, dict):
+        items = data.get("cameras")
+        node = next((v for k, v in root.value if k.value == "cameras"), None) if root is not None else None
+    if not isinstance(items, list) or node is None:
+        raise InventoryError([EntryError(1, None, "expected a list of cameras under the top-level key 'cameras:'")])
+    entries: list[tuple[int, CameraEntry]] = []
+    errors: list[EntryError] = []
+    for item, item_node in zip(items, node.value):
+        line = item_node.start_mark.line + 1
+        entry, error = validate_entry(item, line)
+        if error:
+            errors.append(error)
+        else:
+            entries.append((line, entry))
+    _check_duplicates(entries, errors)
+    if errors:
+        raise InventoryError(errors)
+    return [entry for _, entry in entries]
+
+
+CSV_COLUMNS = ("camera_id", "name", "site_id", "stream_url", "lat", "lon", "tags", "sampling", "enabled",
+               "credentials_ref", "rtsp_transport")
+
+
+def parse_csv(text: str) -> list[CameraEntry]:
+    """Columns: camera_id,name,site_id,stream_url[,lat,lon,tags(;-separated),sampling(keyframes|fps:N),
+    enabled,credentials_ref,rtsp_transport]. Zones need YAML."""
+    reader = csv.DictReader(io.StringIO(text))
+    header = reader.fieldnames or []
+    unknown = [c for c in header if c not in CSV_COLUMNS]
+    missing = [c for c in ("camera_id", "stream_url") if c not in header]
+    if unknown or missing:
+        reasons = []
+        if missing:
+            reasons.append(f"missing columns {missing}")
+        if unknown:
+            reasons.append(f"unknown columns {unknown}; known: {', '.join(CSV_COLUMNS)}")
+        raise InventoryError([EntryError(1, None, "; ".join(reasons))])
+    entries: list[tuple[int, CameraEntry]] = []
+    errors: list[EntryError] = []
+    for row in reader:
+        line = reader.line_num
+        values = {k: (v or "").strip() for k, v in row.items() if k is not None}
+        try:
+            data: dict[str, Any] = {k: values[k] for k in ("camera_id", "name", "site_id", "stream_url") if k in values}
+            if values.get("lat") or values.get("lon"):
+                data["location"] = GeoPoint(lat=float(values.get("lat") or "nan"), lon=float(values.get("lon") or "nan"))
+            if values.get("tags"):
+                data["tags"] = values["tags"].split(";")
+            if values.get("sampling"):
+                data["sampling"] = Sampling.parse_short(values["sampling"])
+            if values.get("enabled"):
+                flag = values["enabled"].lower()
+                if flag not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError(f"enabled must be true or false, got {values['enabled']!r}")
+                data["enabled"] = flag in ("true", "1", "yes")
+            for key in ("credentials_ref", "rtsp_transport"):
+                if values.get(key):
+                    data[key] = values[key].lower() if key == "rtsp_transport" else values[key]
+        except (ValueError, ValidationError) as error:
+            reason = _explain(error) if isinstance(error, ValidationError) else str(error)
+            errors.append(EntryError(line, values.get("camera_id") or None, reason))
+            continue
+        entry, error = validate_entry(data, line)
+        if error:
+            errors.append(error)
+        else:
+            entries.append((line, entry))
+    _check_duplicates(entries, errors)
+    if errors:
+        raise InventoryError(errors)
+    return [entry for _, entry in entries]
+
+
+def load_file(path: Path) -> list[CameraEntry]:
+    text = path.read_text(encoding="utf-8")
+    return parse_csv(text) if path.suffix.lower() == ".csv" else parse_yaml(text)
+
+
+def publish(settings: KafkaSettings, serde: AvroSerde, entries: list[CameraEntry],
+            remove: list[str] | None = None) -> int:
+    """Publish entries (and tombstones for `remove`) in one transaction. Returns records written."""
+    producer = Producer(settings.client_config() | {
+        "transactional.id": f"cctv-inventory-{uuid.uuid4()}",
+        "enable.idempotence": True,
+        "acks": "all",
+        "linger.ms": 20,
+        "compression.type": "lz4",
+    })
+    producer.init_transactions(30)
+    producer.begin_transaction()
+    now = int(time.time() * 1000)
+    try:
+        for entry in entries:
+            producer.produce(CAMERAS, key=entry.camera_id.encode(),
+                             value=serde.serialize(CAMERAS, "CameraConfig", entry.to_record(now)))
+            producer.poll(0)
+        for camera_id in remove or []:
+            producer.produce(CAMERAS, key=camera_id.encode(), value=None)
+        producer.commit_transaction(60)
+    except Exception:
+        producer.abort_transaction(30)
+        raise
+    return len(entries) + len(remove or [])
+
+
+def read_inventory(settings: KafkaSettings, serde: AvroSerde, timeout_s: float = 30.0) -> dict[str, CameraEntry]:
+    """The current inventory: the compacted topic read from the beginning to its end, latest per key."""
+    consumer = Consumer(settings.client_config() | {
+        "group.id": f"cctv-inventory-reader-{uuid.uuid4().hex[:8]}", "enable.auto.commit": False,
+        "isolation.level": "read_committed",
+    })
+    try:
+        metadata = consumer.list_topics(CAMERAS, timeout=10).topics[CAMERAS]
+        if metadata.error is not None:
+            raise RuntimeError(f"{CAMERAS}: {metadata.error.str()} (run `cctv topics create`)")
+        partitions = [TopicPartition(CAMERAS, p, OFFSET_BEGINNING) for p in metadata.partitions]
+        ends = {tp.partition: consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in partitions}
+        pending = {p for p, end in ends.items() if end > 0}
+        consumer.assign(partitions)
+        cameras: dict[str, CameraEntry] = {}
+        deadline = time.monotonic() + timeout_s
+        while pending and time.monotonic() < deadline:
+            message = consumer.poll(0.2)
+            if message is not None and not message.error():
+                if message.value() is None:
+                    cameras.pop(message.key().decode(), None)
+                else:
+                    record = serde.deserialize(CAMERAS, "CameraConfig", message.value())
+                    cameras[record["camera_id"]] = CameraEntry.from_record(record)
+            # Transaction markers occupy offsets too, so "done" is the consumer position reaching the end.
+            positions = consumer.position([TopicPartition(CAMERAS, p) for p in pending])
+            pending -= {tp.partition for tp in positions if tp.offset >= ends[tp.partition]}
+        if pending:
+            raise TimeoutError(f"could not read {CAMERAS} to its end within {timeout_s:.0f} s")
+        return cameras
+    finally:
+        consumer.close()

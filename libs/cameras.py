@@ -1,0 +1,193 @@
+"""The camera inventory: one validated model for a camera, and its mapping to the CameraConfig record.
+
+Publishers (`cctv cameras apply|import`) validate with it; ingest, frame-sampler and alert-router read
+records back through it. Zone and rule semantics are validated by the alert-router's own models.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from libs.redact import redact_url
+
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://", "file://")
+_RULE_FIXED_KEYS = ("type", "name", "severity", "classes", "line", "direction")
+
+
+class GeoPoint(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    lat: float = Field(ge=-90, le=90)
+    lon: float = Field(ge=-180, le=180)
+
+
+class Sampling(BaseModel):
+    """`keyframes`, or `fps` with a rate; a still scene still sends a frame every heartbeat_s."""
+
+    model_config = ConfigDict(extra="forbid")
+    mode: Literal["keyframes", "fps"] = "keyframes"
+    fps: float | None = Field(default=None, gt=0, le=60)
+    heartbeat_s: float = Field(default=30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _fps_with_mode(self) -> "Sampling":
+        if self.mode == "fps" and self.fps is None:
+            raise ValueError("sampling mode 'fps' needs a rate, e.g. {mode: fps, fps: 2}")
+        return self
+
+    @classmethod
+    def parse_short(cls, text: str) -> "Sampling":
+        """'keyframes' or 'fps:2' (the CSV form)."""
+        text = text.strip().lower()
+        if text in ("", "keyframes"):
+            return cls()
+        if text.startswith("fps:"):
+            return cls(mode="fps", fps=float(text[4:]))
+        raise ValueError(f"sampling must be 'keyframes' or 'fps:N', got {text!r}")
+
+
+class CameraEntry(BaseModel):
+    """One camera as an operator writes it (YAML/CSV) and as services read it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    camera_id: str
+    name: str = ""
+    site_id: str = ""
+    stream_url: str
+    credentials_ref: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_]{1,64}$")
+    rtsp_transport: Literal["tcp", "udp"] = "tcp"
+    loop: bool = False
+    realtime: bool = True
+    location: GeoPoint | None = None
+    tags: list[str] = Field(default_factory=list)
+    sampling: Sampling = Field(default_factory=Sampling)
+    zones: list[dict[str, Any]] = Field(default_factory=list)
+    timezone: str = "Asia/Seoul"
+    enabled: bool = True
+
+    @field_validator("camera_id")
+    @classmethod
+    def _id_shape(cls, value: str) -> str:
+        if not _ID.match(value):
+            raise ValueError(f"camera_id {value!r} must be 1-128 letters, digits or _.:- and start with a letter or digit")
+        return value
+
+    @field_validator("stream_url")
+    @classmethod
+    def _url_scheme(cls, value: str) -> str:
+        if not value.startswith(_SCHEMES):
+            raise ValueError(f"stream_url {redact_url(value)!r} must start with one of {', '.join(_SCHEMES)}")
+        return value
+
+    @field_validator("tags")
+    @classmethod
+    def _tags_lower(cls, value: list[str]) -> list[str]:
+        return sorted({tag.strip().lower() for tag in value if tag.strip()})
+
+    # ---- Avro mapping -------------------------------------------------------------------------------------
+
+    def to_record(self, updated_at_ms: int | None = None) -> dict[str, Any]:
+        return {
+            "camera_id": self.camera_id,
+            "name": self.name or self.camera_id,
+            "site_id": self.site_id,
+            "stream_url": self.stream_url,
+            "credentials_ref": self.credentials_ref,
+            "rtsp_transport": self.rtsp_transport.upper(),
+            "loop": self.loop,
+            "realtime": self.realtime,
+            "location": self.location.model_dump() if self.location else None,
+            "tags": self.tags,
+            "sampling": {"mode": self.sampling.mode.upper(), "fps": self.sampling.fps,
+                         "heartbeat_s": self.sampling.heartbeat_s},
+            "zones": [_zone_to_record(zone) for zone in self.zones],
+            "timezone": self.timezone,
+            "enabled": self.enabled,
+            "updated_at": updated_at_ms if updated_at_ms is not None else int(time.time() * 1000),
+        }
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> "CameraEntry":
+        sampling = record["sampling"]
+        return cls(
+            camera_id=record["camera_id"],
+            name=record["name"],
+            site_id=record["site_id"],
+            stream_url=record["stream_url"],
+            credentials_ref=record.get("credentials_ref"),
+            rtsp_transport=record["rtsp_transport"].lower(),
+            loop=record["loop"],
+            realtime=record["realtime"],
+            location=record.get("location"),
+            tags=record["tags"],
+            sampling=Sampling(mode=sampling["mode"].lower(), fps=sampling.get("fps"), heartbeat_s=sampling["heartbeat_s"]),
+            zones=[_zone_from_record(zone) for zone in record["zones"]],
+            timezone=record["timezone"],
+            enabled=record["enabled"],
+        )
+
+
+def _points_to_record(points: Any) -> list[dict[str, float]]:
+    return [{"x": float(point[0]), "y": float(point[1])} for point in points]
+
+
+def _zone_to_record(zone: dict[str, Any]) -> dict[str, Any]:
+    schedule = zone.get("schedule")
+    return {
+        "name": str(zone.get("name", "")),
+        "polygon": _points_to_record(zone.get("polygon") or []),
+        "classes": zone.get("classes"),
+        "schedule": None if schedule is None else {
+            "timezone": schedule.get("timezone", "UTC"),
+            "windows": [
+                {"days": list(w.get("days", ["mon", "tue", "wed", "thu", "fri", "sat", "sun"])),
+                 "start": str(w["start"]), "end": str(w["end"])}
+                for w in schedule.get("windows", [])
+            ],
+        },
+        "rules": [_rule_to_record(rule) for rule in zone.get("rules") or []],
+    }
+
+
+def _rule_to_record(rule: dict[str, Any]) -> dict[str, Any]:
+    params = {key: float(value) for key, value in rule.items() if key not in _RULE_FIXED_KEYS}
+    return {
+        "type": rule["type"],
+        "name": rule.get("name"),
+        "severity": rule.get("severity"),
+        "classes": list(rule.get("classes") or []),
+        "line": _points_to_record(rule["line"]) if rule.get("line") else None,
+        "direction": rule.get("direction"),
+        "params": params,
+    }
+
+
+def _zone_from_record(zone: dict[str, Any]) -> dict[str, Any]:
+    """Back to the operator's form, which the alert-router's ZoneConfig validates."""
+    out: dict[str, Any] = {
+        "name": zone["name"],
+        "polygon": [[p["x"], p["y"]] for p in zone["polygon"]],
+        "rules": [_rule_from_record(rule) for rule in zone["rules"]],
+    }
+    if zone.get("classes") is not None:
+        out["classes"] = zone["classes"]
+    if zone.get("schedule") is not None:
+        out["schedule"] = zone["schedule"]
+    return out
+
+
+def _rule_from_record(rule: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": rule["type"], **rule.get("params", {})}
+    for key in ("name", "severity", "direction"):
+        if rule.get(key) is not None:
+            out[key] = rule[key]
+    if rule.get("classes"):
+        out["classes"] = rule["classes"]
+    if rule.get("line"):
+        out["line"] = [[p["x"], p["y"]] for p in rule["line"]]
+    return out

@@ -1,0 +1,52 @@
+"""Shared fixtures. Tests that need Kafka talk to a real Apache Kafka broker (KRaft) started once per
+session by the project's own devstack (or reused if one already runs on the test port)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cctv.devstack.kafka import KafkaBroker
+from libs.settings import KafkaSettings
+
+REPO = Path(__file__).resolve().parents[1]
+TEST_KAFKA_PORT = int(os.environ.get("CCTV_TEST_KAFKA_PORT", "19092"))
+
+
+@pytest.fixture(scope="session")
+def kafka_broker() -> Iterator[KafkaBroker]:
+    broker = KafkaBroker(port=TEST_KAFKA_PORT)
+    outcome = broker.start(timeout_s=120)
+    yield broker
+    if outcome == "started" and not os.environ.get("CCTV_TEST_KEEP_KAFKA"):
+        broker.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_settings(kafka_broker: KafkaBroker) -> KafkaSettings:
+    return KafkaSettings(bootstrap_servers=kafka_broker.bootstrap)
+
+
+@pytest.fixture
+def unique() -> str:
+    """A short unique suffix for topic and group names, so tests never see each other's records."""
+    return uuid.uuid4().hex[:10]
+
+
+TEST_REGISTRY_PORT = int(os.environ.get("CCTV_TEST_REGISTRY_PORT", "18081"))
+
+
+@pytest.fixture(scope="session")
+def schema_registry() -> Iterator["SchemaRegistry"]:
+    """A real Apicurio Registry (Confluent-compatible API), started once per session."""
+    from cctv.devstack.registry import SchemaRegistry
+
+    registry = SchemaRegistry(port=TEST_REGISTRY_PORT)
+    outcome = registry.start(timeout_s=240)
+    yield registry
+    if outcome == "started" and not os.environ.get("CCTV_TEST_KEEP_KAFKA"):
+        registry.stop()

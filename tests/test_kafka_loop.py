@@ -1,0 +1,113 @@
+"""The shared consume→process→produce→commit loop against the real broker."""
+
+from __future__ import annotations
+
+import threading
+
+from confluent_kafka import Consumer, Producer
+
+from libs.health import Health
+from libs.kafka import ConsumeProduceLoop, Incoming, Outgoing, Rejected, make_consumer, make_producer
+from libs.serde import AvroSerde, shipped_catalog
+from libs.settings import KafkaSettings
+from libs.topics import DLQ, TopicSpec
+from tests.kafka_helpers import new_topics, read_topic, wait_for
+
+SERDE = AvroSerde(shipped_catalog())
+
+
+def activity(camera: str, score: float) -> dict:
+    return {"camera_id": camera, "state": "ACTIVE", "motion_score": score, "since": 1, "timestamp": 2}
+
+
+def test_plain_client_produces_and_consumes(kafka_settings: KafkaSettings, unique: str) -> None:
+    topic = f"test.plain.{unique}"
+    new_topics(kafka_settings, topic)
+    producer = Producer({"bootstrap.servers": kafka_settings.bootstrap_servers})
+    for index in range(10):
+        producer.produce(topic, key=b"k", value=f"v{index}".encode())
+    assert producer.flush(30) == 0
+    values = [m.value() for m in read_topic(kafka_settings, topic, 10)]
+    assert values == [f"v{i}".encode() for i in range(10)]
+
+
+def run_loop_until(loop: ConsumeProduceLoop, condition, timeout_s: float = 60.0) -> None:
+    loop.subscribe()
+    try:
+        wait_for(lambda: loop.run_once() >= 0 and condition(), timeout_s, "the loop to process the input")
+    finally:
+        loop.close()
+
+
+def test_round_trip_through_loop_poison_goes_to_dlq_and_loop_continues(
+    kafka_settings: KafkaSettings, unique: str
+) -> None:
+    source, sink = f"test.in.{unique}", f"test.out.{unique}"
+    new_topics(kafka_settings, source, sink, partitions=2)
+    new_topics(kafka_settings, DLQ)
+    producer = make_producer(kafka_settings, "test")
+    producer.produce(source, key=b"cam-1", value=SERDE.serialize(source, "CameraActivity", activity("cam-1", 0.1)))
+    producer.produce(source, key=b"cam-2", value=b"\x00\x01poison, not avro")
+    producer.produce(source, key=b"cam-3", value=SERDE.serialize(source, "CameraActivity", activity("cam-3", 0.3)))
+    producer.produce(source, key=b"cam-4", value=SERDE.serialize(source, "CameraActivity", activity("cam-4", 0.4)))
+    producer.flush(30)
+
+    processed: list[str] = []
+
+    def handler(batch: list[Incoming]) -> tuple[list[Outgoing], list[Rejected]]:
+        outputs, rejected = [], []
+        for record in batch:
+            if record.value["camera_id"] == "cam-4":  # the core refuses this one
+                rejected.append(Rejected(record, ValueError("core cannot handle cam-4")))
+                continue
+            processed.append(record.value["camera_id"])
+            outputs.append(Outgoing(sink, record.key, "CameraActivity", record.value | {"state": "IDLE"}))
+        return outputs, rejected
+
+    group = f"test-group-{unique}"
+    health = Health(60)
+    loop = ConsumeProduceLoop(
+        service="test", group_id=group, topics=[source], schema_for=lambda _t: "CameraActivity",
+        consumer=make_consumer(kafka_settings, group), producer=producer, serde=SERDE, handler=handler, health=health,
+    )
+    run_loop_until(loop, lambda: sorted(processed) == ["cam-1", "cam-3"])
+    assert health.ready
+
+    out = read_topic(kafka_settings, sink, 2)
+    decoded = sorted((SERDE.deserialize(sink, "CameraActivity", m.value()) for m in out), key=lambda v: v["camera_id"])
+    assert [(v["camera_id"], v["state"]) for v in decoded] == [("cam-1", "IDLE"), ("cam-3", "IDLE")]
+
+    letters = read_topic(kafka_settings, DLQ, 2, predicate=lambda m: SERDE.deserialize(DLQ, "DeadLetter", m.value())["source_topic"] == source)
+    envelopes = {SERDE.deserialize(DLQ, "DeadLetter", m.value())["key"]: SERDE.deserialize(DLQ, "DeadLetter", m.value()) for m in letters}
+    poison = envelopes[b"cam-2"]
+    assert poison["value"] == b"\x00\x01poison, not avro"  # original bytes kept
+    assert poison["error_type"] == "SerdeError" and poison["service"] == "test"
+    assert poison["consumer_group"] == group and poison["source_offset"] >= 0
+    assert envelopes[b"cam-4"]["error_type"] == "ValueError"
+
+    # Offsets were committed only after output was produced: the group has nothing left to read.
+    consumer = Consumer(kafka_settings.client_config() | {"group.id": group})
+    from confluent_kafka import TopicPartition
+
+    committed = consumer.committed([TopicPartition(source, 0), TopicPartition(source, 1)], timeout=10)
+    ends = [consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in committed]
+    consumer.close()
+    assert [tp.offset for tp in committed] == ends
+
+
+def test_graceful_stop_flushes_and_closes(kafka_settings: KafkaSettings, unique: str) -> None:
+    source = f"test.stop.{unique}"
+    new_topics(kafka_settings, source)
+    stop = threading.Event()
+    group = f"g-{unique}"
+    loop = ConsumeProduceLoop(
+        service="test", group_id=group, topics=[source], schema_for=lambda _t: "CameraActivity",
+        consumer=make_consumer(kafka_settings, group), producer=make_producer(kafka_settings, "t"),
+        serde=SERDE, handler=lambda batch: ([], []), health=Health(60),
+    )
+    worker = threading.Thread(target=loop.run, args=(stop.is_set,))
+    worker.start()
+    wait_for(lambda: loop.health.ready, 30, "partition assignment")
+    stop.set()
+    worker.join(30)
+    assert not worker.is_alive()
