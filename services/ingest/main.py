@@ -1,0 +1,203 @@
+"""Ingest service loop: own cameras through Kafka's group protocol, pull them, produce packets and status.
+
+Assignment: replicas join one consumer group on the compacted inventory topic cctv.cameras.v1. Each
+replica pulls the cameras on the partitions it owns; on (cooperative) rebalance it starts and stops
+pullers, and it reacts to inventory changes live. Offsets are never committed: on assignment a
+partition is re-read from the beginning, which rebuilds that partition's cameras from the compacted log.
+
+Consumes: cctv.cameras.v1. Produces: cctv.video.packets.v1, cctv.camera-status.v1, cctv.dlq.v1.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
+from prometheus_client import Counter, Gauge
+from pydantic import BaseModel, Field
+
+from libs.cameras import CameraEntry
+from libs.kafka import DeadLetterPublisher, make_consumer, make_producer
+from libs.redact import redact_url
+from libs.serde import SerdeError
+from libs.service import ServiceRuntime, start_service
+from libs.settings import CommonSettings
+from libs.topics import CAMERA_STATUS, CAMERAS, VIDEO_PACKETS
+from services.ingest.core import CameraPuller, GopGate, PacketRecord, PullSettings, StatusChange
+
+log = logging.getLogger(__name__)
+SERVICE = "ingest"
+
+PACKETS = Counter("cctv_ingest_packets_total", "Video packets produced", ["camera_id"])
+BYTES = Counter("cctv_ingest_bytes_total", "Video bytes produced", ["camera_id"])
+DROPPED = Counter("cctv_ingest_dropped_packets_total", "Packets dropped (whole GOPs) because Kafka could not keep up", ["camera_id"])
+RECONNECTS = Counter("cctv_ingest_reconnects_total", "Connection attempts after a failure or a drop", ["camera_id"])
+CAMERAS_OWNED = Gauge("cctv_ingest_cameras_owned", "Cameras this replica is pulling")
+
+
+class IngestConfig(BaseModel):
+    group_id: str = "cctv-ingest"
+    pull: PullSettings = Field(default_factory=PullSettings)
+    # Bound on what may wait for Kafka; beyond it whole GOPs are dropped instead of growing memory.
+    max_buffered_mb: int = Field(default=256, ge=8)
+    max_buffered_messages: int = Field(default=200_000, ge=1000)
+
+
+class IngestSettings(CommonSettings):
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
+
+
+class Ingest:
+    def __init__(self, runtime: ServiceRuntime[IngestSettings]) -> None:
+        self.runtime = runtime
+        settings = runtime.settings
+        self.config = settings.ingest
+        self.serde = runtime.serde
+        # Video is already compressed: compressing again costs CPU for nothing.
+        self.producer = make_producer(
+            settings.kafka, SERVICE, **{
+                "compression.type": "none",
+                "queue.buffering.max.kbytes": self.config.max_buffered_mb * 1024,
+                "queue.buffering.max.messages": self.config.max_buffered_messages,
+            })
+        self.consumer: Consumer = make_consumer(settings.kafka, self.config.group_id, **{
+            "auto.offset.reset": "earliest", "isolation.level": "read_committed",
+        })
+        self.dead_letters = DeadLetterPublisher(self.producer, self.serde, SERVICE, self.config.group_id)
+        self.pullers: dict[str, CameraPuller] = {}
+        self.entries: dict[str, tuple[int, CameraEntry]] = {}  # camera → (partition, entry)
+        self.gates: dict[str, GopGate] = {}
+        self.lock = threading.Lock()
+        self.room_limit = int(self.config.max_buffered_messages * 0.9)
+
+    # ---- outputs (called from puller threads) -------------------------------------------------------------
+
+    def on_packet(self, packet: PacketRecord) -> None:
+        gate = self.gates[packet.camera_id]
+        if not gate.admit(packet.is_keyframe, has_room=len(self.producer) < self.room_limit):
+            DROPPED.labels(packet.camera_id).inc()
+            return
+        try:
+            value = self.serde.serialize(VIDEO_PACKETS, "VideoPacket", packet.as_record())
+            self.producer.produce(VIDEO_PACKETS, key=packet.camera_id.encode(), value=value)
+        except BufferError:
+            gate.refused()
+            DROPPED.labels(packet.camera_id).inc()
+            return
+        PACKETS.labels(packet.camera_id).inc()
+        BYTES.labels(packet.camera_id).inc(len(packet.data))
+
+    def on_status(self, change: StatusChange) -> None:
+        if change.state in ("RECONNECTING", "FAILED"):
+            RECONNECTS.labels(change.camera_id).inc()
+        record = {
+            "camera_id": change.camera_id, "session_id": change.session_id, "state": change.state.value,
+            "reason": change.reason, "fps": change.fps, "bitrate_bps": change.bitrate_bps,
+            "last_packet_time": change.last_packet_time_ms, "reconnect_attempt": change.reconnect_attempt,
+            "ingest_instance": self.runtime.settings.instance_id, "timestamp": int(time.time() * 1000),
+        }
+        try:
+            self.producer.produce(CAMERA_STATUS, key=change.camera_id.encode(),
+                                  value=self.serde.serialize(CAMERA_STATUS, "CameraStatus", record))
+        except BufferError:
+            log.warning("status of %s not published: producer queue full", change.camera_id)
+
+    # ---- camera ownership -----------------------------------------------------------------------------------
+
+    def start_camera(self, partition: int, entry: CameraEntry) -> None:
+        with self.lock:
+            previous = self.entries.get(entry.camera_id)
+            if previous and previous[1] == entry and entry.camera_id in self.pullers:
+                self.entries[entry.camera_id] = (partition, entry)
+                return
+            self._stop_camera_locked(entry.camera_id, "configuration changed")
+            self.entries[entry.camera_id] = (partition, entry)
+            if not entry.enabled:
+                return
+            self.gates[entry.camera_id] = GopGate()
+            log.info("pulling camera %s from %s", entry.camera_id, redact_url(entry.stream_url),
+                     extra={"camera_id": entry.camera_id})
+            self.pullers[entry.camera_id] = CameraPuller(entry, self.on_packet, self.on_status, self.config.pull).start()
+            CAMERAS_OWNED.set(len(self.pullers))
+
+    def stop_camera(self, camera_id: str, reason: str) -> None:
+        with self.lock:
+            self._stop_camera_locked(camera_id, reason)
+            self.entries.pop(camera_id, None)
+
+    def _stop_camera_locked(self, camera_id: str, reason: str) -> None:
+        puller = self.pullers.pop(camera_id, None)
+        if puller is not None:
+            puller.stop(reason)
+            log.info("stopped camera %s: %s", camera_id, reason, extra={"camera_id": camera_id})
+        CAMERAS_OWNED.set(len(self.pullers))
+
+    def on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Re-read owned partitions from the start: the compacted log is the whole inventory.
+        consumer.incremental_assign([TopicPartition(p.topic, p.partition, OFFSET_BEGINNING) for p in partitions])
+        self.runtime.health.set_ready(True)
+        log.info("assigned inventory partitions %s", sorted(p.partition for p in partitions))
+
+    def on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        revoked = {p.partition for p in partitions}
+        for camera_id, (partition, _entry) in list(self.entries.items()):
+            if partition in revoked:
+                self.stop_camera(camera_id, "reassigned to another ingest replica")
+        consumer.incremental_unassign(partitions)
+        log.info("revoked inventory partitions %s", sorted(revoked))
+
+    def handle(self, message: Message) -> None:
+        if message.error():
+            if message.error().code() != KafkaError._PARTITION_EOF:
+                log.warning("inventory consumer error: %s", message.error().str())
+            return
+        camera_id = (message.key() or b"").decode(errors="replace")
+        if message.value() is None:
+            self.stop_camera(camera_id, "removed from inventory")
+            return
+        try:
+            entry = CameraEntry.from_record(self.serde.deserialize(CAMERAS, "CameraConfig", message.value()))
+        except (SerdeError, ValueError) as error:
+            self.dead_letters.publish(message, error)
+            return
+        self.start_camera(message.partition(), entry)
+
+    def run(self) -> None:
+        self.consumer.subscribe([CAMERAS], on_assign=self.on_assign, on_revoke=self.on_revoke, on_lost=self.on_revoke)
+        shutdown = self.runtime.shutdown
+        try:
+            while not shutdown.requested:
+                self.runtime.health.beat()
+                message = self.consumer.poll(0.2)
+                if message is not None:
+                    self.handle(message)
+                self.producer.poll(0)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        with self.lock:
+            pullers = list(self.pullers.values())
+            for puller in pullers:
+                puller.stop("ingest shutting down")
+        for puller in pullers:
+            puller.join(15)
+        self.pullers.clear()
+        remaining = self.producer.flush(30)
+        if remaining:
+            log.error("%d records undelivered at shutdown", remaining)
+        self.consumer.close()
+
+
+def main() -> None:
+    runtime = start_service(SERVICE, IngestSettings)
+    try:
+        Ingest(runtime).run()
+    finally:
+        runtime.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,201 @@
+"""Ingest core without Kafka: real files and a real RTSP server (GStreamer) as cameras."""
+
+from __future__ import annotations
+
+import logging
+import random
+import socket
+import threading
+from pathlib import Path
+
+import pytest
+
+from cctv.devstack.rtsp import gstreamer_available, start_rtsp_server
+from libs.cameras import CameraEntry
+from services.ingest.core import (
+    CameraPuller,
+    CameraState,
+    GopGate,
+    PacketRecord,
+    PullSettings,
+    StatusChange,
+    backoff_delay,
+    describe_error,
+    url_with_credentials,
+)
+from tests.kafka_helpers import wait_for
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE = REPO / "samples" / "vtest-h264.mp4"
+FAST = PullSettings(open_timeout_s=5, read_timeout_s=3, backoff_initial_s=0.2, backoff_max_s=1.0, status_interval_s=1)
+
+
+
+@pytest.fixture
+def gstreamer() -> None:
+    """The RTSP camera needs Debian's GStreamer; `make test` installs it, so its absence is a failure."""
+    if not gstreamer_available():
+        pytest.fail("GStreamer RTSP server not available: run scripts/install-system-deps.sh (make test does)")
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.packets: list[PacketRecord] = []
+        self.statuses: list[StatusChange] = []
+        self.lock = threading.Lock()
+
+    def packet(self, record: PacketRecord) -> None:
+        with self.lock:
+            self.packets.append(record)
+
+    def status(self, change: StatusChange) -> None:
+        with self.lock:
+            self.statuses.append(change)
+
+    def states(self) -> list[CameraState]:
+        with self.lock:
+            return [s.state for s in self.statuses]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_backoff_is_capped_exponential_with_jitter() -> None:
+    rng = random.Random(7)
+    delays = [backoff_delay(n, 0.5, 30, 0.25, rng) for n in range(1, 12)]
+    assert 0.375 <= delays[0] <= 0.625
+    assert 0.75 <= delays[1] <= 1.25
+    assert all(22.5 <= d <= 37.5 for d in delays[7:])  # capped at 30 s +/- 25 %
+    assert len({round(d, 6) for d in delays[7:]}) > 1  # jitter: not in lockstep
+
+
+def test_gop_gate_drops_whole_gops_and_recovers() -> None:
+    gate = GopGate()
+    sequence = [(True, True), (False, True), (False, False), (False, True), (False, True), (True, True), (False, True)]
+    admitted = [gate.admit(key, room) for key, room in sequence]
+    # Room ran out mid-GOP: the rest of that GOP is dropped even when room returns; the next keyframe resumes.
+    assert admitted == [True, True, False, False, False, True, True]
+    assert gate.dropped == 3
+    gate.refused()
+    assert gate.admit(False, True) is False and gate.admit(True, True) is True
+
+
+def test_credentials_are_inserted_and_never_described() -> None:
+    url = url_with_credentials("rtsp://10.1.2.3:554/stream1", "admin:p@ss:word")
+    assert url == "rtsp://admin:p%40ss%3Aword@10.1.2.3:554/stream1"
+    error = OSError(f"Server returned 401 Unauthorized (authorization failed): '{url}'")
+    reason = describe_error(error, ("p@ss:word", "p%40ss%3Aword"), 3)
+    assert reason == "authentication refused (401 Unauthorized)"
+    other = describe_error(RuntimeError(f"weird failure at {url} token=abc"), ("p@ss:word", "p%40ss%3Aword"), 3)
+    assert "p%40ss" not in other and "p@ss" not in other and "abc" not in other
+
+
+def test_file_camera_records_in_order_with_keyframe_headers_and_loops() -> None:
+    recorder = Recorder()
+    entry = CameraEntry(camera_id="file-1", stream_url=f"file://{SAMPLE}", loop=True, realtime=False)
+    puller = CameraPuller(entry, recorder.packet, recorder.status, FAST).start()
+    wait_for(lambda: len(recorder.packets) >= 1700, 60, "two loops of the sample file")
+    puller.stop()
+    assert puller.join(10)
+    packets = recorder.packets
+    assert [p.sequence for p in packets] == list(range(len(packets)))
+    assert len({p.session_id for p in packets}) == 1  # looping is one session
+    keyframes = [p for p in packets if p.is_keyframe]
+    assert keyframes[0] is packets[0]
+    for key in keyframes:
+        assert key.codec == "h264" and key.extradata and key.width == 768 and key.height == 576
+        assert (key.time_base_num, key.time_base_den) == (1, 1_000_000)
+    assert all(p.codec is None and p.extradata is None for p in packets if not p.is_keyframe)
+    dts = [p.dts_us for p in packets]
+    assert all(b > a for a, b in zip(dts, dts[1:])), "timestamps keep increasing across loops"
+    assert dts[900] > 79_000_000
+    assert recorder.states()[:2] == [CameraState.CONNECTING, CameraState.ONLINE]
+    assert recorder.states()[-1] == CameraState.STOPPED
+
+
+def test_garbage_file_fails_clearly_and_retries(tmp_path: Path) -> None:
+    garbage = tmp_path / "garbage.mp4"
+    garbage.write_bytes(random.Random(1).randbytes(200_000))
+    recorder = Recorder()
+    puller = CameraPuller(CameraEntry(camera_id="bad-1", stream_url=f"file://{garbage}"), recorder.packet,
+                          recorder.status, FAST).start()
+    wait_for(lambda: recorder.states().count(CameraState.FAILED) >= 2, 30, "two failed attempts")
+    puller.stop()
+    assert puller.join(10)
+    failed = [s for s in recorder.statuses if s.state == CameraState.FAILED]
+    assert "invalid data" in failed[0].reason and "retry in" in failed[0].reason
+    assert failed[1].reconnect_attempt == failed[0].reconnect_attempt + 1
+    assert recorder.packets == []
+
+
+def test_rtsp_server_killed_and_restarted_reconnects_and_resumes(gstreamer: None) -> None:
+    port = free_port()
+    server = start_rtsp_server({"cam": SAMPLE}, port=port)
+    recorder = Recorder()
+    entry = CameraEntry(camera_id="rtsp-1", stream_url=f"rtsp://127.0.0.1:{port}/cam")
+    puller = CameraPuller(entry, recorder.packet, recorder.status, FAST).start()
+    try:
+        wait_for(lambda: len(recorder.packets) >= 30, 30, "packets from the RTSP camera")
+        first_session = recorder.packets[0].session_id
+        assert recorder.packets[0].is_keyframe and recorder.packets[0].extradata
+        server.stop()
+        wait_for(lambda: CameraState.RECONNECTING in recorder.states(), 30, "the drop to be noticed")
+        server = start_rtsp_server({"cam": SAMPLE}, port=port)
+        wait_for(lambda: any(p.session_id != first_session for p in recorder.packets[-5:]), 60, "packets after restart")
+    finally:
+        puller.stop()
+        puller.join(10)
+        server.stop()
+    states = recorder.states()
+    online = [i for i, s in enumerate(states) if s == CameraState.ONLINE]
+    drop = states.index(CameraState.RECONNECTING)
+    assert online[0] < drop < online[-1], states
+    second = [p for p in recorder.packets if p.session_id != first_session]
+    assert second[0].is_keyframe and second[0].sequence == 0 and second[0].extradata
+
+
+def test_wrong_url_and_refused_auth_fail_clearly_while_others_flow(
+    gstreamer: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    password = "Zebra-7f3q-secret"
+    server = start_rtsp_server({"cam": SAMPLE}, port=free_port(), user="operator", password=password)
+    good, wrong_path, bad_auth, refused = Recorder(), Recorder(), Recorder(), Recorder()
+    base = f"rtsp://127.0.0.1:{server.port}"
+    pullers = [
+        CameraPuller(CameraEntry(camera_id="good", stream_url=f"{base}/cam", credentials_ref="CAM_GOOD"),
+                     good.packet, good.status, FAST, environ={"CCTV_CAMERA_CREDENTIALS__CAM_GOOD": f"operator:{password}"}),
+        CameraPuller(CameraEntry(camera_id="wrong-path", stream_url=f"rtsp://operator:{password}@127.0.0.1:{server.port}/nope"),
+                     wrong_path.packet, wrong_path.status, FAST),
+        CameraPuller(CameraEntry(camera_id="bad-auth", stream_url=f"rtsp://operator:{password}x@127.0.0.1:{server.port}/cam"),
+                     bad_auth.packet, bad_auth.status, FAST),
+        CameraPuller(CameraEntry(camera_id="refused", stream_url=f"rtsp://127.0.0.1:{free_port()}/cam"),
+                     refused.packet, refused.status, FAST),
+    ]
+    for puller in pullers:
+        puller.start()
+    try:
+        wait_for(lambda: all(r.states().count(CameraState.FAILED) >= 1 for r in (wrong_path, bad_auth, refused)),
+                 60, "the three bad cameras to fail")
+        wait_for(lambda: len(good.packets) >= 50, 60, "the good camera to keep flowing")
+    finally:
+        for puller in pullers:
+            puller.stop()
+        for puller in pullers:
+            puller.join(10)
+        server.stop()
+
+    def first_failure(recorder: Recorder) -> str:
+        return next(s.reason for s in recorder.statuses if s.state == CameraState.FAILED)
+
+    assert "not found" in first_failure(wrong_path)
+    assert "authentication refused" in first_failure(bad_auth)
+    assert "connection refused" in first_failure(refused)
+    everything = [repr(s) for r in (good, wrong_path, bad_auth, refused) for s in r.statuses]
+    everything += [repr(p)[:500] for p in good.packets[:5]]
+    everything += [record.getMessage() for record in caplog.records]
+    everything += [caplog.text]
+    assert not [text for text in everything if password in text]
