@@ -56,3 +56,58 @@ def new_topics(settings: KafkaSettings, *names: str, partitions: int = 1, config
     from libs.topics import TopicSpec
 
     create_topics(settings, [TopicSpec(name, "n/a", partitions, dict(config or {})) for name in names])
+
+
+class TopicWatcher:
+    """Collects decoded records of a topic, from the moment it is created, on a background thread."""
+
+    def __init__(self, settings: KafkaSettings, topic: str, schema: str, serde: Any,
+                 keep: Callable[[dict[str, Any]], bool] = lambda _v: True) -> None:
+        import threading
+        import uuid
+
+        from confluent_kafka import TopicPartition
+
+        self.records: list[dict[str, Any]] = []
+        self.messages: list[tuple[int, int]] = []  # (partition, offset) of each kept record
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._consumer = Consumer(settings.client_config() | {
+            "group.id": f"watch-{uuid.uuid4().hex[:8]}", "enable.auto.commit": False,
+        })
+        partitions = self._consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        # Start exactly at the current ends: deterministic, no race with an 'latest' reset.
+        starts = []
+        for partition in partitions:
+            high = self._consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)[1]
+            starts.append(TopicPartition(topic, partition, high))
+        self._consumer.assign(starts)
+        self.topic, self.schema, self.serde, self.keep = topic, schema, serde, keep
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for message in self._consumer.consume(500, 0.2):
+                if message.error() or message.value() is None:
+                    continue
+                value = self.serde.deserialize(self.topic, self.schema, message.value())
+                if self.keep(value):
+                    with self._lock:
+                        self.records.append(value)
+                        self.messages.append((message.partition(), message.offset()))
+        self._consumer.close()
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self.records)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def __enter__(self) -> "TopicWatcher":
+        return self
+
+    def __exit__(self, *_args: object) -> None:
+        self.close()
