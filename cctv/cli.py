@@ -250,6 +250,106 @@ def cameras_list(bootstrap: BootstrapOption = None,
     console.print(f"{len(shown)} cameras")
 
 
+alerts_app = typer.Typer(help="Alerts as control rooms and agencies receive them.", no_args_is_help=True)
+app.add_typer(alerts_app, name="alerts")
+
+
+@alerts_app.command("tail")
+def alerts_tail(
+    destination: Annotated[Optional[str], typer.Option("--destination", "-d", help="Agency topic, e.g. police.")] = None,
+    snapshots: Annotated[Optional[Path], typer.Option(help="Folder to save evidence snapshots (JPEG) into.")] = None,
+    from_beginning: Annotated[bool, typer.Option(help="Start at the oldest retained alert.")] = False,
+    limit: Annotated[int, typer.Option(help="Stop after this many alerts (0 = never).")] = 0,
+    bootstrap: BootstrapOption = None,
+) -> None:
+    """Follow alerts and print each as a readable line; Ctrl-C stops."""
+    from cctv.console import alert_row, follow_alerts, save_snapshot
+    from libs.serde import make_serde
+
+    config = settings(bootstrap)
+    seen = 0
+    try:
+        for alert in follow_alerts(config.kafka, make_serde(config.registry), destination, from_beginning):
+            if alert is None:
+                continue
+            time_, camera, event, zone, severity, destinations, alert_id = alert_row(alert)
+            saved = save_snapshot(alert, snapshots) if snapshots else None
+            console.print(f"{time_}  {camera:<16} {event:<28} zone {zone:<14} {severity:<8} "
+                          f"-> {destinations:<30} {alert_id}" + (f"  {saved}" if saved else ""))
+            seen += 1
+            if limit and seen >= limit:
+                break
+    except KeyboardInterrupt:
+        pass
+    except Exception as error:
+        fail(f"{type(error).__name__}: {error}")
+
+
+@app.command("status")
+def status(
+    bootstrap: BootstrapOption = None,
+    window: Annotated[float, typer.Option(help="Seconds over which throughput is measured.")] = 3.0,
+) -> None:
+    """Per service: consumer group state, lag and throughput; per camera: connection status and activity."""
+    import time as _time
+
+    from cctv.console import SERVICE_GROUPS, group_lag, local_time, read_compacted
+    from libs.serde import make_serde
+    from libs.topics import CAMERA_ACTIVITY, CAMERA_STATUS
+
+    config = settings(bootstrap)
+    serde = make_serde(config.registry)
+    try:
+        first = {name: group_lag(config.kafka, *spec) for name, spec in SERVICE_GROUPS.items()}
+        _time.sleep(window)  # throughput = committed offsets advanced over the window
+        second = {name: group_lag(config.kafka, *spec) for name, spec in SERVICE_GROUPS.items()}
+        statuses = read_compacted(config.kafka, serde, CAMERA_STATUS, "CameraStatus")
+        activity = read_compacted(config.kafka, serde, CAMERA_ACTIVITY, "CameraActivity")
+    except Exception as error:
+        fail(f"{type(error).__name__}: {error}")
+    services = Table("service", "consumer group", "state", "lag", "records/s", title="Services")
+    for name, (group, _topic) in SERVICE_GROUPS.items():
+        state, lag, total = second[name]
+        rate = (total - first[name][2]) / window
+        up = "[green]up[/]" if "stable" in state else f"[red]down[/] {state}"
+        services.add_row(name, group, up if "stable" in state else state, "-" if lag is None else str(lag),
+                         f"{rate:.1f}" if name != "ingest" else "-")
+    console.print(services)
+    cameras = Table("camera", "status", "reason", "fps", "kbit/s", "activity", "since", title="Cameras")
+    for camera_id in sorted(set(statuses) | set(activity)):
+        st, act = statuses.get(camera_id, {}), activity.get(camera_id, {})
+        cameras.add_row(camera_id, st.get("state", "?"), (st.get("reason") or "")[:60],
+                        f"{st['fps']:.1f}" if st.get("fps") else "-",
+                        f"{st['bitrate_bps'] / 1000:.0f}" if st.get("bitrate_bps") else "-",
+                        act.get("state", "-"), local_time(act["since"]) if act else "-")
+    console.print(cameras)
+
+
+@app.command("up")
+def up(
+    cameras: Annotated[Path, typer.Option(help="Camera inventory to publish.")] = Path("samples/cameras.yaml"),
+    logs: Annotated[Path, typer.Option(help="Folder for service logs.")] = Path("run/logs"),
+    keep_kafka: Annotated[bool, typer.Option(help="Leave Kafka and the registry running after Ctrl-C.")] = False,
+    duration: Annotated[float, typer.Option(help="Stop by itself after this many seconds (0 = until Ctrl-C).")] = 0,
+) -> None:
+    """The whole pipeline on this machine: Kafka, registry, topics, sample cameras, the four services,
+    and the live alert table. Ctrl-C stops everything cleanly."""
+    from cctv.devstack.up import run_stack
+
+    raise typer.Exit(run_stack(cameras, logs, keep_kafka, duration, console))
+
+
+@app.command("down")
+def down() -> None:
+    """Stop the local Kafka and schema registry started by `cctv up` or `cctv kafka start`."""
+    from cctv.devstack.kafka import KafkaBroker
+    from cctv.devstack.registry import SchemaRegistry
+
+    SchemaRegistry().stop()
+    KafkaBroker().stop()
+    console.print("stopped")
+
+
 def main() -> None:
     app(prog_name="cctv")
 

@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+from confluent_kafka import Producer
 from pydantic import ValidationError
 
 from libs.cameras import CameraEntry, GeoPoint, Sampling
+from libs.inventory import InventoryFollower
 from libs.serde import AvroSerde
 from libs.settings import KafkaSettings
 from libs.topics import CAMERAS
@@ -192,33 +193,8 @@ def publish(settings: KafkaSettings, serde: AvroSerde, entries: list[CameraEntry
 
 def read_inventory(settings: KafkaSettings, serde: AvroSerde, timeout_s: float = 30.0) -> dict[str, CameraEntry]:
     """The current inventory: the compacted topic read from the beginning to its end, latest per key."""
-    consumer = Consumer(settings.client_config() | {
-        "group.id": f"cctv-inventory-reader-{uuid.uuid4().hex[:8]}", "enable.auto.commit": False,
-        "isolation.level": "read_committed",
-    })
+    follower = InventoryFollower(settings, serde)
     try:
-        metadata = consumer.list_topics(CAMERAS, timeout=10).topics[CAMERAS]
-        if metadata.error is not None:
-            raise RuntimeError(f"{CAMERAS}: {metadata.error.str()} (run `cctv topics create`)")
-        partitions = [TopicPartition(CAMERAS, p, OFFSET_BEGINNING) for p in metadata.partitions]
-        ends = {tp.partition: consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in partitions}
-        pending = {p for p, end in ends.items() if end > 0}
-        consumer.assign(partitions)
-        cameras: dict[str, CameraEntry] = {}
-        deadline = time.monotonic() + timeout_s
-        while pending and time.monotonic() < deadline:
-            message = consumer.poll(0.2)
-            if message is not None and not message.error():
-                if message.value() is None:
-                    cameras.pop(message.key().decode(), None)
-                else:
-                    record = serde.deserialize(CAMERAS, "CameraConfig", message.value())
-                    cameras[record["camera_id"]] = CameraEntry.from_record(record)
-            # Transaction markers occupy offsets too, so "done" is the consumer position reaching the end.
-            positions = consumer.position([TopicPartition(CAMERAS, p) for p in pending])
-            pending -= {tp.partition for tp in positions if tp.offset >= ends[tp.partition]}
-        if pending:
-            raise TimeoutError(f"could not read {CAMERAS} to its end within {timeout_s:.0f} s")
-        return cameras
+        return follower.read_to_end(timeout_s)
     finally:
-        consumer.close()
+        follower.stop()

@@ -1,0 +1,135 @@
+"""Operator views in the terminal: the live alert table and the pipeline status."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient
+from rich.table import Table
+
+from libs.serde import AvroSerde
+from libs.settings import KafkaSettings
+from libs.topics import ALERTS, CAMERA_ACTIVITY, CAMERA_STATUS, destination_topic
+
+SEVERITY_STYLE = {"LOW": "cyan", "MEDIUM": "yellow", "HIGH": "bold red", "CRITICAL": "bold white on red"}
+SERVICE_GROUPS = {  # service → (consumer group, input topic)
+    "ingest": ("cctv-ingest", "cctv.cameras.v1"),
+    "frame-sampler": ("cctv-frame-sampler", "cctv.video.packets.v1"),
+    "detector": ("cctv-detector", "cctv.frames.v1"),
+    "alert-router": ("cctv-alert-router", "cctv.detections.v1"),
+}
+
+
+def local_time(micros: int) -> str:
+    return datetime.fromtimestamp(micros / 1e6, tz=timezone.utc).astimezone().strftime("%H:%M:%S")
+
+
+def alert_row(alert: dict[str, Any]) -> list[str]:
+    return [
+        local_time(alert["detected_at"]),
+        alert["camera_name"] or alert["camera_id"],
+        f"{alert['event_type']} ({alert['kind'].lower()})",
+        alert["zone_name"],
+        f"[{SEVERITY_STYLE.get(alert['severity'], '')}]{alert['severity'].lower()}[/]",
+        ", ".join(alert["destinations"]) or "-",
+        alert["alert_id"][:8],
+    ]
+
+
+def alert_table(alerts: deque[dict[str, Any]], title: str = "Alerts") -> Table:
+    table = Table("time", "camera", "event", "zone", "severity", "destinations", "id", title=title, expand=True)
+    for alert in alerts:
+        table.add_row(*alert_row(alert))
+    return table
+
+
+def follow_alerts(settings: KafkaSettings, serde: AvroSerde, destination: str | None = None,
+                  from_beginning: bool = False, stop: Callable[[], bool] = lambda: False) -> Iterator[dict[str, Any] | None]:
+    """Yield alerts as they arrive (None on idle polls, so callers can refresh). No group offsets are kept."""
+    topic = destination_topic(destination) if destination else ALERTS
+    consumer = Consumer(settings.client_config() | {
+        "group.id": f"cctv-alerts-tail-{uuid.uuid4().hex[:8]}", "enable.auto.commit": False,
+    })
+    try:
+        metadata = consumer.list_topics(topic, timeout=10).topics[topic]
+        if metadata.error is not None:
+            raise RuntimeError(f"{topic}: {metadata.error.str()} (run `cctv topics create`)")
+        start = OFFSET_BEGINNING if from_beginning else OFFSET_END
+        consumer.assign([TopicPartition(topic, p, start) for p in metadata.partitions])
+        while not stop():
+            message = consumer.poll(0.5)
+            if message is None or message.error() or message.value() is None:
+                yield None
+                continue
+            yield serde.deserialize(topic, "Alert", message.value())
+    finally:
+        consumer.close()
+
+
+def save_snapshot(alert: dict[str, Any], folder: Path) -> Path | None:
+    if not alert.get("snapshot_jpeg"):
+        return None
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{alert['alert_id']}-{alert['kind'].lower()}-{alert['sequence']}.jpg"
+    path.write_bytes(alert["snapshot_jpeg"])
+    return path
+
+
+def read_compacted(settings: KafkaSettings, serde: AvroSerde, topic: str, schema: str,
+                   timeout_s: float = 15.0) -> dict[str, dict[str, Any]]:
+    """Latest record per key of a (compacted) topic, read from the beginning to the current end."""
+    consumer = Consumer(settings.client_config() | {
+        "group.id": f"cctv-status-{uuid.uuid4().hex[:8]}", "enable.auto.commit": False,
+    })
+    latest: dict[str, dict[str, Any]] = {}
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
+        pending = {p for p, end in ends.items() if end > 0}
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+        deadline = time.monotonic() + timeout_s
+        while pending and time.monotonic() < deadline:
+            message = consumer.poll(0.2)
+            if message is not None and not message.error() and message.value() is not None:
+                latest[message.key().decode()] = serde.deserialize(topic, schema, message.value())
+            positions = consumer.position([TopicPartition(topic, p) for p in pending])
+            pending -= {tp.partition for tp in positions if tp.offset >= ends[tp.partition]}
+    finally:
+        consumer.close()
+    return latest
+
+
+def group_lag(settings: KafkaSettings, group: str, topic: str) -> tuple[str, int | None, int]:
+    """(state, total lag or None when nothing is committed, committed offset sum)."""
+    from confluent_kafka import ConsumerGroupTopicPartitions
+
+    admin = AdminClient(settings.client_config())
+    try:
+        description = admin.describe_consumer_groups([group])[group].result(timeout=10)
+        state = f"{description.state.name.lower()} ({len(description.members)} members)"
+    except Exception as error:  # group unknown
+        state = f"unknown ({type(error).__name__})"
+    consumer = Consumer(settings.client_config() | {"group.id": f"cctv-lag-{uuid.uuid4().hex[:8]}"})
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        request = ConsumerGroupTopicPartitions(group, [TopicPartition(topic, p) for p in partitions])
+        committed = admin.list_consumer_group_offsets([request])[group].result(timeout=10).topic_partitions
+        lag, total, any_committed = 0, 0, False
+        for tp in committed:
+            high = consumer.get_watermark_offsets(TopicPartition(topic, tp.partition), timeout=10)[1]
+            if tp.offset >= 0:
+                any_committed = True
+                lag += max(0, high - tp.offset)
+                total += tp.offset
+            else:
+                lag += high
+        return state, (lag if any_committed else None), total
+    finally:
+        consumer.close()
