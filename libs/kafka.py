@@ -25,7 +25,24 @@ from libs.topics import DLQ, TopicSpec
 log = logging.getLogger(__name__)
 
 
-def make_producer(settings: KafkaSettings, client_id: str, **overrides: Any) -> Producer:
+def broker_health_callback(health: Health, what: str) -> Callable[[KafkaError], None]:
+    """librdkafka error_cb: readiness fails while no broker is reachable (liveness stays green: the
+    client reconnects by itself, a restart would not help)."""
+
+    def on_error(error: KafkaError) -> None:
+        if error.code() == KafkaError._ALL_BROKERS_DOWN:
+            health.set_ready(False, f"{what}: all Kafka brokers are down")
+            log.error("%s: all Kafka brokers are down; retrying", what)
+        elif error.fatal():
+            health.set_ready(False, f"{what}: fatal Kafka error {error.str()}")
+            log.error("%s: fatal Kafka error: %s", what, error.str())
+        else:
+            log.warning("%s: Kafka error: %s", what, error.str())
+
+    return on_error
+
+
+def make_producer(settings: KafkaSettings, client_id: str, health: Health | None = None, **overrides: Any) -> Producer:
     config = settings.client_config() | {
         "client.id": f"{settings.client_id_prefix}-{client_id}",
         "enable.idempotence": True,
@@ -36,11 +53,13 @@ def make_producer(settings: KafkaSettings, client_id: str, **overrides: Any) -> 
         # Bound the time a record may wait for a broker, so an outage surfaces as a delivery error.
         "message.timeout.ms": 120_000,
     }
+    if health is not None:
+        config["error_cb"] = broker_health_callback(health, f"producer {client_id}")
     config.update(overrides)
     return Producer(config)
 
 
-def make_consumer(settings: KafkaSettings, group_id: str, **overrides: Any) -> Consumer:
+def make_consumer(settings: KafkaSettings, group_id: str, health: Health | None = None, **overrides: Any) -> Consumer:
     config = settings.client_config() | {
         "client.id": f"{settings.client_id_prefix}-{group_id}",
         "group.id": group_id,
@@ -55,6 +74,8 @@ def make_consumer(settings: KafkaSettings, group_id: str, **overrides: Any) -> C
         "fetch.max.bytes": 64 * 1024 * 1024,
         "max.partition.fetch.bytes": 8 * 1024 * 1024,
     }
+    if health is not None:
+        config["error_cb"] = broker_health_callback(health, f"consumer {group_id}")
     config.update(overrides)
     return Consumer(config)
 
@@ -296,6 +317,8 @@ class ConsumeProduceLoop:
         self.health.beat()
         if not messages:
             return 0
+        if not self.health.ready and self.assignment:
+            self.health.set_ready(True)  # brokers are back
         started = time.perf_counter()
         incoming = self.decode(messages)
         outputs, rejected = self.handler(incoming) if incoming else ([], [])

@@ -20,7 +20,7 @@ if ! command -v go >/dev/null 2>&1; then
   done
 fi
 if ! command -v go >/dev/null 2>&1; then
-  echo "error: Go toolchain not found; install Go (>= 1.24) or put helm ${HELM_VERSION} at ${HELM_BIN}" >&2
+  echo "error: Go toolchain not found; install Go (helm v3.22.0 needs Go >= 1.26; older Go fetches that toolchain itself via GOTOOLCHAIN=auto) or put helm ${HELM_VERSION} at ${HELM_BIN}" >&2
   exit 1
 fi
 
@@ -29,7 +29,19 @@ mkdir -p "${BIN_DIR}"
 export GOBIN="${BIN_DIR}"
 export CGO_ENABLED=0
 echo "building helm ${HELM_VERSION} with $(go version) into ${BIN_DIR} (takes a few minutes)"
-# -ldflags stamps the version so `helm version` reports it (helm's Makefile does the same).
-go install -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=${HELM_VERSION}" \
-  "helm.sh/helm/v3/cmd/helm@${HELM_VERSION}"
+# Stamp the same link-time variables helm's own Makefile does: the version (for `helm version`)
+# and the default Kubernetes version that `helm template`/`lint` assume without --kube-version
+# (derived from the k8s.io/client-go that this helm release builds against).
+helm_gomod="$(go mod download -json "helm.sh/helm/v3@${HELM_VERSION}" | sed -n -E 's/^[[:space:]]*"GoMod": "([^"]+)".*/\1/p')"
+client_go_version="$(awk '$1 == "k8s.io/client-go" { print $2; exit }' "${helm_gomod}")"   # e.g. v0.35.1
+k8s_minor="$(echo "${client_go_version}" | cut -d. -f2)"
+if [[ -z "${k8s_minor}" ]]; then
+  echo "error: could not read k8s.io/client-go's version from ${helm_gomod}" >&2
+  exit 1
+fi
+ldflags="-s -w -X helm.sh/helm/v3/internal/version.version=${HELM_VERSION}"
+for package in helm.sh/helm/v3/pkg/chartutil helm.sh/helm/v3/pkg/lint/rules; do
+  ldflags+=" -X ${package}.k8sVersionMajor=1 -X ${package}.k8sVersionMinor=${k8s_minor}"
+done
+go install -trimpath -ldflags "${ldflags}" "helm.sh/helm/v3/cmd/helm@${HELM_VERSION}"
 "${HELM_BIN}" version --short

@@ -57,12 +57,12 @@ class Ingest:
         self.serde = runtime.serde
         # Video is already compressed: compressing again costs CPU for nothing.
         self.producer = make_producer(
-            settings.kafka, SERVICE, **{
+            settings.kafka, SERVICE, runtime.health, **{
                 "compression.type": "none",
                 "queue.buffering.max.kbytes": self.config.max_buffered_mb * 1024,
                 "queue.buffering.max.messages": self.config.max_buffered_messages,
             })
-        self.consumer: Consumer = make_consumer(settings.kafka, self.config.group_id, **{
+        self.consumer: Consumer = make_consumer(settings.kafka, self.config.group_id, runtime.health, **{
             "auto.offset.reset": "earliest", "isolation.level": "read_committed",
         })
         self.dead_letters = DeadLetterPublisher(self.producer, self.serde, SERVICE, self.config.group_id)
