@@ -63,3 +63,6 @@ def setup_logging(service: str, settings: LogSettings) -> None:
         root.removeHandler(existing)
     root.addHandler(handler)
     root.setLevel(settings.level)
+    # Client libraries log every HTTP request (schema registry lookups) at INFO.
+    for chatty in ("httpx", "httpx2", "httpcore", "aiokafka", "faust.transport.drivers.aiokafka"):
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, root.level))

@@ -18,6 +18,8 @@ import io
 import json
 import os
 import struct
+import threading
+import time
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -126,6 +128,7 @@ class AvroSerde:
         self.registry = registry  # confluent_kafka.schema_registry.SchemaRegistryClient
         self.auto_register = auto_register
         self._ids: dict[tuple[str, str], int] = {}
+        self._lock = threading.Lock()
         self._writer_by_id: dict[int, Any] = {}
 
     @property
@@ -170,18 +173,33 @@ class AvroSerde:
     def _schema_id(self, topic: str, schema: ShippedSchema) -> int:
         subject = f"{topic}-value"
         key = (subject, schema.canonical)
-        if key not in self._ids:
-            from confluent_kafka.schema_registry import Schema
+        schema_id = self._ids.get(key)
+        if schema_id is not None:
+            return schema_id
+        from confluent_kafka.schema_registry import Schema
 
-            registry_schema = Schema(json.dumps(schema.definition), "AVRO")
-            try:
-                if self.auto_register:
-                    self._ids[key] = self.registry.register_schema(subject, registry_schema)
-                else:
-                    self._ids[key] = self.registry.lookup_schema(subject, registry_schema).schema_id
-            except Exception as error:
-                raise SerdeError(f"schema registry refused {schema.name} for subject {subject}: {error}") from error
-        return self._ids[key]
+        registry_schema = Schema(json.dumps(schema.definition), "AVRO")
+        with self._lock:  # many threads (e.g. one per camera) may want the same subject at once
+            if key in self._ids:
+                return self._ids[key]
+            last_error: Exception | None = None
+            for _attempt in range(3):
+                try:
+                    if self.auto_register:
+                        self._ids[key] = self.registry.register_schema(subject, registry_schema)
+                    else:
+                        self._ids[key] = self.registry.lookup_schema(subject, registry_schema).schema_id
+                    return self._ids[key]
+                except Exception as error:
+                    # Another process may have registered the same schema a moment ago (409 on first
+                    # creation of the subject): look it up before giving up.
+                    last_error = error
+                    try:
+                        self._ids[key] = self.registry.lookup_schema(subject, registry_schema).schema_id
+                        return self._ids[key]
+                    except Exception:
+                        time.sleep(0.2)
+            raise SerdeError(f"schema registry refused {schema.name} for subject {subject}: {last_error}")
 
     def _writer_schema(self, schema_id: int) -> Any:
         if schema_id not in self._writer_by_id:

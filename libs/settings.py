@@ -8,6 +8,7 @@ key (as an environment variable) and the offending value.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -70,6 +71,8 @@ class KafkaSettings(BaseModel):
         }
         config.update({key: value for key, value in optional.items() if value is not None})
         config.update(self.extra)
+        # librdkafka's own log lines go through Python logging (structured, redacted), not raw stderr.
+        config["logger"] = logging.getLogger("librdkafka")
         return config
 
 

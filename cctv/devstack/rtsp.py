@@ -20,7 +20,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Self
 from urllib.parse import quote
 
 SYSTEM_PYTHON = Path("/usr/bin/python3")
@@ -82,7 +82,7 @@ class RtspServerHandle:
         self.stderr_log.seek(0)
         return self.stderr_log.read()
 
-    def __enter__(self) -> RtspServerHandle:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *_exc_info: object) -> None:
@@ -129,9 +129,11 @@ def start_rtsp_server(
             raise ValueError("give both user and password, or neither")
         command += ["--user", user, "--password", password]
     # A clean environment for Debian's python: the venv's variables must not leak into it.
-    environment = {key: value for key, value in os.environ.items() if key not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME")}
+    environment = {
+        key: value for key, value in os.environ.items() if key not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME")
+    }
     # stderr goes to a temporary file, not a pipe, so a chatty server can never block on a full pipe.
-    stderr_log = tempfile.TemporaryFile(mode="w+", prefix="rtsp-server-", suffix=".log")
+    stderr_log = tempfile.TemporaryFile(mode="w+", prefix="rtsp-server-", suffix=".log")  # noqa: SIM115 - lives as long as the server; closed by stop()
     process = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=stderr_log, text=True, env=environment, bufsize=1
     )
@@ -150,7 +152,9 @@ def start_rtsp_server(
             if remaining <= 0:
                 process.kill()
                 process.wait()
-                raise RtspServerError(f"RTSP server gave no READY line within {ready_timeout_s:.0f} s: {stderr_so_far()}")
+                raise RtspServerError(
+                    f"RTSP server gave no READY line within {ready_timeout_s:.0f} s: {stderr_so_far()}"
+                )
             if not selector.select(timeout=remaining):
                 continue
             line = process.stdout.readline()

@@ -36,7 +36,7 @@ import gi
 gi.require_version("Gst", "1.0")
 gi.require_version("GstApp", "1.0")
 gi.require_version("GstRtspServer", "1.0")
-from gi.repository import GLib, Gst, GstApp, GstRtspServer  # noqa: E402
+from gi.repository import GLib, Gst, GstApp, GstRtspServer
 
 # Encoded-video caps we know how to packetise, mapped to the (parser, payloader) pair.
 PAYLOADERS_BY_CAPS_NAME: dict[str, tuple[str, str]] = {
@@ -124,7 +124,9 @@ class LoopingCamera:
             elif message is not None:
                 reason = "no H.264/H.265 video track"
             self.pipeline.set_state(Gst.State.NULL)
-            raise StartupError(f"mount {self.mount.name!r}: cannot play {self.mount.path} as MP4 with H.264/H.265 video ({reason})")
+            raise StartupError(
+                f"mount {self.mount.name!r}: cannot play {self.mount.path} as MP4 with H.264/H.265 video ({reason})"
+            )
         self.caps = self.sink.get_static_pad("sink").get_current_caps()
         if self.caps is None:
             self.pipeline.set_state(Gst.State.NULL)
@@ -261,9 +263,15 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--port must be 0..65535, got {args.port}")
 
     Gst.init(None)
-    missing = [name for name in ("qtdemux", "appsink", "appsrc", "h264parse", "rtph264pay") if Gst.ElementFactory.find(name) is None]
+    missing = [
+        name
+        for name in ("qtdemux", "appsink", "appsrc", "h264parse", "rtph264pay")
+        if Gst.ElementFactory.find(name) is None
+    ]
     if missing:
-        print(f"rtsp_server: GStreamer elements missing: {missing}; run scripts/install-system-deps.sh", file=sys.stderr)
+        print(
+            f"rtsp_server: GStreamer elements missing: {missing}; run scripts/install-system-deps.sh", file=sys.stderr
+        )
         return 2
     try:
         server, cameras = build_server(args.mount, args.address, args.port, args.user, args.password)

@@ -16,7 +16,7 @@ from cctv.console import alert_table, follow_alerts
 from cctv.devstack.kafka import KafkaBroker
 from cctv.devstack.process import DevStackError, repo_root
 from cctv.devstack.registry import SchemaRegistry
-from cctv.devstack.rtsp import gstreamer_available, start_rtsp_server
+from cctv.devstack.rtsp import RtspServerError, gstreamer_available, start_rtsp_server
 from cctv.devstack.services import SERVICE_MODULES, ServiceProcess
 from cctv.inventory import InventoryError, parse_yaml, publish
 from libs.kafka import create_topics
@@ -57,9 +57,12 @@ def run_stack(cameras_file: Path, logs: Path, keep_kafka: bool, duration_s: floa
 
         rtsp_url = None
         if gstreamer_available():
-            rtsp = start_rtsp_server({"sample": repo_root() / SAMPLE}, port=8554)
-            rtsp_url = rtsp.urls["sample"]
-            console.print(f"sample RTSP camera at {rtsp_url}")
+            try:
+                rtsp = start_rtsp_server({"sample": repo_root() / SAMPLE}, port=8554)
+                rtsp_url = rtsp.urls["sample"]
+                console.print(f"sample RTSP camera at {rtsp_url}")
+            except RtspServerError as error:
+                console.print(f"[yellow]sample RTSP camera not started: {error}[/]")
         try:
             entries = _inventory(cameras_file, rtsp_url, console)
         except InventoryError as error:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
@@ -69,7 +69,9 @@ class LineCrossingRule(_RuleBase):
 
     @field_validator("line")
     @classmethod
-    def _line_has_length(cls, value: tuple[NormalisedPoint, NormalisedPoint]) -> tuple[NormalisedPoint, NormalisedPoint]:
+    def _line_has_length(
+        cls, value: tuple[NormalisedPoint, NormalisedPoint]
+    ) -> tuple[NormalisedPoint, NormalisedPoint]:
         (ax, ay), (bx, by) = value
         if abs(ax - bx) < 1e-6 and abs(ay - by) < 1e-6:
             raise ValueError(f"line endpoints {value[0]} and {value[1]} coincide; a crossing line needs length")
@@ -115,7 +117,7 @@ class AbandonedObjectRule(_RuleBase):
 
 
 RuleConfig = Annotated[
-    Union[IntrusionRule, LoiteringRule, CrowdingRule, LineCrossingRule, RunningRule, AbandonedObjectRule],
+    IntrusionRule | LoiteringRule | CrowdingRule | LineCrossingRule | RunningRule | AbandonedObjectRule,
     Field(discriminator="type"),
 ]
 RULE_TYPES: tuple[str, ...] = (
@@ -266,15 +268,22 @@ class TrackerSettings(BaseModel):
 
     # Detections at or above this score may start tracks; lower ones (>= min_score) only extend tracks.
     new_track_score: float = Field(default=0.4, ge=0, le=1)
-    min_score: float = Field(default=0.2, ge=0, le=1)
+    min_score: float = Field(default=0.3, ge=0, le=1)
     # A track counts (is reported to rules) after this many matched frames.
     min_hits: int = Field(default=2, ge=1)
     # Tracks not matched for this long are dropped; time based, so it means the same at 0.5 fps and 10 fps.
     max_age_s: float = Field(default=4.0, gt=0)
-    # Fastest plausible motion, in body heights per second, that association will bridge across a gap.
+    # Fastest plausible motion (body heights per second) bridged across a gap for a track seen only once,
+    # whose velocity is still unknown. Running is about 3 body heights/s.
     max_speed_heights_per_s: float = Field(default=3.0, gt=0)
+    # For a track with a measured velocity: how far (body heights per second of gap) it may stray from its
+    # predicted path. Tighter than max_speed, so a lost track does not grab a newcomer's box.
+    max_deviation_heights_per_s: float = Field(default=1.0, gt=0)
+    # Kalman filter noise, in body heights: how much speed may change per second, and box-centre jitter.
+    accel_noise_heights_per_s2: float = Field(default=1.0, gt=0)
+    measurement_noise_heights: float = Field(default=0.1, gt=0)
     # Slack for box jitter (in body heights) on top of the motion allowance.
-    base_gate_heights: float = Field(default=0.6, gt=0)
+    base_gate_heights: float = Field(default=0.4, gt=0)
     # Velocity is extrapolated for at most this long, so long gaps do not fling predictions away.
     max_predict_s: float = Field(default=1.5, gt=0)
     # How many seconds of foot-point history each track keeps (rules read speed and stillness from it).
@@ -283,9 +292,7 @@ class TrackerSettings(BaseModel):
     @model_validator(mode="after")
     def _scores_ordered(self) -> TrackerSettings:
         if self.min_score > self.new_track_score:
-            raise ValueError(
-                f"min_score ({self.min_score}) must not exceed new_track_score ({self.new_track_score})"
-            )
+            raise ValueError(f"min_score ({self.min_score}) must not exceed new_track_score ({self.new_track_score})")
         return self
 
 

@@ -28,9 +28,10 @@ def cross(o: Point, a: Point, b: Point) -> float:
 
 def _on_segment(p: Point, q: Point, r: Point) -> bool:
     """r is collinear with p-q; is it inside the bounding box of p-q?"""
-    return min(p[0], q[0]) - _EPS <= r[0] <= max(p[0], q[0]) + _EPS and min(p[1], q[1]) - _EPS <= r[1] <= max(
-        p[1], q[1]
-    ) + _EPS
+    return (
+        min(p[0], q[0]) - _EPS <= r[0] <= max(p[0], q[0]) + _EPS
+        and min(p[1], q[1]) - _EPS <= r[1] <= max(p[1], q[1]) + _EPS
+    )
 
 
 def segments_intersect(p1: Point, p2: Point, q1: Point, q2: Point) -> bool:
@@ -61,8 +62,6 @@ def polygon_problem(polygon: Sequence[Point]) -> str | None:
     for index, (x, y) in enumerate(polygon):
         if not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0):
             return f"point {index} ({x}, {y}) is outside 0..1 (coordinates are fractions of the frame size)"
-    if abs(signed_area(polygon)) <= 1e-9:
-        return "has zero area (points are collinear or repeated)"
     count = len(polygon)
     for i in range(count):
         if polygon[i] == polygon[(i + 1) % count]:
@@ -76,6 +75,9 @@ def polygon_problem(polygon: Sequence[Point]) -> str | None:
             b1, b2 = polygon[j], polygon[(j + 1) % count]
             if segments_intersect(a1, a2, b1, b2):
                 return f"is self-intersecting: edge {i}-{(i + 1) % count} crosses edge {j}-{(j + 1) % count}"
+    # After the crossing check: a bow-tie's lobes cancel out to zero signed area too.
+    if abs(signed_area(polygon)) <= 1e-9:
+        return "has zero area (points are collinear)"
     return None
 
 

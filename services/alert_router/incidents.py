@@ -10,6 +10,8 @@ from .model import AlertEvent, AlertKind, FrameRef, Severity, TrackedBox
 from .rules import RuleResult
 
 # Fixed namespace: alert ids are uuid5(namespace, camera|zone|rule|start time) and must never change.
+# Track ids remembered per incident (the newest ones).
+MAX_TRACK_IDS = 50
 ALERT_ID_NAMESPACE = uuid.UUID("6f1c3c0e-6a8e-5d7b-9a43-2f7c9d0b1e55")
 
 
@@ -78,7 +80,9 @@ class IncidentTracker:
                 self._record(incident, now_ms, frame_ref, boxes, result.description)
                 events.append(self._event(incident, AlertKind.NEW, now_ms))
                 continue
-            incident["track_ids"] = sorted(set(incident["track_ids"]) | {t.track_id for t in result.tracks})
+            known = incident["track_ids"]
+            # Oldest ids drop off first, so a day-long crowd cannot grow the state (and messages) without bound.
+            incident["track_ids"] = (known + sorted({t.track_id for t in result.tracks} - set(known)))[-MAX_TRACK_IDS:]
             self._record(incident, now_ms, frame_ref, boxes, result.description)
             if now_ms - incident["last_emit_ms"] >= self.settings.update_interval_s * 1000.0:
                 incident["last_emit_ms"] = now_ms

@@ -188,8 +188,8 @@ def build_app(runtime: ServiceRuntime[AlertRouterSettings], inventory: Inventory
                            partitions=partitions)
     alert_codec = AvroCodec(serde, ALERTS, "Alert")
     alerts_topic = app.topic(ALERTS, key_serializer="raw", value_serializer=alert_codec)
-    state = app.Table("camera-state", default=None, partitions=partitions, key_type=str, key_serializer="raw",
-                      value_serializer="json")
+    state = app.Table("camera-state", default=None, partitions=partitions,
+                      schema=faust.Schema(key_type=str, key_serializer="raw", value_serializer="json"))
     directory = CameraDirectory(inventory)
     routes = RoutingTableLoader(settings.routes_file)
     fetcher = FrameFetcher(kafka, serde)
@@ -251,10 +251,15 @@ def build_app(runtime: ServiceRuntime[AlertRouterSettings], inventory: Inventory
             if rules is None:
                 SKIPPED.labels("rejected-camera" if frame.camera_id in directory.rejected else "unknown-camera").inc()
                 continue
-            stored = state[frame.camera_id]
-            pipeline = CameraPipeline(rules, settings.tracker, settings.incidents, settings.severity,
-                                      stored["pipeline"] if stored else None)
-            events = pipeline.process(frame)
+            stored = state.get(frame.camera_id)
+            try:
+                pipeline = CameraPipeline(rules, settings.tracker, settings.incidents, settings.severity,
+                                          stored["pipeline"] if stored else None)
+                events = pipeline.process(frame)
+            except ValueError as error:  # e.g. stored state of an unsupported version: start afresh
+                log.error("camera %s: %s; starting its tracker and rules afresh", frame.camera_id, error)
+                pipeline = CameraPipeline(rules, settings.tracker, settings.incidents, settings.severity, None)
+                events = pipeline.process(frame)
             new_state = {"pipeline": pipeline.to_state(), "alert_steps": (stored or {}).get("alert_steps", {})}
             await publish(events, rules, new_state)
             state[frame.camera_id] = new_state

@@ -43,21 +43,27 @@ class CameraPipeline:
         # Own a private copy: callers may keep (and later compare) the dict they stored.
         state = copy.deepcopy(state)
         tracker_settings = tracker_settings or TrackerSettings()
-        self.tracker = (
-            TimeAwareTracker.from_state(state["tracker"], tracker_settings)
-            if state is not None
-            else TimeAwareTracker(tracker_settings)
-        )
-        self.rules = RuleEngine(camera, state["rules"] if state is not None else None)
-        self.incidents = IncidentTracker(
-            camera_id=camera.camera_id,
-            site_id=camera.site_id,
-            camera_tags=camera.tags,
-            settings=incident_settings,
-            severity_policy=severity_policy,
-            rule_severity={f"{z.name}/{r.key}": r.severity for z in camera.zones for r in z.rules},
-            state=state["incidents"] if state is not None else None,
-        )
+        try:
+            self.tracker = (
+                TimeAwareTracker.from_state(state["tracker"], tracker_settings)
+                if state is not None
+                else TimeAwareTracker(tracker_settings)
+            )
+            self.rules = RuleEngine(camera, state["rules"] if state is not None else None)
+            self.incidents = IncidentTracker(
+                camera_id=camera.camera_id,
+                site_id=camera.site_id,
+                camera_tags=camera.tags,
+                settings=incident_settings,
+                severity_policy=severity_policy,
+                rule_severity={f"{z.name}/{r.key}": r.severity for z in camera.zones for r in z.rules},
+                state=state["incidents"] if state is not None else None,
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            raise ValueError(
+                f"camera {camera.camera_id!r}: stored alert state is unreadable ({type(error).__name__}: {error}); "
+                "delete the table entry to start fresh"
+            ) from error
 
     @classmethod
     def for_camera(
@@ -71,9 +77,7 @@ class CameraPipeline:
         return cls(camera, config.tracker, config.incidents, config.severity, state)
 
     @classmethod
-    def from_state(
-        cls, config: AlertRouterConfig, camera_id: str, state: dict[str, Any] | None
-    ) -> CameraPipeline:
+    def from_state(cls, config: AlertRouterConfig, camera_id: str, state: dict[str, Any] | None) -> CameraPipeline:
         """Same as `for_camera`; `state=None` starts fresh."""
         return cls.for_camera(config, camera_id, state)
 

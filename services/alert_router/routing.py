@@ -69,9 +69,7 @@ class Route(BaseModel):
             return False
         if self.camera_tags is not None and not set(self.camera_tags).intersection(camera.tags):
             return False
-        if self.schedule is not None and not self.schedule.is_active(alert.detected_at):
-            return False
-        return True
+        return self.schedule is None or self.schedule.is_active(alert.detected_at)
 
 
 class RoutingTable(BaseModel):

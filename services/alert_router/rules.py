@@ -69,7 +69,9 @@ def speed_heights_per_s(track: Track, rule: RunningRule, aspect: float) -> float
     return distance / body / span_s
 
 
-def crossing_direction(rule: LineCrossingRule, previous: tuple[float, float], current: tuple[float, float]) -> str | None:
+def crossing_direction(
+    rule: LineCrossingRule, previous: tuple[float, float], current: tuple[float, float]
+) -> str | None:
     """'a_to_b' / 'b_to_a' when the step previous->current crosses the rule's line, else None."""
     start, end = rule.line
     if not segments_intersect(previous, current, start, end):
@@ -81,6 +83,19 @@ def crossing_direction(rule: LineCrossingRule, previous: tuple[float, float], cu
         return "a_to_b"
     if before > 0 > after:
         return "b_to_a"
+    return None
+
+
+def _last_point_off_line(track: Track, rule: LineCrossingRule) -> tuple[float, float] | None:
+    """The latest earlier foot point strictly on one side of the line.
+
+    A foot point landing exactly on the line must not hide the crossing, so skip such points.
+    """
+    start, end = rule.line
+    for point in reversed(track.history[:-1]):
+        foot = (point.foot_x, point.foot_y)
+        if side_of_line(start, end, foot) != 0.0:
+            return foot
     return None
 
 
@@ -165,10 +180,10 @@ class RuleEngine:
         elif isinstance(rule, LineCrossingRule):
             crossed: list[tuple[Track, str]] = []
             for track in watched:
-                previous = track.previous_point()
+                previous = _last_point_off_line(track, rule)
                 if previous is None:
                     continue
-                direction = crossing_direction(rule, (previous.foot_x, previous.foot_y), track.foot)
+                direction = crossing_direction(rule, previous, track.foot)
                 if direction is not None and rule.direction in ("both", direction):
                     crossed.append((track, direction))
             if crossed:

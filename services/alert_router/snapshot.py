@@ -30,14 +30,15 @@ def _draw(image: Image.Image, boxes: Sequence[TrackedBox], label: str) -> None:
     draw = ImageDraw.Draw(image)
     width, height = image.size
     line = max(2, round(max(width, height) / 300))
-    font = ImageFont.load_default(size=max(12, round(height / 40)))
+    font_size = max(12, round(height / 40))
+    font = ImageFont.load_default(size=font_size)
     for box in boxes:
         corners = (box.x1 * width, box.y1 * height, box.x2 * width, box.y2 * height)
         draw.rectangle(corners, outline=(255, 40, 40), width=line)
         tag = f"{box.class_name} #{box.track_id}"
-        draw.text((corners[0] + line, max(0, corners[1] - font.size - line)), tag, fill=(255, 40, 40), font=font)
+        draw.text((corners[0] + line, max(0, corners[1] - font_size - line)), tag, fill=(255, 40, 40), font=font)
     if label:
-        banner = font.size + 2 * line
+        banner = font_size + 2 * line
         draw.rectangle((0, 0, width, banner), fill=(0, 0, 0))
         draw.text((line, line), label, fill=(255, 255, 255), font=font)
 

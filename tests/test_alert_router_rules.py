@@ -1,0 +1,511 @@
+"""Alert-router rules, config validation and incident lifecycle, driven through the real tracker."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from services.alert_router.config import (
+    AlertRouterConfig,
+    CameraConfig,
+    CrowdingRule,
+    IncidentSettings,
+    IntrusionRule,
+    LoiteringRule,
+    SeverityPolicy,
+    ZoneConfig,
+)
+from services.alert_router.incidents import alert_id_for
+from services.alert_router.model import AlertEvent, AlertKind, Det, FrameDetections, FrameRef, Severity
+from services.alert_router.pipeline import CameraMismatchError, CameraPipeline, UnknownCameraError, process_frame
+from services.alert_router.schedule import WeeklySchedule
+
+CAMERA_ID = "cam-1"
+WIDTH, HEIGHT = 1280, 720
+ASPECT = WIDTH / HEIGHT
+# Monday 2026-06-01 12:00 UTC.
+NOON_MS = int(datetime(2026, 6, 1, 12, 0, tzinfo=UTC).timestamp() * 1000)
+
+# Where an object is at time t (seconds since scene start): (centre x, foot y, box height) or None (absent).
+Path = Callable[[float], tuple[float, float, float] | None]
+
+SQUARE = [[0.4, 0.4], [0.6, 0.4], [0.6, 0.8], [0.4, 0.8]]
+
+
+def det(class_name: str, cx: float, foot_y: float, height: float, score: float = 0.9) -> Det:
+    # Person-like proportions for people, squat boxes for luggage.
+    width = height * (0.4 if class_name == "person" else 1.0) / ASPECT
+    class_ids = {"person": 0, "car": 2, "backpack": 24, "handbag": 26, "suitcase": 28}
+    return Det(class_ids[class_name], class_name, score, cx - width / 2, foot_y - height, cx + width / 2, foot_y)
+
+
+def scene(
+    objects: list[tuple[str, Path]], duration_s: float, fps: float, start_ms: int = NOON_MS
+) -> list[FrameDetections]:
+    frames: list[FrameDetections] = []
+    steps = int(duration_s * fps) + 1
+    for seq in range(steps):
+        t = seq / fps
+        dets = []
+        for class_name, path in objects:
+            where = path(t)
+            if where is not None:
+                dets.append(det(class_name, *where))
+        frames.append(
+            FrameDetections(
+                camera_id=CAMERA_ID,
+                frame_seq=seq,
+                capture_time_ms=start_ms + round(t * 1000),
+                frame_ref=FrameRef("cctv.frames.v1", 0, 1000 + seq),
+                width=WIDTH,
+                height=HEIGHT,
+                detections=dets,
+            )
+        )
+    return frames
+
+
+def linear(start: tuple[float, float], end: tuple[float, float], duration_s: float, height: float = 0.2) -> Path:
+    """Straight walk from start to end (foot points) over duration_s, then stands at the end."""
+
+    def where(t: float) -> tuple[float, float, float]:
+        f = min(t / duration_s, 1.0)
+        return (start[0] + (end[0] - start[0]) * f, start[1] + (end[1] - start[1]) * f, height)
+
+    return where
+
+
+def still(x: float, foot_y: float, height: float = 0.2, until_s: float | None = None, from_s: float = 0.0) -> Path:
+    def where(t: float) -> tuple[float, float, float] | None:
+        if t < from_s or (until_s is not None and t > until_s):
+            return None
+        return (x, foot_y, height)
+
+    return where
+
+
+def camera(
+    rules: list[dict[str, Any]], polygon: list[list[float]] | None = None, tags: list[str] | None = None, **zone: Any
+) -> CameraConfig:
+    return CameraConfig.model_validate(
+        {
+            "camera_id": CAMERA_ID,
+            "name": "Test camera",
+            "site_id": "site-a",
+            "tags": tags or [],
+            "zones": [{"name": "zone-a", "polygon": polygon or SQUARE, "rules": rules, **zone}],
+        }
+    )
+
+
+def run(cam: CameraConfig, frames: list[FrameDetections], **incident: Any) -> list[AlertEvent]:
+    pipeline = CameraPipeline(cam, incident_settings=IncidentSettings(**incident) if incident else None)
+    events: list[AlertEvent] = []
+    for frame in frames:
+        events.extend(pipeline.process(frame))
+    return events
+
+
+def kinds(events: list[AlertEvent]) -> list[str]:
+    return [str(e.kind) for e in events]
+
+
+# --------------------------------------------------------------------------- intrusion
+def test_intrusion_fires_when_a_person_walks_into_the_zone() -> None:
+    frames = scene([("person", linear((0.1, 0.6), (0.5, 0.6), duration_s=8))], duration_s=12, fps=2)
+    events = run(camera([{"type": "intrusion"}]), frames)
+    news = [e for e in events if e.kind is AlertKind.NEW]
+    assert len(news) == 1
+    alert = news[0]
+    assert alert.rule_type == "intrusion" and alert.zone == "zone-a" and alert.camera_id == CAMERA_ID
+    # Foot crosses x=0.4 at t=6 s; with 2 fps the first frame inside is t=6.5 s at the latest.
+    assert NOON_MS + 6000 <= alert.started_at <= NOON_MS + 6500
+    assert alert.boxes and 0.4 <= (alert.boxes[0].x1 + alert.boxes[0].x2) / 2 <= 0.6
+    assert "restricted zone 'zone-a'" in alert.description
+
+
+def test_intrusion_ignores_people_outside_and_unwatched_classes() -> None:
+    outside = ("person", linear((0.1, 0.9), (0.9, 0.9), duration_s=10))  # walks below the zone
+    car_inside = ("car", still(0.5, 0.6, height=0.15))
+    frames = scene([outside, car_inside], duration_s=12, fps=2)
+    assert run(camera([{"type": "intrusion"}]), frames) == []
+
+
+def test_intrusion_respects_zone_class_filter_and_schedule() -> None:
+    walker = [("person", still(0.5, 0.6))]
+    frames = scene(walker, duration_s=5, fps=2)
+    assert run(camera([{"type": "intrusion"}], classes=["car"]), frames) == []
+    night_only = {"timezone": "UTC", "windows": [{"start": "22:00", "end": "06:00"}]}
+    assert run(camera([{"type": "intrusion"}], schedule=night_only), frames) == []
+    midnight = NOON_MS + 12 * 3600 * 1000
+    night_frames = scene(walker, duration_s=5, fps=2, start_ms=midnight)
+    assert kinds(run(camera([{"type": "intrusion"}], schedule=night_only), night_frames)) == ["new"]
+
+
+# --------------------------------------------------------------------------- loitering
+def test_loitering_fires_only_after_the_dwell_time() -> None:
+    frames = scene([("person", still(0.5, 0.6))], duration_s=80, fps=1)
+    events = run(camera([{"type": "loitering", "min_dwell_s": 60}]), frames)
+    news = [e for e in events if e.kind is AlertKind.NEW]
+    assert len(news) == 1
+    # Track confirmed on its 2nd frame (t=1 s), so the dwell is counted from then.
+    assert news[0].started_at - NOON_MS == pytest.approx(61_000, abs=1000)
+    assert "for 60 s" in news[0].description
+
+
+def test_loitering_not_fired_by_passers_by_or_repeated_short_visits() -> None:
+    passer = ("person", linear((0.1, 0.6), (0.9, 0.6), duration_s=30))  # ~8 s inside the zone
+    assert run(camera([{"type": "loitering", "min_dwell_s": 20}]), scene([passer], 40, fps=1)) == []
+
+    def in_and_out(t: float) -> tuple[float, float, float]:
+        # 15 s inside, 5 s outside, repeated: never 20 s in a row inside.
+        return (0.5 if t % 20 < 15 else 0.7, 0.6, 0.2)
+
+    assert run(camera([{"type": "loitering", "min_dwell_s": 20}]), scene([("person", in_and_out)], 60, fps=1)) == []
+
+
+# --------------------------------------------------------------------------- crowding
+def _crowd(count: int, until_s: float | None = None) -> list[tuple[str, Path]]:
+    return [
+        ("person", still(0.42 + 0.04 * i, 0.5 + 0.06 * (i % 2), height=0.15, until_s=until_s)) for i in range(count)
+    ]
+
+
+def test_crowding_fires_when_enough_people_stay_long_enough() -> None:
+    rules = [{"type": "crowding", "min_count": 5, "min_duration_s": 10}]
+    events = run(camera(rules), scene(_crowd(5), duration_s=20, fps=1))
+    news = [e for e in events if e.kind is AlertKind.NEW]
+    assert len(news) == 1 and len(news[0].track_ids) == 5
+    assert news[0].started_at - NOON_MS >= 10_000
+
+
+def test_crowding_not_fired_below_count_or_duration() -> None:
+    rules = [{"type": "crowding", "min_count": 5, "min_duration_s": 10}]
+    assert run(camera(rules), scene(_crowd(4), duration_s=20, fps=1)) == []
+    assert run(camera(rules), scene(_crowd(5, until_s=6), duration_s=20, fps=1)) == []
+
+
+# --------------------------------------------------------------------------- line crossing
+LINE = [[0.5, 0.2], [0.5, 0.9]]  # vertical; a_to_b (left of top->bottom on screen is +x side) ...
+
+
+def test_line_crossing_direction() -> None:
+    # For the directed segment top->bottom, the screen-left side is x > 0.5, the right side is x < 0.5.
+    right_to_left_on_screen = ("person", linear((0.2, 0.6), (0.8, 0.6), duration_s=6))
+    frames = scene([right_to_left_on_screen], duration_s=8, fps=2)
+    # Walking +x goes from x<0.5 (right of top->bottom) to x>0.5 (left): that is b_to_a.
+    assert kinds(run(camera([{"type": "line_crossing", "line": LINE, "direction": "b_to_a"}]), frames))[:1] == ["new"]
+    assert run(camera([{"type": "line_crossing", "line": LINE, "direction": "a_to_b"}]), frames) == []
+    assert kinds(run(camera([{"type": "line_crossing", "line": LINE, "direction": "both"}]), frames))[:1] == ["new"]
+    back = scene([("person", linear((0.8, 0.6), (0.2, 0.6), duration_s=6))], duration_s=8, fps=2)
+    assert kinds(run(camera([{"type": "line_crossing", "line": LINE, "direction": "a_to_b"}]), back))[:1] == ["new"]
+
+
+def test_line_crossing_at_half_a_frame_per_second_and_not_beside_the_line() -> None:
+    rule = [{"type": "line_crossing", "line": LINE}]
+    sparse = scene([("person", linear((0.3, 0.6), (0.7, 0.6), duration_s=8))], duration_s=12, fps=0.5)
+    assert kinds(run(camera(rule), sparse))[:1] == ["new"]
+    beside = scene(
+        [("person", linear((0.3, 0.95), (0.7, 0.95), duration_s=8))], duration_s=12, fps=2
+    )  # passes below the segment end
+    assert run(camera(rule), beside) == []
+    parallel = scene([("person", linear((0.3, 0.3), (0.3, 0.8), duration_s=8))], duration_s=12, fps=2)
+    assert run(camera(rule), parallel) == []
+
+
+# --------------------------------------------------------------------------- running
+BIG_ZONE = [[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]]
+
+
+def test_running_is_measured_in_body_heights_so_distance_does_not_matter() -> None:
+    rule = [{"type": "running", "min_speed_heights_per_s": 1.6}]
+    # Far runner: 0.05 tall, covers 0.15 of frame height per second = 3 body heights/s.
+    far_runner = ("person", linear((0.1, 0.3), (0.1 + 0.15 * 4 / ASPECT, 0.3), duration_s=4, height=0.05))
+    events = run(camera(rule, polygon=BIG_ZONE), scene([far_runner], duration_s=4, fps=5))
+    assert [e.kind for e in events][:1] == [AlertKind.NEW]
+    assert "running at 3.0 body heights/s" in events[0].description
+    # Near walker: 0.4 tall, 0.32 of frame height per second (faster on screen than the runner) = 0.8 heights/s.
+    near_walker = ("person", linear((0.1, 0.9), (0.1 + 0.32 * 2 / ASPECT, 0.9), duration_s=2, height=0.4))
+    assert run(camera(rule, polygon=BIG_ZONE), scene([near_walker], duration_s=2, fps=5)) == []
+
+
+def test_running_detected_at_low_irregular_rate_but_not_for_walkers() -> None:
+    rule = [{"type": "running"}]
+    runner = linear((0.05, 0.6), (0.05 + 0.2 * 3 * 6 / ASPECT, 0.6), duration_s=6, height=0.2)  # 3 heights/s
+    walker = linear((0.05, 0.6), (0.05 + 0.2 * 0.8 * 6 / ASPECT, 0.6), duration_s=6, height=0.2)  # 0.8 heights/s
+    irregular_times = [0.0, 0.3, 1.9, 2.2, 4.5, 5.0, 6.0]
+
+    def frames_at(path: Path) -> list[FrameDetections]:
+        frames = []
+        for i, t in enumerate(irregular_times):
+            where = path(t)
+            assert where is not None
+            dets = [det("person", *where)]
+            frames.append(
+                FrameDetections(CAMERA_ID, i, NOON_MS + round(t * 1000), FrameRef("f", 0, i), WIDTH, HEIGHT, dets)
+            )
+        return frames
+
+    assert kinds(run(camera(rule, polygon=BIG_ZONE), frames_at(runner)))[:1] == ["new"]
+    assert run(camera(rule, polygon=BIG_ZONE), frames_at(walker)) == []
+
+
+# --------------------------------------------------------------------------- abandoned object
+def test_abandoned_object_left_alone() -> None:
+    rule = [{"type": "abandoned_object", "min_unattended_s": 20}]
+    owner = ("person", linear((0.5, 0.6), (0.95, 0.6), duration_s=5))  # drops the bag and walks off to the right
+    bag = ("suitcase", still(0.5, 0.6, height=0.05))
+    events = run(camera(rule), scene([owner, bag], duration_s=40, fps=1))
+    news = [e for e in events if e.kind is AlertKind.NEW]
+    assert len(news) == 1 and news[0].boxes[0].class_name == "suitcase"
+    # Owner is out of reach (5 bag sizes = 0.25) from ~t=1.5 s; the alert cannot come before 20 s after that.
+    assert news[0].started_at - NOON_MS >= 21_000
+
+
+def test_abandoned_object_not_fired_when_attended_or_outside_zone() -> None:
+    rule = [{"type": "abandoned_object", "min_unattended_s": 20}]
+    owner_nearby = ("person", still(0.53, 0.62))
+    bag = ("suitcase", still(0.5, 0.6, height=0.05))
+    assert run(camera(rule), scene([owner_nearby, bag], duration_s=40, fps=1)) == []
+    bag_outside = ("suitcase", still(0.2, 0.3, height=0.05))
+    assert run(camera(rule), scene([bag_outside], duration_s=40, fps=1)) == []
+
+
+# --------------------------------------------------------------------------- config validation
+@pytest.mark.parametrize(
+    ("rule", "message"),
+    [
+        ({"type": "loitering", "min_dwell_s": 0}, "min_dwell_s"),
+        ({"type": "crowding", "min_count": 1}, "min_count"),
+        ({"type": "crowding", "min_duration_s": -1}, "min_duration_s"),
+        ({"type": "line_crossing", "line": [[0.2, 0.2], [0.2, 0.2]]}, "coincide"),
+        ({"type": "line_crossing", "line": [[0.2, 0.2], [1.2, 0.2]]}, "less than or equal to 1"),
+        ({"type": "line_crossing", "line": [[0.2, 0.2], [0.4, 0.2]], "direction": "up"}, "direction"),
+        ({"type": "line_crossing"}, "line"),
+        ({"type": "running", "min_speed_heights_per_s": 0}, "min_speed_heights_per_s"),
+        ({"type": "running", "window_s": 1, "min_span_s": 2}, "min_span_s"),
+        ({"type": "abandoned_object", "person_radius_factor": -1}, "person_radius_factor"),
+        ({"type": "intrusion", "classes": []}, "classes"),
+        ({"type": "teleport"}, "teleport"),
+        ({"type": "intrusion", "min_dwell_s": 3}, "min_dwell_s"),
+    ],
+)
+def test_rule_config_rejected_with_actionable_message(rule: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValidationError) as error:
+        camera([rule])
+    assert message in str(error.value)
+
+
+def test_rule_defaults_are_sensible() -> None:
+    zone = camera([{"type": t} for t in ("intrusion", "loitering", "crowding", "running", "abandoned_object")]).zones[0]
+    intrusion, loitering, crowding, running, abandoned = zone.rules
+    assert isinstance(loitering, LoiteringRule) and isinstance(crowding, CrowdingRule)
+    assert intrusion.classes == ["person"] and running.classes == ["person"]
+    assert loitering.min_dwell_s == 60
+    assert crowding.min_count >= 2
+    assert set(abandoned.classes) == {"backpack", "handbag", "suitcase"}
+
+
+def test_duplicate_rule_names_in_a_zone_rejected() -> None:
+    with pytest.raises(ValidationError, match="used more than once"):
+        camera([{"type": "loitering"}, {"type": "loitering", "min_dwell_s": 5}])
+    # Distinct names make it valid.
+    camera([{"type": "loitering"}, {"type": "loitering", "name": "short-stay", "min_dwell_s": 5}])
+
+
+@pytest.mark.parametrize(
+    ("polygon", "problem"),
+    [
+        ([[0.1, 0.1], [0.5, 0.1]], "at least 3 points"),
+        ([[0.1, 0.1], [1.5, 0.1], [0.5, 0.5]], "outside 0..1"),
+        ([[0.1, 0.1], [0.5, 0.1], [0.3, 0.1]], "zero area"),
+        ([[0.1, 0.1], [0.5, 0.5], [0.5, 0.1], [0.1, 0.5]], "self-intersecting"),
+    ],
+)
+def test_invalid_zone_polygon_names_camera_and_zone(polygon: list[list[float]], problem: str) -> None:
+    with pytest.raises(ValidationError) as error:
+        CameraConfig.model_validate(
+            {
+                "camera_id": "gate-cam-7",
+                "zones": [{"name": "loading-bay", "polygon": polygon, "rules": [{"type": "intrusion"}]}],
+            }
+        )
+    text = str(error.value)
+    assert "gate-cam-7" in text and "loading-bay" in text and problem in text
+
+
+def test_invalid_polygon_of_a_prebuilt_zone_still_names_camera() -> None:
+    zone = ZoneConfig(name="z9", polygon=[(0.1, 0.1), (0.5, 0.5), (0.5, 0.1), (0.1, 0.5)], rules=[IntrusionRule()])
+    with pytest.raises(ValidationError, match=r"camera 'c9' zone 'z9'.*self-intersecting"):
+        CameraConfig(camera_id="c9", zones=[zone])
+
+
+def test_schedule_validation_and_midnight_wrap() -> None:
+    with pytest.raises(ValidationError, match="unknown time zone 'Mars/Olympus'"):
+        WeeklySchedule.model_validate({"timezone": "Mars/Olympus", "windows": [{"start": "08:00", "end": "09:00"}]})
+    with pytest.raises(ValidationError, match="both 08:00"):
+        WeeklySchedule.model_validate({"windows": [{"start": "08:00", "end": "08:00"}]})
+    monday_night = WeeklySchedule.model_validate({"windows": [{"days": ["mon"], "start": "22:00", "end": "06:00"}]})
+    hour = 3600 * 1000
+    assert not monday_night.is_active(NOON_MS)  # Monday 12:00
+    assert monday_night.is_active(NOON_MS + 11 * hour)  # Monday 23:00
+    assert monday_night.is_active(NOON_MS + 17 * hour)  # Tuesday 05:00, still Monday's window
+    assert not monday_night.is_active(NOON_MS + 35 * hour)  # Tuesday 23:00
+    kolkata = WeeklySchedule.model_validate(
+        {"timezone": "Asia/Kolkata", "windows": [{"start": "17:00", "end": "18:00"}]}
+    )
+    assert kolkata.is_active(NOON_MS)  # 12:00 UTC = 17:30 IST
+
+
+def test_router_config_loads_from_yaml(tmp_path: Any) -> None:
+    path = tmp_path / "alert-router.yaml"
+    path.write_text(
+        "cameras:\n"
+        "  - camera_id: cam-1\n    tags: [park]\n    zones:\n"
+        "      - name: pond\n        polygon: [[0.1, 0.1], [0.9, 0.1], [0.5, 0.9]]\n"
+        "        rules:\n          - {type: loitering, min_dwell_s: 120}\n"
+        "incidents: {end_grace_s: 5}\n",
+        encoding="utf-8",
+    )
+    config = AlertRouterConfig.from_yaml(path)
+    assert config.camera("cam-1").zones[0].rules[0].min_dwell_s == 120  # type: ignore[union-attr]
+    assert config.incidents.end_grace_s == 5
+    with pytest.raises(UnknownCameraError, match="cam-2"):
+        CameraPipeline.for_camera(config, "cam-2")
+
+
+# --------------------------------------------------------------------------- severity
+def test_severity_by_rule_type_and_camera_tags() -> None:
+    policy = SeverityPolicy()
+    assert policy.severity_for("intrusion", ["park"]) is Severity.MEDIUM
+    assert policy.severity_for("intrusion", ["school-zone", "park"]) is Severity.HIGH
+    assert policy.severity_for("loitering", []) is Severity.LOW
+    assert policy.severity_for("intrusion", ["school-zone"], explicit=Severity.CRITICAL) is Severity.CRITICAL
+    frames = scene([("person", still(0.5, 0.6))], duration_s=3, fps=2)
+    school = run(camera([{"type": "intrusion"}], tags=["school-zone"]), frames)
+    assert school[0].severity is Severity.HIGH
+    explicit = run(camera([{"type": "intrusion", "severity": "low"}], tags=["school-zone"]), frames)
+    assert explicit[0].severity is Severity.LOW
+
+
+# --------------------------------------------------------------------------- incident lifecycle
+STAY_THEN_LEAVE = [("person", still(0.5, 0.6, until_s=100))]  # in the zone 0..100 s, then gone
+
+
+def test_incident_lifecycle_new_update_rate_limited_end() -> None:
+    frames = scene(STAY_THEN_LEAVE, duration_s=130, fps=2)
+    events = run(camera([{"type": "intrusion"}]), frames, update_interval_s=30, end_grace_s=10)
+    assert kinds(events) == ["new", "update", "update", "update", "end"]
+    new, *updates, end = events
+    assert len({e.alert_id for e in events}) == 1
+    emitted = [new.detected_at] + [u.detected_at for u in updates]
+    assert all(b - a >= 30_000 for a, b in zip(emitted, emitted[1:], strict=False))
+    assert end.ended_at == NOON_MS + 100_000  # last frame the person was in the zone
+    assert end.detected_at - end.ended_at >= 10_000  # grace honoured
+    assert end.frame_ref == FrameRef("cctv.frames.v1", 0, 1000 + 200)  # evidence = last frame with the person
+    assert all(e.started_at == new.started_at for e in events)
+
+
+def test_short_detector_miss_does_not_split_an_incident() -> None:
+    def flicker(t: float) -> tuple[float, float, float] | None:
+        return None if 20 <= t < 25 else (0.5, 0.6, 0.2)  # 5 s of misses inside a 60 s stay
+
+    events = run(camera([{"type": "intrusion"}]), scene([("person", flicker)], duration_s=60, fps=2), end_grace_s=10)
+    assert kinds(events).count("new") == 1 and "end" not in kinds(events)
+
+
+def test_snapshot_restore_mid_incident_emits_no_second_new_and_still_ends() -> None:
+    frames = scene(STAY_THEN_LEAVE, duration_s=130, fps=2)
+    cam = camera([{"type": "loitering", "min_dwell_s": 10}])
+    uninterrupted = run(cam, frames)
+
+    first = CameraPipeline(cam)
+    events: list[AlertEvent] = []
+    for frame in frames[:120]:  # t = 0..59.5 s: incident open since ~11 s
+        events.extend(first.process(frame))
+    assert kinds(events) == ["new", "update"]
+    stored = json.loads(json.dumps(first.to_state()))  # what a Faust table would hold
+    resumed = CameraPipeline(cam, state=stored)
+    after = [e for frame in frames[120:] for e in resumed.process(frame)]
+    assert "new" not in kinds(after) and kinds(after)[-1] == "end"
+    assert events + after == uninterrupted
+
+
+def test_replay_gives_identical_events_and_ids() -> None:
+    frames = scene(STAY_THEN_LEAVE, duration_s=130, fps=2)
+    cam = camera([{"type": "intrusion"}])
+    first, second = run(cam, frames), run(cam, frames)
+    assert first == second
+    assert first[0].alert_id == alert_id_for(CAMERA_ID, "zone-a", "intrusion", first[0].started_at)
+    later = run(cam, scene(STAY_THEN_LEAVE, duration_s=130, fps=2, start_ms=NOON_MS + 500_000))
+    assert later[0].alert_id != first[0].alert_id
+
+
+def test_redelivered_frames_are_ignored() -> None:
+    frames = scene(STAY_THEN_LEAVE, duration_s=20, fps=2)
+    pipeline = CameraPipeline(camera([{"type": "intrusion"}]))
+    events = [e for f in frames for e in pipeline.process(f)]
+    state = pipeline.to_state()
+    assert [e for f in frames[-5:] for e in pipeline.process(f)] == []
+    assert pipeline.to_state() == state
+    assert kinds(events) == ["new"]
+
+
+def test_expire_ends_incident_when_camera_goes_silent() -> None:
+    frames = scene(STAY_THEN_LEAVE, duration_s=20, fps=2)
+    pipeline = CameraPipeline(camera([{"type": "intrusion"}]), incident_settings=IncidentSettings(end_grace_s=10))
+    events = [e for f in frames for e in pipeline.process(f)]
+    last = frames[-1].capture_time_ms
+    assert pipeline.expire(last + 5_000) == []
+    ended = pipeline.expire(last + 10_000)
+    assert kinds(ended) == ["end"] and ended[0].alert_id == events[0].alert_id
+
+
+def test_process_frame_functional_form_and_wrong_camera() -> None:
+    cam = camera([{"type": "intrusion"}])
+    config = AlertRouterConfig(cameras=[cam])
+    state: dict[str, Any] | None = None
+    events: list[AlertEvent] = []
+    for frame in scene([("person", still(0.5, 0.6))], duration_s=3, fps=2):
+        new_events, state = process_frame(config, state, frame)
+        events.extend(new_events)
+    assert kinds(events) == ["new"]
+    json.dumps(state)  # JSON-compatible
+    stray = scene([("person", still(0.5, 0.6))], duration_s=0, fps=1)[0]
+    other = CameraConfig(camera_id="cam-2")
+    with pytest.raises(CameraMismatchError, match="cam-1.*cam-2"):
+        CameraPipeline(other).process(stray)
+
+
+def test_removed_rule_ends_its_open_incident_after_reload() -> None:
+    frames = scene([("person", still(0.5, 0.6))], duration_s=30, fps=2)
+    before = CameraPipeline(camera([{"type": "intrusion"}]))
+    events = [e for f in frames[:10] for e in before.process(f)]
+    assert kinds(events) == ["new"]
+    reconfigured = CameraPipeline(camera([{"type": "crowding", "min_count": 3}]), state=before.to_state())
+    after = [e for f in frames[10:] for e in reconfigured.process(f)]
+    assert kinds(after) == ["end"] and after[0].alert_id == events[0].alert_id
+
+
+def test_example_config_file_is_valid() -> None:
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "services" / "alert_router" / "config.example.yaml"
+    config = AlertRouterConfig.from_yaml(path)
+    camera_config = config.camera("sample-vtest")
+    assert camera_config is not None and {z.name for z in camera_config.zones} == {"walkway", "facade"}
+
+
+def test_unreadable_stored_state_gives_clear_error() -> None:
+    cam = camera([{"type": "intrusion"}])
+    good = CameraPipeline(cam).to_state()
+    with pytest.raises(ValueError, match="version"):
+        CameraPipeline(cam, state={**good, "version": 0})
+    broken = {**good, "tracker": {**good["tracker"], "tracks": [{"id": 1}]}}
+    with pytest.raises(ValueError, match="cam-1.*unreadable.*delete the table entry"):
+        CameraPipeline(cam, state=broken)

@@ -1,0 +1,533 @@
+"""The Helm chart helm/cctv-platform, checked offline with a real helm and Kubernetes' own schemas.
+
+helm is built by scripts/install-helm.sh into .cache/bin/helm (the Makefile runs it before tests).
+Every rendered manifest, except the CRD kinds in CRD_KINDS_CHECKED_STRUCTURALLY, is validated with
+kubernetes-validate in strict mode (unknown fields rejected) for each supported Kubernetes version.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+import subprocess
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CHART = REPO_ROOT / "helm" / "cctv-platform"
+PRODUCTION_VALUES = CHART / "values-production.yaml"
+HELM = REPO_ROOT / ".cache" / "bin" / "helm"
+
+KUBERNETES_VERSIONS = ("1.29.0", "1.30.0", "1.31.0", "1.32.0", "1.33.0")
+# Custom resources have no schema in kubernetes-validate; these (and only these) are skipped there
+# and checked by the dedicated tests below instead.
+CRD_KINDS_CHECKED_STRUCTURALLY = {
+    ("keda.sh/v1alpha1", "ScaledObject"),
+    ("keda.sh/v1alpha1", "TriggerAuthentication"),
+    ("monitoring.coreos.com/v1", "ServiceMonitor"),
+}
+COMPONENTS = ("ingest", "frame-sampler", "detector", "alert-router")
+# The contract with the code: consumer group and input topic that lag-based scaling watches.
+LAG_SCALED = {
+    "frame-sampler": ("cctv-frame-sampler", "cctv.video.packets.v1"),
+    "detector": ("cctv-detector", "cctv.frames.v1"),
+    "alert-router": ("cctv-alert-router", "cctv.detections.v1"),
+}
+VALUE_SETS = {"default": (), "production": (str(PRODUCTION_VALUES),)}
+RELEASE = "cctv"
+
+
+def helm_binary() -> Path:
+    if not HELM.is_file():
+        pytest.fail(
+            f"helm not found at {HELM}: run scripts/install-helm.sh first "
+            "(it builds helm v3.22.0 from source with Go; `make test` does this for you)",
+            pytrace=False,
+        )
+    return HELM
+
+
+def run_helm(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(helm_binary()), *args], capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def _template_args(
+    values_files: Iterable[str], set_values: Iterable[str], kube_version: str
+) -> list[str]:
+    args = ["template", RELEASE, str(CHART), "--namespace", "cctv", "--kube-version", kube_version]
+    for values_file in values_files:
+        args += ["-f", values_file]
+    for assignment in set_values:
+        args += ["--set-json" if assignment.startswith("json:") else "--set", assignment.removeprefix("json:")]
+    return args
+
+
+@functools.lru_cache(maxsize=None)
+def _render_cached(
+    values_files: tuple[str, ...], set_values: tuple[str, ...], kube_version: str
+) -> tuple[dict[str, Any], ...]:
+    result = run_helm(*_template_args(values_files, set_values, kube_version))
+    assert result.returncode == 0, f"helm template failed:\n{result.stderr}"
+    return tuple(doc for doc in yaml.safe_load_all(result.stdout) if doc)
+
+
+def render(
+    values_files: Iterable[str] = (), set_values: Iterable[str] = (), kube_version: str = "1.33.0"
+) -> list[dict[str, Any]]:
+    """Rendered manifests (deep copies, safe to modify)."""
+    return copy.deepcopy(list(_render_cached(tuple(values_files), tuple(set_values), kube_version)))
+
+
+def render_failure(set_values: Iterable[str]) -> str:
+    result = run_helm(*_template_args((), set_values, "1.33.0"))
+    assert result.returncode != 0, f"helm accepted bad values {list(set_values)}"
+    return result.stderr
+
+
+def of_kind(manifests: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
+    return {m["metadata"]["name"]: m for m in manifests if m["kind"] == kind}
+
+
+def component_of(manifest: dict[str, Any]) -> str:
+    return manifest["metadata"]["labels"]["app.kubernetes.io/component"]
+
+
+def by_component(manifests: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
+    return {component_of(m): m for m in manifests if m["kind"] == kind}
+
+
+def pod_spec(workload: dict[str, Any]) -> dict[str, Any]:
+    return workload["spec"] if workload["kind"] == "Pod" else workload["spec"]["template"]["spec"]
+
+
+def env_of(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {item["name"]: item for item in container.get("env", [])}
+
+
+# --------------------------------------------------------------------------------------------
+# helm lint and Kubernetes schema validation
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value_set", sorted(VALUE_SETS))
+def test_lint_strict_passes(value_set: str) -> None:
+    args = ["lint", "--strict", str(CHART)]
+    for values_file in VALUE_SETS[value_set]:
+        args += ["-f", values_file]
+    result = run_helm(*args)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 chart(s) failed" in result.stdout
+
+
+@pytest.mark.parametrize("kube_version", KUBERNETES_VERSIONS)
+@pytest.mark.parametrize("value_set", sorted(VALUE_SETS))
+def test_every_manifest_is_valid_kubernetes(value_set: str, kube_version: str) -> None:
+    manifests = render(VALUE_SETS[value_set], kube_version=kube_version)
+    validated_kinds = set()
+    for manifest in manifests:
+        key = (manifest["apiVersion"], manifest["kind"])
+        if key in CRD_KINDS_CHECKED_STRUCTURALLY:
+            continue
+        name = f"{manifest['kind']}/{manifest['metadata']['name']}"
+        try:
+            kubernetes_validate.validate(manifest, kube_version, strict=True)
+        except kubernetes_validate.ValidationError as error:
+            pytest.fail(f"{name} is invalid for Kubernetes {kube_version}: {error.message} at {list(error.path)}")
+        except kubernetes_validate.SchemaNotFoundError as error:
+            pytest.fail(f"{name}: {error.message} (a new CRD? add it to CRD_KINDS_CHECKED_STRUCTURALLY)")
+        validated_kinds.add(manifest["kind"])
+    expected = {"Deployment", "Service", "ConfigMap", "PodDisruptionBudget", "NetworkPolicy", "Job", "Pod"}
+    assert expected <= validated_kinds, f"kinds never validated: {expected - validated_kinds}"
+
+
+def test_strict_validation_catches_an_unknown_field() -> None:
+    """Negative control: the validator above really rejects a misspelt field."""
+    deployment = next(m for m in render() if m["kind"] == "Deployment")
+    deployment["spec"]["template"]["spec"]["containers"][0]["livenesProbe"] = {}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, "1.33.0", strict=True)
+
+
+# --------------------------------------------------------------------------------------------
+# values.schema.json: bad values fail with a message naming the key
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("assignment", "expected_fragments"),
+    [
+        ("services.detector.replicas=-1", ["/services/detector/replicas", "minimum"]),
+        ("bogus=1", ["additional properties 'bogus' not allowed"]),
+        ("services.detector.replicaz=2", ["/services/detector", "additional properties 'replicaz'"]),
+        ("log.level=LOUD", ["/log/level", "'DEBUG', 'INFO', 'WARNING', 'ERROR'"]),
+        ("kafka.securityProtocol=TLS", ["/kafka/securityProtocol", "SASL_SSL"]),
+        ("kafka.securityProtocol=SASL_SSL", ["/kafka/saslMechanism", "SCRAM-SHA-512"]),
+        ("kafka.bootstrapServers=kafka", ["/kafka/bootstrapServers", "does not match pattern"]),
+        ("services.ingest.resources.limits.cpu=lots", ["/services/ingest/resources/limits/cpu"]),
+        ("services.detector.gpu.count=0", ["/services/detector/gpu/count", "minimum"]),
+        ("services.frameSampler.autoscaling.lagThreshold=0", ["/services/frameSampler/autoscaling/lagThreshold"]),
+        ("http.port=80", ["/http/port", "minimum"]),
+        ("topicsJob.replicationFactor=0", ["/topicsJob/replicationFactor", "want 1"]),
+        ("topicsJob.destinations={Police}", ["/topicsJob/destinations/0", "does not match pattern"]),
+        ("registry.url=ftp://registry", ["/registry/url"]),
+        ("json:config={\"detector\":{\"max_batch\":4}}", ["/config"]),
+    ],
+)
+def test_schema_rejects_bad_values_with_the_key_in_the_message(
+    assignment: str, expected_fragments: list[str]
+) -> None:
+    message = render_failure([assignment])
+    assert "values don't meet the specifications of the schema" in message
+    for fragment in expected_fragments:
+        assert fragment in message, f"{fragment!r} missing from:\n{message}"
+
+
+def test_sasl_with_mechanism_still_needs_a_secret() -> None:
+    message = render_failure(["kafka.securityProtocol=SASL_SSL", "kafka.saslMechanism=SCRAM-SHA-512"])
+    assert "/kafka/existingSecret" in message
+
+
+def test_min_replicas_above_max_fails_with_a_clear_message() -> None:
+    message = render_failure(
+        ["services.detector.autoscaling.minReplicas=5", "services.detector.autoscaling.maxReplicas=2"]
+    )
+    assert "services.detector.autoscaling: minReplicas (5) must not exceed maxReplicas (2)" in message
+
+
+# --------------------------------------------------------------------------------------------
+# Workloads: hardening, probes, one Deployment per service
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value_set", sorted(VALUE_SETS))
+def test_every_workload_runs_hardened_with_a_writable_tmp(value_set: str) -> None:
+    manifests = render(VALUE_SETS[value_set])
+    workloads = [m for m in manifests if m["kind"] in ("Deployment", "Job", "Pod")]
+    assert len(workloads) >= 6
+    for workload in workloads:
+        name = f"{workload['kind']}/{workload['metadata']['name']}"
+        spec = pod_spec(workload)
+        assert spec["securityContext"]["runAsNonRoot"] is True, name
+        assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}, name
+        assert spec["automountServiceAccountToken"] is False, name
+        volumes = {volume["name"]: volume for volume in spec["volumes"]}
+        for container in spec["containers"]:
+            context = container["securityContext"]
+            assert context["runAsNonRoot"] is True, name
+            assert context["readOnlyRootFilesystem"] is True, name
+            assert context["allowPrivilegeEscalation"] is False, name
+            assert context["capabilities"]["drop"] == ["ALL"], name
+            assert "add" not in context["capabilities"], name
+            assert context["seccompProfile"] == {"type": "RuntimeDefault"}, name
+            tmp_mounts = [m for m in container["volumeMounts"] if m["mountPath"] == "/tmp"]
+            assert len(tmp_mounts) == 1, f"{name}: /tmp must be mounted (read-only root filesystem)"
+            assert "emptyDir" in volumes[tmp_mounts[0]["name"]], name
+            assert "resources" in container and container["resources"].get("limits"), name
+
+
+@pytest.mark.parametrize("value_set", sorted(VALUE_SETS))
+def test_each_service_has_its_deployment_with_health_probes(value_set: str) -> None:
+    deployments = by_component(render(VALUE_SETS[value_set]), "Deployment")
+    assert sorted(deployments) == sorted(COMPONENTS)
+    for component, deployment in deployments.items():
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        assert container["args"] == [f"cctv-{component}"]
+        assert "command" not in container, "command would replace the image's tini entrypoint"
+        assert container["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
+        assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+        assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+        assert container["startupProbe"]["httpGet"]["port"] == "http"
+        config_file = env_of(container)["CCTV_CONFIG_FILE"]["value"]
+        assert config_file == f"/etc/cctv/config/{component}.yaml"
+
+
+def test_http_port_value_reaches_container_probes_env_and_scrape_annotation() -> None:
+    manifests = render(set_values=["http.port=9100"])
+    for deployment in of_kind(manifests, "Deployment").values():
+        template = deployment["spec"]["template"]
+        (container,) = template["spec"]["containers"]
+        assert container["ports"][0]["containerPort"] == 9100
+        assert env_of(container)["CCTV_HTTP__PORT"]["value"] == "9100"
+        assert template["metadata"]["annotations"]["prometheus.io/port"] == "9100"
+        assert template["metadata"]["annotations"]["prometheus.io/scrape"] == "true"
+    for service in of_kind(manifests, "Service").values():
+        assert service["spec"]["ports"][0]["port"] == 9100
+
+
+def test_replicas_and_resources_are_per_service() -> None:
+    manifests = render(
+        set_values=[
+            "services.ingest.replicas=7",
+            "services.detector.resources.limits.memory=3Gi",
+            "services.frameSampler.autoscaling.enabled=false",
+            "services.frameSampler.replicas=3",
+        ]
+    )
+    deployments = by_component(manifests, "Deployment")
+    assert deployments["ingest"]["spec"]["replicas"] == 7
+    assert deployments["frame-sampler"]["spec"]["replicas"] == 3
+    detector = deployments["detector"]["spec"]["template"]["spec"]["containers"][0]
+    assert detector["resources"]["limits"]["memory"] == "3Gi"
+    ingest = deployments["ingest"]["spec"]["template"]["spec"]["containers"][0]
+    assert ingest["resources"]["limits"]["memory"] == "1Gi"
+    # An autoscaled Deployment leaves replicas to its autoscaler (upgrades must not reset them).
+    assert "replicas" not in deployments["detector"]["spec"]
+
+
+def test_disabled_service_renders_nothing_for_it() -> None:
+    manifests = render(set_values=["services.alertRouter.enabled=false"])
+    assert not [m for m in manifests if m["metadata"].get("labels", {}).get("app.kubernetes.io/component") == "alert-router"]
+    assert "alert-router" not in by_component(manifests, "Deployment")
+
+
+# --------------------------------------------------------------------------------------------
+# Scaling: KEDA on consumer-group lag, HPA fallback
+# --------------------------------------------------------------------------------------------
+
+
+def test_keda_enabled_scales_consumers_on_their_group_lag_and_renders_no_hpa_for_them() -> None:
+    manifests = render(set_values=["keda.enabled=true", "services.ingest.autoscaling.enabled=true"])
+    scaled = by_component(manifests, "ScaledObject")
+    assert sorted(scaled) == sorted(LAG_SCALED)
+    deployments = by_component(manifests, "Deployment")
+    for component, (group, topic) in LAG_SCALED.items():
+        spec = scaled[component]["spec"]
+        assert spec["scaleTargetRef"]["name"] == deployments[component]["metadata"]["name"]
+        assert spec["minReplicaCount"] <= spec["maxReplicaCount"]
+        (trigger,) = spec["triggers"]
+        assert trigger["type"] == "kafka"
+        metadata = trigger["metadata"]
+        assert metadata["consumerGroup"] == group
+        assert metadata["topic"] == topic
+        assert metadata["bootstrapServers"] == "kafka:9092"
+        assert int(metadata["lagThreshold"]) >= 1
+        assert all(isinstance(value, str) for value in metadata.values()), "KEDA metadata values are strings"
+        assert "authenticationRef" not in trigger  # PLAINTEXT by default
+    # Ingest is scaled on CPU (never on lag); KEDA's HPAs are its own, so none for the consumers.
+    assert sorted(by_component(manifests, "HorizontalPodAutoscaler")) == ["ingest"]
+
+
+def test_keda_disabled_falls_back_to_cpu_hpas() -> None:
+    manifests = render(set_values=["keda.enabled=false"])
+    assert not of_kind(manifests, "ScaledObject")
+    hpas = by_component(manifests, "HorizontalPodAutoscaler")
+    assert sorted(hpas) == sorted(LAG_SCALED)
+    deployments = by_component(manifests, "Deployment")
+    for component, hpa in hpas.items():
+        assert hpa["spec"]["scaleTargetRef"] == {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "name": deployments[component]["metadata"]["name"],
+        }
+        (metric,) = hpa["spec"]["metrics"]
+        assert metric["resource"]["name"] == "cpu"
+
+
+def test_keda_authenticates_to_secured_kafka_through_secret_references() -> None:
+    manifests = render(VALUE_SETS["production"])
+    (auth,) = of_kind(manifests, "TriggerAuthentication").values()
+    refs = {ref["parameter"]: (ref["name"], ref["key"]) for ref in auth["spec"]["secretTargetRef"]}
+    assert refs == {
+        "username": ("cctv-kafka", "username"),
+        "password": ("cctv-kafka", "password"),
+        "ca": ("cctv-kafka-ca", "ca.crt"),
+    }
+    for scaled_object in of_kind(manifests, "ScaledObject").values():
+        (trigger,) = scaled_object["spec"]["triggers"]
+        assert trigger["authenticationRef"] == {"name": auth["metadata"]["name"]}
+        assert trigger["metadata"]["sasl"] == "scram_sha512"
+        assert trigger["metadata"]["tls"] == "enable"
+
+
+# --------------------------------------------------------------------------------------------
+# Credentials only through Secret references; config files per service
+# --------------------------------------------------------------------------------------------
+
+
+def test_credentials_come_only_from_existing_secrets() -> None:
+    manifests = render(VALUE_SETS["production"])
+    assert not of_kind(manifests, "Secret"), "the chart must never create Secrets with credentials"
+    for workload in (m for m in manifests if m["kind"] in ("Deployment", "Job", "Pod")):
+        for container in pod_spec(workload)["containers"]:
+            env = env_of(container)
+            expected = {
+                "CCTV_KAFKA__SASL_USERNAME": ("cctv-kafka", "username"),
+                "CCTV_KAFKA__SASL_PASSWORD": ("cctv-kafka", "password"),
+                "CCTV_REGISTRY__USERNAME": ("cctv-registry", "username"),
+                "CCTV_REGISTRY__PASSWORD": ("cctv-registry", "password"),
+            }
+            for name, (secret, key) in expected.items():
+                assert "value" not in env[name], f"{name} must not be inline"
+                assert env[name]["valueFrom"]["secretKeyRef"] == {"name": secret, "key": key}
+            assert env["CCTV_KAFKA__SSL_CA_LOCATION"]["value"] == "/etc/cctv/kafka-ca/ca.crt"
+    for config_map in of_kind(manifests, "ConfigMap").values():
+        text = json.dumps(config_map["data"]).lower()
+        assert "password" not in text and "sasl_username" not in text
+
+
+def test_camera_credentials_reach_ingest_only_as_prefixed_env_from_the_secret() -> None:
+    deployments = by_component(render(VALUE_SETS["production"]), "Deployment")
+    ingest = deployments["ingest"]["spec"]["template"]["spec"]["containers"][0]
+    assert ingest["envFrom"] == [
+        {"prefix": "CCTV_CAMERA_CREDENTIALS__", "secretRef": {"name": "cctv-camera-credentials"}}
+    ]
+    for component in ("frame-sampler", "detector", "alert-router"):
+        assert "envFrom" not in deployments[component]["spec"]["template"]["spec"]["containers"][0]
+
+
+def test_each_service_reads_the_shared_config_plus_only_its_own_section() -> None:
+    manifests = render(
+        set_values=[
+            'json:config={"kafka":{"extra":{"socket.keepalive.enable":"true"}}}',
+            'json:services.detector.config={"detector":{"score_threshold":0.4}}',
+        ]
+    )
+    config_map = of_kind(manifests, "ConfigMap")[f"{RELEASE}-cctv-platform-config"]
+    files = {name: yaml.safe_load(text) for name, text in config_map["data"].items()}
+    assert sorted(files) == sorted(["common.yaml", *(f"{c}.yaml" for c in COMPONENTS)])
+    shared = {"kafka": {"extra": {"socket.keepalive.enable": "true"}}}
+    assert files["detector.yaml"] == {**shared, "detector": {"score_threshold": 0.4}}
+    for name in ("common.yaml", "ingest.yaml", "frame-sampler.yaml", "alert-router.yaml"):
+        assert files[name] == shared, name
+    # A config change rolls the pods (checksum annotation).
+    before = by_component(render(), "Deployment")["detector"]["spec"]["template"]["metadata"]["annotations"]
+    after = by_component(manifests, "Deployment")["detector"]["spec"]["template"]["metadata"]["annotations"]
+    assert before["checksum/config"] != after["checksum/config"]
+
+
+# --------------------------------------------------------------------------------------------
+# Detector GPU variant
+# --------------------------------------------------------------------------------------------
+
+
+def test_gpu_detector_requests_the_gpu_uses_the_gpu_image_and_lands_on_gpu_nodes() -> None:
+    deployments = by_component(render(VALUE_SETS["production"]), "Deployment")
+    detector = deployments["detector"]["spec"]["template"]["spec"]
+    (container,) = detector["containers"]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert container["resources"]["limits"]["memory"] == "8Gi"
+    assert container["image"] == "registry.example.org/cctv/cctv-platform:0.1.0-gpu"
+    assert detector["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in detector["tolerations"]
+    assert detector["runtimeClassName"] == "nvidia"
+    for component in ("ingest", "frame-sampler", "alert-router"):
+        spec = deployments[component]["spec"]["template"]["spec"]
+        assert spec["containers"][0]["image"] == "registry.example.org/cctv/cctv-platform:0.1.0"
+        assert "nvidia.com/gpu" not in spec["containers"][0]["resources"]["limits"]
+        assert "runtimeClassName" not in spec
+
+
+def test_cpu_detector_by_default() -> None:
+    detector = by_component(render(), "Deployment")["detector"]["spec"]["template"]["spec"]
+    (container,) = detector["containers"]
+    assert not any("gpu" in key for key in container["resources"]["limits"])
+    assert not container["image"].endswith("-gpu")
+    env = env_of(container)
+    assert env["CCTV_DETECTOR__MAX_BATCH"]["value"] == "8"
+    assert env["CCTV_DETECTOR__MAX_WAIT_MS"]["value"] == "50"
+    assert "CCTV_DETECTOR__MODEL_PATH" not in env  # the image's default model
+
+
+# --------------------------------------------------------------------------------------------
+# Hooks, availability, monitoring, network
+# --------------------------------------------------------------------------------------------
+
+
+def test_topics_are_created_by_a_pre_install_hook_that_needs_no_release_objects() -> None:
+    manifests = render()
+    (job,) = of_kind(manifests, "Job").values()
+    annotations = job["metadata"]["annotations"]
+    assert annotations["helm.sh/hook"] == "pre-install,pre-upgrade"
+    spec = pod_spec(job)
+    assert spec["containers"][0]["args"] == ["cctv", "topics", "create", "--scale", "1", "--replication-factor", "-1"]
+    # Hooks run before the release's ordinary objects exist: the Job may only use hook objects.
+    hook_config_maps = {
+        name for name, cm in of_kind(manifests, "ConfigMap").items()
+        if "helm.sh/hook" in cm["metadata"].get("annotations", {})
+    }
+    used = {v["configMap"]["name"] for v in spec["volumes"] if "configMap" in v}
+    assert used and used <= hook_config_maps
+    assert int(of_kind(manifests, "ConfigMap")[next(iter(used))]["metadata"]["annotations"]["helm.sh/hook-weight"]) < int(
+        annotations["helm.sh/hook-weight"]
+    )
+    assert "serviceAccountName" not in spec  # the chart's ServiceAccount does not exist yet
+
+
+def test_helm_test_pod_checks_the_topics() -> None:
+    (pod,) = of_kind(render(), "Pod").values()
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    assert pod["spec"]["containers"][0]["args"] == ["cctv", "topics", "check"]
+    assert pod["spec"]["restartPolicy"] == "Never"
+
+
+def test_production_topics_are_replicated_and_checked_for_every_destination() -> None:
+    manifests = render(VALUE_SETS["production"])
+    (job,) = of_kind(manifests, "Job").values()
+    (pod,) = of_kind(manifests, "Pod").values()
+    destinations = ["police", "fire", "disaster-management", "social-welfare"]
+    destination_args = [arg for name in destinations for arg in ("--destination", name)]
+    assert pod_spec(job)["containers"][0]["args"] == [
+        "cctv", "topics", "create", "--scale", "4", "--replication-factor", "3", *destination_args
+    ]
+    assert pod["spec"]["containers"][0]["args"] == ["cctv", "topics", "check", *destination_args]
+
+
+def test_camera_inventory_is_applied_after_install_when_given() -> None:
+    assert "cameras-apply" not in " ".join(of_kind(render(), "Job"))
+    inventory = 'json:cameras.inventory={"cameras":[{"camera_id":"gate-1","stream_url":"rtsp://10.64.0.10/live"}]}'
+    manifests = render(set_values=[inventory])
+    job = of_kind(manifests, "Job")[f"{RELEASE}-cctv-platform-cameras-apply"]
+    assert job["metadata"]["annotations"]["helm.sh/hook"] == "post-install,post-upgrade"
+    assert pod_spec(job)["containers"][0]["args"] == ["cctv", "cameras", "apply", "-f", "/etc/cctv/config/cameras.yaml"]
+    config_map = of_kind(manifests, "ConfigMap")[f"{RELEASE}-cctv-platform-config"]
+    assert yaml.safe_load(config_map["data"]["cameras.yaml"])["cameras"][0]["camera_id"] == "gate-1"
+
+
+@pytest.mark.parametrize("value_set", sorted(VALUE_SETS))
+def test_every_deployment_has_a_pdb_and_a_metrics_service(value_set: str) -> None:
+    manifests = render(VALUE_SETS[value_set])
+    deployments = by_component(manifests, "Deployment")
+    pdbs = by_component(manifests, "PodDisruptionBudget")
+    services = by_component(manifests, "Service")
+    for component, deployment in deployments.items():
+        selector = deployment["spec"]["selector"]["matchLabels"]
+        assert pdbs[component]["spec"]["selector"]["matchLabels"] == selector
+        assert "minAvailable" not in pdbs[component]["spec"], "minAvailable blocks drains at 1 replica"
+        assert services[component]["spec"]["selector"] == selector
+        assert services[component]["spec"]["ports"][0]["targetPort"] == "http"
+
+
+def test_service_monitor_selects_the_metrics_services() -> None:
+    manifests = render(VALUE_SETS["production"])
+    (monitor,) = of_kind(manifests, "ServiceMonitor").values()
+    assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert endpoint["port"] == "http" and endpoint["path"] == "/metrics"
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    selected = [s for s in of_kind(manifests, "Service").values() if selector.items() <= s["metadata"]["labels"].items()]
+    assert sorted(component_of(s) for s in selected) == sorted(COMPONENTS)
+    assert not of_kind(render(), "ServiceMonitor"), "ServiceMonitor needs the CRD: off by default"
+
+
+def test_network_policy_allows_only_metrics_in_and_kafka_registry_dns_cameras_out() -> None:
+    manifests = render(VALUE_SETS["production"])
+    policies = of_kind(manifests, "NetworkPolicy")
+    common = policies[f"{RELEASE}-cctv-platform"]["spec"]
+    assert common["policyTypes"] == ["Ingress", "Egress"]
+    (ingress,) = common["ingress"]
+    assert ingress["ports"] == [{"port": "http", "protocol": "TCP"}]
+    assert ingress["from"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
+    egress_ports = [sorted(p["port"] for p in rule["ports"]) for rule in common["egress"]]
+    assert egress_ports == [[53, 53], [9093], [8443]]
+    cameras = policies[f"{RELEASE}-cctv-platform-ingest-cameras"]["spec"]
+    assert cameras["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "ingest"
+    assert cameras["egress"][0]["to"] == [{"ipBlock": {"cidr": "10.64.0.0/12"}}]
+    assert not of_kind(render(set_values=["networkPolicy.enabled=false"]), "NetworkPolicy")
