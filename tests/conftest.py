@@ -50,3 +50,25 @@ def schema_registry() -> Iterator["SchemaRegistry"]:
     yield registry
     if outcome == "started" and not os.environ.get("CCTV_TEST_KEEP_KAFKA"):
         registry.stop()
+
+
+@pytest.fixture
+def publish_cameras(kafka_settings: KafkaSettings):
+    """Publish cameras to the shared inventory and remove them (tombstones) after the test, so later
+    tests' ingest replicas never pull another test's cameras."""
+    from cctv.inventory import publish
+    from libs.kafka import create_topics
+    from libs.serde import AvroSerde, shipped_catalog
+    from libs.topics import pipeline_topics
+
+    create_topics(kafka_settings, pipeline_topics())
+    serde = AvroSerde(shipped_catalog())
+    published: set[str] = set()
+
+    def _publish(entries: list) -> None:
+        publish(kafka_settings, serde, entries)
+        published.update(entry.camera_id for entry in entries)
+
+    yield _publish
+    if published:
+        publish(kafka_settings, serde, [], sorted(published))

@@ -7,7 +7,6 @@ from pathlib import Path
 from confluent_kafka import Consumer, TopicPartition
 
 from cctv.devstack.services import ServiceProcess
-from cctv.inventory import publish
 from libs.cameras import CameraEntry, Sampling
 from libs.kafka import create_topics, make_producer
 from libs.serde import AvroSerde, shipped_catalog
@@ -50,11 +49,11 @@ def packet_at(kafka: KafkaSettings, partition: int, offset: int) -> dict:
 
 
 def test_sampler_service_motion_frames_activity_dlq_and_rebalance(
-    kafka_settings: KafkaSettings, unique: str, tmp_path: Path
+    kafka_settings: KafkaSettings, unique: str, tmp_path: Path, publish_cameras
 ) -> None:
     create_topics(kafka_settings, pipeline_topics())
     camera = f"walk-{unique}"
-    publish(kafka_settings, SERDE, [CameraEntry(camera_id=camera, stream_url=f"file://{SAMPLE}",
+    publish_cameras([CameraEntry(camera_id=camera, stream_url=f"file://{SAMPLE}",
                                                 sampling=Sampling(mode="keyframes", heartbeat_s=5))])
     packets = demux_file(camera)
     group = f"cctv-frame-sampler-{unique}"

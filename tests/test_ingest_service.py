@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from cctv.devstack.services import ServiceProcess
-from cctv.inventory import publish
 from libs.cameras import CameraEntry
 from libs.kafka import create_topics
 from libs.serde import AvroSerde, shipped_catalog
@@ -45,7 +44,7 @@ def owners(statuses: list[dict], since_ms: int = 0) -> dict[str, str]:
 
 
 def test_replicas_split_cameras_and_survivor_takes_over(
-    kafka_settings: KafkaSettings, topics: None, unique: str, tmp_path: Path
+    kafka_settings: KafkaSettings, topics: None, unique: str, tmp_path: Path, publish_cameras
 ) -> None:
     cameras = [
         CameraEntry(camera_id=f"split-{unique}-{i}", stream_url=f"file://{SAMPLE}", loop=True, realtime=True)
@@ -58,7 +57,7 @@ def test_replicas_split_cameras_and_survivor_takes_over(
     replica_a = ingest(f"a-{unique}", kafka_settings, group, tmp_path)
     replica_b = None
     try:
-        publish(kafka_settings, SERDE, cameras)
+        publish_cameras(cameras)
         wait_for(lambda: {p["camera_id"] for p in packet_watch.snapshot()} == ids, 60, "packets from all 12 cameras")
 
         # Records of one camera arrive in order; keyframes carry codec and extradata.

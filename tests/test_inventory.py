@@ -24,7 +24,7 @@ cameras:
   - camera_id: gate-{u}
     name: Main gate
     site_id: site-1
-    stream_url: rtsp://10.0.0.5:554/stream1
+    stream_url: rtsp://127.0.0.1:9/stream1
     credentials_ref: GATE
     location: {{lat: 37.5665, lon: 126.978}}
     tags: [school-zone, Park]
@@ -45,17 +45,17 @@ cameras:
 BAD_YAML = """\
 cameras:
   - camera_id: ok-1
-    stream_url: rtsp://10.0.0.6/s
+    stream_url: rtsp://127.0.0.1:9/s
   - camera_id: bad url
     stream_url: ftp://10.0.0.7/s
   - camera_id: bowtie
-    stream_url: rtsp://10.0.0.8/s
+    stream_url: rtsp://127.0.0.1:9/s
     zones:
       - name: yard
         polygon: [[0, 0], [1, 1], [1, 0], [0, 1]]
         rules: [{type: intrusion}]
   - camera_id: ok-1
-    stream_url: rtsp://10.0.0.9/s
+    stream_url: rtsp://127.0.0.1:9/s
 """
 
 
@@ -117,6 +117,7 @@ def test_apply_list_and_delete_round_trip(kafka_settings: KafkaSettings, unique:
     assert deleted.returncode == 0
     inventory = read_inventory(kafka_settings, SERDE)
     assert f"gate-{unique}" not in inventory and f"river-{unique}" in inventory
+    assert cli("cameras", "delete", f"river-{unique}", kafka=kafka_settings).returncode == 0
 
 
 def test_district_scale_import(kafka_settings: KafkaSettings, unique: str, tmp_path: Path) -> None:
@@ -127,7 +128,8 @@ def test_district_scale_import(kafka_settings: KafkaSettings, unique: str, tmp_p
     rows = ["camera_id,name,site_id,stream_url,lat,lon,tags,sampling"]
     for index in range(3609):
         site = index % 1141
-        rows.append(f"d{unique}-{index:04d},Camera {index},site-{site:04d},rtsp://10.{site // 250}.{site % 250}.{index % 4 + 10}/s1,"
+        # Loopback discard port: nothing is ever contacted, even if an ingest replica pulled these.
+        rows.append(f"d{unique}-{index:04d},Camera {index},site-{site:04d},rtsp://127.0.0.1:9/site{site}/cam{index % 4},"
                     f"{37.5 + rng.random() / 10:.6f},{127.0 + rng.random() / 10:.6f},{rng.choice(tags)},fps:2")
     csv_file = tmp_path / "district.csv"
     csv_file.write_text("\n".join(rows) + "\n")
@@ -139,3 +141,5 @@ def test_district_scale_import(kafka_settings: KafkaSettings, unique: str, tmp_p
     assert len(mine) == 3609
     assert len({c.site_id for c in mine.values()}) == 1141
     assert isinstance(mine[f"d{unique}-0042"], CameraEntry)
+    removed = cli("cameras", "delete", *sorted(mine), kafka=kafka_settings)
+    assert removed.returncode == 0, removed.stderr

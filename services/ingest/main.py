@@ -69,6 +69,9 @@ class Ingest:
         self.pullers: dict[str, CameraPuller] = {}
         self.entries: dict[str, tuple[int, CameraEntry]] = {}  # camera → (partition, entry)
         self.gates: dict[str, GopGate] = {}
+        # Partitions being re-read after assignment: end offset to reach, and the latest entry per camera.
+        self.catching_up: dict[int, int] = {}
+        self.pending: dict[int, dict[str, CameraEntry | None]] = {}
         self.lock = threading.Lock()
         self.room_limit = int(self.config.max_buffered_messages * 0.9)
 
@@ -135,13 +138,33 @@ class Ingest:
         CAMERAS_OWNED.set(len(self.pullers))
 
     def on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        # Re-read owned partitions from the start: the compacted log is the whole inventory.
+        # Re-read owned partitions from the start: the compacted log is the whole inventory. Cameras
+        # start only once a partition is read to its end, so a camera that was later changed or removed
+        # is never briefly pulled with stale settings.
+        for p in partitions:
+            end = consumer.get_watermark_offsets(TopicPartition(p.topic, p.partition), timeout=10)[1]
+            self.catching_up[p.partition] = end
+            self.pending[p.partition] = {}
         consumer.incremental_assign([TopicPartition(p.topic, p.partition, OFFSET_BEGINNING) for p in partitions])
         self.runtime.health.set_ready(True)
         log.info("assigned inventory partitions %s", sorted(p.partition for p in partitions))
 
+    def check_caught_up(self) -> None:
+        if not self.catching_up:
+            return
+        positions = self.consumer.position([TopicPartition(CAMERAS, p) for p in self.catching_up])
+        for tp in positions:
+            if tp.offset >= self.catching_up[tp.partition] or self.catching_up[tp.partition] == 0:
+                del self.catching_up[tp.partition]
+                for entry in self.pending.pop(tp.partition, {}).values():
+                    if entry is not None:
+                        self.start_camera(tp.partition, entry)
+
     def on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         revoked = {p.partition for p in partitions}
+        for partition in revoked:
+            self.catching_up.pop(partition, None)
+            self.pending.pop(partition, None)
         for camera_id, (partition, _entry) in list(self.entries.items()):
             if partition in revoked:
                 self.stop_camera(camera_id, "reassigned to another ingest replica")
@@ -154,15 +177,19 @@ class Ingest:
                 log.warning("inventory consumer error: %s", message.error().str())
             return
         camera_id = (message.key() or b"").decode(errors="replace")
-        if message.value() is None:
+        entry: CameraEntry | None = None
+        if message.value() is not None:
+            try:
+                entry = CameraEntry.from_record(self.serde.deserialize(CAMERAS, "CameraConfig", message.value()))
+            except (SerdeError, ValueError) as error:
+                self.dead_letters.publish(message, error)
+                return
+        if message.partition() in self.pending:  # still reading this partition's history: remember the latest
+            self.pending[message.partition()][camera_id] = entry
+        elif entry is None:
             self.stop_camera(camera_id, "removed from inventory")
-            return
-        try:
-            entry = CameraEntry.from_record(self.serde.deserialize(CAMERAS, "CameraConfig", message.value()))
-        except (SerdeError, ValueError) as error:
-            self.dead_letters.publish(message, error)
-            return
-        self.start_camera(message.partition(), entry)
+        else:
+            self.start_camera(message.partition(), entry)
 
     def run(self) -> None:
         self.consumer.subscribe([CAMERAS], on_assign=self.on_assign, on_revoke=self.on_revoke, on_lost=self.on_revoke)
@@ -173,6 +200,7 @@ class Ingest:
                 message = self.consumer.poll(0.2)
                 if message is not None:
                     self.handle(message)
+                self.check_caught_up()
                 self.producer.poll(0)
         finally:
             self.close()
