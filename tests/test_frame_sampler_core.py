@@ -32,7 +32,9 @@ from services.frame_sampler.core import (
     SampledFrame,
     SamplerOutput,
     SamplingConfig,
+    encode_jpeg,
 )
+from services.frame_sampler.core import JpegConfig
 
 SAMPLE = Path(__file__).resolve().parents[1] / "samples" / "vtest-h264.mp4"
 CAMERA = "campus-gate"
@@ -241,6 +243,45 @@ def test_sampled_frames_are_real_jpegs_of_the_scene(footage: list[EncodedPacket]
     # Same picture, and full-range levels (a limited-range mistake shifts the mean by several grey levels).
     assert abs(float(image.mean()) - float(reference_small.mean())) < 3.0
     assert float(np.abs(image.astype(np.float32) - reference_small).mean()) < 8.0
+
+
+@pytest.fixture(scope="module")
+def keyframe() -> av.VideoFrame:
+    """A decoded keyframe of the footage: 768x576 limited-range yuv420p, as cameras' H.264 usually is."""
+    with av.open(str(SAMPLE)) as container:
+        for index, frame in enumerate(container.decode(video=0)):
+            if index == 10:
+                assert frame.format.name == "yuv420p"
+                return frame
+    raise AssertionError(f"{SAMPLE} has fewer than 11 frames")
+
+
+@pytest.mark.parametrize(
+    ("max_dimension", "full_range_source", "expected_size"),
+    [
+        (1280, False, (768, 576)),  # native size: one swscale pass to full range
+        (400, False, (400, 300)),  # downscaled in the same pass
+        (1280, True, (768, 576)),  # full-range 4:2:0 source: encoded from its own planes, no pass
+        (400, True, (400, 300)),
+    ],
+)
+def test_jpeg_from_yuv_planes_matches_the_rgb_picture(
+    keyframe: av.VideoFrame, max_dimension: int, full_range_source: bool, expected_size: tuple[int, int]
+) -> None:
+    width, height = expected_size
+    # The reference: FFmpeg's own YUV->RGB conversion (and area downscale) of the decoded frame.
+    reference = keyframe.reformat(width=width, height=height, format="rgb24", interpolation="AREA").to_ndarray()
+    source = keyframe.reformat(format="yuvj420p") if full_range_source else keyframe
+
+    jpeg, jpeg_width, jpeg_height = encode_jpeg(source, JpegConfig(quality=80, max_dimension=max_dimension))
+
+    assert (jpeg_width, jpeg_height) == expected_size
+    image = simplejpeg.decode_jpeg(jpeg, colorspace="RGB")
+    assert image.shape == (height, width, 3)
+    difference = image.astype(np.float32) - reference.astype(np.float32)
+    # Limited-range levels written into the JPEG unconverted would be ~7.5 grey levels off on average.
+    assert float(np.abs(difference).mean()) < 4.0
+    assert abs(float(difference.mean())) < 1.5
 
 
 # --------------------------------------------------------------------------- what gets decoded

@@ -188,8 +188,8 @@ def build_app(runtime: ServiceRuntime[AlertRouterSettings], inventory: Inventory
                            partitions=partitions)
     alert_codec = AvroCodec(serde, ALERTS, "Alert")
     alerts_topic = app.topic(ALERTS, key_serializer="raw", value_serializer=alert_codec)
-    state = app.Table("camera-state", default=None, partitions=partitions,
-                      schema=faust.Schema(key_type=str, key_serializer="raw", value_serializer="json"))
+    # Internal state, not a contract: JSON in the changelog (Faust's table serializer for plain types).
+    state = app.Table("camera-state", default=None, partitions=partitions)
     directory = CameraDirectory(inventory)
     routes = RoutingTableLoader(settings.routes_file)
     fetcher = FrameFetcher(kafka, serde)
@@ -203,7 +203,7 @@ def build_app(runtime: ServiceRuntime[AlertRouterSettings], inventory: Inventory
         partition = partition_of.get(camera_id, zlib.crc32(camera_id.encode()) % partitions)
         state.data[camera_id] = value
         state.changelog_topic.send_soon(key=camera_id, value=value, partition=partition,
-                                        key_serializer="raw", value_serializer="json")
+                                        key_serializer=state.key_serializer, value_serializer=state.value_serializer)
 
     def topic_for(destination: str) -> faust.TopicT:
         if destination not in destination_topics:

@@ -1,0 +1,184 @@
+"""Detector: DetectionStage.handle (JPEG decode + preprocess + session.run + NMS + records) against a bare
+session.run loop over the same preprocessed tensors at the same batch size; Kafka cost through the real
+ConsumeProduceLoop at one batch size."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import av
+import numpy as np
+
+from bench.common import SAMPLE_H264, CpuMeter, Result, percentile
+
+
+def sample_jpegs(count: int, quality: int = 80) -> list[bytes]:
+    """JPEGs of evenly spaced frames of the sample, as the frame-sampler makes them (full-size, q80)."""
+    import simplejpeg
+
+    with av.open(str(SAMPLE_H264)) as container:
+        frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+    step = max(1, len(frames) // count)
+    return [simplejpeg.encode_jpeg(np.ascontiguousarray(frame), quality=quality, colorspace="RGB", fastdct=True)
+            for frame in frames[::step][:count]]
+
+
+def frame_value(jpeg: bytes, index: int) -> dict[str, Any]:
+    return {"camera_id": f"bench-cam-{index % 16:02d}", "session_id": "bench", "sequence": index,
+            "capture_time": time.time_ns() // 1000, "pts_us": index * 100_000, "source_partition": 0,
+            "source_offset": index, "width": 768, "height": 576, "jpeg": jpeg, "motion_score": 0.01,
+            "reason": "MOTION", "sampled_at": time.time_ns() // 1000}
+
+
+def handler_worker(batch_size: int, seconds: float) -> dict[str, Any]:
+    from libs.kafka import Incoming
+    from libs.topics import FRAMES
+    from services.detector.core import Detector, DetectorModelConfig, preprocess_batch, run_batch
+    from services.detector.main import DetectionStage
+
+    detector = Detector(DetectorModelConfig(max_batch_size=batch_size))
+    detector.warmup()
+    stage = DetectionStage(detector)
+    jpegs = sample_jpegs(32)
+    records = [Incoming(FRAMES, 0, i, None, frame_value(jpeg, i), None, raw=None)  # type: ignore[arg-type]
+               for i, jpeg in enumerate(jpegs)]
+    batches = [records[i:i + batch_size] for i in range(0, len(records) - batch_size + 1, batch_size)]
+
+    from services.detector.core import decode_jpeg
+
+    # The bare limit: the same session, the same preprocessed tensors, nothing else. Service and bare
+    # batches alternate, so both see the same machine (other load, frequency) at the same moments.
+    tensors = [preprocess_batch([decode_jpeg(r.value["jpeg"]) for r in batch], detector.cfg, detector.decoder).tensor
+               for batch in batches]
+    latencies: list[float] = []
+    bare_latencies: list[float] = []
+    stages = {"decode": 0.0, "preprocess": 0.0, "inference": 0.0, "postprocess": 0.0, "records": 0.0}
+    frames = bare_frames = 0
+    service_wall = bare_wall = 0.0
+    deadline = time.perf_counter() + 2 * seconds
+    while time.perf_counter() < deadline:
+        for batch, tensor in zip(batches, tensors):
+            started = time.perf_counter()
+            outputs, _rejected = stage.handle(batch)
+            elapsed = time.perf_counter() - started
+            timings = detector.last_timings
+            service_wall += elapsed
+            latencies.append(elapsed * 1000)
+            frames += len(outputs)
+            for name in ("decode", "preprocess", "inference", "postprocess"):
+                stages[name] += getattr(timings, f"{name}_ms")
+            stages["records"] += elapsed * 1000 - timings.total_ms
+
+            started = time.perf_counter()
+            run_batch(detector.model.session, tensor)
+            elapsed = time.perf_counter() - started
+            bare_wall += elapsed
+            bare_latencies.append(elapsed * 1000)
+            bare_frames += len(tensor)
+    return {
+        "service_fps": frames / service_wall, "bare_fps": bare_frames / bare_wall,
+        "latency_p50_ms": percentile(latencies, 50), "latency_p99_ms": percentile(latencies, 99),
+        "bare_latency_p50_ms": percentile(bare_latencies, 50), "bare_latency_p99_ms": percentile(bare_latencies, 99),
+        "stage_ms_per_frame": {name: total / frames for name, total in stages.items()},
+        "threads": detector.model.intra_op_threads, "providers": list(detector.model.providers),
+    }
+
+
+def kafka_loop_worker(bootstrap: str, batch_size: int, frames: int) -> dict[str, Any]:
+    """The real loop: consume Frame records, decode Avro, handle, produce Detections, flush, commit."""
+    from libs.health import Health
+    from libs.kafka import ConsumeProduceLoop, create_topics, make_consumer, make_producer
+    from libs.serde import make_serde
+    from libs.settings import KafkaSettings, RegistrySettings
+    from libs.topics import DETECTIONS, FRAMES, pipeline_topics
+    from services.detector.core import Detector, DetectorModelConfig
+    from services.detector.main import DetectionStage, DetectorSettings
+
+    settings = DetectorSettings(kafka=KafkaSettings(bootstrap_servers=bootstrap), registry=RegistrySettings(url=None),
+                                max_batch=batch_size)
+    create_topics(settings.kafka, pipeline_topics())
+    serde = make_serde(settings.registry)
+    producer = make_producer(settings.kafka, "bench-frames", **{"compression.type": "none"})
+    jpegs = sample_jpegs(32)
+    for index in range(frames):
+        producer.produce(FRAMES, key=f"bench-cam-{index % 16:02d}".encode(),
+                         value=serde.serialize(FRAMES, "Frame", frame_value(jpegs[index % len(jpegs)], index)))
+        producer.poll(0)
+    producer.flush(60)
+
+    detector = Detector(DetectorModelConfig(max_batch_size=batch_size))
+    detector.warmup()
+    stage = DetectionStage(detector)
+    handler_ms: list[float] = []
+
+    def timed_handler(batch: list[Any]) -> Any:
+        started = time.perf_counter()
+        try:
+            return stage.handle(batch)
+        finally:
+            handler_ms.append((time.perf_counter() - started) * 1000)
+
+    health = Health(60)
+    group = f"bench-detector-{uuid.uuid4().hex[:8]}"
+    consumer = make_consumer(settings.kafka, group, health,
+                             **{"queued.max.messages.kbytes": settings.prefetch_mb * 1024})
+    loop = ConsumeProduceLoop(service="detector", group_id=group, topics=[FRAMES], schema_for=lambda _t: "Frame",
+                              consumer=consumer, producer=make_producer(settings.kafka, "detector", health),
+                              serde=serde, handler=timed_handler, health=health, batch_size=batch_size,
+                              poll_timeout_s=settings.max_wait_ms / 1000)
+    loop.subscribe()
+    consumed = 0
+    deadline = time.monotonic() + 60
+    while consumed == 0 and time.monotonic() < deadline:  # group join and the first batch, not timed
+        consumed += loop.run_once()
+    handler_ms.clear()
+    batch_ms: list[float] = []
+    timed_frames = 0
+    with CpuMeter() as meter:
+        while consumed < frames and time.monotonic() < deadline + 120:
+            started = time.perf_counter()
+            count = loop.run_once()
+            if count:
+                batch_ms.append((time.perf_counter() - started) * 1000)
+                consumed += count
+                timed_frames += count
+    loop.close()
+    handler_total = sum(handler_ms)
+    loop_total = sum(batch_ms)
+    return {"frames": timed_frames, "fps": timed_frames / meter.wall_s, "cpu_s": meter.cpu_s,
+            "kafka_ms_per_frame": (loop_total - handler_total) / max(1, timed_frames),
+            "handler_ms_per_frame": handler_total / max(1, timed_frames),
+            "batch_p50_ms": percentile(batch_ms, 50), "batch_p99_ms": percentile(batch_ms, 99)}
+
+
+def run(bootstrap: str, quick: bool, step: Any) -> list[Result]:
+    from bench.common import run_worker
+
+    results: list[Result] = []
+    seconds = 4.0 if quick else 12.0
+    for batch_size in (1, 4, 8):
+        step(f"detector: batch {batch_size}, DetectionStage.handle vs bare session.run")
+        m = run_worker("detector:handler_worker", {"batch_size": batch_size, "seconds": seconds})
+        params = {"batch_size": batch_size, "model": "centernet-mobilenetv3-coco.onnx 512x512",
+                  "input": "768x576 JPEG q80 of vtest", "intra_op_threads": m["threads"], "providers": m["providers"]}
+        results.append(Result.throughput("detector", "frames per second", "frames/s", round(m["service_fps"], 2),
+                                         round(m["bare_fps"], 2), **params))
+        results.append(Result.cost("detector", "batch latency p50", "ms", round(m["latency_p50_ms"], 1),
+                                   round(m["bare_latency_p50_ms"], 1), **params))
+        results.append(Result.cost("detector", "batch latency p99", "ms", round(m["latency_p99_ms"], 1),
+                                   round(m["bare_latency_p99_ms"], 1), **params))
+        results.append(Result.plain("detector", "stage breakdown per frame", "ms/frame", None, **params,
+                                    **{k: round(v, 2) for k, v in m["stage_ms_per_frame"].items()}))
+    step("detector: batch 8 through the real ConsumeProduceLoop (Kafka)")
+    loop = run_worker("detector:kafka_loop_worker", {"bootstrap": bootstrap, "batch_size": 8,
+                                                      "frames": 96 if quick else 320})
+    handler_fps = next(r for r in results if r.metric == "frames per second" and r.params["batch_size"] == 8)
+    results.append(Result.throughput("detector", "frames per second through Kafka loop", "frames/s",
+                                     round(loop["fps"], 2), handler_fps.bare or 0, batch_size=8, frames=loop["frames"],
+                                     kafka_ms_per_frame=round(loop["kafka_ms_per_frame"], 2),
+                                     handler_ms_per_frame=round(loop["handler_ms_per_frame"], 2),
+                                     batch_p50_ms=round(loop["batch_p50_ms"], 1),
+                                     batch_p99_ms=round(loop["batch_p99_ms"], 1)))
+    return results
