@@ -52,6 +52,27 @@ def group_lag(bootstrap: str, group: str, topic: str) -> int:
         consumer.close()
 
 
+def wait_for_groups(bootstrap: str, groups: list[str], timeout_s: float, status: Callable[[str], None]) -> None:
+    """Until every consumer group is stable (members joined, partitions assigned)."""
+    from confluent_kafka import ConsumerGroupState
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        states = {}
+        for group, future in admin.describe_consumer_groups(groups, request_timeout=5).items():
+            try:
+                states[group] = future.result().state
+            except Exception:  # noqa: BLE001 — a group that does not exist yet
+                states[group] = None
+        if all(state == ConsumerGroupState.STABLE for state in states.values()):
+            return
+        status("starting services: " + ", ".join(f"{g}={getattr(s, 'name', s)}" for g, s in states.items()))
+        time.sleep(1)
+    raise TimeoutError(f"consumer groups {groups} not stable within {timeout_s:.0f} s")
+
+
 def run_pipeline(bootstrap: str, cameras: int, duration_s: float, first_alert_timeout_s: float,
                  status: Callable[[str], None]) -> dict[str, Any]:
     from cctv.devstack.services import ServiceProcess
@@ -69,8 +90,13 @@ def run_pipeline(bootstrap: str, cameras: int, duration_s: float, first_alert_ti
     env = {"CCTV_KAFKA__BOOTSTRAP_SERVERS": bootstrap, "CCTV_HTTP__PORT": "0", "CCTV_LOG__LEVEL": "WARNING",
            "CCTV_INCIDENTS__UPDATE_INTERVAL_S": "1", "CCTV_DATA_DIR": str(workdir / "alert-router")}
     env.pop("CCTV_REGISTRY__URL", None)
+    # Consumers first, ingest last: the latency measured is the pipeline's, not its start-up backlog.
     processes = [ServiceProcess(name, env | {"CCTV_INSTANCE_ID": f"bench-{name}"}, workdir / f"{name}.log").start()
-                 for name in SERVICES]
+                 for name in SERVICES if name != "ingest"]
+    wait_for_groups(bootstrap, [group for group, _topic in GROUPS.values()], 120, status)
+    ingest_started_us = time.time_ns() // 1000
+    processes.insert(0, ServiceProcess("ingest", env | {"CCTV_INSTANCE_ID": "bench-ingest"},
+                                       workdir / "ingest.log").start())
     consumer = Consumer(kafka.client_config() | {"group.id": f"bench-e2e-{uuid.uuid4().hex[:8]}",
                                                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
     consumer.subscribe([ALERTS])
@@ -100,7 +126,7 @@ def run_pipeline(bootstrap: str, cameras: int, duration_s: float, first_alert_ti
             if window_start is None:
                 window_start = time.monotonic()
                 cpu_start = {p.name: pid_cpu_s(p.process.pid) for p in processes if p.process}
-            if alert["kind"] == "END":
+            if alert["kind"] == "END" or alert["produced_at"] < ingest_started_us:
                 continue
             samples.append({"kind": alert["kind"], "camera": alert["camera_id"], "at": time.monotonic() - window_start,
                             "produced_ms": (alert["produced_at"] - alert["detected_at"]) / 1000,

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from collections.abc import Callable
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
@@ -49,76 +50,54 @@ def fail(message: str, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
-@kafka_app.command("start")
-def kafka_start(
-    port: Annotated[int, typer.Option(help="Client port; the controller uses port+1.")] = 9092,
-    timeout: Annotated[float, typer.Option(help="Seconds to wait until it answers metadata requests.")] = 90.0,
-) -> None:
-    """Fetch Kafka from Maven Central (first time only), format KRaft storage, start, wait until ready."""
-    from cctv.devstack.kafka import DevStackError, KafkaBroker
+def _server_commands(group: typer.Typer, title: str, default_port: int, make: Callable[[int], Any],
+                     address: Callable[[Any], str]) -> None:
+    """start / stop / status for a local dev-stack server (broker or registry)."""
 
-    broker = KafkaBroker(port=port)
-    try:
-        outcome = broker.start(timeout_s=timeout)
-    except DevStackError as error:
-        fail(str(error))
-    console.print(f"Kafka {outcome}: bootstrap {broker.bootstrap} (log: {broker.log_file})")
+    @group.command("start")
+    def start(
+        port: Annotated[int, typer.Option(help="Port to listen on (127.0.0.1).")] = default_port,
+        timeout: Annotated[float, typer.Option(help="Seconds to wait until it is ready.")] = 180.0,
+    ) -> None:
+        """Fetch from Maven Central (first time only, then cached), start, and wait until ready."""
+        from cctv.devstack.process import DevStackError
+
+        server = make(port)
+        try:
+            outcome = server.start(timeout_s=timeout)
+        except DevStackError as error:
+            fail(str(error))
+        console.print(f"{title} {outcome}: {address(server)} (log: {server.log_file})")
+
+    @group.command("stop")
+    def stop(port: Annotated[int, typer.Option(help="Port of the server to stop.")] = default_port) -> None:
+        """Stop the server started by `start` (by its PID file)."""
+        stopped = make(port).stop()
+        console.print(f"{title} stopped" if stopped else f"{title} was not running (no live PID file)")
+
+    @group.command("status")
+    def status(port: Annotated[int, typer.Option(help="Port.")] = default_port) -> None:
+        """Say whether the server is running; exit 1 if it is not."""
+        state = make(port).status()
+        console.print(f"{title} on 127.0.0.1:{port}: {state}")
+        if state == "stopped":
+            raise typer.Exit(1)
 
 
-@kafka_app.command("stop")
-def kafka_stop(port: Annotated[int, typer.Option(help="Client port of the broker to stop.")] = 9092) -> None:
-    """Stop the local broker started by `cctv kafka start` (by its PID file)."""
+def _kafka(port: int) -> Any:
     from cctv.devstack.kafka import KafkaBroker
 
-    stopped = KafkaBroker(port=port).stop()
-    console.print("Kafka stopped" if stopped else "Kafka was not running (no live PID file)")
+    return KafkaBroker(port=port)
 
 
-@kafka_app.command("status")
-def kafka_status(port: Annotated[int, typer.Option(help="Client port.")] = 9092) -> None:
-    """Say whether the local broker is running; exit 1 if it is not."""
-    from cctv.devstack.kafka import KafkaBroker
-
-    state = KafkaBroker(port=port).status()
-    console.print(f"Kafka on 127.0.0.1:{port}: {state}")
-    if state == "stopped":
-        raise typer.Exit(1)
-
-
-@registry_app.command("start")
-def registry_start(
-    port: Annotated[int, typer.Option(help="HTTP port.")] = 8081,
-    timeout: Annotated[float, typer.Option(help="Seconds to wait until ready.")] = 180.0,
-) -> None:
-    """Fetch Apicurio Registry from Maven Central (first time only) and start it in memory."""
-    from cctv.devstack.registry import DevStackError, SchemaRegistry
-
-    registry = SchemaRegistry(port=port)
-    try:
-        outcome = registry.start(timeout_s=timeout)
-    except DevStackError as error:
-        fail(str(error))
-    console.print(f"Schema registry {outcome}: {registry.url} (log: {registry.log_file})")
-
-
-@registry_app.command("stop")
-def registry_stop(port: Annotated[int, typer.Option(help="HTTP port.")] = 8081) -> None:
-    """Stop the local schema registry."""
+def _registry(port: int) -> Any:
     from cctv.devstack.registry import SchemaRegistry
 
-    stopped = SchemaRegistry(port=port).stop()
-    console.print("Schema registry stopped" if stopped else "Schema registry was not running")
+    return SchemaRegistry(port=port)
 
 
-@registry_app.command("status")
-def registry_status(port: Annotated[int, typer.Option(help="HTTP port.")] = 8081) -> None:
-    """Say whether the local schema registry is running; exit 1 if it is not."""
-    from cctv.devstack.registry import SchemaRegistry
-
-    state = SchemaRegistry(port=port).status()
-    console.print(f"Schema registry on 127.0.0.1:{port}: {state}")
-    if state == "stopped":
-        raise typer.Exit(1)
+_server_commands(kafka_app, "Kafka", 9092, _kafka, lambda broker: f"bootstrap {broker.bootstrap}")
+_server_commands(registry_app, "Schema registry", 8081, _registry, lambda registry: registry.url)
 
 
 DestinationsOption = Annotated[

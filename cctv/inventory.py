@@ -67,13 +67,24 @@ def validate_entry(data: Any, line: int) -> tuple[CameraEntry | None, EntryError
     return entry, None
 
 
-def _check_duplicates(entries: list[tuple[int, CameraEntry]], errors: list[EntryError]) -> None:
+def _validate_all(candidates: list[tuple[int, Any]], errors: list[EntryError]) -> list[CameraEntry]:
+    """Validate (line, data) pairs; raise one InventoryError with every problem, duplicates included."""
+    entries: list[tuple[int, CameraEntry]] = []
+    for line, data in candidates:
+        entry, error = validate_entry(data, line)
+        if error:
+            errors.append(error)
+        else:
+            entries.append((line, entry))
     first_line: dict[str, int] = {}
     for line, entry in entries:
         if entry.camera_id in first_line:
             errors.append(EntryError(line, entry.camera_id, f"duplicate camera_id (first at line {first_line[entry.camera_id]})"))
         else:
             first_line[entry.camera_id] = line
+    if errors:
+        raise InventoryError(sorted(errors, key=lambda e: e.line))
+    return [entry for _, entry in entries]
 
 
 def parse_yaml(text: str) -> list[CameraEntry]:
@@ -90,19 +101,7 @@ def parse_yaml(text: str) -> list[CameraEntry]:
         node = next((v for k, v in root.value if k.value == "cameras"), None) if root is not None else None
     if not isinstance(items, list) or node is None:
         raise InventoryError([EntryError(1, None, "expected a list of cameras under the top-level key 'cameras:'")])
-    entries: list[tuple[int, CameraEntry]] = []
-    errors: list[EntryError] = []
-    for item, item_node in zip(items, node.value):
-        line = item_node.start_mark.line + 1
-        entry, error = validate_entry(item, line)
-        if error:
-            errors.append(error)
-        else:
-            entries.append((line, entry))
-    _check_duplicates(entries, errors)
-    if errors:
-        raise InventoryError(errors)
-    return [entry for _, entry in entries]
+    return _validate_all([(item_node.start_mark.line + 1, item) for item, item_node in zip(items, node.value)], [])
 
 
 CSV_COLUMNS = ("camera_id", "name", "site_id", "stream_url", "lat", "lon", "tags", "sampling", "enabled",
@@ -123,7 +122,7 @@ def parse_csv(text: str) -> list[CameraEntry]:
         if unknown:
             reasons.append(f"unknown columns {unknown}; known: {', '.join(CSV_COLUMNS)}")
         raise InventoryError([EntryError(1, None, "; ".join(reasons))])
-    entries: list[tuple[int, CameraEntry]] = []
+    candidates: list[tuple[int, Any]] = []
     errors: list[EntryError] = []
     for row in reader:
         line = reader.line_num
@@ -148,15 +147,8 @@ def parse_csv(text: str) -> list[CameraEntry]:
             reason = _explain(error) if isinstance(error, ValidationError) else str(error)
             errors.append(EntryError(line, values.get("camera_id") or None, reason))
             continue
-        entry, error = validate_entry(data, line)
-        if error:
-            errors.append(error)
-        else:
-            entries.append((line, entry))
-    _check_duplicates(entries, errors)
-    if errors:
-        raise InventoryError(errors)
-    return [entry for _, entry in entries]
+        candidates.append((line, data))
+    return _validate_all(candidates, errors)
 
 
 def load_file(path: Path) -> list[CameraEntry]:

@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 from confluent_kafka import Consumer, Message
 
+from libs.serde import SerdeError
 from libs.settings import KafkaSettings
 
 T = TypeVar("T")
@@ -70,6 +71,7 @@ class TopicWatcher:
 
         self.records: list[dict[str, Any]] = []
         self.messages: list[tuple[int, int]] = []  # (partition, offset) of each kept record
+        self.foreign = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._consumer = Consumer(settings.client_config() | {
@@ -91,7 +93,11 @@ class TopicWatcher:
             for message in self._consumer.consume(500, 0.2):
                 if message.error() or message.value() is None:
                     continue
-                value = self.serde.deserialize(self.topic, self.schema, message.value())
+                try:
+                    value = self.serde.deserialize(self.topic, self.schema, message.value())
+                except SerdeError:  # another test's record in the other framing: not ours
+                    self.foreign += 1
+                    continue
                 if self.keep(value):
                     with self._lock:
                         self.records.append(value)

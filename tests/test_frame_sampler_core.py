@@ -27,6 +27,7 @@ from services.frame_sampler.core import (
     FrameSampler,
     FrameSamplerConfig,
     FrameSamplerError,
+    JpegConfig,
     MotionConfig,
     NearestTickSelector,
     SampledFrame,
@@ -34,7 +35,6 @@ from services.frame_sampler.core import (
     SamplingConfig,
     encode_jpeg,
 )
-from services.frame_sampler.core import JpegConfig
 
 SAMPLE = Path(__file__).resolve().parents[1] / "samples" / "vtest-h264.mp4"
 CAMERA = "campus-gate"

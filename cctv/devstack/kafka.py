@@ -13,7 +13,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from cctv.devstack.process import DevStackError, cache_dir, port_open, read_pid, spawn, stop_pid, wait_until
+from cctv.devstack.process import DevStackError, LocalServer, cache_dir, port_open
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +48,10 @@ def ensure_jars() -> Path:
 
 
 @dataclass(frozen=True)
-class KafkaBroker:
+class KafkaBroker(LocalServer):
     port: int = 9092
     controller_port: int | None = None  # default: port + 1
+    name = "broker"
 
     @property
     def bootstrap(self) -> str:
@@ -59,14 +60,6 @@ class KafkaBroker:
     @property
     def home(self) -> Path:
         return cache_dir() / "kafka" / f"node-{self.port}"
-
-    @property
-    def pid_file(self) -> Path:
-        return self.home / "broker.pid"
-
-    @property
-    def log_file(self) -> Path:
-        return self.home / "broker.log"
 
     def _controller_port(self) -> int:
         return self.controller_port or self.port + 1
@@ -116,13 +109,8 @@ class KafkaBroker:
             "-cp", str(jars_dir() / "*"), main_class, *args,
         ]
 
-    def status(self) -> str:
-        pid = read_pid(self.pid_file)
-        if pid is None:
-            return "running (not started by us)" if port_open(HOST, self.port) else "stopped"
-        return f"running (pid {pid})" if self.answers_metadata() else f"starting (pid {pid})"
-
-    def answers_metadata(self, timeout_s: float = 2.0) -> bool:
+    def ready(self, timeout_s: float = 2.0) -> bool:
+        """The broker answers a metadata request."""
         from confluent_kafka.admin import AdminClient
 
         if not port_open(HOST, self.port):
@@ -133,34 +121,19 @@ class KafkaBroker:
         except Exception:
             return False
 
-    def start(self, timeout_s: float = 90.0) -> str:
-        """Start unless already running; idempotent. Returns what happened."""
-        if read_pid(self.pid_file) is not None or port_open(HOST, self.port):
-            if not wait_until(self.answers_metadata, timeout_s):
-                raise DevStackError(f"port {self.port} is taken but does not answer Kafka metadata requests")
-            return "already running"
-        if shutil.which("java") is None:
-            raise DevStackError("Java 17+ is not installed: run `sudo apt-get install openjdk-17-jre-headless`")
+    answers_metadata = ready
+
+    def prepare(self) -> list[str]:
         ensure_jars()
-        self.home.mkdir(parents=True, exist_ok=True)
         config = self._write_config()
         if not (self.home / "data" / "meta.properties").exists():
-            cluster_id = _random_cluster_id()
             result = subprocess.run(
-                self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config)),
+                self._java("kafka.tools.StorageTool", "format", "-t", _random_cluster_id(), "-c", str(config)),
                 capture_output=True, text=True,
             )
             if result.returncode != 0:
                 raise DevStackError(f"formatting KRaft storage failed: {result.stdout}{result.stderr}")
-        spawn(self._java("kafka.Kafka", str(config)), self.log_file, self.pid_file)
-        if not wait_until(self.answers_metadata, timeout_s, interval_s=0.5):
-            tail = self.log_file.read_text(errors="replace")[-3000:] if self.log_file.exists() else ""
-            self.stop()
-            raise DevStackError(f"Kafka did not answer metadata within {timeout_s:.0f} s; log tail:\n{tail}")
-        return "started"
-
-    def stop(self) -> bool:
-        return stop_pid(self.pid_file, timeout_s=30)
+        return self._java("kafka.Kafka", str(config))
 
 
 def _random_cluster_id() -> str:

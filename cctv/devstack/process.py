@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -98,3 +99,57 @@ def port_open(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.settimeout(0.5)
         return sock.connect_ex((host, port)) == 0
+
+
+class LocalServer:
+    """A dev-stack server on 127.0.0.1: idempotent start, status and stop by PID file.
+
+    Subclasses say where it lives (`home`), how to tell it is ready, and how to launch it."""
+
+    name = "server"
+    host = "127.0.0.1"
+    port: int
+
+    @property
+    def home(self) -> Path:
+        raise NotImplementedError
+
+    @property
+    def pid_file(self) -> Path:
+        return self.home / f"{self.name}.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.home / f"{self.name}.log"
+
+    def ready(self) -> bool:
+        raise NotImplementedError
+
+    def prepare(self) -> list[str]:
+        """Fetch and configure whatever is needed; return the command line that runs the server."""
+        raise NotImplementedError
+
+    def status(self) -> str:
+        pid = read_pid(self.pid_file)
+        if pid is None:
+            return "running (not started by us)" if port_open(self.host, self.port) and self.ready() else "stopped"
+        return f"running (pid {pid})" if self.ready() else f"starting (pid {pid})"
+
+    def start(self, timeout_s: float = 120.0) -> str:
+        """Start unless already running; returns 'started' or 'already running'."""
+        if read_pid(self.pid_file) is not None or port_open(self.host, self.port):
+            if not wait_until(self.ready, timeout_s):
+                raise DevStackError(f"port {self.port} is taken by something that is not a ready {self.name}")
+            return "already running"
+        if shutil.which("java") is None:
+            raise DevStackError("Java 17+ is not installed: run `sudo apt-get install openjdk-17-jre-headless`")
+        self.home.mkdir(parents=True, exist_ok=True)
+        spawn(self.prepare(), self.log_file, self.pid_file)
+        if not wait_until(self.ready, timeout_s, interval_s=0.5):
+            tail = self.log_file.read_text(errors="replace")[-3000:] if self.log_file.exists() else ""
+            self.stop()
+            raise DevStackError(f"{self.name} not ready within {timeout_s:.0f} s; log tail:\n{tail}")
+        return "started"
+
+    def stop(self) -> bool:
+        return stop_pid(self.pid_file, timeout_s=30)

@@ -15,7 +15,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from cctv.devstack.process import DevStackError, cache_dir, port_open, read_pid, spawn, stop_pid, wait_until
+from cctv.devstack.process import DevStackError, LocalServer, cache_dir, port_open
 
 __all__ = ["DevStackError", "SchemaRegistry", "APICURIO_VERSION"]
 
@@ -49,8 +49,9 @@ def ensure_distribution() -> Path:
 
 
 @dataclass(frozen=True)
-class SchemaRegistry:
+class SchemaRegistry(LocalServer):
     port: int = 8081
+    name = "registry"
 
     @property
     def url(self) -> str:
@@ -61,14 +62,6 @@ class SchemaRegistry:
     def home(self) -> Path:
         return cache_dir() / "registry" / f"node-{self.port}"
 
-    @property
-    def pid_file(self) -> Path:
-        return self.home / "registry.pid"
-
-    @property
-    def log_file(self) -> Path:
-        return self.home / "registry.log"
-
     def ready(self) -> bool:
         if not port_open(HOST, self.port):
             return False
@@ -78,22 +71,9 @@ class SchemaRegistry:
         except (urllib.error.URLError, OSError):
             return False
 
-    def status(self) -> str:
-        pid = read_pid(self.pid_file)
-        if pid is None:
-            return "running (not started by us)" if self.ready() else "stopped"
-        return f"running (pid {pid})" if self.ready() else f"starting (pid {pid})"
-
-    def start(self, timeout_s: float = 180.0) -> str:
-        if read_pid(self.pid_file) is not None or port_open(HOST, self.port):
-            if not wait_until(self.ready, timeout_s):
-                raise DevStackError(f"port {self.port} is taken but does not answer as a schema registry")
-            return "already running"
-        if shutil.which("java") is None:
-            raise DevStackError("Java 17+ is not installed: run `sudo apt-get install openjdk-17-jre-headless`")
+    def prepare(self) -> list[str]:
         jar = ensure_distribution()
-        self.home.mkdir(parents=True, exist_ok=True)
-        command = [
+        return [
             "java", "-Xms32m", "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
             "-XX:ReservedCodeCacheSize=64m", "-Xss512k",
             f"-Dquarkus.http.host={HOST}", f"-Dquarkus.http.port={self.port}",
@@ -102,12 +82,3 @@ class SchemaRegistry:
             "-Dquarkus.datasource.jdbc.max-size=20",
             "-jar", str(jar),
         ]
-        spawn(command, self.log_file, self.pid_file)
-        if not wait_until(self.ready, timeout_s, interval_s=0.5):
-            tail = self.log_file.read_text(errors="replace")[-3000:] if self.log_file.exists() else ""
-            self.stop()
-            raise DevStackError(f"schema registry not ready within {timeout_s:.0f} s; log tail:\n{tail}")
-        return "started"
-
-    def stop(self) -> bool:
-        return stop_pid(self.pid_file, timeout_s=30)

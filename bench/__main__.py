@@ -1,0 +1,98 @@
+"""`python -m bench [--only STAGE ...] [--quick]`: measure each stage against its bare limit, write
+docs/benchmarks/results.json, README.md and results.png."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from bench.common import RESULTS_DIR, Result, bench_broker, machine_description, now_iso
+
+STAGES = ("ingest", "frame-sampler", "detector", "kafka", "e2e")
+app = typer.Typer(add_completion=False)
+console = Console()
+
+
+def _steps(quick: bool, only: set[str]) -> int:
+    counts = {"ingest": 5 if quick else 7, "frame-sampler": 2 if quick else 3, "detector": 4, "kafka": 6,
+              "e2e": 2 if quick else 3}
+    return sum(count for stage, count in counts.items() if stage in only)
+
+
+@app.command()
+def main(
+    only: Annotated[list[str] | None, typer.Option(help=f"stage(s) to run: {', '.join(STAGES)}")] = None,
+    quick: Annotated[bool, typer.Option(help="short runs (under ~3 minutes), fewer cameras")] = False,
+    merge: Annotated[bool, typer.Option(help="keep earlier results of stages not run now")] = True,
+) -> None:
+    selected = set(only or STAGES)
+    unknown = selected - set(STAGES)
+    if unknown:
+        raise typer.BadParameter(f"unknown stage(s) {sorted(unknown)}; choose from {', '.join(STAGES)}")
+    machine, date = machine_description(), now_iso()
+    results: list[Result] = []
+    started = time.monotonic()
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TimeElapsedColumn(), console=console, transient=False) as progress:
+        overall = progress.add_task("bench", total=_steps(quick, selected))
+        current = progress.add_task("", total=None)
+
+        def step(description: str) -> None:
+            if progress.tasks[current].description:
+                progress.advance(overall)
+            progress.update(current, description=description)
+            console.log(description)
+
+        def status(text: str) -> None:
+            progress.update(current, description=text)
+
+        if selected & {"ingest", "detector", "kafka"}:
+            step("starting Kafka on 127.0.0.1:29092")
+            with bench_broker() as bootstrap:
+                if "ingest" in selected:
+                    from bench import ingest
+                    results += ingest.run(bootstrap, quick, step)
+                if "detector" in selected:
+                    from bench import detector
+                    results += detector.run(bootstrap, quick, step)
+                if "kafka" in selected:
+                    from bench import transport
+                    results += transport.run(bootstrap, quick, step)
+        if "frame-sampler" in selected:
+            from bench import sampler
+            results += sampler.run(quick, step)
+        if "e2e" in selected:
+            from bench import e2e
+            plan = [(1, 20.0), (8, 25.0)] if quick else [(1, 45.0), (8, 60.0), (32, 75.0)]
+            for cameras, duration in plan:
+                step(f"e2e: {cameras} camera(s), 4 services as processes, {duration:.0f} s")
+                with bench_broker() as bootstrap:
+                    measured = e2e.run_pipeline(bootstrap, cameras, duration, 120.0, status)
+                results += e2e.summarise(cameras, measured)
+        progress.advance(overall)
+        progress.update(current, description="done")
+
+    entries = [result.as_dict() | {"machine": machine, "date": date, "quick": quick} for result in results]
+    path = RESULTS_DIR / "results.json"
+    if merge and path.exists():
+        ran = {("frame-sampler" if s == "frame-sampler" else s) for s in selected}
+        entries = [e for e in json.loads(path.read_text()) if e["stage"] not in ran] + entries
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(entries, indent=2, ensure_ascii=False) + "\n")
+    from bench import report
+    report.write(entries)
+    console.print(report.table(entries))
+    console.print(f"results in {path} ({time.monotonic() - started:.0f} s)")
+
+
+def run() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,91 @@
+"""The detector service on the real broker: frames of several cameras batched into one session.run,
+each result kept with its own camera and frame; a corrupt JPEG goes to the DLQ."""
+
+from __future__ import annotations
+
+import re
+import socket
+import urllib.request
+from pathlib import Path
+
+from cctv.devstack.services import ServiceProcess
+from libs.kafka import create_topics, make_producer
+from libs.serde import AvroSerde, shipped_catalog
+from libs.settings import KafkaSettings
+from libs.topics import DETECTIONS, DLQ, FRAMES, pipeline_topics
+from tests.assets_fetch import DEFAULT_CACHE_DIR, fetch_stills
+from tests.kafka_helpers import TopicWatcher, wait_for
+
+SERDE = AvroSerde(shipped_catalog())
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def frame_record(camera: str, sequence: int, jpeg: bytes) -> dict:
+    return {"camera_id": camera, "session_id": "s1", "sequence": sequence, "capture_time": 1_000_000 * sequence,
+            "pts_us": None, "source_partition": 0, "source_offset": sequence, "width": 810, "height": 1080,
+            "jpeg": jpeg, "motion_score": 0.2, "reason": "MOTION", "sampled_at": 0}
+
+
+def test_batches_across_cameras_keep_results_apart_and_corrupt_jpeg_goes_to_dlq(
+    kafka_settings: KafkaSettings, unique: str, tmp_path: Path
+) -> None:
+    create_topics(kafka_settings, pipeline_topics())
+    stills = fetch_stills(DEFAULT_CACHE_DIR)
+    bus, zidane = stills["bus.jpg"].read_bytes(), stills["zidane.jpg"].read_bytes()
+    cameras = {f"bus-{unique}": bus, f"pitch-{unique}": zidane}
+    broken = f"broken-{unique}"
+    mine = set(cameras) | {broken}
+    detections = TopicWatcher(kafka_settings, DETECTIONS, "Detections", SERDE, lambda v: v["camera_id"] in mine)
+    letters = TopicWatcher(kafka_settings, DLQ, "DeadLetter", SERDE, lambda v: v["key"] == broken.encode())
+    metrics_port = free_port()
+    detector = ServiceProcess("detector", {
+        "CCTV_KAFKA__BOOTSTRAP_SERVERS": kafka_settings.bootstrap_servers, "CCTV_HTTP__PORT": str(metrics_port),
+        "CCTV_GROUP_ID": f"detector-{unique}", "CCTV_MAX_BATCH": "8", "CCTV_MAX_WAIT_MS": "1000",
+        "CCTV_LOG__FORMAT": "text",
+    }, tmp_path / "detector.log").start()
+    produced: dict[tuple[int, int], tuple[str, int]] = {}  # (partition, offset) → (camera, sequence)
+    try:
+        wait_for(lambda: "assigned" in detector.log_text(), 90, "the detector to warm up and join")
+        producer = make_producer(kafka_settings, "test")
+        for sequence in range(3):  # interleaved cameras: batches mix them
+            for camera, jpeg in cameras.items():
+                producer.produce(FRAMES, key=camera, value=SERDE.serialize(FRAMES, "Frame", frame_record(camera, sequence, jpeg)),
+                                 on_delivery=lambda _e, m, c=camera, s=sequence: produced.__setitem__((m.partition(), m.offset()), (c, s)))
+        corrupt = bus[: len(bus) // 3] + b"\x00" * 100
+        producer.produce(FRAMES, key=broken, value=SERDE.serialize(FRAMES, "Frame", frame_record(broken, 0, corrupt)))
+        producer.flush(30)
+        wait_for(lambda: len(detections.snapshot()) >= 6, 120, "detections for all six frames")
+        wait_for(lambda: letters.snapshot(), 60, "the corrupt frame on the DLQ")
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as response:
+            metrics = response.read().decode()
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/readyz", timeout=5) as response:
+            assert response.status == 200
+    finally:
+        detector.stop()
+        detections.close()
+        letters.close()
+
+    results = detections.snapshot()
+    assert len(results) == 6 and not [r for r in results if r["camera_id"] == broken]
+    for record in results:
+        camera, sequence = produced[(record["frame"]["partition"], record["frame"]["offset"])]
+        assert record["frame"]["topic"] == FRAMES
+        assert (record["camera_id"], record["sequence"]) == (camera, sequence)
+        names = [o["class_name"] for o in record["objects"] if o["score"] >= 0.3]
+        if camera.startswith("bus-"):
+            assert "bus" in names and names.count("person") >= 3, names
+        else:
+            assert names.count("person") == 2, names
+        assert record["model"]["sha256"] and len(record["model"]["sha256"]) == 64
+        assert all(0 <= o["box"]["x1"] < o["box"]["x2"] <= 1 for o in record["objects"])
+    letter = letters.snapshot()[0]
+    assert letter["error_type"] == "BadImageError" and letter["source_topic"] == FRAMES
+    # Frames of both cameras went through shared batches: fewer session runs than frames.
+    count = float(re.search(r"^cctv_detector_batch_size_count (\S+)$", metrics, re.M).group(1))
+    total = float(re.search(r"^cctv_detector_batch_size_sum (\S+)$", metrics, re.M).group(1))
+    assert total >= 7 and count < total, (count, total)
