@@ -139,8 +139,11 @@ def run_pipeline(bootstrap: str, cameras: int, duration_s: float, first_alert_ti
         consumer.close()
         for process in processes:
             process.stop(20)
-        shutil.rmtree(workdir, ignore_errors=True)
-    return {"samples": samples, "window_s": window, "cores_per_service": cpu, "lag_at_end": lags}
+        if samples:
+            shutil.rmtree(workdir, ignore_errors=True)
+    # Without a single alert the service logs are kept for a look.
+    return {"samples": samples, "window_s": window, "cores_per_service": cpu, "lag_at_end": lags,
+            "logs": None if samples else str(workdir)}
 
 
 def summarise(cameras: int, measured: dict[str, Any]) -> list[Result]:
@@ -150,7 +153,7 @@ def summarise(cameras: int, measured: dict[str, Any]) -> list[Result]:
     third = measured["window_s"] / 3
     early = [s["produced_ms"] for s in samples if s["at"] <= third]
     late = [s["produced_ms"] for s in samples if s["at"] >= 2 * third]
-    params = {"cameras": cameras, "alerts": len(samples), "window_s": round(measured["window_s"], 1),
+    params = {"cameras": cameras, "alerts": len(samples), "logs_kept": measured.get("logs"), "window_s": round(measured["window_s"], 1),
               "sampling": "fps:2 on 768x576 10 fps H.264 (keyframe every 1 s)", "zone": "road (intrusion)",
               "cores_per_service": measured["cores_per_service"], "lag_at_end": measured["lag_at_end"],
               "p50_first_third_ms": round(percentile(early, 50), 1) if early else None,

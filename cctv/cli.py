@@ -239,18 +239,25 @@ def alerts_tail(
     snapshots: Annotated[Optional[Path], typer.Option(help="Folder to save evidence snapshots (JPEG) into.")] = None,
     from_beginning: Annotated[bool, typer.Option(help="Start at the oldest retained alert.")] = False,
     limit: Annotated[int, typer.Option(help="Stop after this many alerts (0 = never).")] = 0,
+    idle_exit: Annotated[float, typer.Option(help="Stop after this many seconds without a new alert (0 = never).")] = 0,
     bootstrap: BootstrapOption = None,
 ) -> None:
     """Follow alerts and print each as a readable line; Ctrl-C stops."""
     from cctv.console import alert_row, follow_alerts, save_snapshot
     from libs.serde import make_serde
 
+    import time as _time
+
     config = settings(bootstrap)
     seen = 0
+    last_alert = _time.monotonic()
     try:
         for alert in follow_alerts(config.kafka, make_serde(config.registry), destination, from_beginning):
             if alert is None:
+                if idle_exit and _time.monotonic() - last_alert > idle_exit:
+                    break
                 continue
+            last_alert = _time.monotonic()
             time_, camera, event, zone, severity, destinations, alert_id = alert_row(alert)
             saved = save_snapshot(alert, snapshots) if snapshots else None
             console.print(f"{time_}  {camera:<16} {event:<28} zone {zone:<14} {severity:<8} "

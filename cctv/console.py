@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections import deque
@@ -14,9 +15,12 @@ from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, TopicPartiti
 from confluent_kafka.admin import AdminClient
 from rich.table import Table
 
-from libs.serde import AvroSerde
+from libs.kafka import high_watermark
+from libs.serde import AvroSerde, SerdeError
 from libs.settings import KafkaSettings
 from libs.topics import ALERTS, CAMERA_ACTIVITY, CAMERA_STATUS, destination_topic
+
+log = logging.getLogger(__name__)
 
 SEVERITY_STYLE = {"LOW": "cyan", "MEDIUM": "yellow", "HIGH": "bold red", "CRITICAL": "bold white on red"}
 SERVICE_GROUPS = {  # service → (consumer group, input topic)
@@ -68,7 +72,12 @@ def follow_alerts(settings: KafkaSettings, serde: AvroSerde, destination: str | 
             if message is None or message.error() or message.value() is None:
                 yield None
                 continue
-            yield serde.deserialize(topic, "Alert", message.value())
+            try:
+                yield serde.deserialize(topic, "Alert", message.value())
+            except SerdeError as error:
+                log.warning("skipping undecodable alert at %s[%d]@%d: %s", topic, message.partition(),
+                            message.offset(), error)
+                yield None
     finally:
         consumer.close()
 
@@ -91,14 +100,18 @@ def read_compacted(settings: KafkaSettings, serde: AvroSerde, topic: str, schema
     latest: dict[str, dict[str, Any]] = {}
     try:
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
+        ends = {p: high_watermark(consumer, topic, p) for p in partitions}
         pending = {p for p, end in ends.items() if end > 0}
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
         deadline = time.monotonic() + timeout_s
         while pending and time.monotonic() < deadline:
             message = consumer.poll(0.2)
             if message is not None and not message.error() and message.value() is not None:
-                latest[message.key().decode()] = serde.deserialize(topic, schema, message.value())
+                try:
+                    latest[message.key().decode()] = serde.deserialize(topic, schema, message.value())
+                except SerdeError as error:
+                    log.warning("skipping undecodable record at %s[%d]@%d: %s", topic, message.partition(),
+                                message.offset(), error)
             positions = consumer.position([TopicPartition(topic, p) for p in pending])
             pending -= {tp.partition for tp in positions if tp.offset >= ends[tp.partition]}
     finally:
@@ -123,7 +136,7 @@ def group_lag(settings: KafkaSettings, group: str, topic: str) -> tuple[str, int
         committed = admin.list_consumer_group_offsets([request])[group].result(timeout=10).topic_partitions
         lag, total, any_committed = 0, 0, False
         for tp in committed:
-            high = consumer.get_watermark_offsets(TopicPartition(topic, tp.partition), timeout=10)[1]
+            high = high_watermark(consumer, topic, tp.partition)
             if tp.offset >= 0:
                 any_committed = True
                 lag += max(0, high - tp.offset)

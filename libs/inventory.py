@@ -11,6 +11,7 @@ import uuid
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from libs.cameras import CameraEntry
+from libs.kafka import high_watermark
 from libs.serde import AvroSerde, SerdeError
 from libs.settings import KafkaSettings
 from libs.topics import CAMERAS
@@ -42,7 +43,7 @@ class InventoryFollower:
         if metadata.error is not None:
             raise RuntimeError(f"{topic}: {metadata.error.str()} (run `cctv topics create`)")
         partitions = list(metadata.partitions)
-        self._ends = {p: self._consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
+        self._ends = {p: high_watermark(self._consumer, topic, p) for p in partitions}
         self._pending = {p for p, end in self._ends.items() if end > 0}
         if not self._pending:
             self.caught_up.set()

@@ -119,7 +119,40 @@ def create_topics(settings: KafkaSettings, specs: Sequence[TopicSpec], replicati
                 if error.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                     raise
                 outcome[name] = "exists"
+        _wait_for_leaders(admin, [t.topic for t in missing])
     return outcome
+
+
+def _wait_for_leaders(admin: AdminClient, topics: list[str], timeout_s: float = 30.0) -> None:
+    """New topics are usable once every partition has a leader; callers should not race the election."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        metadata = admin.list_topics(timeout=10).topics
+        if all(
+            name in metadata and metadata[name].error is None and metadata[name].partitions
+            and all(p.leader >= 0 for p in metadata[name].partitions.values())
+            for name in topics
+        ):
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"topics {topics} have partitions without a leader after {timeout_s:.0f} s")
+
+
+def high_watermark(consumer: Consumer, topic: str, partition: int, timeout_s: float = 30.0) -> int:
+    """End offset of a partition, riding out the moments after a broker (re)start or leader move when
+    it answers 'not leader' while it still loads its logs."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=min(10.0, timeout_s))[1]
+        except KafkaException as error:
+            if not error.args[0].retriable() and error.args[0].code() not in (
+                KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE, KafkaError._TIMED_OUT,
+            ):
+                raise
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 def missing_topics(settings: KafkaSettings, names: Sequence[str], timeout_s: float = 10.0) -> list[str]:

@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 from confluent_kafka import Consumer, Message
 
+from libs.kafka import high_watermark
 from libs.serde import SerdeError
 from libs.settings import KafkaSettings
 
@@ -81,7 +82,7 @@ class TopicWatcher:
         # Start exactly at the current ends: deterministic, no race with an 'latest' reset.
         starts = []
         for partition in partitions:
-            high = self._consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)[1]
+            high = high_watermark(self._consumer, topic, partition)
             starts.append(TopicPartition(topic, partition, high))
         self._consumer.assign(starts)
         self.topic, self.schema, self.serde, self.keep = topic, schema, serde, keep

@@ -4,7 +4,10 @@ importing nothing of this project."""
 
 from __future__ import annotations
 
+import os
 import statistics
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -74,6 +77,14 @@ def test_sample_footage_raises_routed_alerts_end_to_end(
             if alert["camera_id"] == camera:
                 received[message.topic()].append(alert)
                 receive_times.append(time.time())
+        # What an operator runs meanwhile: the status overview and the alert tail with evidence saved.
+        cli_env = os.environ | {"CCTV_KAFKA__BOOTSTRAP_SERVERS": kafka_settings.bootstrap_servers,
+                                "CCTV_REGISTRY__URL": schema_registry.url, "COLUMNS": "250"}
+        status = subprocess.run([sys.executable, "-m", "cctv.cli", "status", "--window", "1"], env=cli_env,
+                                capture_output=True, text=True, timeout=120)
+        tail = subprocess.run([sys.executable, "-m", "cctv.cli", "alerts", "tail", "--destination", "police",
+                               "--from-beginning", "--idle-exit", "5", "--snapshots", str(tmp_path / "evidence")],
+                              env=cli_env, capture_output=True, text=True, timeout=120, input="")
     finally:
         downstream.close()
         codes = {service.name: service.stop() for service in services}
@@ -97,6 +108,14 @@ def test_sample_footage_raises_routed_alerts_end_to_end(
     assert first["alert_id"] in {a["alert_id"] for a in received[police_topic]}
 
     # The registry deserializer gives timestamps as datetimes, as any downstream consumer sees them.
+    assert status.returncode == 0, status.stderr
+    camera_row = next(line for line in status.stdout.splitlines() if camera in line)
+    assert "ONLINE" in camera_row and "ACTIVE" in camera_row, status.stdout
+    assert "alert-router" in status.stdout and "detector" in status.stdout
+    assert tail.returncode == 0, tail.stderr
+    assert first["alert_id"][:8] in tail.stdout
+    assert (tmp_path / "evidence" / f"{first['alert_id']}-new-0.jpg").read_bytes()[:2] == b"\xff\xd8"
+
     latencies = [(a["produced_at"] - a["detected_at"]).total_seconds() for a in alerts]
     print(f"\nfirst alert {first_after:.1f} s after the services started; "
           f"capture->alert latency p50 {statistics.median(latencies):.2f} s, max {max(latencies):.2f} s "

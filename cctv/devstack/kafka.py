@@ -6,6 +6,7 @@ once, into the project cache; later starts are offline. Bound to 127.0.0.1 only.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import shutil
 import subprocess
@@ -28,7 +29,9 @@ def jars_dir() -> Path:
 def ensure_jars() -> Path:
     """Resolve Kafka's runtime jars with Maven unless already cached; returns the jar directory."""
     target = jars_dir()
-    if target.is_dir() and any(target.glob("kafka_2.13-*.jar")):
+    stamp = target / ".pom-sha256"
+    wanted = hashlib.sha256(POM.read_bytes()).hexdigest()
+    if target.is_dir() and stamp.is_file() and stamp.read_text() == wanted:
         return target
     if shutil.which("mvn") is None:
         raise DevStackError("Maven (mvn) is not installed: run `sudo apt-get install maven` or scripts/bootstrap.sh")
@@ -42,6 +45,7 @@ def ensure_jars() -> Path:
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
         raise DevStackError(f"Maven could not fetch Kafka: {result.stdout[-2000:]}{result.stderr[-2000:]}")
+    (partial / ".pom-sha256").write_text(wanted)
     shutil.rmtree(target, ignore_errors=True)
     partial.rename(target)
     return target

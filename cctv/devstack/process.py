@@ -129,6 +129,10 @@ class LocalServer:
         """Fetch and configure whatever is needed; return the command line that runs the server."""
         raise NotImplementedError
 
+    def environment(self) -> dict[str, str] | None:
+        """Environment for the server process (None: inherit ours)."""
+        return None
+
     def status(self) -> str:
         pid = read_pid(self.pid_file)
         if pid is None:
@@ -144,7 +148,7 @@ class LocalServer:
         if shutil.which("java") is None:
             raise DevStackError("Java 17+ is not installed: run `sudo apt-get install openjdk-17-jre-headless`")
         self.home.mkdir(parents=True, exist_ok=True)
-        spawn(self.prepare(), self.log_file, self.pid_file)
+        spawn(self.prepare(), self.log_file, self.pid_file, env=self.environment())
         if not wait_until(self.ready, timeout_s, interval_s=0.5):
             tail = self.log_file.read_text(errors="replace")[-3000:] if self.log_file.exists() else ""
             self.stop()

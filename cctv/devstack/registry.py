@@ -1,5 +1,5 @@
 """A real schema registry for development and tests: Apicurio Registry 2.6 (Confluent-compatible API
-under /apis/ccompat/v7), in-memory storage, bound to 127.0.0.1.
+under /apis/ccompat/v7), storage in an H2 file under the project cache, bound to 127.0.0.1.
 
 Apicurio publishes its complete, ready-to-run Quarkus distribution on Maven Central as
 io.apicurio:apicurio-registry-app:<version>:tar.gz:all; Maven unpacks it once into the project cache
@@ -8,6 +8,7 @@ io.apicurio:apicurio-registry-app:<version>:tar.gz:all; Maven unpacks it once in
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import urllib.error
@@ -70,6 +71,10 @@ class SchemaRegistry(LocalServer):
                 return response.status == 200
         except (urllib.error.URLError, OSError):
             return False
+
+    def environment(self) -> dict[str, str]:
+        # Schemas persist next to the broker's data: ids inside records stay resolvable after restarts.
+        return dict(os.environ) | {"REGISTRY_DATASOURCE_URL": f"jdbc:h2:file:{self.home / 'db' / 'registry'}"}
 
     def prepare(self) -> list[str]:
         jar = ensure_distribution()

@@ -2,21 +2,37 @@
 
 Consumes: cctv.frames.v1 (group cctv-detector). Produces: cctv.detections.v1, cctv.dlq.v1.
 
-Batching: one consume call returns up to `max_batch` frames or whatever arrived within `max_wait_ms`,
-from any cameras; they go through one `session.run`. Backpressure is structural: the next batch is
-fetched only after this one is produced and committed, and librdkafka's prefetch queue is capped
-(`queued.max.messages.kbytes`), so memory stays bounded however far behind the detector is.
+Two threads: the consumer thread fetches and decodes records into a bounded queue; the inference
+thread takes up to `max_batch` frames of any cameras (waiting at most `max_wait_ms` after the first)
+into one `session.run` and produces the results. When the queue reaches `queue_high` frames the
+consumer pauses its partitions and resumes them once the queue has drained to `queue_low`, so memory
+stays bounded however far behind the detector is. Offsets are committed by the consumer thread only
+for frames whose results were delivered.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
 
+from confluent_kafka import Message, TopicPartition
 from prometheus_client import Counter, Histogram
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from libs.kafka import ConsumeProduceLoop, Incoming, Outgoing, Rejected, make_consumer, make_producer
+from libs.kafka import (
+    ConsumeProduceLoop,
+    DeliveryFailed,
+    Incoming,
+    Outgoing,
+    Rejected,
+    make_consumer,
+    make_producer,
+)
+from libs.metrics import BATCH_SECONDS, PAUSED_PARTITIONS as PAUSED
 from libs.service import ServiceRuntime, start_service
 from libs.settings import CommonSettings
 from libs.topics import DETECTIONS, FRAMES
@@ -39,6 +55,15 @@ class DetectorSettings(CommonSettings):
     max_wait_ms: int = Field(default=50, ge=1, le=10_000)
     # Frames librdkafka may prefetch while the model runs (bounds memory; JPEGs are ~50-200 kB).
     prefetch_mb: int = Field(default=64, ge=1)
+    # Backpressure: pause partitions at queue_high queued frames, resume at queue_low.
+    queue_high: int = Field(default=64, ge=1)
+    queue_low: int = Field(default=16, ge=0)
+
+    @model_validator(mode="after")
+    def _watermarks_ordered(self) -> "DetectorSettings":
+        if self.queue_low >= self.queue_high:
+            raise ValueError(f"queue_low ({self.queue_low}) must be below queue_high ({self.queue_high})")
+        return self
 
 
 class DetectionStage:
@@ -79,15 +104,131 @@ class DetectionStage:
         return outputs, rejected
 
 
-def build_loop(runtime: ServiceRuntime[DetectorSettings], detector: Detector) -> ConsumeProduceLoop:
+class BatchingLoop(ConsumeProduceLoop):
+    """The shared loop's decoding, DLQ, commit and rebalance handling, with inference on its own
+    thread behind a bounded queue (see the module docstring)."""
+
+    def __init__(self, *, max_wait_ms: int, queue_high: int, queue_low: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs, on_revoke=self._drop_revoked)
+        self.max_wait_s = max_wait_ms / 1000
+        self.queue_high, self.queue_low = queue_high, queue_low
+        self.queue: deque[Incoming] = deque()
+        self.done: list[Message] = []  # processed and produced, waiting for delivery + commit
+        self.cond = threading.Condition()
+        self.busy = threading.Lock()  # held by the inference thread while a batch is in flight
+        self.paused = False
+        self.stopping = threading.Event()
+
+    # ---- consumer thread ----------------------------------------------------------------------------------
+
+    def run(self, stop: Callable[[], bool]) -> None:
+        worker = threading.Thread(target=self._infer_forever, name="inference", daemon=True)
+        worker.start()
+        self.subscribe()
+        try:
+            while not stop():
+                messages = self.consumer.consume(self.batch_size, 0.05)
+                self.health.beat()
+                if messages:
+                    decoded = self.decode(messages)
+                    kept = {id(record.raw) for record in decoded}
+                    with self.cond:
+                        self.queue.extend(decoded)
+                        # Dead-lettered records count as processed once the DLQ write is delivered.
+                        self.done.extend(m for m in messages if id(m) not in kept and not m.error())
+                        self.cond.notify()
+                self._apply_backpressure()
+                self._commit_done()
+        finally:
+            self.stopping.set()
+            with self.cond:
+                self.cond.notify_all()
+            worker.join(60)
+            self._commit_done()
+            self.close()
+
+    def _apply_backpressure(self) -> None:
+        with self.cond:
+            queued = len(self.queue)
+        if not self.paused and queued >= self.queue_high:
+            self.consumer.pause(self.consumer.assignment())
+            self.paused = True
+            PAUSED.labels(SERVICE).set(len(self.consumer.assignment()))
+            log.info("backpressure: %d frames queued, paused %d partitions", queued, len(self.consumer.assignment()))
+        elif self.paused and queued <= self.queue_low:
+            self.consumer.resume(self.consumer.assignment())
+            self.paused = False
+            PAUSED.labels(SERVICE).set(0)
+            log.info("backpressure: queue drained to %d frames, resumed", queued)
+
+    def _commit_done(self) -> None:
+        with self.cond:
+            done, self.done = self.done, []
+        if not done:
+            return
+        try:
+            self.producing.flush()
+        except DeliveryFailed as error:
+            log.error("delivery failed, re-processing from the first undelivered frames: %s", error)
+            self._rewind(done)
+            return
+        self._commit(done)
+
+    def _drop_revoked(self, partitions: list[TopicPartition]) -> None:
+        """Rebalance: finish the batch in flight, commit what is done, forget queued frames of lost
+        partitions (their new owner reads them again from the committed offsets)."""
+        revoked = {(p.topic, p.partition) for p in partitions}
+        with self.busy:
+            with self.cond:
+                self.queue = deque(r for r in self.queue if (r.topic, r.partition) not in revoked)
+            self._commit_done()
+        if self.paused:
+            self.consumer.resume(self.consumer.assignment())
+            self.paused = False
+
+    # ---- inference thread ---------------------------------------------------------------------------------
+
+    def _take_batch(self) -> list[Incoming]:
+        with self.cond:
+            while not self.queue and not self.stopping.is_set():
+                self.cond.wait(0.5)
+            deadline = time.monotonic() + self.max_wait_s
+            while len(self.queue) < self.batch_size and not self.stopping.is_set():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self.cond.wait(remaining)
+            return [self.queue.popleft() for _ in range(min(self.batch_size, len(self.queue)))]
+
+    def _infer_forever(self) -> None:
+        while not (self.stopping.is_set() and not self.queue):
+            batch = self._take_batch()
+            if not batch:
+                continue
+            # A rebalance may have dropped these frames' partitions meanwhile: their results are still
+            # produced, and their offsets are not committed here (the new owner re-reads them).
+            with self.busy:
+                started = time.perf_counter()
+                outputs, rejected = self.handler(batch)
+                for item in rejected:
+                    self.dead_letters.publish(item.record.raw, item.error)  # type: ignore[union-attr]
+                for out in outputs:
+                    self.producing.send(out)
+                with self.cond:
+                    self.done.extend(record.raw for record in batch)
+                BATCH_SECONDS.labels(SERVICE).observe(time.perf_counter() - started)
+
+
+def build_loop(runtime: ServiceRuntime[DetectorSettings], detector: Detector) -> BatchingLoop:
     settings = runtime.settings
     consumer = make_consumer(settings.kafka, settings.group_id, runtime.health,
                              **{"queued.max.messages.kbytes": settings.prefetch_mb * 1024})
-    return ConsumeProduceLoop(
+    return BatchingLoop(
         service=SERVICE, group_id=settings.group_id, topics=[FRAMES], schema_for=lambda _t: "Frame",
         consumer=consumer, producer=make_producer(settings.kafka, SERVICE, runtime.health),
         serde=runtime.serde, handler=DetectionStage(detector).handle, health=runtime.health,
-        batch_size=settings.max_batch, poll_timeout_s=settings.max_wait_ms / 1000,
+        batch_size=settings.max_batch, max_wait_ms=settings.max_wait_ms,
+        queue_high=settings.queue_high, queue_low=settings.queue_low,
     )
 
 

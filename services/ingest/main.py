@@ -19,7 +19,7 @@ from prometheus_client import Counter, Gauge
 from pydantic import BaseModel, Field
 
 from libs.cameras import CameraEntry
-from libs.kafka import DeadLetterPublisher, make_consumer, make_producer
+from libs.kafka import DeadLetterPublisher, high_watermark, make_consumer, make_producer
 from libs.redact import redact_url
 from libs.serde import SerdeError
 from libs.service import ServiceRuntime, start_service
@@ -142,7 +142,7 @@ class Ingest:
         # start only once a partition is read to its end, so a camera that was later changed or removed
         # is never briefly pulled with stale settings.
         for p in partitions:
-            end = consumer.get_watermark_offsets(TopicPartition(p.topic, p.partition), timeout=10)[1]
+            end = high_watermark(consumer, p.topic, p.partition)
             self.catching_up[p.partition] = end
             self.pending[p.partition] = {}
         consumer.incremental_assign([TopicPartition(p.topic, p.partition, OFFSET_BEGINNING) for p in partitions])
