@@ -311,6 +311,15 @@ def status(
     console.print(cameras)
 
 
+def _capacity_command() -> None:
+    from cctv.capacity import capacity_command
+
+    app.command("capacity")(capacity_command)
+
+
+_capacity_command()
+
+
 @app.command("up")
 def up(
     cameras: Annotated[Path, typer.Option(help="Camera inventory to publish.")] = Path("samples/cameras.yaml"),

@@ -94,7 +94,8 @@ def test_round_trip_through_loop_poison_goes_to_dlq_and_loop_continues(
     committed = consumer.committed([TopicPartition(source, 0), TopicPartition(source, 1)], timeout=10)
     ends = [consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in committed]
     consumer.close()
-    assert [tp.offset for tp in committed] == ends
+    # Every partition that received records is committed up to its end (an empty one has no commit).
+    assert [tp.offset if tp.offset >= 0 else 0 for tp in committed] == ends and sum(ends) == 4
 
 
 def test_graceful_stop_flushes_and_closes(kafka_settings: KafkaSettings, unique: str) -> None:
