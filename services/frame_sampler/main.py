@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
-from typing import Any
 
 from confluent_kafka import TopicPartition
 from prometheus_client import Counter, Gauge
@@ -55,7 +54,7 @@ class FrameSampler:
     def __init__(self, defaults: FrameSamplerConfig, inventory: InventoryFollower | None) -> None:
         self.defaults = defaults
         self.inventory = inventory
-        self.decoders: dict[str, tuple[CameraDecoder, Any]] = {}
+        self.decoders: dict[str, tuple[CameraDecoder, FrameSamplerConfig, int]] = {}
         self.headers: dict[str, tuple[str, bytes | None]] = {}
         self.partition_of: dict[str, int] = {}
         self.offsets: dict[str, OrderedDict[tuple[str, int], tuple[int, int]]] = {}
@@ -69,13 +68,20 @@ class FrameSampler:
         return self.defaults.model_copy(update={"sampling": sampling, "motion": motion})
 
     def decoder_for(self, camera_id: str) -> CameraDecoder:
-        config = self.config_for(camera_id)
+        # The policy is rebuilt only when the inventory changed, not for every packet.
+        version = self.inventory.version if self.inventory else 0
         current = self.decoders.get(camera_id)
+        if current is not None and current[2] == version:
+            return current[0]
+        config = self.config_for(camera_id)
         if current is None or current[1] != config:
             if current is not None:
                 log.info("sampling policy of %s changed: new decoder", camera_id, extra={"camera_id": camera_id})
-            self.decoders[camera_id] = (CameraDecoder(camera_id, config), config)
-        return self.decoders[camera_id][0]
+            decoder = CameraDecoder(camera_id, config)
+        else:
+            decoder = current[0]
+        self.decoders[camera_id] = (decoder, config, version)
+        return decoder
 
     def forget_partitions(self, partitions: list[TopicPartition]) -> None:
         revoked = {p.partition for p in partitions}
@@ -129,7 +135,7 @@ class FrameSampler:
                 }))
                 log.info("camera %s is %s (motion %.4f)", camera_id, change.state, change.score,
                          extra={"camera_id": camera_id})
-        ACTIVE_CAMERAS.set(sum(1 for d, _ in self.decoders.values() if d.activity_state.state == "active"))
+        ACTIVE_CAMERAS.set(sum(1 for d, _c, _v in self.decoders.values() if d.activity_state.state == "active"))
         return outputs, []
 
 
