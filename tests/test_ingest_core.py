@@ -199,3 +199,29 @@ def test_wrong_url_and_refused_auth_fail_clearly_while_others_flow(
     everything += [record.getMessage() for record in caplog.records]
     everything += [caplog.text]
     assert not [text for text in everything if password in text]
+
+
+def test_http_camera_streams_and_reconnects_when_the_stream_ends() -> None:
+    """An http:// source (the clip served by Python's own HTTP server): packets flow, and the end of the
+    response is a dropped stream that is reconnected, with a new session starting at a keyframe."""
+    import functools
+    import http.server
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(SAMPLE.parent))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    recorder = Recorder()
+    url = f"http://127.0.0.1:{server.server_address[1]}/{SAMPLE.name}"
+    puller = CameraPuller(CameraEntry(camera_id="http-1", stream_url=url), recorder.packet, recorder.status, FAST).start()
+    try:
+        wait_for(lambda: len({p.session_id for p in recorder.packets}) >= 2, 60, "a second session after the first ended")
+    finally:
+        puller.stop()
+        puller.join(10)
+        server.shutdown()
+    first_session = recorder.packets[0].session_id
+    assert sum(p.session_id == first_session for p in recorder.packets) == 795  # the whole clip
+    second = [p for p in recorder.packets if p.session_id != first_session]
+    assert second[0].is_keyframe and second[0].sequence == 0
+    reasons = [s.reason for s in recorder.statuses if s.state == CameraState.RECONNECTING and s.reason]
+    assert reasons and reasons[0].startswith("end of stream")
