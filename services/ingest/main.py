@@ -15,7 +15,7 @@ import threading
 import time
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 from prometheus_client import Counter, Gauge
 from pydantic import BaseModel, Field
 
@@ -73,6 +73,7 @@ class Ingest:
         # Partitions being re-read after assignment: end offset to reach, and the latest entry per camera.
         self.catching_up: dict[int, int] = {}
         self.pending: dict[int, dict[str, CameraEntry | None]] = {}
+        self.orphaned: set[int] = set()  # partitions whose assignment was lost, cameras still running
         self.lock = threading.Lock()
         self.room_limit = int(self.config.max_buffered_messages * 0.9)
 
@@ -150,6 +151,8 @@ class Ingest:
             self.catching_up[p.partition] = end
             self.pending[p.partition] = {}
         consumer.incremental_assign([TopicPartition(p.topic, p.partition, OFFSET_BEGINNING) for p in partitions])
+        if self.orphaned:
+            self.stop_orphans({p.partition for p in partitions})
         self.runtime.health.set_ready(True)
         log.info("assigned inventory partitions %s", sorted(p.partition for p in partitions))
 
@@ -175,6 +178,36 @@ class Ingest:
         consumer.incremental_unassign(partitions)
         log.info("revoked inventory partitions %s", sorted(revoked))
 
+    def probe_kafka(self) -> None:
+        """Ready again as soon as Kafka answers (after an outage), without waiting for the rebalance."""
+        try:
+            self.consumer.list_topics(CAMERAS, timeout=1.0)
+        except KafkaException:
+            return
+        self.runtime.health.set_ready(True)
+        log.info("Kafka reachable again")
+
+    def on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """The group session expired, typically because Kafka is unreachable. Keep pulling: the cameras
+        stay connected and the bounded buffer drops whole GOPs until Kafka returns; the next assignment
+        then decides which cameras this replica keeps (see on_assign)."""
+        lost = {p.partition for p in partitions}
+        for partition in lost:
+            self.catching_up.pop(partition, None)
+            self.pending.pop(partition, None)
+        self.orphaned |= lost
+        consumer.incremental_unassign(partitions)
+        log.warning("inventory assignment lost (Kafka unreachable?); keeping %d cameras running until the "
+                    "group is rejoined", len(self.pullers))
+
+    def stop_orphans(self, assigned: set[int]) -> None:
+        """After a lost assignment: cameras whose partitions did not come back belong to another replica now."""
+        gone = self.orphaned - assigned
+        for camera_id, (partition, _entry) in list(self.entries.items()):
+            if partition in gone:
+                self.stop_camera(camera_id, "reassigned to another ingest replica")
+        self.orphaned = set()
+
     def handle(self, message: Message) -> None:
         if message.error():
             if message.error().code() != KafkaError._PARTITION_EOF:
@@ -196,8 +229,9 @@ class Ingest:
             self.start_camera(message.partition(), entry)
 
     def run(self) -> None:
-        self.consumer.subscribe([CAMERAS], on_assign=self.on_assign, on_revoke=self.on_revoke, on_lost=self.on_revoke)
+        self.consumer.subscribe([CAMERAS], on_assign=self.on_assign, on_revoke=self.on_revoke, on_lost=self.on_lost)
         shutdown = self.runtime.shutdown
+        next_probe = 0.0
         try:
             while not shutdown.requested:
                 self.runtime.health.beat()
@@ -206,6 +240,9 @@ class Ingest:
                     self.handle(message)
                 self.check_caught_up()
                 self.producer.poll(0)
+                if not self.runtime.health.ready and time.monotonic() >= next_probe:
+                    next_probe = time.monotonic() + 2.0
+                    self.probe_kafka()
         finally:
             self.close()
 
@@ -217,7 +254,7 @@ class Ingest:
         for puller in pullers:
             puller.join(15)
         self.pullers.clear()
-        remaining = self.producer.flush(30)
+        remaining = self.producer.flush(10)  # bounded: during an outage nothing more can be delivered
         if remaining:
             log.error("%d records undelivered at shutdown", remaining)
         self.consumer.close()
