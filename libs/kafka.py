@@ -42,6 +42,26 @@ def broker_health_callback(health: Health, what: str) -> Callable[[KafkaError], 
     return on_error
 
 
+class BrokerProbe:
+    """While a service is not ready (brokers were down), ask Kafka for metadata every few seconds and
+    report ready again as soon as it answers, without waiting for traffic or a rebalance."""
+
+    def __init__(self, client: Consumer | Producer, topic: str, health: Health, interval_s: float = 2.0) -> None:
+        self.client, self.topic, self.health, self.interval_s = client, topic, health, interval_s
+        self._next = 0.0
+
+    def check(self) -> None:
+        if self.health.ready or time.monotonic() < self._next:
+            return
+        self._next = time.monotonic() + self.interval_s
+        try:
+            self.client.list_topics(self.topic, timeout=1.0)
+        except KafkaException:
+            return
+        self.health.set_ready(True)
+        log.info("Kafka reachable again")
+
+
 def make_producer(settings: KafkaSettings, client_id: str, health: Health | None = None, **overrides: Any) -> Producer:
     config = settings.client_config() | {
         "client.id": f"{settings.client_id_prefix}-{client_id}",
@@ -305,6 +325,7 @@ class ConsumeProduceLoop:
         self.dead_letters = DeadLetterPublisher(producer, serde, service, group_id)
         self._on_assign = on_assign
         self._on_revoke = on_revoke
+        self.probe = BrokerProbe(consumer, self.topics[0], health)
         self.assignment: set[tuple[str, int]] = set()
 
     def _assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -348,10 +369,10 @@ class ConsumeProduceLoop:
         """Process one batch; returns how many records were consumed."""
         messages = self.consumer.consume(self.batch_size, self.poll_timeout_s)
         self.health.beat()
+        if self.assignment:
+            self.probe.check()
         if not messages:
             return 0
-        if not self.health.ready and self.assignment:
-            self.health.set_ready(True)  # brokers are back
         started = time.perf_counter()
         incoming = self.decode(messages)
         outputs, rejected = self.handler(incoming) if incoming else ([], [])

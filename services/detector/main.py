@@ -129,6 +129,8 @@ class BatchingLoop(ConsumeProduceLoop):
             while not stop():
                 messages = self.consumer.consume(self.batch_size, 0.05)
                 self.health.beat()
+                if self.assignment:
+                    self.probe.check()
                 if messages:
                     decoded = self.decode(messages)
                     kept = {id(record.raw) for record in decoded}

@@ -15,12 +15,12 @@ import threading
 import time
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 from prometheus_client import Counter, Gauge
 from pydantic import BaseModel, Field
 
 from libs.cameras import CameraEntry
-from libs.kafka import DeadLetterPublisher, high_watermark, make_consumer, make_producer
+from libs.kafka import BrokerProbe, DeadLetterPublisher, high_watermark, make_consumer, make_producer
 from libs.redact import redact_url
 from libs.serde import SerdeError
 from libs.service import ServiceRuntime, start_service
@@ -178,15 +178,6 @@ class Ingest:
         consumer.incremental_unassign(partitions)
         log.info("revoked inventory partitions %s", sorted(revoked))
 
-    def probe_kafka(self) -> None:
-        """Ready again as soon as Kafka answers (after an outage), without waiting for the rebalance."""
-        try:
-            self.consumer.list_topics(CAMERAS, timeout=1.0)
-        except KafkaException:
-            return
-        self.runtime.health.set_ready(True)
-        log.info("Kafka reachable again")
-
     def on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """The group session expired, typically because Kafka is unreachable. Keep pulling: the cameras
         stay connected and the bounded buffer drops whole GOPs until Kafka returns; the next assignment
@@ -231,7 +222,7 @@ class Ingest:
     def run(self) -> None:
         self.consumer.subscribe([CAMERAS], on_assign=self.on_assign, on_revoke=self.on_revoke, on_lost=self.on_lost)
         shutdown = self.runtime.shutdown
-        next_probe = 0.0
+        probe = BrokerProbe(self.consumer, CAMERAS, self.runtime.health)
         try:
             while not shutdown.requested:
                 self.runtime.health.beat()
@@ -240,9 +231,7 @@ class Ingest:
                     self.handle(message)
                 self.check_caught_up()
                 self.producer.poll(0)
-                if not self.runtime.health.ready and time.monotonic() >= next_probe:
-                    next_probe = time.monotonic() + 2.0
-                    self.probe_kafka()
+                probe.check()
         finally:
             self.close()
 
