@@ -16,7 +16,6 @@ Usage (repository root):
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 import time
@@ -34,14 +33,6 @@ DEFAULT_OUTPUT = Path(__file__).with_name("vtest.jsonl")
 KEPT_CLASSES = {"person", "bicycle", "car", "motorcycle", "bus", "truck", "backpack", "handbag", "suitcase"}
 
 
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--video", type=Path, default=DEFAULT_VIDEO)
@@ -52,7 +43,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=4)
     args = parser.parse_args()
 
-    from services.detector.core import Detector, DetectorModelConfig
+    from services.detector.core import Detector, DetectorModelConfig, file_sha256
 
     # The detector's own defaults (letterbox resize, class-aware NMS) are what production runs.
     detector = Detector(DetectorModelConfig(path=args.model, score_threshold=args.min_score))
@@ -91,10 +82,10 @@ def main() -> None:
             flush()
     header = {
         "source": str(args.video.relative_to(REPO)) if args.video.is_relative_to(REPO) else args.video.name,
-        "source_sha256": sha256(args.video),
+        "source_sha256": file_sha256(args.video),
         "model": args.model.name,
         "detector": {"resize_mode": detector.cfg.resize_mode, "nms_iou": detector.cfg.nms_iou},
-        "model_sha256": sha256(args.model),
+        "model_sha256": file_sha256(args.model),
         "width": width,
         "height": height,
         "fps": round(fps, 3),
