@@ -488,3 +488,18 @@ def test_config_short_forms_and_actionable_errors() -> None:
         MotionConfig(activate_score=0.01, deactivate_score=0.02)
     with pytest.raises(ValidationError, match="less than or equal to 100"):
         FrameSamplerConfig.model_validate({"jpeg": {"quality": 101}})
+
+
+def test_jpegs_encoded_on_an_executor_equal_inline_ones(footage: list[EncodedPacket]) -> None:
+    """The service encodes on a worker thread while later packets decode: same frames, same bytes, same order."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    config = sampler_config(motion=emit_everything(), jpeg={"max_dimension": 640})
+    inline = run(CameraDecoder(CAMERA, config), footage[:120])
+    with ThreadPoolExecutor(1) as executor:
+        deferred = run(CameraDecoder(CAMERA, config, executor), footage[:120])
+        assert deferred.pending_jpegs and all(frame.jpeg == b"" for frame in deferred.frames)
+        deferred.finish()
+    assert not deferred.pending_jpegs
+    assert [f.sequence for f in deferred.frames] == [f.sequence for f in inline.frames] == list(range(0, 120, 10))
+    assert [(f.jpeg, f.width, f.height) for f in deferred.frames] == [(f.jpeg, f.width, f.height) for f in inline.frames]

@@ -18,7 +18,8 @@ frames too), which is what makes the sampler cheap (a keyframe-only decode is ~2
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from concurrent.futures import Executor, Future
+from dataclasses import asdict, dataclass, field, replace
 from fractions import Fraction
 from typing import Any, Generic, Literal, TypeVar
 
@@ -204,11 +205,23 @@ class SamplerOutput:
     frames: list[SampledFrame] = field(default_factory=list)
     activity_changes: list[ActivityChange] = field(default_factory=list)
     issues: list[DecodeIssue] = field(default_factory=list)
+    # With a JPEG executor: (index in frames, encoding in progress); `finish()` fills them in.
+    pending_jpegs: list[tuple[int, Future[tuple[bytes, int, int]]]] = field(default_factory=list)
 
     def extend(self, other: SamplerOutput) -> None:
+        offset = len(self.frames)
         self.frames.extend(other.frames)
         self.activity_changes.extend(other.activity_changes)
         self.issues.extend(other.issues)
+        self.pending_jpegs.extend((offset + index, future) for index, future in other.pending_jpegs)
+
+    def finish(self) -> SamplerOutput:
+        """Wait for JPEGs still being encoded and put them into their frames (a no-op without executor)."""
+        for index, future in self.pending_jpegs:
+            jpeg, width, height = future.result()
+            self.frames[index] = replace(self.frames[index], jpeg=jpeg, width=width, height=height)
+        self.pending_jpegs.clear()
+        return self
 
 
 @dataclass(slots=True)
@@ -555,9 +568,15 @@ class CameraDecoder:
     Counters are in `self.counters`; the current activity state in `self.activity_state`.
     """
 
-    def __init__(self, camera_id: str, config: FrameSamplerConfig | None = None) -> None:
+    def __init__(
+        self, camera_id: str, config: FrameSamplerConfig | None = None, jpeg_executor: Executor | None = None
+    ) -> None:
         self.camera_id = camera_id
         self.config = config or FrameSamplerConfig()
+        # JPEG encoding (simplejpeg and swscale release the GIL) may run on an executor while the next
+        # packets decode; outputs then carry pending JPEGs until `SamplerOutput.finish()`. The executor
+        # must run one job at a time per decoder (the reformatter below is reused); one worker thread does.
+        self.jpeg_executor = jpeg_executor
         self.counters = SamplerCounters()
         self.motion = MotionDetector(self.config.motion)
         self.activity = ActivityTracker(camera_id, self.config.motion)
@@ -888,7 +907,14 @@ class CameraDecoder:
             reason = "heartbeat"
         else:
             return
-        jpeg, width, height = encode_jpeg(pending.frame, self.config.jpeg, self._jpeg_reformatter)
+        future: Future[tuple[bytes, int, int]] | None = None
+        if self.jpeg_executor is None:
+            jpeg, width, height = encode_jpeg(pending.frame, self.config.jpeg, self._jpeg_reformatter)
+        else:
+            future = self.jpeg_executor.submit(encode_jpeg, pending.frame, self.config.jpeg, self._jpeg_reformatter)
+            jpeg, width, height = b"", 0, 0
+        if future is not None:
+            output.pending_jpegs.append((len(output.frames), future))
         output.frames.append(
             SampledFrame(
                 camera_id=self.camera_id,

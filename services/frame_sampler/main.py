@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 
 from confluent_kafka import TopicPartition
 from prometheus_client import Counter, Gauge
@@ -25,6 +26,7 @@ from services.frame_sampler.core import (
     EncodedPacket,
     FrameSamplerConfig,
     MotionConfig,
+    SamplerOutput,
     SamplingConfig,
 )
 
@@ -44,6 +46,9 @@ _OFFSET_MEMORY = 2048
 class FrameSamplerSettings(CommonSettings):
     group_id: str = "cctv-frame-sampler"
     batch_size: int = Field(default=500, ge=1)
+    # A worker thread encoding JPEGs while the loop decodes on; 0 encodes inline. At most one, so each
+    # camera's encoder state (its swscale context) stays single-threaded.
+    jpeg_threads: int = Field(default=1, ge=0, le=1)
     # Defaults for every camera; the inventory's sampling policy and heartbeat override per camera.
     sampler: FrameSamplerConfig = Field(default_factory=FrameSamplerConfig)
 
@@ -51,8 +56,11 @@ class FrameSamplerSettings(CommonSettings):
 class FrameSampler:
     """Per-camera decoders keyed by camera id; reset on rebalance so decoding restarts at a keyframe."""
 
-    def __init__(self, defaults: FrameSamplerConfig, inventory: InventoryFollower | None) -> None:
+    def __init__(self, defaults: FrameSamplerConfig, inventory: InventoryFollower | None,
+                 jpeg_threads: int = 1) -> None:
         self.defaults = defaults
+        # One worker encodes JPEGs while the loop decodes the next packets (both release the GIL).
+        self.jpeg_executor = ThreadPoolExecutor(jpeg_threads, thread_name_prefix="jpeg") if jpeg_threads else None
         self.inventory = inventory
         self.decoders: dict[str, tuple[CameraDecoder, FrameSamplerConfig, int]] = {}
         self.headers: dict[str, tuple[str, bytes | None]] = {}
@@ -77,7 +85,7 @@ class FrameSampler:
         if current is None or current[1] != config:
             if current is not None:
                 log.info("sampling policy of %s changed: new decoder", camera_id, extra={"camera_id": camera_id})
-            decoder = CameraDecoder(camera_id, config)
+            decoder = CameraDecoder(camera_id, config, self.jpeg_executor)
         else:
             decoder = current[0]
         self.decoders[camera_id] = (decoder, config, version)
@@ -93,6 +101,7 @@ class FrameSampler:
 
     def handle(self, batch: list[Incoming]) -> tuple[list[Outgoing], list[Rejected]]:
         outputs: list[Outgoing] = []
+        decoded: list[tuple[str, Incoming, OrderedDict[tuple[str, int], tuple[int, int]], SamplerOutput]] = []
         for record in batch:
             value = record.value
             camera_id = value["camera_id"]
@@ -117,6 +126,11 @@ class FrameSampler:
                 DECODE_ISSUES.labels(camera_id, issue.kind).inc()
                 log.warning("camera %s packet %d: %s: %s (resuming at the next keyframe)", camera_id, issue.sequence,
                             issue.kind, issue.message, extra={"camera_id": camera_id})
+            decoded.append((camera_id, record, memory, result))
+        # Second pass, after every packet of the batch went through its decoder: JPEGs encoded on the
+        # executor meanwhile are collected in order (decode of later packets overlapped their encoding).
+        for camera_id, record, memory, result in decoded:
+            result.finish()
             now_us = time.time_ns() // 1000
             for frame in result.frames:
                 partition, offset = memory.get((frame.session_id, frame.sequence), (record.partition, record.offset))
@@ -141,7 +155,7 @@ class FrameSampler:
 
 def build_loop(runtime: ServiceRuntime[FrameSamplerSettings], inventory: InventoryFollower | None) -> ConsumeProduceLoop:
     settings = runtime.settings
-    sampler = FrameSampler(settings.sampler, inventory)
+    sampler = FrameSampler(settings.sampler, inventory, settings.jpeg_threads)
     return ConsumeProduceLoop(
         service=SERVICE, group_id=settings.group_id, topics=[VIDEO_PACKETS], schema_for=lambda _t: "VideoPacket",
         consumer=make_consumer(settings.kafka, settings.group_id, runtime.health),
