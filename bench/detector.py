@@ -92,7 +92,7 @@ def kafka_loop_worker(bootstrap: str, batch_size: int, frames: int) -> dict[str,
     from libs.kafka import ConsumeProduceLoop, create_topics, make_consumer, make_producer
     from libs.serde import make_serde
     from libs.settings import KafkaSettings, RegistrySettings
-    from libs.topics import DETECTIONS, FRAMES, pipeline_topics
+    from libs.topics import FRAMES, pipeline_topics
     from services.detector.core import Detector, DetectorModelConfig
     from services.detector.main import DetectionStage, DetectorSettings
 

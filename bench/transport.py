@@ -9,7 +9,6 @@ import time
 import uuid
 from typing import Any
 
-import av
 
 from bench.common import REPO, SAMPLE_H264, Result
 

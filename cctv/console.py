@@ -18,7 +18,7 @@ from rich.table import Table
 from libs.kafka import high_watermark
 from libs.serde import AvroSerde, SerdeError
 from libs.settings import KafkaSettings
-from libs.topics import ALERTS, CAMERA_ACTIVITY, CAMERA_STATUS, destination_topic
+from libs.topics import ALERTS, destination_topic
 
 log = logging.getLogger(__name__)
 

@@ -7,11 +7,15 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from cctv.devstack.kafka import KafkaBroker
 from libs.settings import KafkaSettings
+
+if TYPE_CHECKING:
+    from cctv.devstack.registry import SchemaRegistry
 
 REPO = Path(__file__).resolve().parents[1]
 TEST_KAFKA_PORT = int(os.environ.get("CCTV_TEST_KAFKA_PORT", "19092"))

@@ -10,7 +10,7 @@ from libs.health import Health
 from libs.kafka import ConsumeProduceLoop, Incoming, Outgoing, Rejected, make_consumer, make_producer
 from libs.serde import AvroSerde, shipped_catalog
 from libs.settings import KafkaSettings
-from libs.topics import DLQ, TopicSpec
+from libs.topics import DLQ
 from tests.kafka_helpers import new_topics, read_topic, wait_for
 
 SERDE = AvroSerde(shipped_catalog())

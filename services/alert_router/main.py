@@ -21,7 +21,7 @@ import faust
 from confluent_kafka import Consumer, TopicPartition
 from faust.serializers import codecs
 from prometheus_client import Counter
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import Field, ValidationError
 
 from libs.cameras import CameraEntry
 from libs.inventory import InventoryFollower
@@ -29,7 +29,7 @@ from libs.kafka import DeadLetterPublisher, make_admin, make_producer
 from libs.serde import AvroSerde, SerdeError
 from libs.service import ServiceRuntime, start_service
 from libs.settings import CommonSettings, KafkaSettings
-from libs.topics import ALERTS, CAMERAS, DETECTIONS, FRAMES, destination_topic
+from libs.topics import ALERTS, DETECTIONS, destination_topic
 from services.alert_router.config import CameraConfig, IncidentSettings, SeverityPolicy, TrackerSettings
 from services.alert_router.model import AlertEvent, AlertKind, Det, FrameDetections, FrameRef
 from services.alert_router.pipeline import CameraPipeline

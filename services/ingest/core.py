@@ -23,7 +23,7 @@ import av
 from pydantic import BaseModel, Field
 
 from libs.cameras import CameraEntry
-from libs.redact import redact_text, redact_url
+from libs.redact import redact_text
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ class PullSettings(BaseModel):
     backoff_jitter: float = Field(default=0.25, ge=0, le=1)
     # Periodic ONLINE status with fps and bitrate.
     status_interval_s: float = Field(default=10.0, gt=0)
-    # Consecutive connect failures after which the state stays FAILED between attempts (still retried).
+    # Socket receive buffer for RTSP over UDP/TCP (FFmpeg's buffer_size), so bursts of a keyframe fit.
     rtsp_buffer_size: int = Field(default=1024 * 1024, gt=0)
 
 
