@@ -18,8 +18,8 @@ app = typer.Typer(add_completion=False)
 console = Console()
 
 
-def _steps(quick: bool, only: set[str]) -> int:
-    counts = {"ingest": 5 if quick else 7, "frame-sampler": 2 if quick else 3, "detector": 4, "kafka": 6,
+def _steps(quick: bool, only: set[str], detector_batches: int) -> int:
+    counts = {"ingest": 5 if quick else 7, "frame-sampler": 2 if quick else 3, "detector": detector_batches + 2, "kafka": 6,
               "e2e": 2 if quick else 3}
     return sum(count for stage, count in counts.items() if stage in only)
 
@@ -29,17 +29,30 @@ def main(
     only: Annotated[list[str] | None, typer.Option(help=f"stage(s) to run: {', '.join(STAGES)}")] = None,
     quick: Annotated[bool, typer.Option(help="short runs (under ~3 minutes), fewer cameras")] = False,
     merge: Annotated[bool, typer.Option(help="keep earlier results of stages not run now")] = True,
+    batches: Annotated[str, typer.Option(help="detector batch sizes, e.g. 1,2,4,8,16,32,64")] = "1,4,8",
+    providers: Annotated[list[str] | None, typer.Option(
+        help="detector ONNX Runtime provider(s) in order, e.g. CUDAExecutionProvider; default: best present")] = None,
+    kafka_loop: Annotated[bool, typer.Option(
+        help="also run the detector through the real Kafka loop (starts a broker)")] = True,
+    results_name: Annotated[str, typer.Option(
+        help="results file stem under docs/benchmarks (a GPU run keeps its own: --results-name results-gpu)")] = "results",
 ) -> None:
     selected = set(only or STAGES)
     unknown = selected - set(STAGES)
     if unknown:
         raise typer.BadParameter(f"unknown stage(s) {sorted(unknown)}; choose from {', '.join(STAGES)}")
+    try:
+        batch_sizes = sorted({int(part) for part in batches.split(",") if part.strip()})
+    except ValueError:
+        raise typer.BadParameter(f"--batches takes comma-separated whole numbers, got {batches!r}") from None
+    if not batch_sizes or batch_sizes[0] < 1 or batch_sizes[-1] > 256:
+        raise typer.BadParameter(f"--batches must list sizes between 1 and 256, got {batches!r}")
     machine, date = machine_description(), now_iso()
     results: list[Result] = []
     started = time.monotonic()
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TimeElapsedColumn(), console=console, transient=False) as progress:
-        overall = progress.add_task("bench", total=_steps(quick, selected))
+        overall = progress.add_task("bench", total=_steps(quick, selected, len(batch_sizes)))
         current = progress.add_task("", total=None)
 
         def step(description: str) -> None:
@@ -51,7 +64,7 @@ def main(
         def status(text: str) -> None:
             progress.update(current, description=text)
 
-        if selected & {"ingest", "detector", "kafka"}:
+        if selected & {"ingest", "kafka"} or ("detector" in selected and kafka_loop):
             step("starting Kafka on 127.0.0.1:29092")
             with bench_broker() as bootstrap:
                 if "ingest" in selected:
@@ -59,10 +72,13 @@ def main(
                     results += ingest.run(bootstrap, quick, step)
                 if "detector" in selected:
                     from bench import detector
-                    results += detector.run(bootstrap, quick, step)
+                    results += detector.run(bootstrap if kafka_loop else None, quick, step, batch_sizes, providers)
                 if "kafka" in selected:
                     from bench import transport
                     results += transport.run(bootstrap, quick, step)
+        elif "detector" in selected:  # handler vs bare session.run only: no broker needed
+            from bench import detector
+            results += detector.run(None, quick, step, batch_sizes, providers)
         if "frame-sampler" in selected:
             from bench import sampler
             results += sampler.run(quick, step)
@@ -78,14 +94,14 @@ def main(
         progress.update(current, description="done")
 
     entries = [result.as_dict() | {"machine": machine, "date": date, "quick": quick} for result in results]
-    path = RESULTS_DIR / "results.json"
+    path = RESULTS_DIR / f"{results_name}.json"
     if merge and path.exists():
         ran = {("frame-sampler" if s == "frame-sampler" else s) for s in selected}
         entries = [e for e in json.loads(path.read_text()) if e["stage"] not in ran] + entries
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(entries, indent=2, ensure_ascii=False) + "\n")
     from bench import report
-    report.write(entries)
+    report.write(entries, results_name)
     console.print(report.table(entries))
     console.print(f"results in {path} ({time.monotonic() - started:.0f} s)")
 

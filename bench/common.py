@@ -56,6 +56,20 @@ def _safe_ratio(numerator: float, denominator: float) -> float | None:
     return round(numerator / denominator, 3) if denominator else None
 
 
+def _gpu_name() -> str | None:
+    """The NVIDIA GPU(s) as nvidia-smi names them, or None where there is none."""
+    import shutil
+    import subprocess
+
+    if shutil.which("nvidia-smi") is None:
+        return None
+    result = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"],
+                            capture_output=True, text=True, check=False, timeout=30)
+    if result.returncode != 0:
+        return None
+    return "; ".join(result.stdout.strip().splitlines()) or None
+
+
 def machine_description() -> dict[str, Any]:
     import onnxruntime
 
@@ -73,7 +87,7 @@ def machine_description() -> dict[str, Any]:
         "python": platform.python_version(),
         "onnxruntime": onnxruntime.__version__,
         "onnxruntime_providers": onnxruntime.get_available_providers(),
-        "gpu": None,
+        "gpu": _gpu_name(),
         "kernel": platform.release(),
     }
 

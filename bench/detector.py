@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import av
@@ -32,16 +33,17 @@ def frame_value(jpeg: bytes, index: int) -> dict[str, Any]:
             "reason": "MOTION", "sampled_at": time.time_ns() // 1000}
 
 
-def handler_worker(batch_size: int, seconds: float) -> dict[str, Any]:
+def handler_worker(batch_size: int, seconds: float, providers: list[str] | None = None) -> dict[str, Any]:
     from libs.kafka import Incoming
     from libs.topics import FRAMES
     from services.detector.core import Detector, DetectorModelConfig, preprocess_batch, run_batch
     from services.detector.main import DetectionStage
 
-    detector = Detector(DetectorModelConfig(max_batch_size=batch_size))
+    options = {"providers": providers} if providers else {}
+    detector = Detector(DetectorModelConfig(max_batch_size=batch_size, **options))
     detector.warmup()
     stage = DetectionStage(detector)
-    jpegs = sample_jpegs(32)
+    jpegs = sample_jpegs(max(32, 2 * batch_size))
     records = [Incoming(FRAMES, 0, i, None, frame_value(jpeg, i), None, raw=None)  # type: ignore[arg-type]
                for i, jpeg in enumerate(jpegs)]
     batches = [records[i:i + batch_size] for i in range(0, len(records) - batch_size + 1, batch_size)]
@@ -82,11 +84,12 @@ def handler_worker(batch_size: int, seconds: float) -> dict[str, Any]:
         "latency_p50_ms": percentile(latencies, 50), "latency_p99_ms": percentile(latencies, 99),
         "bare_latency_p50_ms": percentile(bare_latencies, 50), "bare_latency_p99_ms": percentile(bare_latencies, 99),
         "stage_ms_per_frame": {name: total / frames for name, total in stages.items()},
-        "threads": detector.model.intra_op_threads, "providers": list(detector.model.providers),
+        "threads": detector.model.intra_op_threads, "preprocess_threads": detector.preprocess_threads,
+        "providers": list(detector.model.providers),
     }
 
 
-def kafka_loop_worker(bootstrap: str, batch_size: int, frames: int) -> dict[str, Any]:
+def kafka_loop_worker(bootstrap: str, batch_size: int, frames: int, providers: list[str] | None = None) -> dict[str, Any]:
     """The real loop: consume Frame records, decode Avro, handle, produce Detections, flush, commit."""
     from libs.health import Health
     from libs.kafka import ConsumeProduceLoop, create_topics, make_consumer, make_producer
@@ -108,7 +111,8 @@ def kafka_loop_worker(bootstrap: str, batch_size: int, frames: int) -> dict[str,
         producer.poll(0)
     producer.flush(60)
 
-    detector = Detector(DetectorModelConfig(max_batch_size=batch_size))
+    options = {"providers": providers} if providers else {}
+    detector = Detector(DetectorModelConfig(max_batch_size=batch_size, **options))
     detector.warmup()
     stage = DetectionStage(detector)
     handler_ms: list[float] = []
@@ -153,16 +157,23 @@ def kafka_loop_worker(bootstrap: str, batch_size: int, frames: int) -> dict[str,
             "batch_p50_ms": percentile(batch_ms, 50), "batch_p99_ms": percentile(batch_ms, 99)}
 
 
-def run(bootstrap: str, quick: bool, step: Any) -> list[Result]:
+DEFAULT_BATCHES = (1, 4, 8)
+
+
+def run(bootstrap: str | None, quick: bool, step: Any, batches: Sequence[int] = DEFAULT_BATCHES,
+        providers: list[str] | None = None) -> list[Result]:
+    """Handler vs bare session.run at each batch size (on `providers`, default: the best present), then,
+    given a broker, the real Kafka loop at batch 8 (or the largest batch asked for)."""
     from bench.common import run_worker
 
     results: list[Result] = []
     seconds = 4.0 if quick else 12.0
-    for batch_size in (1, 4, 8):
+    for batch_size in batches:
         step(f"detector: batch {batch_size}, DetectionStage.handle vs bare session.run")
-        m = run_worker("detector:handler_worker", {"batch_size": batch_size, "seconds": seconds})
+        m = run_worker("detector:handler_worker", {"batch_size": batch_size, "seconds": seconds, "providers": providers})
         params = {"batch_size": batch_size, "model": "centernet-mobilenetv3-coco.onnx 512x512",
-                  "input": "768x576 JPEG q80 of vtest", "intra_op_threads": m["threads"], "providers": m["providers"]}
+                  "input": "768x576 JPEG q80 of vtest", "intra_op_threads": m["threads"],
+                  "preprocess_threads": m["preprocess_threads"], "providers": m["providers"]}
         results.append(Result.throughput("detector", "frames per second", "frames/s", round(m["service_fps"], 2),
                                          round(m["bare_fps"], 2), **params))
         results.append(Result.cost("detector", "batch latency p50", "ms", round(m["latency_p50_ms"], 1),
@@ -171,12 +182,16 @@ def run(bootstrap: str, quick: bool, step: Any) -> list[Result]:
                                    round(m["bare_latency_p99_ms"], 1), **params))
         results.append(Result.plain("detector", "stage breakdown per frame", "ms/frame", None, **params,
                                     **{k: round(v, 2) for k, v in m["stage_ms_per_frame"].items()}))
-    step("detector: batch 8 through the real ConsumeProduceLoop (Kafka)")
-    loop = run_worker("detector:kafka_loop_worker", {"bootstrap": bootstrap, "batch_size": 8,
-                                                      "frames": 96 if quick else 320})
-    handler_fps = next(r for r in results if r.metric == "frames per second" and r.params["batch_size"] == 8)
+    if bootstrap is None:
+        return results
+    loop_batch = 8 if 8 in batches else max(batches)
+    step(f"detector: batch {loop_batch} through the real ConsumeProduceLoop (Kafka)")
+    loop = run_worker("detector:kafka_loop_worker", {"bootstrap": bootstrap, "batch_size": loop_batch,
+                                                      "frames": 96 if quick else 320, "providers": providers})
+    handler_fps = next(r for r in results if r.metric == "frames per second" and r.params["batch_size"] == loop_batch)
     results.append(Result.throughput("detector", "frames per second through Kafka loop", "frames/s",
-                                     round(loop["fps"], 2), handler_fps.bare or 0, batch_size=8, frames=loop["frames"],
+                                     round(loop["fps"], 2), handler_fps.bare or 0, batch_size=loop_batch,
+                                     frames=loop["frames"],
                                      kafka_ms_per_frame=round(loop["kafka_ms_per_frame"], 2),
                                      handler_ms_per_frame=round(loop["handler_ms_per_frame"], 2),
                                      batch_p50_ms=round(loop["batch_p50_ms"], 1),

@@ -12,7 +12,7 @@ KEPT_SECTION = "## Profiles"  # written by hand after profiling; preserved when 
 SHOWN_PARAMS = ("cameras", "batch_size", "record", "mean_record_bytes", "gop_frames", "cores_used_service",
                 "dropped_packets", "alerts", "p50_first_third_ms", "p50_last_third_ms", "lag_at_end",
                 "cores_per_service", "decode", "preprocess", "inference", "postprocess", "records",
-                "kafka_ms_per_frame", "handler_ms_per_frame", "frames_published")
+                "kafka_ms_per_frame", "handler_ms_per_frame", "frames_published", "providers", "preprocess_threads")
 
 
 def _fmt(value: Any) -> str:
@@ -28,7 +28,7 @@ def _params(entry: dict[str, Any]) -> str:
     return "; ".join(f"{key}={_fmt(params[key])}" for key in SHOWN_PARAMS if key in params)
 
 
-def markdown(entries: list[dict[str, Any]]) -> str:
+def markdown(entries: list[dict[str, Any]], name: str = "results") -> str:
     machine = entries[0]["machine"] if entries else {}
     lines = [
         "# Benchmarks",
@@ -36,14 +36,15 @@ def markdown(entries: list[dict[str, Any]]) -> str:
         "`make bench` (`python -m bench`, `--quick`, `--only ingest|frame-sampler|detector|kafka|e2e`) measures every",
         "stage and, in the same run on the same input, the bare limit of that work. **ratio** = how close the",
         "service comes to the bare limit (throughput: service/bare; cost: bare/service; 1.0 = as cheap as the bare",
-        "loop). Stages under 0.8 are profiled below. Raw entries: [results.json](results.json).",
+        f"loop). Stages under 0.8 are profiled below. Raw entries: [{name}.json]({name}.json).",
         "",
         f"Machine: {machine.get('cpu_model')}, {machine.get('cores')} cores, Python {machine.get('python')}, "
         f"onnxruntime {machine.get('onnxruntime')} ({', '.join(machine.get('onnxruntime_providers', []))}), "
-        f"no GPU. Date: {entries[0]['date'] if entries else ''}{' (quick run)' if entries and entries[0].get('quick') else ''}.",
+        f"GPU: {machine.get('gpu') or 'none'}. "
+        f"Date: {entries[0]['date'] if entries else ''}{' (quick run)' if entries and entries[0].get('quick') else ''}.",
         "The machine is shared with other work: absolute numbers move by ±20 %; service and bare run back to back.",
         "",
-        "![ratios and end-to-end latency](results.png)",
+        f"![ratios and end-to-end latency]({name}.png)",
         "",
         "| stage | metric | unit | service | bare | ratio | parameters |",
         "|---|---|---|---:|---:|---:|---|",
@@ -56,18 +57,19 @@ def markdown(entries: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write(entries: list[dict[str, Any]]) -> None:
-    readme = RESULTS_DIR / "README.md"
+def write(entries: list[dict[str, Any]], name: str = "results") -> None:
+    """`results`: docs/benchmarks/README.md + results.png; any other name (a GPU run's): NAME.md + NAME.png."""
+    readme = RESULTS_DIR / ("README.md" if name == "results" else f"{name}.md")
     kept = ""
     if readme.exists():
         text = readme.read_text()
         if KEPT_SECTION in text:
             kept = "\n" + text[text.index(KEPT_SECTION):]
-    readme.write_text(markdown(entries) + kept)
-    chart(entries)
+    readme.write_text(markdown(entries, name) + kept)
+    chart(entries, name)
 
 
-def chart(entries: list[dict[str, Any]]) -> None:
+def chart(entries: list[dict[str, Any]], name: str = "results") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -99,10 +101,10 @@ def chart(entries: list[dict[str, Any]]) -> None:
     right.set_xticks(range(len(cameras)), [f"{c} cameras" for c in cameras])
     right.set_yscale("log")
     right.set_ylabel("capture → alert latency, s (log)")
-    right.set_title("End to end (4 services, 2 cores, no GPU)")
+    right.set_title("End to end (4 services)")
     right.legend()
     figure.tight_layout()
-    figure.savefig(RESULTS_DIR / "results.png", dpi=110)
+    figure.savefig(RESULTS_DIR / f"{name}.png", dpi=110)
     plt.close(figure)
 
 

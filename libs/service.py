@@ -11,7 +11,7 @@ from libs.health import Health, HealthServer
 from libs.lifecycle import Shutdown
 from libs.logs import setup_logging
 from libs.serde import AvroSerde, make_serde
-from libs.settings import ConfigError, SettingsT, load_settings
+from libs.settings import ConfigError, SettingsT, ignored_environment, load_settings
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,8 @@ def start_service(name: str, settings_cls: type[SettingsT], install_signals: boo
         print(f"{name}: {error}", file=sys.stderr)
         raise SystemExit(2) from None
     setup_logging(name, settings.log)
+    for problem in ignored_environment(settings_cls):
+        log.warning("%s: %s", name, problem)
     health = Health(settings.http.liveness_timeout_s)
     shutdown = Shutdown()
     if install_signals:

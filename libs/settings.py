@@ -8,10 +8,13 @@ key (as an environment variable) and the offending value.
 
 from __future__ import annotations
 
+import difflib
 import logging
 import os
+import types
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
@@ -23,6 +26,9 @@ from pydantic_settings import (
 
 ENV_PREFIX = "CCTV_"
 CONFIG_FILE_ENV = "CCTV_CONFIG_FILE"
+# CCTV_* variables that are not settings fields: the config file pointer, ingest's camera credentials
+# (read per camera by name) and the test suite's port choices.
+NON_FIELD_ENV_PREFIXES = (CONFIG_FILE_ENV, "CCTV_CAMERA_CREDENTIALS__", "CCTV_TEST_")
 
 
 class ConfigError(Exception):
@@ -165,3 +171,56 @@ def load_settings(settings_cls: type[SettingsT], **overrides: Any) -> SettingsT:
             problems.append(f"  {key} = {item.get('input')!r}: {item['msg']}")
         source = f" (environment or {config_file})" if config_file else " (environment)"
         raise ConfigError(f"invalid configuration{source}:\n" + "\n".join(problems)) from None
+
+
+def _nested_model(annotation: Any) -> type[BaseModel] | None:
+    """The settings section type behind a field annotation (`Section`, `Section | None`), if any."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    if get_origin(annotation) in (Union, types.UnionType):
+        for arg in get_args(annotation):
+            found = _nested_model(arg)
+            if found is not None:
+                return found
+    return None
+
+
+def _env_names(model: type[BaseModel], prefix: str) -> list[str]:
+    names = []
+    for field_name, field in model.model_fields.items():
+        name = f"{prefix}{field_name.upper()}"
+        names.append(name)
+        section = _nested_model(field.annotation)
+        if section is not None:
+            names.extend(_env_names(section, f"{name}__"))
+    return names
+
+
+def _accepts(model: type[BaseModel], parts: list[str]) -> bool:
+    field = model.model_fields.get(parts[0])
+    if field is None:
+        return False
+    if len(parts) == 1:
+        return True
+    section = _nested_model(field.annotation)
+    # Below a plain field (a dict, say) any key may follow; below a section it must be one of its fields.
+    return section is None or _accepts(section, parts[1:])
+
+
+def ignored_environment(settings_cls: type[CommonSettings], environ: Mapping[str, str] | None = None) -> list[str]:
+    """One line per CCTV_* variable that these settings do not read, with the nearest real name.
+
+    A misspelt or misplaced variable is otherwise silently ignored and the default quietly used."""
+    environ = os.environ if environ is None else environ
+    known = _env_names(settings_cls, ENV_PREFIX)
+    problems = []
+    for name in sorted(environ):
+        upper = name.upper()
+        if not upper.startswith(ENV_PREFIX) or upper.startswith(NON_FIELD_ENV_PREFIXES):
+            continue
+        if _accepts(settings_cls, upper[len(ENV_PREFIX):].lower().split("__")):
+            continue
+        close = difflib.get_close_matches(upper, known, n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        problems.append(f"{name} is not a setting of this service and is ignored{hint}")
+    return problems

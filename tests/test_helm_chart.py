@@ -19,6 +19,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from tests.deployed_settings import load_as_deployed
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CHART = REPO_ROOT / "helm" / "cctv-platform"
 PRODUCTION_VALUES = CHART / "values-production.yaml"
@@ -387,14 +389,14 @@ def test_each_service_reads_the_shared_config_plus_only_its_own_section() -> Non
     manifests = render(
         set_values=[
             'json:config={"kafka":{"extra":{"socket.keepalive.enable":"true"}}}',
-            'json:services.detector.config={"detector":{"score_threshold":0.4}}',
+            'json:services.detector.config={"model":{"score_threshold":0.4}}',
         ]
     )
     config_map = of_kind(manifests, "ConfigMap")[f"{RELEASE}-cctv-platform-config"]
     files = {name: yaml.safe_load(text) for name, text in config_map["data"].items()}
     assert sorted(files) == sorted(["common.yaml", *(f"{c}.yaml" for c in COMPONENTS)])
     shared = {"kafka": {"extra": {"socket.keepalive.enable": "true"}}}
-    assert files["detector.yaml"] == {**shared, "detector": {"score_threshold": 0.4}}
+    assert files["detector.yaml"] == {**shared, "model": {"score_threshold": 0.4}}
     for name in ("common.yaml", "ingest.yaml", "frame-sampler.yaml", "alert-router.yaml"):
         assert files[name] == shared, name
     # A config change rolls the pods (checksum annotation).
@@ -418,6 +420,14 @@ def test_gpu_detector_requests_the_gpu_uses_the_gpu_image_and_lands_on_gpu_nodes
     assert detector["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in detector["tolerations"]
     assert detector["runtimeClassName"] == "nvidia"
+    volumes = {volume["name"]: volume for volume in detector["volumes"]}
+    assert volumes["engine-cache"]["emptyDir"] == {"sizeLimit": "2Gi"}
+    assert {"name": "engine-cache", "mountPath": "/var/cache/cctv/tensorrt"} in container["volumeMounts"]
+    assert env_of(container)["CCTV_MODEL__TENSORRT_CACHE_DIR"]["value"] == "/var/cache/cctv/tensorrt"
+    claimed = by_component(render(VALUE_SETS["production"], ["services.detector.gpu.engineCache.existingClaim=trt-engines"]),
+                           "Deployment")["detector"]["spec"]["template"]["spec"]
+    assert {v["name"]: v for v in claimed["volumes"]}["engine-cache"] == {
+        "name": "engine-cache", "persistentVolumeClaim": {"claimName": "trt-engines"}}
     for component in ("ingest", "frame-sampler", "alert-router"):
         spec = deployments[component]["spec"]["template"]["spec"]
         assert spec["containers"][0]["image"] == "registry.example.org/cctv/cctv-platform:0.1.0"
@@ -431,9 +441,44 @@ def test_cpu_detector_by_default() -> None:
     assert not any("gpu" in key for key in container["resources"]["limits"])
     assert not container["image"].endswith("-gpu")
     env = env_of(container)
-    assert env["CCTV_DETECTOR__MAX_BATCH"]["value"] == "8"
-    assert env["CCTV_DETECTOR__MAX_WAIT_MS"]["value"] == "50"
-    assert "CCTV_DETECTOR__MODEL_PATH" not in env  # the image's default model
+    assert env["CCTV_MAX_BATCH"]["value"] == "8"
+    assert env["CCTV_MAX_WAIT_MS"]["value"] == "50"
+    assert "CCTV_MODEL__PATH" not in env  # the image's default model
+    assert "CCTV_MODEL__TENSORRT_CACHE_DIR" not in env
+    assert not any(volume["name"] == "engine-cache" for volume in detector["volumes"])
+
+
+@pytest.mark.parametrize("value_set", sorted(VALUE_SETS))
+def test_every_setting_the_chart_passes_is_read_by_its_service(
+    value_set: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each Deployment's environment and config file, loaded by the service's own settings class: an
+    unknown variable or key would otherwise be ignored and a default quietly used."""
+    manifests = render(
+        VALUE_SETS[value_set],
+        set_values=['json:services.detector.config={"model":{"score_threshold":0.3}}',
+                    'json:services.alertRouter.config={"incidents":{"end_grace_s":20}}'],
+    )
+    config_files = next(iter(of_kind(manifests, "ConfigMap").values()))["data"]
+    values = yaml.safe_load(CHART.joinpath("values.yaml").read_text())["services"]["detector"]
+    if value_set == "production":
+        values |= yaml.safe_load(PRODUCTION_VALUES.read_text())["services"]["detector"]
+    loaded: dict[str, Any] = {}
+    mounts: dict[str, set[str]] = {}
+    for component, deployment in by_component(manifests, "Deployment").items():
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        env = {name: item.get("value", "from-a-secret") for name, item in env_of(container).items()}
+        config = yaml.safe_load(config_files[f"{component}.yaml"])
+        loaded[component] = load_as_deployed(component, env, config, tmp_path, monkeypatch)
+        mounts[component] = {mount["mountPath"] for mount in container["volumeMounts"]}
+    detector, router = loaded["detector"], loaded["alert-router"]
+    assert (detector.max_batch, detector.max_wait_ms) == (values["maxBatch"], values["maxWaitMs"])
+    assert detector.model.score_threshold == 0.3
+    assert router.incidents.end_grace_s == 20
+    # State and engine caches land on the volumes the chart mounts for them.
+    assert any(str(router.data_dir).startswith(mount + "/") for mount in mounts["alert-router"]), router.data_dir
+    if value_set == "production":  # the GPU detector
+        assert str(detector.model.tensorrt_cache_dir) in mounts["detector"]
 
 
 # --------------------------------------------------------------------------------------------

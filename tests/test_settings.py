@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from libs.settings import CONFIG_FILE_ENV, CommonSettings, ConfigError, load_settings
+from libs.settings import CONFIG_FILE_ENV, CommonSettings, ConfigError, ignored_environment, load_settings
+from services.detector.main import DetectorSettings
 
 
 def test_env_and_yaml_with_env_winning(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -54,3 +55,26 @@ def test_missing_config_file_is_reported(monkeypatch: pytest.MonkeyPatch, tmp_pa
     monkeypatch.setenv(CONFIG_FILE_ENV, str(tmp_path / "nope.yaml"))
     with pytest.raises(ConfigError, match="nope.yaml.*file not found"):
         load_settings(CommonSettings)
+
+
+def test_variables_a_service_would_ignore_are_named_with_the_nearest_real_one() -> None:
+    environ = {
+        "CCTV_KAFKA__BOOTSTRAP_SERVERS": "kafka:9092",  # a section field
+        "CCTV_KAFKA__EXTRA__socket.keepalive.enable": "true",  # any key below a plain dict field
+        "CCTV_MAX_BATCH": "16", "CCTV_MODEL__TENSORRT_CACHE_DIR": "/cache",  # the detector's own
+        "CCTV_CONFIG_FILE": "/etc/cctv/config/detector.yaml",
+        "CCTV_CAMERA_CREDENTIALS__LOBBY": "user:pw",  # read by name, not a field
+        "PATH": "/usr/bin",
+        "CCTV_DETECTOR__MAX_BATCH": "16",  # the service name is not a section
+        "CCTV_MODEL__SCORE_TRESHOLD": "0.3",  # misspelt
+        "CCTV_KAFKA__BOOTSTRAP": "kafka:9092",  # not a field of the section
+    }
+    assert ignored_environment(DetectorSettings, environ) == [
+        "CCTV_DETECTOR__MAX_BATCH is not a setting of this service and is ignored; did you mean CCTV_MAX_BATCH?",
+        "CCTV_KAFKA__BOOTSTRAP is not a setting of this service and is ignored; "
+        "did you mean CCTV_KAFKA__BOOTSTRAP_SERVERS?",
+        "CCTV_MODEL__SCORE_TRESHOLD is not a setting of this service and is ignored; "
+        "did you mean CCTV_MODEL__SCORE_THRESHOLD?",
+    ]
+    # The same variable is fine for the service that has the field.
+    assert ignored_environment(CommonSettings, {"CCTV_MAX_BATCH": "16"})[0].startswith("CCTV_MAX_BATCH is not")

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka import Message, TopicPartition
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 from pydantic import Field, model_validator
 
 from libs.kafka import (
@@ -45,6 +45,8 @@ FRAMES_DETECTED = Counter("cctv_detector_frames_total", "Frames run through the 
 OBJECTS = Counter("cctv_detector_objects_total", "Objects detected", ["class_name"])
 STAGE_MS = Histogram("cctv_detector_stage_ms", "Milliseconds per frame by stage", ["stage"],
                      buckets=(0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000))
+EXECUTION_PROVIDER = Gauge("cctv_detector_execution_provider", "1 for the ONNX Runtime provider the model runs on",
+                           ["provider"])
 BATCH_SIZE = Histogram("cctv_detector_batch_size", "Frames per session.run", buckets=(1, 2, 4, 8, 16, 32, 64))
 
 
@@ -240,11 +242,14 @@ def main() -> None:
     model = runtime.settings.model.model_copy(update={"max_batch_size": runtime.settings.max_batch})
     detector = Detector(model)
     warm_ms = detector.warmup()
-    log.info("model %s (%s) ready on %s; warm batch of %d took %.0f ms", detector.identity.name,
-             detector.identity.sha256[:12], detector.model.session.get_providers()[0], detector.batch_size, warm_ms)
+    log.info("model %s (%s) ready on %s; warm batch of %d took %.0f ms; %d inference and %d preprocessing threads",
+             detector.identity.name, detector.identity.sha256[:12], detector.model.session.get_providers()[0],
+             detector.batch_size, warm_ms, detector.model.intra_op_threads, detector.preprocess_threads)
+    EXECUTION_PROVIDER.labels(detector.model.providers[0]).set(1)
     try:
         build_loop(runtime, detector).run(lambda: runtime.shutdown.requested)
     finally:
+        detector.close()
         runtime.close()
 
 
