@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -17,13 +18,16 @@ from services.alert_router.config import (
     IncidentSettings,
     IntrusionRule,
     LoiteringRule,
+    RunningRule,
     SeverityPolicy,
     ZoneConfig,
 )
 from services.alert_router.incidents import alert_id_for
 from services.alert_router.model import AlertEvent, AlertKind, Det, FrameDetections, FrameRef, Severity
 from services.alert_router.pipeline import CameraMismatchError, CameraPipeline, UnknownCameraError, process_frame
+from services.alert_router.rules import speed_heights_per_s
 from services.alert_router.schedule import WeeklySchedule
+from services.alert_router.tracking import HistoryPoint, Track
 
 CAMERA_ID = "cam-1"
 WIDTH, HEIGHT = 1280, 720
@@ -253,6 +257,59 @@ def test_running_detected_at_low_irregular_rate_but_not_for_walkers() -> None:
 
     assert kinds(run(camera(rule, polygon=BIG_ZONE), frames_at(runner)))[:1] == ["new"]
     assert run(camera(rule, polygon=BIG_ZONE), frames_at(walker)) == []
+
+
+def jittery(path: Path, seed: int, foot_sigma_heights: float = 0.04, height_sigma: float = 0.05) -> Path:
+    """`path` seen through a detector: foot point and box height wobble from frame to frame."""
+    rng = random.Random(seed)
+
+    def where(t: float) -> tuple[float, float, float] | None:
+        exact = path(t)
+        if exact is None:
+            return None
+        x, foot_y, height = exact
+        return (x + rng.gauss(0, foot_sigma_heights) * height / ASPECT, foot_y + rng.gauss(0, foot_sigma_heights) * height,
+                height * (1 + rng.gauss(0, height_sigma)))
+
+    return where
+
+
+@pytest.mark.parametrize("fps", [10, 5, 2, 1])
+def test_running_holds_through_box_jitter_and_walkers_stay_quiet(fps: float) -> None:
+    rule = [{"type": "running"}]
+    height = 0.06  # a far person: 3 body heights/s is 0.1 of the frame width per second, 8 s in view
+    runner = linear((0.05, 0.5), (0.05 + height * 3 * 8 / ASPECT, 0.5), duration_s=8, height=height)
+    walker = linear((0.05, 0.5), (0.05 + height * 0.8 * 8 / ASPECT, 0.5), duration_s=8, height=height)
+    for seed in range(5):
+        runs = run(camera(rule, polygon=BIG_ZONE), scene([("person", jittery(runner, seed))], duration_s=8, fps=fps))
+        assert kinds(runs)[:1] == ["new"], (fps, seed)
+        walks = run(camera(rule, polygon=BIG_ZONE), scene([("person", jittery(walker, seed))], duration_s=8, fps=fps))
+        assert walks == [], (fps, seed, [e.description for e in walks])
+
+
+def track_with_history(points: list[tuple[float, float]], height: float = 0.2) -> Track:
+    """A track observed at (seconds, foot x in body heights) along a horizontal path."""
+    history = [HistoryPoint(NOON_MS + round(t * 1000), 0.1 + x * height / ASPECT, 0.5, 0.05, height) for t, x in points]
+    last = history[-1]
+    return Track(1, 0, "person", 0.9, last.foot_x - 0.02, 0.3, last.foot_x + 0.02, 0.5, [0.0] * 5, [0.0] * 5,
+                 history[0].time_ms, last.time_ms, len(history), history)
+
+
+def test_one_leap_of_a_track_is_not_running_but_a_steady_run_is() -> None:
+    """Identity switches after a gap made every false running alert on the sample footage: the track
+    jumps once to another person. The speed is the slowest of the recent spans, so one leap is not
+    enough, while a runner is fast in every span."""
+    rule = RunningRule()
+    walk = [(t / 2, 0.8 * t / 2) for t in range(9)]  # 2 fps, 0.8 body heights/s, for 4 s
+    leap = [*walk, (5.8, 0.8 * 5.8 + 3.0)]  # unseen 1.8 s, then 3 body heights further than walking
+    assert speed_heights_per_s(track_with_history(walk), rule, ASPECT) == pytest.approx(0.8)
+    assert speed_heights_per_s(track_with_history(leap), rule, ASPECT) == pytest.approx(0.8)
+    # (The endpoint speed over the last 2+ s, the previous measure, calls that leap a run: (1.44 + 3) / 1.8 s.)
+    run_steps = [(t / 2, 3.0 * t / 2) for t in range(5)]
+    assert speed_heights_per_s(track_with_history(run_steps), rule, ASPECT) == pytest.approx(3.0)
+    # One span is not enough to tell; spans broken by a gap longer than max_gap_s do not chain.
+    assert speed_heights_per_s(track_with_history(run_steps[:2]), rule, ASPECT) is None
+    assert speed_heights_per_s(track_with_history([(0, 0), (0.5, 1.5), (4.5, 13.5)]), rule, ASPECT) is None
 
 
 # --------------------------------------------------------------------------- abandoned object

@@ -85,11 +85,13 @@ class RunningRule(_RuleBase):
     classes: list[str] = Field(default_factory=lambda: list(PERSON_CLASSES), min_length=1)
     # Walking is about 0.8 body heights/s, jogging 2+, so 1.6 separates them at any distance.
     min_speed_heights_per_s: float = Field(default=1.6, gt=0)
-    # Speed is measured over this window to smooth detector jitter.
+    # Speed is measured over (at least) this window to smooth detector jitter.
     window_s: float = Field(default=2.0, gt=0)
     # Shorter spans amplify box jitter into fake speed, so they are not measured.
-    min_span_s: float = Field(default=0.4, gt=0)
-    # At very low frame rates the previous observation may be older than the window; accept it up to here.
+    min_span_s: float = Field(default=0.25, gt=0)
+    # The speed must hold in this many consecutive spans: a jump or two (identity switches) is not running.
+    min_segments: int = Field(default=3, ge=1)
+    # At very low frame rates observations are further apart than the window; bridge gaps up to here.
     max_gap_s: float = Field(default=3.0, gt=0)
 
     @model_validator(mode="after")

