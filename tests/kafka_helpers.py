@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from confluent_kafka import Consumer, Message
@@ -13,6 +15,22 @@ from libs.serde import SerdeError
 from libs.settings import KafkaSettings
 
 T = TypeVar("T")
+
+
+def free_port() -> int:
+    """A port nothing listens on right now (another process may still take it later)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def refusing_port() -> Iterator[int]:
+    """A port that refuses connections for as long as the block runs: bound, never listening, so no
+    other server can take it meanwhile (a plain free_port() can be reused by a server started later)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield sock.getsockname()[1]
 
 
 def wait_for(condition: Callable[[], T], timeout_s: float, what: str, interval_s: float = 0.1) -> T:

@@ -4,7 +4,6 @@ each result kept with its own camera and frame; a corrupt JPEG goes to the DLQ."
 from __future__ import annotations
 
 import re
-import socket
 import urllib.request
 from pathlib import Path
 
@@ -14,15 +13,9 @@ from libs.serde import AvroSerde, shipped_catalog
 from libs.settings import KafkaSettings
 from libs.topics import DETECTIONS, DLQ, FRAMES, pipeline_topics
 from tests.assets_fetch import DEFAULT_CACHE_DIR, fetch_stills
-from tests.kafka_helpers import TopicWatcher, wait_for
+from tests.kafka_helpers import TopicWatcher, free_port, wait_for
 
 SERDE = AvroSerde(shipped_catalog())
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def frame_record(camera: str, sequence: int, jpeg: bytes) -> dict:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import random
-import socket
 import threading
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from services.ingest.core import (
     describe_error,
     url_with_credentials,
 )
-from tests.kafka_helpers import wait_for
+from tests.kafka_helpers import free_port, refusing_port, wait_for
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "samples" / "vtest-h264.mp4"
@@ -55,12 +54,6 @@ class Recorder:
     def states(self) -> list[CameraState]:
         with self.lock:
             return [s.state for s in self.statuses]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_backoff_is_capped_exponential_with_jitter() -> None:
@@ -162,31 +155,32 @@ def test_wrong_url_and_refused_auth_fail_clearly_while_others_flow(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     password = "Zebra-7f3q-secret"
-    server = start_rtsp_server({"cam": SAMPLE}, port=free_port(), user="operator", password=password)
-    good, wrong_path, bad_auth, refused = Recorder(), Recorder(), Recorder(), Recorder()
-    base = f"rtsp://127.0.0.1:{server.port}"
-    pullers = [
-        CameraPuller(CameraEntry(camera_id="good", stream_url=f"{base}/cam", credentials_ref="CAM_GOOD"),
-                     good.packet, good.status, FAST, environ={"CCTV_CAMERA_CREDENTIALS__CAM_GOOD": f"operator:{password}"}),
-        CameraPuller(CameraEntry(camera_id="wrong-path", stream_url=f"rtsp://operator:{password}@127.0.0.1:{server.port}/nope"),
-                     wrong_path.packet, wrong_path.status, FAST),
-        CameraPuller(CameraEntry(camera_id="bad-auth", stream_url=f"rtsp://operator:{password}x@127.0.0.1:{server.port}/cam"),
-                     bad_auth.packet, bad_auth.status, FAST),
-        CameraPuller(CameraEntry(camera_id="refused", stream_url=f"rtsp://127.0.0.1:{free_port()}/cam"),
-                     refused.packet, refused.status, FAST),
-    ]
-    for puller in pullers:
-        puller.start()
-    try:
-        wait_for(lambda: all(r.states().count(CameraState.FAILED) >= 1 for r in (wrong_path, bad_auth, refused)),
-                 60, "the three bad cameras to fail")
-        wait_for(lambda: len(good.packets) >= 50, 60, "the good camera to keep flowing")
-    finally:
+    with refusing_port() as closed_port:  # refuses connections until the block ends
+        server = start_rtsp_server({"cam": SAMPLE}, port=free_port(), user="operator", password=password)
+        good, wrong_path, bad_auth, refused = Recorder(), Recorder(), Recorder(), Recorder()
+        base = f"rtsp://127.0.0.1:{server.port}"
+        pullers = [
+            CameraPuller(CameraEntry(camera_id="good", stream_url=f"{base}/cam", credentials_ref="CAM_GOOD"),
+                         good.packet, good.status, FAST, environ={"CCTV_CAMERA_CREDENTIALS__CAM_GOOD": f"operator:{password}"}),
+            CameraPuller(CameraEntry(camera_id="wrong-path", stream_url=f"rtsp://operator:{password}@127.0.0.1:{server.port}/nope"),
+                         wrong_path.packet, wrong_path.status, FAST),
+            CameraPuller(CameraEntry(camera_id="bad-auth", stream_url=f"rtsp://operator:{password}x@127.0.0.1:{server.port}/cam"),
+                         bad_auth.packet, bad_auth.status, FAST),
+            CameraPuller(CameraEntry(camera_id="refused", stream_url=f"rtsp://127.0.0.1:{closed_port}/cam"),
+                         refused.packet, refused.status, FAST),
+        ]
         for puller in pullers:
-            puller.stop()
-        for puller in pullers:
-            puller.join(10)
-        server.stop()
+            puller.start()
+        try:
+            wait_for(lambda: all(r.states().count(CameraState.FAILED) >= 1 for r in (wrong_path, bad_auth, refused)),
+                     60, "the three bad cameras to fail")
+            wait_for(lambda: len(good.packets) >= 50, 60, "the good camera to keep flowing")
+        finally:
+            for puller in pullers:
+                puller.stop()
+            for puller in pullers:
+                puller.join(10)
+            server.stop()
 
     def first_failure(recorder: Recorder) -> str:
         return next(s.reason for s in recorder.statuses if s.state == CameraState.FAILED)
@@ -225,3 +219,58 @@ def test_http_camera_streams_and_reconnects_when_the_stream_ends() -> None:
     assert second[0].is_keyframe and second[0].sequence == 0
     reasons = [s.reason for s in recorder.statuses if s.state == CameraState.RECONNECTING and s.reason]
     assert reasons and reasons[0].startswith("end of stream")
+
+
+def test_hls_camera_streams_a_live_playlist_that_the_frame_sampler_decodes(gstreamer: None, tmp_path: Path) -> None:
+    """An HLS source, as NVRs and media gateways publish cameras: GStreamer's hlssink2 cuts the clip,
+    paced at real time, into MPEG-TS segments with a sliding live playlist, served by Python's HTTP
+    server. Packets flow from the playlist, start at a keyframe, and decode in the frame-sampler's core
+    (MPEG-TS carries H.264 parameter sets in-band, so keyframes may come without extradata)."""
+    import functools
+    import http.server
+    import subprocess
+
+    from services.frame_sampler.core import CameraDecoder, EncodedPacket, FrameSamplerConfig
+
+    hls = tmp_path / "hls"
+    hls.mkdir()
+    segmenter = subprocess.Popen(
+        ["gst-launch-1.0", "-q", "filesrc", f"location={REPO / 'samples' / 'vtest-360p15.mp4'}", "!", "qtdemux", "!",
+         "h264parse", "!", "identity", "sync=true", "!", "hlssink2", f"location={hls}/segment%05d.ts",
+         f"playlist-location={hls}/live.m3u8", "target-duration=1", "playlist-length=4", "max-files=8"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(hls))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    recorder = Recorder()
+    puller = None
+    try:
+        wait_for(lambda: (hls / "live.m3u8").is_file() and (hls / "live.m3u8").read_text().count(".ts") >= 2, 30,
+                 f"hlssink2 to write a playlist with two segments ({segmenter.poll()=})")
+        url = f"http://127.0.0.1:{server.server_address[1]}/live.m3u8"
+        puller = CameraPuller(CameraEntry(camera_id="hls-1", stream_url=url), recorder.packet, recorder.status, FAST)
+        puller.start()
+        wait_for(lambda: len(recorder.packets) >= 60, 60, "60 packets from the HLS playlist")
+    finally:
+        if puller is not None:
+            puller.stop()
+            puller.join(10)
+        server.shutdown()
+        segmenter.terminate()
+        segmenter.wait(10)
+    assert CameraState.ONLINE in recorder.states()
+    packets = [p for p in recorder.packets if p.session_id == recorder.packets[0].session_id]
+    assert packets[0].is_keyframe and packets[0].codec == "h264" and (packets[0].width, packets[0].height) == (640, 360)
+    assert [p.sequence for p in packets] == list(range(len(packets)))
+    assert all(b.dts_us > a.dts_us for a, b in zip(packets, packets[1:]) if a.dts_us is not None and b.dts_us is not None)
+    decoder = CameraDecoder("hls-1", FrameSamplerConfig.model_validate({"sampling": {"mode": "keyframes"},
+                                                                        "motion": {"heartbeat_interval_s": 0.001}}))
+    frames = []
+    for p in packets:
+        frames += decoder.process(EncodedPacket(
+            "hls-1", p.codec or "h264", p.extradata, (p.time_base_num or 1, p.time_base_den or 90_000), p.pts_us,
+            p.dts_us, p.is_keyframe, p.data, p.sequence, p.session_id, p.capture_time // 1000)).finish().frames
+    keyframes = sum(p.is_keyframe for p in packets)
+    assert keyframes >= 3 and len(frames) == keyframes, (keyframes, len(frames), decoder.counters.as_dict())
+    assert (frames[0].source_width, frames[0].source_height) == (640, 360)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -18,18 +17,12 @@ from libs.kafka import create_topics
 from libs.serde import AvroSerde, shipped_catalog
 from libs.settings import KafkaSettings
 from libs.topics import VIDEO_PACKETS, pipeline_topics
-from tests.kafka_helpers import TopicWatcher, wait_for
+from tests.kafka_helpers import TopicWatcher, free_port, wait_for
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "samples" / "vtest-360p15.mp4"
 SERDE = AvroSerde(shipped_catalog())
 PORT = int(os.environ.get("CCTV_TEST_KAFKA_OUTAGE_PORT", "19292"))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def metric(port: int, name: str) -> float:
