@@ -19,7 +19,8 @@ console = Console()
 
 
 def _steps(quick: bool, only: set[str], detector_batches: int) -> int:
-    counts = {"ingest": 5 if quick else 7, "frame-sampler": 2 if quick else 3, "detector": detector_batches + 2, "kafka": 6,
+    counts = {"ingest": 5 if quick else 7, "frame-sampler": 2 if quick else 3, "detector": detector_batches + 2,
+              "kafka": 6,
               "e2e": 2 if quick else 3}
     return sum(count for stage, count in counts.items() if stage in only)
 
@@ -35,7 +36,7 @@ def main(
     kafka_loop: Annotated[bool, typer.Option(
         help="also run the detector through the real Kafka loop (starts a broker)")] = True,
     results_name: Annotated[str, typer.Option(
-        help="results file stem under docs/benchmarks (a GPU run keeps its own: --results-name results-gpu)")] = "results",
+        help="results file stem under docs/benchmarks (a GPU run keeps its own, e.g. results-gpu-cuda)")] = "results",
 ) -> None:
     selected = set(only or STAGES)
     unknown = selected - set(STAGES)

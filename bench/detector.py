@@ -89,7 +89,9 @@ def handler_worker(batch_size: int, seconds: float, providers: list[str] | None 
     }
 
 
-def kafka_loop_worker(bootstrap: str, batch_size: int, frames: int, providers: list[str] | None = None) -> dict[str, Any]:
+def kafka_loop_worker(
+    bootstrap: str, batch_size: int, frames: int, providers: list[str] | None = None
+) -> dict[str, Any]:
     """The real loop: consume Frame records, decode Avro, handle, produce Detections, flush, commit."""
     from libs.health import Health
     from libs.kafka import ConsumeProduceLoop, create_topics, make_consumer, make_producer
@@ -170,7 +172,8 @@ def run(bootstrap: str | None, quick: bool, step: Any, batches: Sequence[int] = 
     seconds = 4.0 if quick else 12.0
     for batch_size in batches:
         step(f"detector: batch {batch_size}, DetectionStage.handle vs bare session.run")
-        m = run_worker("detector:handler_worker", {"batch_size": batch_size, "seconds": seconds, "providers": providers})
+        m = run_worker("detector:handler_worker",
+                       {"batch_size": batch_size, "seconds": seconds, "providers": providers})
         params = {"batch_size": batch_size, "model": "centernet-mobilenetv3-coco.onnx 512x512",
                   "input": "768x576 JPEG q80 of vtest", "intra_op_threads": m["threads"],
                   "preprocess_threads": m["preprocess_threads"], "providers": m["providers"]}

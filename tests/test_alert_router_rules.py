@@ -268,7 +268,8 @@ def jittery(path: Path, seed: int, foot_sigma_heights: float = 0.04, height_sigm
         if exact is None:
             return None
         x, foot_y, height = exact
-        return (x + rng.gauss(0, foot_sigma_heights) * height / ASPECT, foot_y + rng.gauss(0, foot_sigma_heights) * height,
+        return (x + rng.gauss(0, foot_sigma_heights) * height / ASPECT,
+                foot_y + rng.gauss(0, foot_sigma_heights) * height,
                 height * (1 + rng.gauss(0, height_sigma)))
 
     return where
@@ -331,6 +332,34 @@ def test_abandoned_object_not_fired_when_attended_or_outside_zone() -> None:
     assert run(camera(rule), scene([owner_nearby, bag], duration_s=40, fps=1)) == []
     bag_outside = ("suitcase", still(0.2, 0.3, height=0.05))
     assert run(camera(rule), scene([bag_outside], duration_s=40, fps=1)) == []
+
+
+def unseen_between(path: Path, start_s: float, end_s: float) -> Path:
+    """`path` with the detector missing the object from start_s to end_s."""
+    return lambda t: None if start_s <= t < end_s else path(t)
+
+
+def test_abandoned_object_keeps_its_timer_through_missed_detections() -> None:
+    """Detectors miss a still bag for seconds at a time, longer than a track lives (4 s): the timer of a
+    bag seen again where it stood continues, unless someone was at that spot meanwhile."""
+    rule = [{"type": "abandoned_object", "min_unattended_s": 20}]
+    owner = ("person", linear((0.5, 0.6), (0.95, 0.6), duration_s=5))
+    bag = ("suitcase", unseen_between(still(0.5, 0.6, height=0.05), 8, 16))  # missed for 8 s
+
+    def first_alert_s(*objects: tuple[str, Path], **rule_fields: float) -> float | None:
+        events = run(camera([{**rule[0], **rule_fields}]), scene([owner, bag, *objects], duration_s=45, fps=1))
+        news = [e for e in events if e.kind is AlertKind.NEW]
+        return (news[0].started_at - NOON_MS) / 1000 if news else None
+
+    started = first_alert_s()
+    assert started is not None and 21 <= started <= 23  # 20 s after the owner left, not after the bag reappeared
+    # Someone standing at the bag while it is hidden (the reason it was missed): a fresh 20 s.
+    visitor = ("person", still(0.52, 0.62, until_s=15.5, from_s=9))
+    later = first_alert_s(visitor)
+    assert later is not None and later >= 36
+    # A memory shorter than the gap forgets the bag: also a fresh 20 s from its return.
+    forgetful = first_alert_s(memory_s=5)
+    assert forgetful is not None and forgetful >= 36
 
 
 # --------------------------------------------------------------------------- config validation

@@ -116,6 +116,9 @@ class AbandonedObjectRule(_RuleBase):
     person_radius_factor: float = Field(default=5.0, gt=0)
     # Movement (in object sizes) below this counts as stationary: detector boxes jitter.
     stationary_tolerance: float = Field(default=0.5, gt=0)
+    # How long a still object's timers survive it going undetected (missed detections, a person in
+    # front of it); seen again within stationary_tolerance of where it stood, it continues its timers.
+    memory_s: float = Field(default=120.0, ge=0)
 
 
 RuleConfig = Annotated[

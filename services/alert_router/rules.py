@@ -17,7 +17,7 @@ from .config import (
     ZoneConfig,
 )
 from .geometry import point_in_polygon, segments_intersect, side_of_line
-from .tracking import HistoryPoint, Track
+from .tracking import Track
 
 Rule = IntrusionRule | LoiteringRule | CrowdingRule | LineCrossingRule | RunningRule | AbandonedObjectRule
 
@@ -233,6 +233,13 @@ class RuleEngine:
     ) -> RuleResult:
         objects: dict[str, dict[str, Any]] = rule_state.setdefault("objects", {})
         people = [t for t in seen if t.class_name in rule.person_classes]
+        # Objects whose track died while they stood still: detectors often miss a still bag for seconds,
+        # and a person standing in front of it hides it. Their timers wait here for `memory_s`.
+        lost = [e for e in rule_state.get("lost", []) if now - e["seen_at"] <= rule.memory_s * 1000]
+        for entry in lost:
+            reach = rule.person_radius_factor * entry["size"]
+            if any(_distance_to_box(entry["ax"], entry["ay"], person, aspect) <= reach for person in people):
+                entry["unattended_since"] = None  # someone is with it (or took it)
         abandoned: list[tuple[Track, float]] = []
         for track in watched:
             tid = str(track.track_id)
@@ -242,12 +249,20 @@ class RuleEngine:
             cx, cy = track.center
             size = max(track.width * aspect, track.height)  # in frame-height units
             entry = objects.get(tid)
+            if entry is None:  # a new track: the same object seen again where a lost one stood?
+                tolerance = rule.stationary_tolerance * size
+                entry = next((e for e in lost if math.hypot((cx - e["ax"]) * aspect, cy - e["ay"]) <= tolerance), None)
+                if entry is not None:
+                    lost.remove(entry)
+                    entry = {key: entry[key] for key in ("ax", "ay", "still_since", "unattended_since")}
+                    objects[tid] = entry
             moved = entry is not None and math.hypot((cx - entry["ax"]) * aspect, cy - entry["ay"]) > (
                 rule.stationary_tolerance * size
             )
             if entry is None or moved:
                 entry = {"ax": cx, "ay": cy, "still_since": now, "unattended_since": None}
                 objects[tid] = entry
+            entry["size"], entry["seen_at"] = size, now
             radius = rule.person_radius_factor * size
             attended = any(_distance_to_box(cx, cy, person, aspect) <= radius for person in people)
             if attended:
@@ -258,6 +273,7 @@ class RuleEngine:
                 unattended_s = (now - max(entry["unattended_since"], entry["still_since"])) / 1000.0
                 if unattended_s >= rule.min_unattended_s:
                     abandoned.append((track, unattended_s))
+        rule_state["lost"] = lost
         result = RuleResult(zone.name, rule.key, rule.type, False)
         if abandoned:
             result.active, result.tracks = True, [t for t, _ in abandoned]
@@ -273,7 +289,9 @@ class RuleEngine:
                 table = rule_state.get(per_track)
                 if table:
                     for tid in [t for t in table if t not in alive]:
-                        del table[tid]
+                        entry = table.pop(tid)
+                        if per_track == "objects" and "seen_at" in entry:  # kept for the same object's return
+                            rule_state.setdefault("lost", []).append(entry)
 
 
 def _distance_to_box(x: float, y: float, track: Track, aspect: float) -> float:

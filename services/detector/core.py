@@ -101,7 +101,7 @@ class DetectorModelConfig(BaseModel):
     )
     preprocess_threads: int | None = Field(
         default=None, ge=1, le=64,
-        description="threads decoding and resizing the frames of a batch in parallel; default: the CPU quota, at most 8",
+        description="threads decoding and resizing a batch's frames in parallel; default: the CPU quota, at most 8",
     )
     device_id: int = Field(default=0, ge=0, description="GPU index for the CUDA and TensorRT providers")
     tensorrt_fp16: bool = Field(default=True, description="let TensorRT run layers in half precision")
@@ -300,7 +300,9 @@ def _preload_gpu_libraries() -> None:
         log.warning("could not preload CUDA/cuDNN from the nvidia wheels: %s", error)
 
 
-def _open_session(path: Path, options: onnxruntime.SessionOptions, specs: list[ProviderSpec]) -> onnxruntime.InferenceSession:
+def _open_session(
+    path: Path, options: onnxruntime.SessionOptions, specs: list[ProviderSpec]
+) -> onnxruntime.InferenceSession:
     try:
         return onnxruntime.InferenceSession(
             str(path), sess_options=options,
@@ -476,7 +478,8 @@ class OutputDecoder(Protocol):
 
 def preprocess_batch(
     images: Sequence[np.ndarray], cfg: DetectorModelConfig, decoder: OutputDecoder,
-    rows: int | None = None, map_fn: Callable[[Callable[[int], ImageTransform], Iterable[int]], Iterable[ImageTransform]] = map,
+    rows: int | None = None,
+    map_fn: Callable[[Callable[[int], ImageTransform], Iterable[int]], Iterable[ImageTransform]] = map,
 ) -> PreprocessedBatch:
     """Validate, resize/letterbox and write RGB uint8 images into the model's float32 input tensor.
 
