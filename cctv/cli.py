@@ -42,6 +42,13 @@ def settings(bootstrap: str | None = None) -> CommonSettings:
         raise typer.Exit(2) from None
     if bootstrap:
         loaded.kafka.bootstrap_servers = bootstrap
+    if loaded.registry.url is None:
+        from cctv.devstack.registry import dev_stack_registry_url
+
+        local = dev_stack_registry_url(loaded.kafka.bootstrap_servers)
+        if local is not None:  # beside `make run`: its services frame records with this registry
+            loaded.registry.url = local
+            err_console.print(f"[dim]using the local schema registry {local} (CCTV_REGISTRY__URL overrides)[/dim]")
     return loaded
 
 

@@ -69,3 +69,13 @@ def test_cli_registry_start_is_idempotent(schema_registry) -> None:
 
     result = CliRunner().invoke(app, ["registry", "start", "--port", str(schema_registry.port)])
     assert result.exit_code == 0 and "already running" in result.output
+
+
+def test_cli_beside_the_dev_stack_finds_its_registry(schema_registry, kafka_broker) -> None:
+    """`cctv alerts tail` next to `make run` must read registry-framed records without extra settings."""
+    from cctv.devstack.registry import dev_stack_registry_url
+
+    ports = {"broker_port": kafka_broker.port, "registry_port": schema_registry.port}
+    assert dev_stack_registry_url(kafka_broker.bootstrap, **ports) == schema_registry.url
+    assert dev_stack_registry_url("kafka.example.org:9092", **ports) is None  # a real cluster: say so explicitly
+    assert dev_stack_registry_url(kafka_broker.bootstrap, kafka_broker.port, schema_registry.port + 7) is None

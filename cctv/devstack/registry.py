@@ -16,7 +16,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from cctv.devstack.process import DevStackError, LocalServer, cache_dir, port_open
+from cctv.devstack.process import DevStackError, LocalServer, cache_dir, port_open, read_pid
 
 __all__ = ["DevStackError", "SchemaRegistry", "APICURIO_VERSION"]
 
@@ -87,3 +87,14 @@ class SchemaRegistry(LocalServer):
             "-Dquarkus.datasource.jdbc.max-size=20",
             "-jar", str(jar),
         ]
+
+
+def dev_stack_registry_url(bootstrap: str, broker_port: int = 9092, registry_port: int = 8081) -> str | None:
+    """The local registry's URL when `bootstrap` is the local dev-stack broker and that registry was
+    started by `cctv up` / `cctv registry start` (its PID file names a live process); else None.
+
+    The dev stack's services frame records with the registry, so the CLI beside them must use it too."""
+    registry = SchemaRegistry(port=registry_port)
+    if bootstrap != f"{HOST}:{broker_port}" or read_pid(registry.pid_file) is None:
+        return None
+    return registry.url
