@@ -195,6 +195,41 @@ def test_wrong_url_and_refused_auth_fail_clearly_while_others_flow(
     assert not [text for text in everything if password in text]
 
 
+def test_rtsps_camera_streams_over_tls_with_credentials_kept_out_of_everything(
+    gstreamer: None, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Secure RTSP (RTSP over TLS, as current Axis/Hanwha/Hikvision cameras offer it) with basic auth:
+    the GStreamer server holds a fresh self-signed certificate, as cameras ship; packets flow, and the
+    password appears in no status, record or log line."""
+    import subprocess
+
+    caplog.set_level(logging.DEBUG)
+    key, certificate = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=camera",
+                    "-keyout", str(key), "-out", str(certificate)], check=True, capture_output=True, timeout=60)
+    pem = tmp_path / "camera.pem"
+    pem.write_text(certificate.read_text() + key.read_text())
+    password = "Kestrel-91x-tls"
+    server = start_rtsp_server({"cam": SAMPLE}, port=free_port(), user="operator", password=password, tls_pem=pem)
+    recorder = Recorder()
+    url = server.url("cam", with_credentials=False)
+    assert url.startswith("rtsps://")
+    puller = CameraPuller(CameraEntry(camera_id="secure", stream_url=url, credentials_ref="SECURE"),
+                          recorder.packet, recorder.status, FAST,
+                          environ={"CCTV_CAMERA_CREDENTIALS__SECURE": f"operator:{password}"})
+    puller.start()
+    try:
+        wait_for(lambda: len(recorder.packets) >= 30, 60, "30 packets over rtsps")
+    finally:
+        puller.stop()
+        puller.join(10)
+        server.stop()
+    assert recorder.packets[0].is_keyframe and recorder.packets[0].codec == "h264"
+    assert CameraState.ONLINE in recorder.states()
+    everything = [repr(s) for s in recorder.statuses] + [repr(p)[:500] for p in recorder.packets[:5]] + [caplog.text]
+    assert not [text for text in everything if password in text]
+
+
 def test_http_camera_streams_and_reconnects_when_the_stream_ends() -> None:
     """An http:// source (the clip served by Python's own HTTP server): packets flow, and the end of the
     response is a dropped stream that is reconnected, with a new session starting at a keyframe."""

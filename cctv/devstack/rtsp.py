@@ -109,12 +109,13 @@ def start_rtsp_server(
     address: str = "127.0.0.1",
     user: str | None = None,
     password: str | None = None,
+    tls_pem: Path | None = None,
     ready_timeout_s: float = 30.0,
     python: Path = SYSTEM_PYTHON,
 ) -> RtspServerHandle:
     """Spawn rtsp_server.py serving each file looped at rtsp://address:port/NAME; wait for its READY line.
 
-    port=0 picks a free port. Raises RtspServerError (with the server's stderr) if it exits or
+    port=0 picks a free port; tls_pem (certificate + private key) serves rtsps:// instead. Raises RtspServerError (with the server's stderr) if it exits or
     does not report READY within ready_timeout_s.
     """
     if not mounts:
@@ -128,6 +129,8 @@ def start_rtsp_server(
         if user is None or password is None:
             raise ValueError("give both user and password, or neither")
         command += ["--user", user, "--password", password]
+    if tls_pem is not None:
+        command += ["--tls-pem", str(Path(tls_pem).resolve())]
     # A clean environment for Debian's python: the venv's variables must not leak into it.
     environment = {
         key: value for key, value in os.environ.items() if key not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME")

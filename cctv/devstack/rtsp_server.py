@@ -4,9 +4,11 @@
 Run with Debian's interpreter, not the project venv (it needs the distro's PyGObject bindings):
 
     /usr/bin/python3 cctv/devstack/rtsp_server.py --port 8554 \
-        --mount cam1=samples/vtest-h264.mp4 [--mount cam2=...] [--user U --password P]
+        --mount cam1=samples/vtest-h264.mp4 [--mount cam2=...] [--user U --password P] [--tls-pem FILE]
 
-Each mount is served at rtsp://ADDRESS:PORT/NAME. Once listening, one line is printed to stdout:
+Each mount is served at rtsp://ADDRESS:PORT/NAME (rtsps:// with --tls-pem, a PEM file holding the
+certificate and its private key: RTSP over TLS, as cameras with "secure RTSP" serve it). Once
+listening, one line is printed to stdout:
 
     READY {"port": 8554, "address": "127.0.0.1", "urls": {"cam1": "rtsp://127.0.0.1:8554/cam1"}}
 
@@ -33,10 +35,11 @@ from pathlib import Path
 
 import gi
 
+gi.require_version("Gio", "2.0")
 gi.require_version("Gst", "1.0")
 gi.require_version("GstApp", "1.0")
 gi.require_version("GstRtspServer", "1.0")
-from gi.repository import GLib, Gst, GstApp, GstRtspServer
+from gi.repository import Gio, GLib, Gst, GstApp, GstRtspServer
 
 # Encoded-video caps we know how to packetise, mapped to the (parser, payloader) pair.
 PAYLOADERS_BY_CAPS_NAME: dict[str, tuple[str, str]] = {
@@ -216,7 +219,8 @@ class CameraMediaFactory(GstRtspServer.RTSPMediaFactory):
 
 
 def build_server(
-    mounts: list[MountSpec], address: str, port: int, user: str | None, password: str | None
+    mounts: list[MountSpec], address: str, port: int, user: str | None, password: str | None,
+    tls_pem: Path | None = None,
 ) -> tuple[GstRtspServer.RTSPServer, list[LoopingCamera]]:
     server = GstRtspServer.RTSPServer()
     server.set_address(address)
@@ -224,11 +228,20 @@ def build_server(
     # The default pool runs every client on one thread; a client waiting for its first keyframe
     # would then stall all the others, so give each client its own thread.
     server.get_thread_pool().set_max_threads(-1)
-    if user is not None and password is not None:
+    restricted = user is not None and password is not None
+    if restricted or tls_pem is not None:
         auth = GstRtspServer.RTSPAuth()
         token = GstRtspServer.RTSPToken()
         token.set_string(GstRtspServer.RTSP_TOKEN_MEDIA_FACTORY_ROLE, AUTH_ROLE)
-        auth.add_basic(GstRtspServer.RTSPAuth.make_basic(user, password), token)
+        if restricted:
+            auth.add_basic(GstRtspServer.RTSPAuth.make_basic(user, password), token)
+        else:
+            auth.set_default_token(token)  # TLS only: anyone may watch, over an encrypted connection
+        if tls_pem is not None:
+            try:
+                auth.set_tls_certificate(Gio.TlsCertificate.new_from_file(str(tls_pem)))
+            except GLib.Error as error:
+                raise StartupError(f"--tls-pem {tls_pem}: not a PEM certificate with its private key ({error.message})")
         server.set_auth(auth)
     cameras: list[LoopingCamera] = []
     mount_points = server.get_mount_points()
@@ -236,7 +249,7 @@ def build_server(
         camera = LoopingCamera(mount)
         camera.preroll()
         factory = CameraMediaFactory(camera)
-        if user is not None:
+        if restricted or tls_pem is not None:
             role = Gst.Structure.new_from_string(
                 f"{AUTH_ROLE}, media.factory.access=(boolean)true, media.factory.construct=(boolean)true"
             )
@@ -253,6 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mount", type=parse_mount, action="append", required=True, metavar="NAME=FILE.mp4")
     parser.add_argument("--user", help="require RTSP basic auth with this user name")
     parser.add_argument("--password", help="password for --user")
+    parser.add_argument("--tls-pem", type=Path, help="serve RTSP over TLS (rtsps://) with this certificate + key")
     args = parser.parse_args(argv)
     if (args.user is None) != (args.password is None):
         parser.error("--user and --password must be given together")
@@ -274,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     try:
-        server, cameras = build_server(args.mount, args.address, args.port, args.user, args.password)
+        server, cameras = build_server(args.mount, args.address, args.port, args.user, args.password, args.tls_pem)
     except StartupError as error:
         print(f"rtsp_server: {error}", file=sys.stderr)
         return 2
@@ -288,7 +302,8 @@ def main(argv: list[str] | None = None) -> int:
     for signal_number in (signal.SIGTERM, signal.SIGINT):
         GLib.unix_signal_add(GLib.PRIORITY_HIGH, signal_number, lambda: (loop.quit(), GLib.SOURCE_REMOVE)[1])
     bound_port = server.get_bound_port()
-    urls = {mount.name: f"rtsp://{args.address}:{bound_port}/{mount.name}" for mount in args.mount}
+    scheme = "rtsps" if args.tls_pem else "rtsp"
+    urls = {mount.name: f"{scheme}://{args.address}:{bound_port}/{mount.name}" for mount in args.mount}
     print("READY " + json.dumps({"port": bound_port, "address": args.address, "urls": urls}), flush=True)
     loop.run()
     for camera in cameras:
