@@ -19,7 +19,7 @@ console = Console()
 
 
 def _steps(quick: bool, only: set[str], detector_batches: int) -> int:
-    counts = {"ingest": 5 if quick else 7, "frame-sampler": 2 if quick else 3, "detector": detector_batches + 2,
+    counts = {"ingest": 5 if quick else 7, "frame-sampler": 2 if quick else 3, "detector": detector_batches + 3,
               "kafka": 6,
               "e2e": 2 if quick else 3}
     return sum(count for stage, count in counts.items() if stage in only)

@@ -9,7 +9,7 @@ from rich.table import Table
 from bench.common import RESULTS_DIR
 
 KEPT_SECTION = "## Profiles"  # written by hand after profiling; preserved when the table is regenerated
-SHOWN_PARAMS = ("cameras", "batch_size", "record", "mean_record_bytes", "gop_frames", "cores_used_service",
+SHOWN_PARAMS = ("cameras", "batch_size", "overlap", "record", "mean_record_bytes", "gop_frames", "cores_used_service",
                 "dropped_packets", "alerts", "p50_first_third_ms", "p50_last_third_ms", "lag_at_end",
                 "cores_per_service", "decode", "preprocess", "inference", "postprocess", "records",
                 "kafka_ms_per_frame", "inference_idle_ms_per_frame", "handler_ms_per_frame", "frames_published",

@@ -7,6 +7,8 @@ import re
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 from cctv.devstack.services import ServiceProcess
 from libs.kafka import create_topics, make_producer
 from libs.serde import AvroSerde, shipped_catalog
@@ -24,9 +26,12 @@ def frame_record(camera: str, sequence: int, jpeg: bytes) -> dict:
             "jpeg": jpeg, "motion_score": 0.2, "reason": "MOTION", "sampled_at": 0}
 
 
+@pytest.mark.parametrize("overlap", ["false", "true"], ids=["in-turn", "overlapped"])
 def test_batches_across_cameras_keep_results_apart_and_corrupt_jpeg_goes_to_dlq(
-    kafka_settings: KafkaSettings, unique: str, tmp_path: Path
+    kafka_settings: KafkaSettings, unique: str, tmp_path: Path, overlap: str
 ) -> None:
+    """Both loop shapes: preprocessing in turn with inference (the CPU default) and overlapped with it
+    (the GPU default: the next full batch is prepared on its own thread while the model runs)."""
     create_topics(kafka_settings, pipeline_topics())
     stills = fetch_stills(DEFAULT_CACHE_DIR)
     bus, zidane = stills["bus.jpg"].read_bytes(), stills["zidane.jpg"].read_bytes()
@@ -39,7 +44,7 @@ def test_batches_across_cameras_keep_results_apart_and_corrupt_jpeg_goes_to_dlq(
     detector = ServiceProcess("detector", {
         "CCTV_KAFKA__BOOTSTRAP_SERVERS": kafka_settings.bootstrap_servers, "CCTV_HTTP__PORT": str(metrics_port),
         "CCTV_GROUP_ID": f"detector-{unique}", "CCTV_MAX_BATCH": "8", "CCTV_MAX_WAIT_MS": "1000",
-        "CCTV_QUEUE_HIGH": "4", "CCTV_QUEUE_LOW": "1",
+        "CCTV_QUEUE_HIGH": "4", "CCTV_QUEUE_LOW": "1", "CCTV_OVERLAP_PREPROCESSING": overlap,
         "CCTV_LOG__FORMAT": "text",
     }, tmp_path / "detector.log").start()
     produced: dict[tuple[int, int], tuple[str, int]] = {}  # (partition, offset) → (camera, sequence)
@@ -86,3 +91,4 @@ def test_batches_across_cameras_keep_results_apart_and_corrupt_jpeg_goes_to_dlq(
     # More frames arrived than the queue may hold: the consumer paused, then resumed once drained.
     log = detector.log_text()
     assert "paused" in log and "resumed" in log, log[-2000:]
+    assert ("preprocessing overlaps inference" in log) == (overlap == "true")

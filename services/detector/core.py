@@ -13,6 +13,7 @@ Two output formats sit behind one `OutputDecoder` interface:
 from __future__ import annotations
 
 import ast
+import dataclasses
 import hashlib
 import json
 import logging
@@ -465,6 +466,18 @@ class PreprocessedBatch:
     transforms: list[ImageTransform]
 
 
+@dataclass(frozen=True)
+class PreparedFrames:
+    """Frames decoded and preprocessed, waiting for the model."""
+
+    count: int  # frames asked for, corrupt ones included
+    batches: list[PreprocessedBatch]  # model-sized
+    positions: list[int]  # input index of each preprocessed image, in batch order
+    errors: dict[int, BadImageError]  # input index -> why that frame could not be used
+    decode_ms: float = 0.0
+    preprocess_ms: float = 0.0
+
+
 class OutputDecoder(Protocol):
     """Model-family specifics: input tensor layout and how raw outputs become candidate boxes."""
 
@@ -666,54 +679,26 @@ class Detector:
 
     def detect(self, images: Sequence[np.ndarray]) -> list[list[Detection]]:
         """Detections per image, in input order; timings of this call land in `last_timings`."""
-        return self.detect_with_timings(images).results
-
-    def detect_with_timings(self, images: Sequence[np.ndarray], decode_ms: float = 0.0) -> DetectionRun:
-        if not images:
-            run = DetectionRun(results=[], timings=StageTimings(images=0, batches=0, decode_ms=decode_ms))
-            self.last_timings = run.timings
-            return run
-        preprocess_ms = inference_ms = postprocess_ms = 0.0
-        results: list[list[Detection]] = []
-        batches = 0
-        for start_index in range(0, len(images), self.batch_size):
-            chunk = list(images[start_index:start_index + self.batch_size])
-            started = time.perf_counter()
-            # A fixed-batch model needs full batches: blank rows pad it, their output is ignored.
-            prepared = preprocess_batch(chunk, self.cfg, self.decoder, rows=self.model.fixed_batch, map_fn=self._map)
-            preprocess_ms += _elapsed_ms(started)
-
-            started = time.perf_counter()
-            outputs = run_batch(self.model.session, prepared.tensor)
-            inference_ms += _elapsed_ms(started)
-            batches += 1
-
-            started = time.perf_counter()
-            candidates = self.decoder.decode(outputs, self.cfg.score_threshold)[: len(chunk)]
-            results.extend(
-                self._finish(candidate, transform)
-                for candidate, transform in zip(candidates, prepared.transforms)
-            )
-            postprocess_ms += _elapsed_ms(started)
-        timings = StageTimings(
-            images=len(images), batches=batches, decode_ms=decode_ms, preprocess_ms=preprocess_ms,
-            inference_ms=inference_ms, postprocess_ms=postprocess_ms,
-        )
-        self.last_timings = timings
-        return DetectionRun(results=results, timings=timings)
+        return self.infer(self.prepare_images(images)).results
 
     def detect_jpegs(self, payloads: Sequence[bytes]) -> DetectionRun:
         """Decode and detect; a corrupt frame gets [] and an entry in `errors`, the others still run."""
+        return self.infer(self.prepare_jpegs(payloads))
+
+    # The two halves of a detection, so a caller can prepare the next batch while the model runs this one.
+    def prepare_jpegs(self, payloads: Sequence[bytes]) -> PreparedFrames:
+        """JPEG decode + preprocessing (CPU work, parallel on the pool); corrupt frames land in `errors`."""
         started = time.perf_counter()
-        decoded: list[np.ndarray] = []
-        positions: list[int] = []
-        errors: dict[int, BadImageError] = {}
+
         def decode_or_error(payload: bytes) -> np.ndarray | BadImageError:
             try:
                 return decode_jpeg(payload, self.cfg.input_size, self.cfg.resize_mode)
             except BadImageError as error:
                 return error
 
+        decoded: list[np.ndarray] = []
+        positions: list[int] = []
+        errors: dict[int, BadImageError] = {}
         for index, image in enumerate(self._map(decode_or_error, payloads)):
             if isinstance(image, BadImageError):
                 errors[index] = image
@@ -721,21 +706,43 @@ class Detector:
                 decoded.append(image)
                 positions.append(index)
         decode_ms = _elapsed_ms(started)
-        run = self.detect_with_timings(decoded, decode_ms=decode_ms)
-        results: list[list[Detection]] = [[] for _ in payloads]
-        for position, detections in zip(positions, run.results):
+        prepared = self.prepare_images(decoded)
+        return dataclasses.replace(prepared, count=len(payloads), positions=positions, errors=errors,
+                                   decode_ms=decode_ms)
+
+    def prepare_images(self, images: Sequence[np.ndarray]) -> PreparedFrames:
+        """Preprocess RGB arrays into model-sized input batches."""
+        started = time.perf_counter()
+        batches = [
+            # A fixed-batch model needs full batches: blank rows pad it, their output is ignored.
+            preprocess_batch(images[start:start + self.batch_size], self.cfg, self.decoder,
+                             rows=self.model.fixed_batch, map_fn=self._map)
+            for start in range(0, len(images), self.batch_size)
+        ]
+        return PreparedFrames(count=len(images), batches=batches, positions=list(range(len(images))),
+                              errors={}, preprocess_ms=_elapsed_ms(started))
+
+    def infer(self, prepared: PreparedFrames) -> DetectionRun:
+        """Run the model over prepared batches, then decode and NMS; results in input order."""
+        inference_ms = postprocess_ms = 0.0
+        found: list[list[Detection]] = []
+        for batch in prepared.batches:
+            started = time.perf_counter()
+            outputs = run_batch(self.model.session, batch.tensor)
+            inference_ms += _elapsed_ms(started)
+            started = time.perf_counter()
+            candidates = self.decoder.decode(outputs, self.cfg.score_threshold)[: len(batch.transforms)]
+            found.extend(self._finish(candidate, transform) for candidate, transform in zip(candidates, batch.transforms))
+            postprocess_ms += _elapsed_ms(started)
+        results: list[list[Detection]] = [[] for _ in range(prepared.count)]
+        for position, detections in zip(prepared.positions, found):
             results[position] = detections
-        final = DetectionRun(
-            results=results,
-            timings=StageTimings(
-                images=len(payloads), batches=run.timings.batches, decode_ms=decode_ms,
-                preprocess_ms=run.timings.preprocess_ms, inference_ms=run.timings.inference_ms,
-                postprocess_ms=run.timings.postprocess_ms,
-            ),
-            errors=errors,
+        timings = StageTimings(
+            images=prepared.count, batches=len(prepared.batches), decode_ms=prepared.decode_ms,
+            preprocess_ms=prepared.preprocess_ms, inference_ms=inference_ms, postprocess_ms=postprocess_ms,
         )
-        self.last_timings = final.timings
-        return final
+        self.last_timings = timings
+        return DetectionRun(results=results, timings=timings, errors=prepared.errors)
 
     def _finish(self, candidates: Candidates, transform: ImageTransform) -> list[Detection]:
         kept = class_aware_nms(

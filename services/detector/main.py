@@ -4,7 +4,8 @@ Consumes: cctv.frames.v1 (group cctv-detector). Produces: cctv.detections.v1, cc
 
 Two threads: the consumer thread fetches and decodes records into a bounded queue; the inference
 thread takes up to `max_batch` frames of any cameras (waiting at most `max_wait_ms` after the first)
-into one `session.run` and produces the results. When the queue reaches `queue_high` frames the
+into one `session.run` and produces the results. With `overlap_preprocessing` (default on a GPU) a
+third thread decodes and preprocesses the next full batch while the model runs the current one. When the queue reaches `queue_high` frames the
 consumer pauses its partitions and resumes them once the queue has drained to `queue_low`, so memory
 stays bounded however far behind the detector is. Offsets are committed by the consumer thread only
 for frames whose results were delivered.
@@ -16,8 +17,9 @@ import logging
 import threading
 import time
 from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from confluent_kafka import Message, TopicPartition
 from prometheus_client import Counter, Gauge, Histogram
@@ -36,7 +38,7 @@ from libs.metrics import BATCH_SECONDS, PAUSED_PARTITIONS as PAUSED
 from libs.service import ServiceRuntime, start_service
 from libs.settings import CommonSettings
 from libs.topics import DETECTIONS, FRAMES
-from services.detector.core import Detector, DetectorModelConfig
+from services.detector.core import Detector, DetectorModelConfig, PreparedFrames
 
 log = logging.getLogger(__name__)
 SERVICE = "detector"
@@ -60,6 +62,10 @@ class DetectorSettings(CommonSettings):
     # Backpressure: pause partitions at queue_high queued frames, resume at queue_low.
     queue_high: int = Field(default=64, ge=1)
     queue_low: int = Field(default=16, ge=0)
+    # Decode and preprocess the next batch while the model runs this one. Default (None): on when the
+    # model runs on a GPU, where preprocessing would otherwise leave it idle; on a CPU both halves
+    # compete for the same cores.
+    overlap_preprocessing: bool | None = None
 
     @model_validator(mode="after")
     def _watermarks_ordered(self) -> "DetectorSettings":
@@ -77,7 +83,15 @@ class DetectionStage:
         self.model_id = {"name": identity.name, "version": identity.version, "sha256": identity.sha256}
 
     def handle(self, batch: list[Incoming]) -> tuple[list[Outgoing], list[Rejected]]:
-        run = self.detector.detect_jpegs([record.value["jpeg"] for record in batch])
+        return self.complete(batch, self.prepare(batch))
+
+    def prepare(self, batch: list[Incoming]) -> PreparedFrames:
+        """The CPU half: JPEG decode and preprocessing."""
+        return self.detector.prepare_jpegs([record.value["jpeg"] for record in batch])
+
+    def complete(self, batch: list[Incoming], prepared: PreparedFrames) -> tuple[list[Outgoing], list[Rejected]]:
+        """The model half: inference, NMS, one Detections record per frame (corrupt frames rejected)."""
+        run = self.detector.infer(prepared)
         images = max(1, run.timings.images)
         per_frame_ms = run.timings.inference_ms / images
         for stage in ("decode", "preprocess", "inference", "postprocess"):
@@ -106,12 +120,24 @@ class DetectionStage:
         return outputs, rejected
 
 
+class PreparingStage(Protocol):
+    """A batch's work in two halves, so the next batch's first half can run during this one's second."""
+
+    def prepare(self, batch: list[Incoming]) -> PreparedFrames: ...
+
+    def complete(self, batch: list[Incoming], prepared: PreparedFrames) -> tuple[list[Outgoing], list[Rejected]]: ...
+
+
 class BatchingLoop(ConsumeProduceLoop):
     """The shared loop's decoding, DLQ, commit and rebalance handling, with inference on its own
     thread behind a bounded queue (see the module docstring)."""
 
-    def __init__(self, *, max_wait_ms: int, queue_high: int, queue_low: int, **kwargs: Any) -> None:
+    def __init__(self, *, max_wait_ms: int, queue_high: int, queue_low: int,
+                 overlap: PreparingStage | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs, on_revoke=self._drop_revoked)
+        # With a stage to overlap, the next full batch is prepared on its own thread during inference.
+        self.overlap = overlap
+        self.preparing = ThreadPoolExecutor(1, thread_name_prefix="prepare") if overlap is not None else None
         self.max_wait_s = max_wait_ms / 1000
         self.queue_high, self.queue_low = queue_high, queue_low
         self.queue: deque[Incoming] = deque()
@@ -204,16 +230,36 @@ class BatchingLoop(ConsumeProduceLoop):
                 self.cond.wait(remaining)
             return [self.queue.popleft() for _ in range(min(self.batch_size, len(self.queue)))]
 
+    def _take_full_batch_now(self) -> list[Incoming]:
+        """A whole batch if that many frames are already queued, else nothing (never waits)."""
+        with self.cond:
+            if len(self.queue) < self.batch_size:
+                return []
+            return [self.queue.popleft() for _ in range(self.batch_size)]
+
     def _infer_forever(self) -> None:
-        while not (self.stopping.is_set() and not self.queue):
-            batch = self._take_batch()
-            if not batch:
-                continue
+        following: tuple[list[Incoming], Future[PreparedFrames]] | None = None
+        while following is not None or not (self.stopping.is_set() and not self.queue):
+            if following is not None:
+                batch, preparing = following
+                following = None
+            else:
+                batch = self._take_batch()
+                if not batch:
+                    continue
+                preparing = None
             # A rebalance may have dropped these frames' partitions meanwhile: their results are still
             # produced, and their offsets are not committed here (the new owner re-reads them).
             with self.busy:
                 started = time.perf_counter()
-                outputs, rejected = self.handler(batch)
+                if self.overlap is None or self.preparing is None:
+                    outputs, rejected = self.handler(batch)
+                else:
+                    prepared = preparing.result() if preparing is not None else self.overlap.prepare(batch)
+                    upcoming = self._take_full_batch_now()
+                    if upcoming:
+                        following = (upcoming, self.preparing.submit(self.overlap.prepare, upcoming))
+                    outputs, rejected = self.overlap.complete(batch, prepared)
                 for item in rejected:
                     self.dead_letters.publish(item.record.raw, item.error)  # type: ignore[union-attr]
                 for out in outputs:
@@ -221,18 +267,25 @@ class BatchingLoop(ConsumeProduceLoop):
                 with self.cond:
                     self.done.extend(record.raw for record in batch)
                 BATCH_SECONDS.labels(SERVICE).observe(time.perf_counter() - started)
+        if self.preparing is not None:
+            self.preparing.shutdown(wait=True)
 
 
 def build_loop(runtime: ServiceRuntime[DetectorSettings], detector: Detector) -> BatchingLoop:
     settings = runtime.settings
     consumer = make_consumer(settings.kafka, settings.group_id, runtime.health,
                              **{"queued.max.messages.kbytes": settings.prefetch_mb * 1024})
+    stage = DetectionStage(detector)
+    overlap = settings.overlap_preprocessing
+    if overlap is None:
+        overlap = detector.model.providers[0] != "CPUExecutionProvider"
+    log.info("preprocessing %s inference", "overlaps" if overlap else "runs in turn with")
     return BatchingLoop(
         service=SERVICE, group_id=settings.group_id, topics=[FRAMES], schema_for=lambda _t: "Frame",
         consumer=consumer, producer=make_producer(settings.kafka, SERVICE, runtime.health),
-        serde=runtime.serde, handler=DetectionStage(detector).handle, health=runtime.health,
+        serde=runtime.serde, handler=stage.handle, health=runtime.health,
         batch_size=settings.max_batch, max_wait_ms=settings.max_wait_ms,
-        queue_high=settings.queue_high, queue_low=settings.queue_low,
+        queue_high=settings.queue_high, queue_low=settings.queue_low, overlap=stage if overlap else None,
     )
 
 
