@@ -115,8 +115,8 @@ def start_rtsp_server(
 ) -> RtspServerHandle:
     """Spawn rtsp_server.py serving each file looped at rtsp://address:port/NAME; wait for its READY line.
 
-    port=0 picks a free port; tls_pem (certificate + private key) serves rtsps:// instead. Raises RtspServerError (with the server's stderr) if it exits or
-    does not report READY within ready_timeout_s.
+    port=0 picks a free port; tls_pem (certificate + private key) serves rtsps:// instead. Raises
+    RtspServerError (with the server's stderr) if it exits or does not report READY within ready_timeout_s.
     """
     if not mounts:
         raise ValueError("start_rtsp_server needs at least one mount, e.g. {'cam1': Path('samples/vtest-h264.mp4')}")

@@ -5,10 +5,10 @@ Consumes: cctv.frames.v1 (group cctv-detector). Produces: cctv.detections.v1, cc
 Two threads: the consumer thread fetches and decodes records into a bounded queue; the inference
 thread takes up to `max_batch` frames of any cameras (waiting at most `max_wait_ms` after the first)
 into one `session.run` and produces the results. With `overlap_preprocessing` (default on a GPU) a
-third thread decodes and preprocesses the next full batch while the model runs the current one. When the queue reaches `queue_high` frames the
-consumer pauses its partitions and resumes them once the queue has drained to `queue_low`, so memory
-stays bounded however far behind the detector is. Offsets are committed by the consumer thread only
-for frames whose results were delivered.
+third thread decodes and preprocesses the next full batch while the model runs the current one.
+When the queue reaches `queue_high` frames the consumer pauses its partitions and resumes them once
+the queue has drained to `queue_low`, so memory stays bounded however far behind the detector is.
+Offsets are committed by the consumer thread only for frames whose results were delivered.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import logging
 import threading
 import time
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Protocol
 
 from confluent_kafka import Message, TopicPartition
