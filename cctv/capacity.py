@@ -91,6 +91,22 @@ def _pick(entries: list[dict[str, Any]], stage: str, metric_start: str) -> list[
     return [e for e in entries if e["stage"] == stage and e["metric"].startswith(metric_start) and e["service"]]
 
 
+def _on_gpu(entry: dict[str, Any]) -> bool:
+    providers = str(entry.get("params", {}).get("providers"))
+    return "CUDA" in providers or "Tensorrt" in providers
+
+
+def read_results(path: Path) -> list[dict[str, Any]]:
+    """The entries of `path` plus the GPU entries of its sibling GPU runs (`results-gpu*.json`, written by
+    `python -m bench --only detector --providers ... --results-name results-gpu-...` on a GPU machine).
+    Only GPU entries are taken from those files: their CPU figures come from another machine."""
+    entries: list[dict[str, Any]] = json.loads(path.read_text())
+    for gpu_run in sorted(path.parent.glob("results-gpu*.json")):
+        if gpu_run != path:
+            entries += [e for e in json.loads(gpu_run.read_text()) if _on_gpu(e)]
+    return entries
+
+
 def load_measurements(entries: list[dict[str, Any]]) -> Measurements:
     ingest = _pick(entries, "ingest", "CPU per camera")
     if not ingest:
@@ -101,12 +117,11 @@ def load_measurements(entries: list[dict[str, Any]]) -> Measurements:
         raise CapacityError("no frame-sampler 'CPU per camera' measurement in results.json: run `make bench`")
     full = _pick(entries, "frame-sampler", "CPU per camera, 720p15 sampled at 1 fps, GOP 2 s")
     detector = [e for e in _pick(entries, "detector", "frames per second")
-                if e["metric"] == "frames per second" and "CUDA" not in str(e["params"].get("providers"))]
+                if e["metric"] == "frames per second" and not _on_gpu(e)]
     if not detector:
         raise CapacityError("no detector 'frames per second' measurement in results.json: run `make bench`")
     best = max(detector, key=lambda e: e["service"])
-    gpu = [e for e in _pick(entries, "detector", "frames per second") if "CUDA" in str(e["params"].get("providers"))
-           or "Tensorrt" in str(e["params"].get("providers"))]
+    gpu = [e for e in _pick(entries, "detector", "frames per second") if _on_gpu(e)]
     sizes = {e["params"]["record"]: e["params"]["mean_record_bytes"] for e in entries
              if e["stage"] == "kafka" and "record" in e.get("params", {})}
     return Measurements(
@@ -159,7 +174,7 @@ def plan(m: Measurements, a: Assumptions) -> CapacityPlan:
         gpus = max(1, math.ceil(frames / (m.detector_fps_per_gpu * usable)))
         result.gpu_note = f"{m.detector_fps_per_gpu:.0f} frames/s per GPU measured"
     else:
-        result.gpu_note = "no GPU measurement in results.json: GPU count not estimated"
+        result.gpu_note = "no GPU measurement (docs/benchmarks/results-gpu*.json): GPU count not estimated"
     result.services.append(ServiceNeed(
         "detector (CPU)", cpu_replicas * m.detector_replica_cores, cpu_replicas, gpus,
         f"{frames:.0f} frames/s at {m.detector_fps_per_replica:.1f} frames/s per {m.detector_replica_cores}-core replica"))
@@ -212,7 +227,7 @@ def capacity_command(
         console.print(f"[red]{results} not found: run `make bench` first (or pass --results)[/]")
         raise typer.Exit(1)
     try:
-        measurements = load_measurements(json.loads(results.read_text()))
+        measurements = load_measurements(read_results(results))
         assumptions = Assumptions(cameras=cameras, fps=fps, active_fraction=active_fraction, stream_kbps=stream_kbps,
                                   replication_factor=replication_factor, headroom=headroom)
     except (CapacityError, ValueError) as error:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import pytest
 
-from cctv.capacity import Assumptions, CapacityError, detector_frames_per_s, load_measurements, plan
+from cctv.capacity import Assumptions, CapacityError, detector_frames_per_s, load_measurements, plan, read_results
 from libs.topics import DETECTIONS, FRAMES, VIDEO_PACKETS
 
 
@@ -45,6 +47,19 @@ def test_measurements_take_the_most_amortised_ingest_figure_and_the_fastest_cpu_
 def test_gpu_measurement_is_kept_apart_from_cpu_replicas() -> None:
     m = load_measurements(bench_entries(gpu_fps=400.0))
     assert m.detector_fps_per_gpu == 400.0
+    assert m.detector_fps_per_replica == 25.0
+
+
+def test_gpu_runs_beside_the_results_add_only_their_gpu_figures(tmp_path: Path) -> None:
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps(bench_entries()))
+    assert load_measurements(read_results(results)).detector_fps_per_gpu is None
+    gpu_run = [e for e in bench_entries(gpu_fps=900.0) if e["stage"] == "detector"]
+    gpu_run.append(entry("detector", "frames per second", 300.0, batch_size=8, intra_op_threads=16,
+                         providers=["CPUExecutionProvider"]))  # that machine's CPU: not a CPU replica figure
+    (tmp_path / "results-gpu-cuda.json").write_text(json.dumps(gpu_run))
+    m = load_measurements(read_results(results))
+    assert m.detector_fps_per_gpu == 900.0
     assert m.detector_fps_per_replica == 25.0
 
 

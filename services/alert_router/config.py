@@ -90,6 +90,7 @@ class RunningRule(_RuleBase):
     # Shorter spans amplify box jitter into fake speed, so they are not measured.
     min_span_s: float = Field(default=0.25, gt=0)
     # The speed must hold in this many consecutive spans: a jump or two (identity switches) is not running.
+    # (At 0.5 fps three spans take 6 s of running in view; at 2 fps, 1.5 s.)
     min_segments: int = Field(default=3, ge=1)
     # At very low frame rates observations are further apart than the window; bridge gaps up to here.
     max_gap_s: float = Field(default=3.0, gt=0)
