@@ -6,6 +6,7 @@
 #   GStreamer RTSP server (dev/test camera, cctv/devstack/rtsp_server.py, run by /usr/bin/python3):
 #     python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-tools
 #     glib-networking (its TLS backend serves rtsps://) and openssl (the test camera's certificate)
+#   ffmpeg: the command-line tool serves the MJPEG-over-HTTP test camera (`-f mpjpeg -listen 1`)
 #   Kafka broker from Maven Central (cctv dev stack): maven, and a Java 17 runtime when no `java` is on PATH.
 #   docker-compose (1.29, offline `config -q` validation of docker-compose.yml in the tests).
 #   opencv-doc is NOT installed: samples/make_samples.py only downloads its .deb to extract vtest.avi.
@@ -28,6 +29,7 @@ wanted=(
     gstreamer1.0-tools
     glib-networking
     openssl
+    ffmpeg
     maven
     docker-compose
 )

@@ -230,6 +230,54 @@ def test_rtsps_camera_streams_over_tls_with_credentials_kept_out_of_everything(
     assert not [text for text in everything if password in text]
 
 
+def test_mjpeg_over_http_camera_is_stamped_with_its_arrival_clock(tmp_path: Path) -> None:
+    """MJPEG over HTTP, as older and cheaper IP cameras serve it (multipart/x-mixed-replace), from
+    Debian's ffmpeg as the camera: the clip re-encoded to JPEG frames at its real 15 fps. The format
+    has no timestamps and FFmpeg's demuxer assumes 25 fps, so ingest stamps packets with their arrival
+    time; the frame-sampler then picks 2 frames per real second."""
+    import shutil
+    import subprocess
+
+    from services.frame_sampler.core import CameraDecoder, EncodedPacket, FrameSamplerConfig
+
+    ffmpeg = shutil.which("ffmpeg")
+    if ffmpeg is None:
+        pytest.fail("ffmpeg not found: run scripts/install-system-deps.sh (make test does)")
+    port = free_port()
+    camera = subprocess.Popen(
+        [ffmpeg, "-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1",
+         "-i", str(REPO / "samples" / "vtest-360p15.mp4"), "-an", "-c:v", "mjpeg", "-q:v", "5",
+         "-f", "mpjpeg", "-listen", "1", f"http://127.0.0.1:{port}/video.mjpg"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    recorder = Recorder()
+    puller = CameraPuller(CameraEntry(camera_id="mjpeg-1", stream_url=f"http://127.0.0.1:{port}/video.mjpg"),
+                          recorder.packet, recorder.status, FAST)
+    puller.start()
+    try:
+        wait_for(lambda: len(recorder.packets) >= 61, 60, f"4 s of MJPEG frames ({camera.poll()=})")
+    finally:
+        puller.stop()
+        puller.join(10)
+        camera.terminate()
+        camera.wait(10)
+    packets = [p for p in recorder.packets if p.session_id == recorder.packets[0].session_id][:61]
+    assert {p.codec for p in packets if p.is_keyframe} == {"mjpeg"} and all(p.is_keyframe for p in packets)
+    pts_span_s = (packets[-1].pts_us - packets[0].pts_us) / 1e6
+    capture_span_s = (packets[-1].capture_time - packets[0].capture_time) / 1e6
+    assert abs(pts_span_s - capture_span_s) < 0.05 and 3.5 < pts_span_s < 4.5, (pts_span_s, capture_span_s)
+    decoder = CameraDecoder("mjpeg-1", FrameSamplerConfig.model_validate(
+        {"sampling": {"mode": "fps", "fps": 2}, "motion": {"heartbeat_interval_s": 0.001}}))
+    frames = []
+    for p in packets:
+        frames += decoder.process(EncodedPacket(
+            "mjpeg-1", "mjpeg", None, (1, 1_000_000), p.pts_us, p.dts_us, True, p.data, p.sequence, p.session_id,
+            p.capture_time // 1000)).finish().frames
+    frames += decoder.flush().finish().frames
+    assert 7 <= len(frames) <= 10, (len(frames), decoder.counters.as_dict())  # 2 per second of ~4 s
+    assert (frames[0].source_width, frames[0].source_height) == (640, 360)
+
+
 def test_http_camera_streams_and_reconnects_when_the_stream_ends() -> None:
     """An http:// source (the clip served by Python's own HTTP server): packets flow, and the end of the
     response is a dropped stream that is reconnected, with a new session starting at a keyframe."""

@@ -200,6 +200,9 @@ class _Rates:
         return fps, bps
 
 
+AVFMT_NOTIMESTAMPS = 0x0080  # libavformat flag: the container format carries no timestamps
+
+
 def _micros(value: int | None, time_base: tuple[int, int]) -> int | None:
     """Stream ticks → µs in integer arithmetic (Fraction maths costs ~5 µs a packet; this ~0.3 µs)."""
     return None if value is None else value * time_base[0] * 1_000_000 // time_base[1]
@@ -316,12 +319,16 @@ class CameraPuller:
         pts_offset_us = 0  # looped files: keep timestamps increasing across loops
         paced_start: float | None = None
         paced_origin_us = 0
+        session_clock = time.monotonic()
         while not self.stop_event.is_set():
             container = self._open(url)
             try:
                 video = next((s for s in container.streams if s.type == "video"), None)
                 if video is None:
                     raise CameraError("no video stream in source")
+                # MJPEG over HTTP (and other raw live streams) carry no timestamps: the demuxer invents a
+                # 25 fps clock, which makes fps sampling wrong. The arrival time is the only true clock.
+                untimed = not is_file and bool(container.format.flags & AVFMT_NOTIMESTAMPS)
                 context = video.codec_context
                 stream_base = video.time_base or Fraction(1, 90_000)
                 time_base = (stream_base.numerator, stream_base.denominator)
@@ -337,9 +344,13 @@ class CameraPuller:
                         return False
                     if packet.size == 0:  # demuxer flush packet at end of input
                         continue
-                    pts_us = _micros(packet.pts, time_base)
-                    dts_us = _micros(packet.dts, time_base)
-                    duration_us = _micros(packet.duration, time_base) if packet.duration else None
+                    if untimed:
+                        pts_us = dts_us = round((time.monotonic() - session_clock) * 1_000_000)
+                        duration_us = None
+                    else:
+                        pts_us = _micros(packet.pts, time_base)
+                        dts_us = _micros(packet.dts, time_base)
+                        duration_us = _micros(packet.duration, time_base) if packet.duration else None
                     if pts_us is not None:
                         pts_us += pts_offset_us
                         last_end_us = max(last_end_us, pts_us + (duration_us or 0))
