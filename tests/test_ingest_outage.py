@@ -31,6 +31,14 @@ def metric(port: int, name: str) -> float:
     return sum(float(value) for value in re.findall(rf"^{name}(?:{{[^}}]*}})? (\S+)$", text, re.M))
 
 
+def readiness(port: int) -> int:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
 def test_broker_outage_drops_whole_gops_and_recovers(tmp_path: Path) -> None:
     broker = KafkaBroker(port=PORT)
     broker.start(timeout_s=120)
@@ -54,11 +62,7 @@ def test_broker_outage_drops_whole_gops_and_recovers(tmp_path: Path) -> None:
         assert ingest.alive
         with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/healthz", timeout=5) as response:
             assert response.status == 200  # alive: a restart would not help, the client reconnects by itself
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/readyz", timeout=5)
-            raise AssertionError("/readyz should fail while no broker is reachable")
-        except urllib.error.HTTPError as error:
-            assert error.code == 503
+        assert readiness(metrics_port) == 503, "/readyz must fail while no broker is reachable"
 
         broker.start(timeout_s=120)
         with TopicWatcher(kafka, VIDEO_PACKETS, "VideoPacket", SERDE) as after:
@@ -71,8 +75,9 @@ def test_broker_outage_drops_whole_gops_and_recovers(tmp_path: Path) -> None:
             for previous, current in zip(mine, mine[1:]):
                 if current["session_id"] == previous["session_id"] and current["sequence"] != previous["sequence"] + 1:
                     assert current["is_keyframe"], f"{camera}: a gap must end at a keyframe (whole GOPs dropped)"
-        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/readyz", timeout=5) as response:
-            assert response.status == 200
+        # Ready again within a few probe intervals (a late "all brokers down" callback of one client may
+        # still arrive after the probe saw the broker back; the next probe, 2 s later, corrects it).
+        wait_for(lambda: readiness(metrics_port) == 200, 30, "/readyz to pass again after the outage")
     finally:
         if ingest is not None:
             assert ingest.stop() == 0, ingest.log_text()[-2000:]
