@@ -166,75 +166,24 @@ def main() -> None:
     width, height = header["width"], header["height"]
     every = list(range(len(rows)))
     buffer_4s = 120  # trackers express the lost-track budget in 30 fps frames: 120 -> 4 s, like our max_age_s
-    reference = run(
-        roboflow(
-            "bytetrack",
-            width,
-            height,
-            False,
-            frame_rate=header["fps"],
-            lost_track_buffer=buffer_4s,
-            track_activation_threshold=0.4,
-            high_conf_det_threshold=0.4,
-        ),
-        rows,
-        header,
-        every,
-    )
+    budget = {"frame_rate": header["fps"], "lost_track_buffer": buffer_4s}
+    bytetrack = {**budget, "track_activation_threshold": 0.4, "high_conf_det_threshold": 0.4}
+
+    def library(kind: str, timestamps: bool, **options: object) -> Callable[[], Adapter]:
+        return lambda: roboflow(kind, width, height, timestamps, **options)
+
+    reference = run(library("bytetrack", False, **bytetrack)(), rows, header, every)
     contenders: dict[str, Callable[[], Adapter]] = {
         "ours (time-aware)": lambda: ours(width, height),
-        "ByteTrack+timestamps": lambda: roboflow(
-            "bytetrack",
-            width,
-            height,
-            True,
-            frame_rate=header["fps"],
-            lost_track_buffer=buffer_4s,
-            track_activation_threshold=0.4,
-            high_conf_det_threshold=0.4,
-        ),
-        "ByteTrack+ts+DIoU": lambda: roboflow(
-            "bytetrack",
-            width,
-            height,
-            True,
-            frame_rate=header["fps"],
-            lost_track_buffer=buffer_4s,
-            track_activation_threshold=0.4,
-            high_conf_det_threshold=0.4,
-            iou=_diou(),
-            minimum_iou_threshold=-0.3,  # DIoU < 0 for separate boxes: lets sparse frames associate
-        ),
-        "ByteTrack fixed-rate": lambda: roboflow(
-            "bytetrack",
-            width,
-            height,
-            False,
-            frame_rate=header["fps"],
-            lost_track_buffer=buffer_4s,
-            track_activation_threshold=0.4,
-            high_conf_det_threshold=0.4,
-        ),
-        "SORT+timestamps": lambda: roboflow(
-            "sort",
-            width,
-            height,
-            True,
-            frame_rate=header["fps"],
-            lost_track_buffer=buffer_4s,
-            track_activation_threshold=0.4,
-            minimum_consecutive_frames=2,
-        ),
-        "OC-SORT+timestamps": lambda: roboflow(
-            "ocsort",
-            width,
-            height,
-            True,
-            frame_rate=header["fps"],
-            lost_track_buffer=buffer_4s,
-            high_conf_det_threshold=0.4,
-            minimum_consecutive_frames=2,
-        ),
+        "ByteTrack+timestamps": library("bytetrack", True, **bytetrack),
+        # DIoU < 0 for separate boxes: lets sparse frames associate. (A fresh DIoU per run, as before.)
+        "ByteTrack+ts+DIoU": lambda: roboflow("bytetrack", width, height, True, **bytetrack, iou=_diou(),
+                                              minimum_iou_threshold=-0.3),
+        "ByteTrack fixed-rate": library("bytetrack", False, **bytetrack),
+        "SORT+timestamps": library("sort", True, **budget, track_activation_threshold=0.4,
+                                   minimum_consecutive_frames=2),
+        "OC-SORT+timestamps": library("ocsort", True, **budget, high_conf_det_threshold=0.4,
+                                      minimum_consecutive_frames=2),
     }
     print(f"{'schedule':<14} {'tracker':<22} {'frames':>6} {'IDSW':>5} {'IDF1':>6} {'coverage':>8}")
     for plan, indices in schedules(len(rows)).items():
