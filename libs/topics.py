@@ -16,6 +16,7 @@ CAMERA_ACTIVITY = "cctv.camera-activity.v1"  # producer: frame-sampler; consumer
 DETECTIONS = "cctv.detections.v1"  # producer: detector; consumer: alert-router
 ALERTS = "cctv.alerts.v1"  # producer: alert-router; consumers: control room, `cctv alerts tail`
 DLQ = "cctv.dlq.v1"  # producer: every service; consumer: SREs
+PLATFORM_EVENTS = "cctv.platform-events.v1"  # producer: process supervisor (`cctv up`); consumers: console, `cctv status`
 
 DEFAULT_DESTINATIONS = ("police", "fire", "disaster-management", "social-welfare")
 _DESTINATION_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
@@ -68,6 +69,7 @@ def pipeline_topics(
         }),
         TopicSpec(DETECTIONS, "Detections", per_camera, {"retention.ms": str(3 * DAY_MS)}),
         TopicSpec(ALERTS, "Alert", 6, alerts),
+        TopicSpec(PLATFORM_EVENTS, "PlatformEvent", 1, {"retention.ms": str(7 * DAY_MS)}),
         TopicSpec(DLQ, "DeadLetter", 3, {
             "retention.ms": str(14 * DAY_MS), "max.message.bytes": str(16 * 1024 * 1024),
         }),
