@@ -17,6 +17,8 @@ DETECTIONS = "cctv.detections.v1"  # producer: detector; consumer: alert-router
 ALERTS = "cctv.alerts.v1"  # producer: alert-router; consumers: control room, `cctv alerts tail`
 DLQ = "cctv.dlq.v1"  # producer: every service; consumer: SREs
 PLATFORM_EVENTS = "cctv.platform-events.v1"  # producer: process supervisor (`cctv up`); consumers: console, `cctv status`
+INCIDENT_ACTIONS = "cctv.incident-actions.v1"  # producer: console (operators' actions); consumers: every console replica
+AUDIT = "cctv.audit.v1"  # producer: console (logins, live views, actions, denials); consumers: console, auditors
 
 DEFAULT_DESTINATIONS = ("police", "fire", "disaster-management", "social-welfare")
 _DESTINATION_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
@@ -70,6 +72,10 @@ def pipeline_topics(
         TopicSpec(DETECTIONS, "Detections", per_camera, {"retention.ms": str(3 * DAY_MS)}),
         TopicSpec(ALERTS, "Alert", 6, alerts),
         TopicSpec(PLATFORM_EVENTS, "PlatformEvent", 1, {"retention.ms": str(7 * DAY_MS)}),
+        # Operators' actions rebuild incident state: kept as long as the alerts they act on.
+        TopicSpec(INCIDENT_ACTIONS, "IncidentAction", 6, {"retention.ms": str(30 * DAY_MS)}),
+        # The access ledger: a year, as privacy rules for CCTV access logs commonly ask.
+        TopicSpec(AUDIT, "AuditRecord", 3, {"retention.ms": str(365 * DAY_MS)}),
         TopicSpec(DLQ, "DeadLetter", 3, {
             "retention.ms": str(14 * DAY_MS), "max.message.bytes": str(16 * 1024 * 1024),
         }),
