@@ -192,7 +192,8 @@ def create_app(settings: ConsoleSettings, state: ConsoleState, feeds: ConsoleFee
 
     @app.get("/api/v1/cameras/{camera_id}/frame.jpg", tags=["cameras"],
              responses={200: {"content": {"image/jpeg": {}}}})
-    def frame(camera_id: str, user: Authed, request: Request) -> Response:
+    def frame(camera_id: str, user: Authed, request: Request,
+              after: int | None = Query(None, description="answer 204 unless a frame newer than this sequence")) -> Response:
         """The latest frame; X-Capture-Time-Us says when it was captured (for the latency footer)."""
         need_camera(request, user, camera_id)
         with state.lock:
@@ -200,6 +201,8 @@ def create_app(settings: ConsoleSettings, state: ConsoleState, feeds: ConsoleFee
             latest = state.frames.get(camera_id)
         if latest is None:
             raise HTTPException(404, f"no frame from camera {camera_id} yet (it sends frames while something moves)")
+        if after is not None and latest.sequence == after:
+            return Response(status_code=204, headers={"Cache-Control": "no-store"})
         return Response(latest.jpeg, media_type="image/jpeg", headers={
             "Cache-Control": "no-store", "X-Capture-Time-Us": str(latest.capture_time_us),
             "X-Frame-Sequence": str(latest.sequence)})
