@@ -9,9 +9,20 @@ import pytest
 import yaml
 
 from services.console.auth import Signer, allowed, csrf_ok
-from services.console.incidents import Action, ActionRejected, IncidentBook, validate_action
+from services.console.incidents import (
+    Action,
+    ActionRejected,
+    IncidentBook,
+    validate_action,
+)
 from services.console.users import UserStore, ensure_dev_users, hash_password
-from services.console.wall import CameraState, cameras_within, distance_m, maintenance_alerts, select_wall
+from services.console.wall import (
+    CameraState,
+    cameras_within,
+    distance_m,
+    maintenance_alerts,
+    select_wall,
+)
 
 
 def alert(alert_id: str, kind: str = "NEW", sequence: int = 0, severity: str = "HIGH", camera: str = "cam-1",

@@ -1,8 +1,6 @@
 """The console's HTTP side: JSON API under /api/v1 (OpenAPI at /api/v1/openapi.json), the static
 front end, probes and metrics. Thin: decisions live in incidents/wall/auth, Kafka in feeds."""
 
-from __future__ import annotations
-
 import time
 import uuid
 from pathlib import Path

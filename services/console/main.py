@@ -8,9 +8,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import getpass
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -104,9 +106,20 @@ def main(argv: list[str] | None = None) -> None:
     feeds = ConsoleFeeds(settings, make_serde(settings.registry), health, state).start()
     app = create_app(settings, state, feeds, users, signer, health)
     log.info("console on http://%s:%d (kafka %s)", settings.http.host, settings.http.port, settings.kafka.bootstrap_servers)
+    server = uvicorn.Server(uvicorn.Config(
+        app, host=settings.http.host, port=settings.http.port, log_level="warning", access_log=False,
+        proxy_headers=True, forwarded_allow_ips=settings.forwarded_allow_ips))
+    # uvicorn re-raises SIGTERM after its graceful stop (exit -15); like the other services, a requested
+    # stop is a clean exit 0, so the signals only ask the server to finish.
+    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
+
+    def stop(_signum: int, _frame: object) -> None:
+        server.should_exit = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     try:
-        uvicorn.run(app, host=settings.http.host, port=settings.http.port, log_level="warning",
-                    access_log=False, proxy_headers=True, forwarded_allow_ips=os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1"))
+        server.run()
     finally:
         feeds.stop()
 

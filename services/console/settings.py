@@ -10,14 +10,22 @@ from libs.settings import CommonSettings, HttpSettings
 from libs.topics import DETECTIONS, FRAMES, VIDEO_PACKETS
 
 
+class ConsoleHttpSettings(HttpSettings):
+    """The web app itself, which also serves /healthz, /readyz and /metrics: local-only unless told."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+
+
 class ConsoleSettings(CommonSettings):
-    # The web app itself serves /healthz, /readyz and /metrics too; local-only unless told otherwise.
-    http: HttpSettings = Field(default_factory=lambda: HttpSettings(host="127.0.0.1", port=8080))
+    http: ConsoleHttpSettings = Field(default_factory=ConsoleHttpSettings)
     users_file: Path | None = Field(default=None, description="YAML of users: argon2 hashes, roles, cameras")
     session_key: SecretStr | None = Field(default=None, description="signs sessions and tokens; same on every replica")
     session_key_file: Path | None = None
     dev_users_dir: Path | None = Field(default=None, description="create dev admin/operator logins here (cctv up)")
     secure_cookies: bool = False  # set true behind HTTPS (the Ingress)
+    # Proxies whose X-Forwarded-For is believed (the audit's client address); the Ingress controller's.
+    forwarded_allow_ips: str = "127.0.0.1"
     session_max_age_s: int = Field(default=12 * 3600, gt=60)
     token_max_age_s: int = Field(default=12 * 3600, gt=60)
     incident_window_h: float = Field(default=72.0, gt=0, description="alerts/actions read back at start")
