@@ -9,6 +9,7 @@
 #   ffmpeg: the command-line tool serves the MJPEG-over-HTTP test camera (`-f mpjpeg -listen 1`)
 #   Kafka broker from Maven Central (cctv dev stack): maven, and a Java 17 runtime when no `java` is on PATH.
 #   docker-compose (1.29, offline `config -q` validation of docker-compose.yml in the tests).
+#   chromium + chromium-driver: the console's browser tests (headless, driven by selenium).
 #   opencv-doc is NOT installed: samples/make_samples.py only downloads its .deb to extract vtest.avi.
 set -euo pipefail
 
@@ -32,6 +33,8 @@ wanted=(
     ffmpeg
     maven
     docker-compose
+    chromium
+    chromium-driver
 )
 if ! command -v java >/dev/null 2>&1; then
     wanted+=(openjdk-17-jre-headless)

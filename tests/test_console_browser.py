@@ -1,0 +1,252 @@
+"""The console in real headless Chromium (Debian chromium + chromium-driver, driven by selenium) against
+the real stack: the sample camera through ingest, frame-sampler, detector and alert-router on the real
+broker and registry, and the console as its own process. Screenshots go to docs/ for the README."""
+
+from __future__ import annotations
+
+import statistics
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry.avro import AvroDeserializer
+from confluent_kafka.serialization import MessageField, SerializationContext
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+
+from cctv.devstack.services import SERVICE_MODULES, ServiceProcess
+from libs.cameras import CameraEntry, GeoPoint, Sampling
+from libs.settings import KafkaSettings
+from libs.topics import INCIDENT_ACTIONS
+from tests.console_helpers import PASSWORDS, ConsoleProcess, write_users
+from tests.kafka_helpers import wait_for
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE = REPO / "samples" / "vtest-h264.mp4"
+DOCS = REPO / "docs"
+ROAD = [[0.30, 0.30], [0.90, 0.20], [0.99, 0.42], [0.55, 0.64], [0.30, 0.52]]
+CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+
+
+def browser() -> WebDriver:
+    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
+        pytest.fail("Debian chromium and chromium-driver are needed: scripts/install-system-deps.sh installs them",
+                    pytrace=False)
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1600,1000",
+                     "--disable-gpu", "--autoplay-policy=no-user-gesture-required"):
+        options.add_argument(argument)
+    return webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+
+
+def log_in(driver: WebDriver, url: str, user: str, password: str) -> None:
+    driver.get(url)
+    wait_for(lambda: driver.find_element(By.ID, "login").is_displayed(), 30, "the login form")
+    driver.find_element(By.ID, "username").send_keys(user)
+    driver.find_element(By.ID, "password").send_keys(password)
+    driver.find_element(By.ID, "login-button").click()
+
+
+def tile_state(driver: WebDriver, camera: str) -> dict | None:
+    return driver.execute_script("""
+        const t = document.querySelector(`#wall .tile[data-camera="${arguments[0]}"]`);
+        if (!t) return null;
+        const img = t.querySelector('img'), canvas = t.querySelector('canvas');
+        let drawn = 0;
+        if (canvas.width) {
+          const px = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+          for (let i = 3; i < px.length; i += 4 * 97) if (px[i]) drawn++;
+        }
+        return {sequence: img.dataset.sequence || null, width: img.naturalWidth, popped: t.classList.contains('popped'),
+                incident: t.dataset.incident, first: document.querySelector('#wall .tile') === t, boxes: drawn};
+    """, camera)
+
+
+@pytest.fixture(scope="module")
+def stack(kafka_broker, schema_registry, tmp_path_factory) -> Iterator[dict]:
+    from cctv.inventory import publish
+    from libs.kafka import create_topics
+    from libs.serde import make_serde
+    from libs.settings import RegistrySettings
+    from libs.topics import pipeline_topics
+
+    kafka = KafkaSettings(bootstrap_servers=kafka_broker.bootstrap)
+    create_topics(kafka, pipeline_topics())
+    unique, tmp = uuid.uuid4().hex[:8], tmp_path_factory.mktemp("console-browser")
+    camera, other = f"ui-{unique}", f"ui-other-{unique}"
+    serde = make_serde(RegistrySettings(url=schema_registry.url))
+    publish(kafka, serde, [
+        CameraEntry(camera_id=camera, name="Campus road", site_id="campus", stream_url=f"file://{SAMPLE}", loop=True,
+                    realtime=True, tags=["crime-hotspot"], sampling=Sampling(mode="fps", fps=2, heartbeat_s=10),
+                    location=GeoPoint(lat=37.5665, lon=126.9780),
+                    zones=[{"name": "road", "polygon": ROAD, "rules": [{"type": "intrusion"}]}]),
+        CameraEntry(camera_id=other, name="Depot gate", site_id="depot", stream_url="file:///nonexistent.mp4",
+                    location=GeoPoint(lat=37.5690, lon=126.9820)),
+    ])
+    env = {"CCTV_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers, "CCTV_REGISTRY__URL": schema_registry.url,
+           "CCTV_HTTP__PORT": "0", "CCTV_LOG__FORMAT": "text"}
+    console_env = env | {"CCTV_USERS_FILE": str(write_users(tmp / "users.yaml", [camera])),
+                         "CCTV_SESSION_KEY": "browser-test-key-" + "y" * 32, "CCTV_LAG_GROUPS": (
+                             f'{{"sampler-{unique}": "cctv.video.packets.v1", "detector-{unique}": "cctv.frames.v1"}}')}
+    console = ConsoleProcess(console_env, tmp / "console.log")
+    del console.env["CCTV_HTTP__PORT"]
+    console.start()
+    groups = {"ingest": {"CCTV_INGEST__GROUP_ID": f"ingest-{unique}"},
+              "frame-sampler": {"CCTV_GROUP_ID": f"sampler-{unique}"},
+              "detector": {"CCTV_GROUP_ID": f"detector-{unique}"},
+              "alert-router": {"CCTV_APP_ID": f"router-{unique}", "CCTV_DATA_DIR": str(tmp / "faust")}}
+    drivers: list[WebDriver] = []
+    info = {"kafka": kafka, "registry": schema_registry.url, "camera": camera, "other": other, "console": console,
+            "env": env, "groups": groups, "tmp": tmp, "services": [], "drivers": drivers}
+    try:
+        yield info
+    finally:
+        for driver in drivers:
+            driver.quit()
+        codes = {service.name: service.stop() for service in info["services"]}
+        assert console.stop() == 0, (tmp / "console.log").read_text()[-3000:]
+        publish(kafka, serde, [], [camera, other])
+        assert all(code == 0 for code in codes.values()), codes
+
+
+def test_operator_workflow_in_the_browser(stack: dict) -> None:
+    console: ConsoleProcess = stack["console"]
+    camera = stack["camera"]
+    operator = browser()
+    stack["drivers"].append(operator)
+
+    # A wrong password is refused without saying which part was wrong.
+    log_in(operator, console.url, "operator", "not-the-password")
+    wait_for(lambda: operator.find_element(By.ID, "login-error").text, 20, "the login error")
+    assert operator.find_element(By.ID, "login-error").text == "invalid username or password"
+    operator.find_element(By.ID, "username").clear()
+    log_in(operator, console.url, "operator", PASSWORDS["operator"])
+    wait_for(lambda: operator.find_element(By.ID, "console").is_displayed(), 20, "the console after login")
+    assert "operator (operator)" in operator.find_element(By.ID, "whoami").text
+
+    # The pipeline starts after the page is open, so the first incident pops in front of the operator.
+    stack["services"] += [ServiceProcess(name, stack["env"] | stack["groups"][name], stack["tmp"] / f"{name}.log").start()
+                          for name in SERVICE_MODULES]
+
+    def services_alive() -> None:
+        for service in stack["services"]:
+            assert service.alive, f"{service.name} died:\n{service.log_text()[-3000:]}"
+
+    def live_tile() -> dict | None:
+        services_alive()
+        state = tile_state(operator, camera)
+        return state if state and state["sequence"] and state["width"] > 0 else None
+
+    first = wait_for(live_tile, 150, "the sample camera's tile with a frame")
+    changed = wait_for(lambda: (s := live_tile()) and s["sequence"] != first["sequence"] and s, 30,
+                       "the tile's frame to change")
+    assert int(changed["sequence"]) > int(first["sequence"])
+
+    popped = wait_for(lambda: (s := live_tile()) and s["incident"] and s["popped"] and s, 150,
+                      "an alert to pop the camera's tile")
+    assert popped["first"], "the camera with the new incident is the first tile"
+    wait_for(lambda: (s := live_tile()) and s["boxes"] > 0, 60, "detection boxes drawn over the frame")
+    rows = wait_for(lambda: operator.find_elements(By.CSS_SELECTOR, "#incident-list .incident-row"), 20, "incident rows")
+    assert "Campus road" in rows[0].text
+    wait_for(lambda: "all screens p50" in operator.find_element(By.ID, "latency").text, 30, "the latency footer")
+    operator.save_screenshot(str(DOCS / "console-wall.png"))
+
+    # Open the incident, acknowledge with the button, close with the keyboard.
+    alert_id = popped["incident"]
+    operator.find_element(By.CSS_SELECTOR, f'#incident-list .incident-row[data-alert="{alert_id}"]').click()
+    wait_for(lambda: operator.find_element(By.ID, "detail").is_displayed(), 20, "the incident dialog")
+    wait_for(lambda: operator.execute_script("return document.getElementById('detail-image').naturalWidth") > 0, 20,
+             "the evidence snapshot")
+    operator.find_element(By.CSS_SELECTOR, '#detail-actions button[data-action="acknowledge"]').click()
+    wait_for(lambda: operator.find_element(By.ID, "detail-status").text == "acknowledged", 20, "acknowledged")
+    operator.find_element(By.ID, "comment").send_keys("patrol 7 sent")
+    operator.find_element(By.CSS_SELECTOR, '#detail-actions button[data-action="comment"]').click()
+    wait_for(lambda: "patrol 7 sent" in operator.find_element(By.ID, "detail-history").text, 20, "the comment")
+    operator.save_screenshot(str(DOCS / "console-incident.png"))
+    operator.find_element(By.TAG_NAME, "body").send_keys("c")
+    wait_for(lambda: operator.find_element(By.ID, "detail-status").text == "closed", 20, "closed by the 'c' key")
+
+    # Another user in another browser sees the new state.
+    second = browser()
+    stack["drivers"].append(second)
+    log_in(second, console.url, "operator2", PASSWORDS["operator2"])
+    wait_for(lambda: second.find_element(By.ID, "console").is_displayed(), 20, "the second console")
+    second.find_element(By.CSS_SELECTOR, '.tab[data-view="incidents"]').click()
+    second.find_element(By.CSS_SELECTOR, '#incident-filter option[value="closed"], #incident-filter option:nth-child(2)').click()
+    wait_for(lambda: any("closed" in row.text and "Campus road" in row.text
+                         for row in second.find_elements(By.CSS_SELECTOR, "#incident-table tbody tr")), 30,
+             "the closed incident in the second session")
+
+    # The actions are Avro records on cctv.incident-actions.v1, readable by any plain consumer.
+    deserialize = AvroDeserializer(SchemaRegistryClient({"url": stack["registry"]}))
+    reader = Consumer({"bootstrap.servers": stack["kafka"].bootstrap_servers, "group.id": f"ui-{uuid.uuid4().hex[:6]}",
+                       "enable.auto.commit": False})
+    partitions = reader.list_topics(INCIDENT_ACTIONS, timeout=10).topics[INCIDENT_ACTIONS].partitions
+    reader.assign([TopicPartition(INCIDENT_ACTIONS, p, 0) for p in partitions])
+    actions: list[dict] = []
+    deadline = time.monotonic() + 30
+    while len(actions) < 3 and time.monotonic() < deadline:
+        message = reader.poll(0.5)
+        if message is not None and not message.error() and message.key() == alert_id.encode():
+            actions.append(deserialize(message.value(), SerializationContext(INCIDENT_ACTIONS, MessageField.VALUE)))
+    reader.close()
+    assert [a["action"] for a in actions] == ["ACKNOWLEDGE", "COMMENT", "CLOSE"]
+    assert {a["operator"] for a in actions} == {"operator"} and actions[1]["comment"] == "patrol 7 sent"
+
+    latencies = operator.execute_script("return window.cctvConsole.latency")
+    print(f"\ncapture->pixels on the wall: p50 {statistics.median(latencies):.0f} ms, max {max(latencies):.0f} ms "
+          f"over {len(latencies)} frames")
+    assert statistics.median(latencies) < 5000
+
+
+def test_viewer_and_restricted_user_in_the_browser(stack: dict) -> None:
+    console: ConsoleProcess = stack["console"]
+    viewer = browser()
+    stack["drivers"].append(viewer)
+    log_in(viewer, console.url, "viewer", PASSWORDS["viewer"])
+    wait_for(lambda: viewer.find_element(By.ID, "console").is_displayed(), 20, "the viewer's console")
+    row = wait_for(lambda: viewer.find_elements(By.CSS_SELECTOR, "#incident-list .incident-row") or
+                   viewer.find_elements(By.CSS_SELECTOR, "#wall .tile"), 60, "something on the viewer's wall")
+    del row
+    incidents = httpx.get(f"{console.url}/api/v1/incidents?state=all", timeout=30,
+                          headers={"Authorization": "Bearer " + httpx.post(
+                              f"{console.url}/api/v1/login", json={"username": "admin", "password": PASSWORDS["admin"]}
+                          ).json()["token"]}).json()["incidents"]
+    alert_id = incidents[0]["alert_id"]
+    # The page hides the buttons; the API refuses the viewer's own session anyway (page's fetch + CSRF).
+    status = viewer.execute_script("""
+        const me = await (await fetch('/api/v1/me')).json();
+        const r = await fetch(`/api/v1/incidents/${arguments[0]}/actions`, {method: 'POST',
+          headers: {'Content-Type': 'application/json', 'X-CSRF-Token': me.csrf_token}, body: '{"action": "reopen"}'});
+        return r.status;""", alert_id)
+    assert status == 403
+
+    partner = browser()
+    stack["drivers"].append(partner)
+    log_in(partner, console.url, "partner", PASSWORDS["partner"])
+    wait_for(lambda: partner.find_element(By.ID, "console").is_displayed(), 20, "the partner's console")
+    partner.get(f"{console.url}/api/v1/cameras/{stack['other']}")
+    assert "you may not view camera" in partner.find_element(By.TAG_NAME, "body").text
+    partner.get(f"{console.url}/api/v1/cameras/{stack['camera']}")
+    assert stack["camera"] in partner.find_element(By.TAG_NAME, "body").text
+
+    with httpx.Client(base_url=console.url, timeout=30) as admin:
+        token = admin.post("/api/v1/login", json={"username": "admin", "password": PASSWORDS["admin"]}).json()["token"]
+        admin.headers["Authorization"] = f"Bearer {token}"
+        admin.cookies.clear()
+
+        def denied() -> list[dict]:
+            records = admin.get("/api/v1/audit", params={"limit": 2000}).json()["records"]
+            return [r for r in records if r["what"] == "access_denied" and r["actor"] in ("viewer", "partner")]
+
+        found = wait_for(lambda: {r["actor"] for r in denied()} == {"viewer", "partner"} and denied(), 30,
+                         "both denials on the audit ledger")
+        assert any(r["camera_id"] == stack["other"] for r in found if r["actor"] == "partner")
