@@ -20,6 +20,7 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support.ui import Select
 
 from cctv.devstack.services import SERVICE_MODULES, ServiceProcess
 from libs.cameras import CameraEntry, GeoPoint, Sampling
@@ -97,7 +98,6 @@ def stack(kafka_broker, schema_registry, tmp_path_factory) -> Iterator[dict]:
                          "CCTV_SESSION_KEY": "browser-test-key-" + "y" * 32, "CCTV_LAG_GROUPS": (
                              f'{{"sampler-{unique}": "cctv.video.packets.v1", "detector-{unique}": "cctv.frames.v1"}}')}
     console = ConsoleProcess(console_env, tmp / "console.log")
-    del console.env["CCTV_HTTP__PORT"]
     console.start()
     groups = {"ingest": {"CCTV_INGEST__GROUP_ID": f"ingest-{unique}"},
               "frame-sampler": {"CCTV_GROUP_ID": f"sampler-{unique}"},
@@ -154,8 +154,9 @@ def test_operator_workflow_in_the_browser(stack: dict) -> None:
                       "an alert to pop the camera's tile")
     assert popped["first"], "the camera with the new incident is the first tile"
     wait_for(lambda: (s := live_tile()) and s["boxes"] > 0, 60, "detection boxes drawn over the frame")
-    rows = wait_for(lambda: operator.find_elements(By.CSS_SELECTOR, "#incident-list .incident-row"), 20, "incident rows")
-    assert "Campus road" in rows[0].text
+    row = wait_for(lambda: operator.find_elements(By.CSS_SELECTOR, f'#incident-list .incident-row[data-alert="{popped["incident"]}"]'),
+                   20, "the incident in the list")[0]
+    assert "Campus road" in row.text and "new" in row.text
     wait_for(lambda: "all screens p50" in operator.find_element(By.ID, "latency").text, 30, "the latency footer")
     operator.save_screenshot(str(DOCS / "console-wall.png"))
 
@@ -180,7 +181,7 @@ def test_operator_workflow_in_the_browser(stack: dict) -> None:
     log_in(second, console.url, "operator2", PASSWORDS["operator2"])
     wait_for(lambda: second.find_element(By.ID, "console").is_displayed(), 20, "the second console")
     second.find_element(By.CSS_SELECTOR, '.tab[data-view="incidents"]').click()
-    second.find_element(By.CSS_SELECTOR, '#incident-filter option[value="closed"], #incident-filter option:nth-child(2)').click()
+    Select(second.find_element(By.ID, "incident-filter")).select_by_visible_text("closed")
     wait_for(lambda: any("closed" in row.text and "Campus road" in row.text
                          for row in second.find_elements(By.CSS_SELECTOR, "#incident-table tbody tr")), 30,
              "the closed incident in the second session")

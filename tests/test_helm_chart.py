@@ -34,7 +34,7 @@ CRD_KINDS_CHECKED_STRUCTURALLY = {
     ("keda.sh/v1alpha1", "TriggerAuthentication"),
     ("monitoring.coreos.com/v1", "ServiceMonitor"),
 }
-COMPONENTS = ("ingest", "frame-sampler", "detector", "alert-router")
+COMPONENTS = ("ingest", "frame-sampler", "detector", "alert-router", "console")
 # The contract with the code: consumer group and input topic that lag-based scaling watches.
 LAG_SCALED = {
     "frame-sampler": ("cctv-frame-sampler", "cctv.video.packets.v1"),
@@ -576,3 +576,63 @@ def test_network_policy_allows_only_metrics_in_and_kafka_registry_dns_cameras_ou
     assert cameras["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "ingest"
     assert cameras["egress"][0]["to"] == [{"ipBlock": {"cidr": "10.64.0.0/12"}}]
     assert not of_kind(render(set_values=["networkPolicy.enabled=false"]), "NetworkPolicy")
+
+
+# --------------------------------------------------------------------------------------------
+# The console: logins from a Secret, Ingress, who may reach it
+# --------------------------------------------------------------------------------------------
+
+
+def test_console_reads_users_and_session_key_from_its_secret(tmp_path: Path) -> None:
+    import base64
+
+    from services.console.users import hash_password, load_users
+
+    password_hash = hash_password("a long dev password")
+    manifests = render(set_values=[f'json:services.console.auth.users={{"kim": {{"password_hash": "{password_hash}", '
+                                   '"role": "viewer", "cameras": ["gate-1"]}}'])
+    (secret,) = of_kind(manifests, "Secret").values()
+    assert secret["metadata"]["name"] == f"{RELEASE}-cctv-platform-console-auth"
+    key = base64.b64decode(secret["data"]["session-key"]).decode()
+    assert len(key) == 48 and key.isalnum()
+    users_file = tmp_path / "users.yaml"
+    users_file.write_bytes(base64.b64decode(secret["data"]["users.yaml"]))
+    users = load_users(users_file)
+    assert users["kim"].role == "viewer" and users["kim"].cameras == ["gate-1"]
+    console = by_component(manifests, "Deployment")["console"]["spec"]["template"]["spec"]
+    (container,) = console["containers"]
+    env = env_of(container)
+    assert env["CCTV_HTTP__HOST"]["value"] == "0.0.0.0", "reachable through its Service"
+    assert env["CCTV_USERS_FILE"]["value"] == "/etc/cctv/console-auth/users.yaml"
+    assert env["CCTV_SESSION_KEY_FILE"]["value"] == "/etc/cctv/console-auth/session-key"
+    assert env["CCTV_SECURE_COOKIES"]["value"] == "true"
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "console-auth")
+    assert mount == {"name": "console-auth", "mountPath": "/etc/cctv/console-auth", "readOnly": True}
+    volume = next(v for v in console["volumes"] if v["name"] == "console-auth")
+    assert volume["secret"]["secretName"] == secret["metadata"]["name"]
+    assert by_component(manifests, "Deployment")["console"]["spec"]["replicas"] == 2
+    assert not of_kind(manifests, "Ingress"), "the Ingress is opt-in"
+
+
+def test_production_console_uses_an_existing_secret_behind_a_tls_ingress_only() -> None:
+    manifests = render(VALUE_SETS["production"])
+    console = by_component(manifests, "Deployment")["console"]["spec"]["template"]["spec"]
+    volume = next(v for v in console["volumes"] if v["name"] == "console-auth")
+    assert volume["secret"]["secretName"] == "cctv-console-auth"
+    (ingress,) = of_kind(manifests, "Ingress").values()
+    assert ingress["spec"]["tls"] == [{"hosts": ["console.cctv.example.org"], "secretName": "cctv-console-tls"}]
+    backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
+    assert backend == {"name": f"{RELEASE}-cctv-platform-console", "port": {"name": "http"}}
+    assert backend["name"] in of_kind(manifests, "Service")
+    web = of_kind(manifests, "NetworkPolicy")[f"{RELEASE}-cctv-platform-console-web"]["spec"]
+    assert web["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "console"
+    assert web["ingress"][0]["from"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}]
+
+
+@pytest.mark.parametrize(("assignment", "key"), [
+    ('json:services.console.auth.users={"kim": {"password_hash": "$argon2id$x", "role": "god"}}', "role"),
+    ('json:services.console.auth.users={"kim": {"password_hash": "plaintext", "role": "admin"}}', "password_hash"),
+    ("services.console.auth.sessionKey=short", "sessionKey"),
+])
+def test_console_auth_values_are_checked(assignment: str, key: str) -> None:
+    assert key in render_failure([assignment])

@@ -50,6 +50,12 @@ alertRouter:
   consumerGroup: cctv-alert-router
   topic: cctv.detections.v1
   lagScaled: true
+console:
+  name: console
+  command: cctv-console
+  consumerGroup: ""
+  topic: ""
+  lagScaled: false
 {{- end }}
 
 {{/* Labels on every object. */}}

@@ -47,7 +47,7 @@ $("#logout").addEventListener("click", async () => { await api("/api/v1/logout",
 $("#mute").addEventListener("click", () => toggleMute());
 function toggleMute() {
   state.muted = !state.muted; localStorage.setItem("cctv-muted", state.muted ? "1" : "0");
-  $("#mute").textContent = state.muted ? "🔕 muted" : "🔔 sound on";
+  $("#mute").textContent = state.muted ? "Sound: muted" : "Sound: on";
 }
 
 async function start() {
@@ -57,7 +57,7 @@ async function start() {
   $("#whoami").textContent = `${me.user.username} (${me.user.role})`;
   $("#audit-tab").hidden = !me.may_audit;
   $("#detail-actions").hidden = !me.may_act;
-  $("#mute").textContent = state.muted ? "🔕 muted" : "🔔 sound on";
+  $("#mute").textContent = state.muted ? "Sound: muted" : "Sound: on";
   if ("Notification" in window && Notification.permission === "default") Notification.requestPermission().catch(() => {});
   pollWall();
   setInterval(flushLatency, 5000);
@@ -80,6 +80,9 @@ function renderWall(wall) {
   const openIds = new Set(wall.tiles.filter((t) => t.incident).map((t) => t.incident.alert_id));
   const fresh = state.known === null ? [] : [...openIds].filter((id) => !state.known.has(id));
   state.known = new Set([...(state.known || []), ...openIds]);
+  // A tile that just popped stays in front for its highlight time, whatever its severity rank.
+  const poppedUntil = (id) => (box.querySelector(`.tile[data-camera="${CSS.escape(id)}"]`) || {}).popUntil || 0;
+  wall.tiles.sort((a, b) => (poppedUntil(b.camera_id) > Date.now()) - (poppedUntil(a.camera_id) > Date.now()));
   const order = wall.tiles.map((t) => t.camera_id);
   for (const tile of box.querySelectorAll(".tile")) {
     if (!order.includes(tile.dataset.camera)) { stopTile(tile.dataset.camera); tile.remove(); }
@@ -95,7 +98,14 @@ function renderWall(wall) {
     const badge = tile.querySelector(".badge");
     badge.hidden = !t.incident; badge.textContent = t.incident ? t.incident.severity : "";
     if (box.children[index] !== tile) box.insertBefore(tile, box.children[index] || null);
-    drawBoxes(tile.querySelector("canvas"), tile.querySelector("img"), t);
+    const img = tile.querySelector("img");
+    // No live frame (camera quiet or gone): an incident tile shows its evidence snapshot instead.
+    if (!img.dataset.sequence && t.incident && t.incident.has_snapshot && img.dataset.snapshot !== t.incident.alert_id) {
+      img.dataset.snapshot = t.incident.alert_id;
+      img.src = `/api/v1/incidents/${encodeURIComponent(t.incident.alert_id)}/snapshot.jpg`;
+    }
+    tile.querySelector(".no-frame").hidden = Boolean(img.dataset.sequence || img.dataset.snapshot);
+    drawBoxes(tile.querySelector("canvas"), img, t);
   });
   for (const id of fresh) popIncident(wall.tiles.find((t) => t.incident && t.incident.alert_id === id));
   $("#idle").textContent = `${wall.idle_count} idle camera${wall.idle_count === 1 ? "" : "s"} collapsed · ${wall.open_incidents} open incident(s)`;
@@ -110,7 +120,7 @@ function renderWall(wall) {
 
 function makeTile(cameraId) {
   const tile = el("div", { className: "tile", tabIndex: 0 },
-    el("img", { alt: `camera ${cameraId}` }), el("canvas"),
+    el("img", { alt: "" }), el("canvas"), el("span", { className: "no-frame", textContent: "waiting for a frame…" }),
     el("span", { className: "badge" }),
     el("div", { className: "label" }, el("span", { className: "name" }), el("span", { className: "state" })));
   tile.dataset.camera = cameraId;
