@@ -13,7 +13,13 @@ from typing import Any
 import pytest
 import yaml
 
-from libs.settings import CONFIG_FILE_ENV, ENV_PREFIX, CommonSettings, ignored_environment, load_settings
+from libs.settings import (
+    CONFIG_FILE_ENV,
+    ENV_PREFIX,
+    CommonSettings,
+    ignored_environment,
+    load_settings,
+)
 
 SETTINGS_CLASSES = {
     "ingest": "services.ingest.main:IngestSettings",

@@ -72,7 +72,7 @@ def _template_args(
     return args
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _render_cached(
     values_files: tuple[str, ...], set_values: tuple[str, ...], kube_version: str
 ) -> tuple[dict[str, Any], ...]:
@@ -589,8 +589,8 @@ def test_console_reads_users_and_session_key_from_its_secret(tmp_path: Path) -> 
     from services.console.users import hash_password, load_users
 
     password_hash = hash_password("a long dev password")
-    manifests = render(set_values=[f'json:services.console.auth.users={{"kim": {{"password_hash": "{password_hash}", '
-                                   '"role": "viewer", "cameras": ["gate-1"]}}'])
+    users = {"kim": {"password_hash": password_hash, "role": "viewer", "cameras": ["gate-1"]}}
+    manifests = render(set_values=[f"json:services.console.auth.users={json.dumps(users)}"])
     (secret,) = of_kind(manifests, "Secret").values()
     assert secret["metadata"]["name"] == f"{RELEASE}-cctv-platform-console-auth"
     key = base64.b64decode(secret["data"]["session-key"]).decode()
