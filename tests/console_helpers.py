@@ -33,6 +33,7 @@ class ConsoleProcess:
     env: dict[str, str]
     log_file: Path
     port: int = field(default_factory=free_port)
+    args: tuple[str, ...] = ()
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -42,7 +43,7 @@ class ConsoleProcess:
     def start(self, timeout_s: float = 90) -> ConsoleProcess:
         with open(self.log_file, "ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "services.console.main"], stdin=subprocess.DEVNULL, stdout=log,
+                [sys.executable, "-m", "services.console.main", *self.args], stdin=subprocess.DEVNULL, stdout=log,
                 stderr=subprocess.STDOUT, env=os.environ | self.env | {"CCTV_HTTP__PORT": str(self.port)})
 
         def ready() -> bool:

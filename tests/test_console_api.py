@@ -3,6 +3,7 @@ every endpoint, bad input, roles and restrictions, the audit ledger, and state r
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -288,3 +289,42 @@ def test_a_second_replica_rebuilds_the_same_state_from_the_topics(stack: Stack, 
                       what="the first replica to see the second one's close")
     finally:
         assert replica.stop() == 0
+
+
+def test_dev_users_are_created_once_printed_once_and_work(stack: Stack, tmp_path: Path) -> None:
+    """What `cctv up` runs: `cctv-console --dev-users run/` with no users file and no session key."""
+    run_dir = tmp_path / "run"
+    env = {k: v for k, v in stack.env.items() if k not in ("CCTV_USERS_FILE", "CCTV_SESSION_KEY")}
+    log = tmp_path / "dev-console.log"
+    first = ConsoleProcess(env, log, args=("--dev-users", str(run_dir))).start()
+    try:
+        lines = dict(line.split(":", 1) for line in (run_dir / "console-credentials").read_text().splitlines())
+        assert set(lines) == {"admin", "operator"}
+        assert (run_dir / "console-credentials").stat().st_mode & 0o777 == 0o600
+        for name, password in lines.items():
+            assert f"console login created: {name} / {password}" in log.read_text()
+            login = httpx.post(f"{first.url}/api/v1/login", json={"username": name, "password": password})
+            assert login.status_code == 200 and login.json()["user"]["role"] == name
+    finally:
+        assert first.stop() == 0
+    printed = log.read_text().count("console login created")
+    again = ConsoleProcess(env, log, args=("--dev-users", str(run_dir))).start()
+    try:
+        assert log.read_text().count("console login created") == printed, "existing logins are not printed again"
+        login = httpx.post(f"{again.url}/api/v1/login", json={"username": "admin", "password": lines["admin"]})
+        assert login.status_code == 200, "the same password still works after a restart"
+    finally:
+        assert again.stop() == 0
+
+
+def test_console_refuses_to_start_without_users_or_session_key(stack: Stack, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in stack.env.items() if k not in ("CCTV_USERS_FILE", "CCTV_SESSION_KEY")}
+    result = subprocess.run([sys.executable, "-m", "services.console.main"], env=os.environ | env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "CCTV_USERS_FILE" in result.stderr and "--dev-users" in result.stderr
+    short = subprocess.run([sys.executable, "-m", "services.console.main"], capture_output=True, text=True, timeout=60,
+                           env=os.environ | env | {"CCTV_USERS_FILE": str(stack.users_file), "CCTV_SESSION_KEY": "short"})
+    assert short.returncode == 2 and "shorter than 32" in short.stderr
