@@ -322,9 +322,10 @@ def test_console_refuses_to_start_without_users_or_session_key(stack: Stack, tmp
     import sys
 
     env = {k: v for k, v in stack.env.items() if k not in ("CCTV_USERS_FILE", "CCTV_SESSION_KEY")}
-    result = subprocess.run([sys.executable, "-m", "services.console.main"], env=os.environ | env,
+    result = subprocess.run([sys.executable, "-m", "services.console.main"], env=os.environ | env, check=False,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "CCTV_USERS_FILE" in result.stderr and "--dev-users" in result.stderr
     short = subprocess.run([sys.executable, "-m", "services.console.main"], capture_output=True, text=True, timeout=60,
+                           check=False,
                            env=os.environ | env | {"CCTV_USERS_FILE": str(stack.users_file), "CCTV_SESSION_KEY": "short"})
     assert short.returncode == 2 and "shorter than 32" in short.stderr
