@@ -72,4 +72,6 @@ def csrf_ok(credential: Credential, header_value: str | None) -> bool:
     """Bearer tokens are not sent by browsers on their own, so only cookie sessions need the check."""
     if credential.via == "token":
         return True
-    return bool(header_value) and credential.csrf is not None and hmac.compare_digest(credential.csrf, header_value)
+    if not header_value or credential.csrf is None:
+        return False
+    return hmac.compare_digest(credential.csrf, header_value)

@@ -160,9 +160,10 @@ class _Reader:
                 log.warning("%s reader: %s", self.name, error)
                 continue
             for message in messages:
-                if message.error():
-                    if message.error().code() != KafkaError._PARTITION_EOF:
-                        log.warning("%s reader: %s", self.name, message.error().str())
+                problem = message.error()
+                if problem is not None:
+                    if problem.code() != KafkaError._PARTITION_EOF:
+                        log.warning("%s reader: %s", self.name, problem.str())
                     continue
                 try:
                     self.handle(message)
@@ -197,8 +198,9 @@ class ConsoleFeeds:
     # --- reading ---------------------------------------------------------------------------------
 
     def _decode(self, message: Message) -> dict[str, Any] | None:
+        topic = message.topic() or ""
         try:
-            return self.serde.deserialize(message.topic(), SCHEMA_OF[message.topic()], message.value())
+            return self.serde.deserialize(topic, SCHEMA_OF[topic], message.value())
         except SerdeError as error:
             UNDECODABLE.labels(message.topic()).inc()
             log.warning("%s[%d]@%d not decodable: %s", message.topic(), message.partition(), message.offset(), error)
@@ -374,7 +376,7 @@ class ConsoleFeeds:
 
     def audit(self, actor: str, what: str, allowed: bool, *, role: str | None = None, camera_id: str | None = None,
               alert_id: str | None = None, detail: str | None = None, client: str | None = None) -> dict[str, Any]:
-        record = {
+        record: dict[str, Any] = {
             "audit_id": str(uuid.uuid4()), "actor": actor[:200], "role": role, "what": what,
             "outcome": "ALLOWED" if allowed else "DENIED", "camera_id": camera_id, "alert_id": alert_id,
             "detail": detail, "client_address": client, "console_instance": self.instance,
@@ -386,7 +388,7 @@ class ConsoleFeeds:
                 AUDIT_FAILED.inc()
                 log.error("audit record %s (%s %s) not delivered: %s", record["audit_id"], what, actor, error.str())
 
-        self.producer.produce(AUDIT, key=record["actor"].encode(), on_delivery=delivered,
+        self.producer.produce(AUDIT, key=actor[:200].encode(), on_delivery=delivered,
                               value=self.serde.serialize(AUDIT, "AuditRecord", record))
         with self.state.lock:
             self.state.add_audit(record)

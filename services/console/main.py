@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> None:
         proxy_headers=True, forwarded_allow_ips=settings.forwarded_allow_ips))
     # uvicorn re-raises SIGTERM after its graceful stop (exit -15); like the other services, a requested
     # stop is a clean exit 0, so the signals only ask the server to finish.
-    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
+    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
 
     def stop(_signum: int, _frame: object) -> None:
         server.should_exit = True
