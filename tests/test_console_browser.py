@@ -230,6 +230,24 @@ def test_viewer_and_restricted_user_in_the_browser(stack: dict) -> None:
         return r.status;""", alert_id)
     assert status == 403
 
+    # The map: cameras at their locations (offline SVG), radius search from typed coordinates.
+    viewer.find_element(By.CSS_SELECTOR, '.tab[data-view="map"]').click()
+    dots = wait_for(lambda: viewer.find_elements(By.CSS_SELECTOR, f'#map circle.cam[data-camera="{stack["camera"]}"]'),
+                    20, "the sample camera on the map")
+    assert "conn-ONLINE" in dots[0].get_attribute("class")
+    viewer.find_element(By.ID, "near-lat").send_keys("37.5666")
+    viewer.find_element(By.ID, "near-lon").send_keys("126.9781")
+    viewer.find_element(By.ID, "near-go").click()
+    near = wait_for(lambda: viewer.find_element(By.ID, "near-list").text, 20, "the radius search result")
+    assert "Campus road" in near and "Depot gate" not in near, near
+    assert viewer.find_elements(By.CSS_SELECTOR, "#map circle.search")
+    viewer.save_screenshot(str(DOCS / "console-map.png"))
+    # Health: the camera whose file does not exist is reported with its reason.
+    viewer.find_element(By.CSS_SELECTOR, '.tab[data-view="health"]').click()
+    wait_for(lambda: stack["other"] in viewer.find_element(By.ID, "problem-table").text or
+             viewer.find_element(By.CSS_SELECTOR, '.tab[data-view="health"]').click(), 60,
+             "the broken camera on the health view")
+
     partner = browser()
     stack["drivers"].append(partner)
     log_in(partner, console.url, "partner", PASSWORDS["partner"])
