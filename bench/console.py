@@ -256,6 +256,7 @@ def run(bootstrap: str, duration_s: float, active: int, browser: bool) -> list[d
     finally:
         process.terminate()
         process.wait(30)
+        publish(kafka, serde, [], [e.camera_id for e in entries])  # leave the inventory as we found it
     half = [rss for t, rss in samples if t >= duration_s / 2]
     first = [rss for t, rss in samples if t < duration_s / 2]
     slope = 0.0

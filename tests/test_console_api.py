@@ -144,6 +144,20 @@ def test_wall_shows_active_cameras_with_their_latest_frame(stack: Stack, console
         frame = wait_for(second_frame, 30, "the latest frame of camera A")
         assert frame.content == JPEG and frame.headers["x-capture-time-us"] == str(now_us + 2)
         assert operator.get(f"/api/v1/cameras/{stack.cam_a}/frame.jpg?after=2").status_code == 204
+        # Long-poll: asked while no newer frame exists, answered when frame 3 arrives, not at the timeout.
+        import concurrent.futures
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            asked = time.monotonic()
+            pending = pool.submit(operator.get, f"/api/v1/cameras/{stack.cam_a}/frame.jpg",
+                                  params={"after": 2, "wait_s": 10})
+            stack.send(FRAMES, "Frame", stack.cam_a, {
+                "camera_id": stack.cam_a, "session_id": "s", "sequence": 3, "capture_time": now_us + 3,
+                "pts_us": None, "source_partition": 0, "source_offset": 3, "width": 8, "height": 8, "jpeg": JPEG,
+                "motion_score": 0.2, "reason": "MOTION", "sampled_at": now_us})
+            woken = pending.result(timeout=30)
+        assert woken.status_code == 200 and woken.headers["x-frame-sequence"] == "3"
+        assert time.monotonic() - asked < 9, "answered when the frame came, before the 10 s timeout"
+        assert operator.get(f"/api/v1/cameras/{stack.cam_a}/frame.jpg", params={"wait_s": 11}).status_code == 422
         assert operator.get("/api/v1/cameras/no-such-camera/frame.jpg").status_code == 404
         assert operator.post("/api/v1/latency", json={"samples_ms": [120.0, 80.0]}).json()["count"] >= 2
         assert operator.post("/api/v1/latency", json={"samples_ms": "fast"}).status_code == 422
@@ -255,7 +269,9 @@ def test_cameras_radius_search_and_health(stack: Stack, console: ConsoleProcess)
         "exit_code": 1, "restarts": 1, "timestamp": now_ms})
     with console.client("operator") as operator:
         near = operator.get("/api/v1/cameras", params={"lat": 37.5666, "lon": 126.9780, "radius_m": 500}).json()
-        assert [c["camera_id"] for c in near["cameras"]] == [stack.cam_a] and near["cameras"][0]["distance_m"] < 50
+        ours = [c for c in near["cameras"] if c["camera_id"] in (stack.cam_a, stack.cam_b)]  # B is 1.1 km away
+        assert [c["camera_id"] for c in ours] == [stack.cam_a] and ours[0]["distance_m"] < 50
+        assert all(c["distance_m"] <= 500 for c in near["cameras"])
         assert operator.get("/api/v1/cameras", params={"lat": 37.5}).status_code == 422
         assert operator.get("/api/v1/cameras", params={"lat": 95, "lon": 0, "radius_m": 1}).status_code == 422
         health = wait_json(operator, "/api/v1/health", lambda h: any(

@@ -1,6 +1,8 @@
 """The console's HTTP side: JSON API under /api/v1 (OpenAPI at /api/v1/openapi.json), the static
 front end, probes and metrics. Thin: decisions live in incidents/wall/auth, Kafka in feeds."""
 
+import asyncio
+import contextlib
 import time
 import uuid
 from pathlib import Path
@@ -35,6 +37,37 @@ from services.console.views import (
 from services.console.wall import cameras_within
 
 STATIC = Path(__file__).parent / "static"
+
+
+class FrameEvents:
+    """Wakes long-polling frame requests when their camera's frame changes (notified from Kafka's thread)."""
+
+    def __init__(self) -> None:
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.waiting: dict[str, set[asyncio.Future[None]]] = {}
+
+    def notify_threadsafe(self, camera_id: str) -> None:
+        if self.loop is not None and camera_id in self.waiting:
+            self.loop.call_soon_threadsafe(self._wake, camera_id)
+
+    def _wake(self, camera_id: str) -> None:
+        for future in self.waiting.pop(camera_id, set()):
+            if not future.done():
+                future.set_result(None)
+
+    def register(self, camera_id: str) -> asyncio.Future[None]:
+        """Register before looking at the state, so a frame stored in between still wakes us."""
+        self.loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = self.loop.create_future()
+        self.waiting.setdefault(camera_id, set()).add(future)
+        return future
+
+    def release(self, camera_id: str, future: asyncio.Future[None]) -> None:
+        waiters = self.waiting.get(camera_id)
+        if waiters is not None:
+            waiters.discard(future)
+            if not waiters:
+                del self.waiting[camera_id]
 
 
 class LoginRequest(BaseModel):
@@ -188,19 +221,38 @@ def create_app(settings: ConsoleSettings, state: ConsoleState, feeds: ConsoleFee
         feeds.audit(user.name, "live_view", True, role=user.role, camera_id=camera_id, client=client(request))
         return summary | {"recent_incidents": recent}
 
+    frame_events = FrameEvents()
+    state.frame_waiters = frame_events.notify_threadsafe
+
     @app.get("/api/v1/cameras/{camera_id}/frame.jpg", tags=["cameras"],
              responses={200: {"content": {"image/jpeg": {}}}})
-    def frame(camera_id: str, user: Authed, request: Request,
-              after: int | None = Query(None, description="answer 204 unless a frame newer than this sequence")) -> Response:
-        """The latest frame; X-Capture-Time-Us says when it was captured (for the latency footer)."""
+    async def frame(camera_id: str, user: Authed, request: Request,
+                    after: int | None = Query(None, description="only a frame newer than this sequence"),
+                    wait_s: float = Query(0, ge=0, le=10, description="long-poll: wait this long for it")) -> Response:
+        """The latest frame; X-Capture-Time-Us says when it was captured (for the latency footer).
+
+        With `after` and `wait_s` the answer comes as soon as a newer frame arrives (204 if none in time),
+        so tiles show frames the moment the console has them without polling fast."""
         need_camera(request, user, camera_id)
-        with state.lock:
-            state.watch([camera_id])
-            latest = state.frames.get(camera_id)
-        if latest is None:
-            raise HTTPException(404, f"no frame from camera {camera_id} yet (it sends frames while something moves)")
-        if after is not None and latest.sequence == after:
-            return Response(status_code=204, headers={"Cache-Control": "no-store"})
+        deadline = time.monotonic() + wait_s
+        while True:
+            woken = frame_events.register(camera_id)
+            try:
+                with state.lock:
+                    state.watch([camera_id])
+                    latest = state.frames.get(camera_id)
+                if latest is not None and (after is None or latest.sequence != after):
+                    break
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    if latest is None and after is None:
+                        raise HTTPException(404, f"no frame from camera {camera_id} yet "
+                                                 "(it sends frames while something moves)")
+                    return Response(status_code=204, headers={"Cache-Control": "no-store"})
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(woken, remaining)
+            finally:
+                frame_events.release(camera_id, woken)
         return Response(latest.jpeg, media_type="image/jpeg", headers={
             "Cache-Control": "no-store", "X-Capture-Time-Us": str(latest.capture_time_us),
             "X-Frame-Sequence": str(latest.sequence)})

@@ -81,6 +81,8 @@ class ConsoleState:
     audit_ids: set[str] = field(default_factory=set)
     inventory_version: int = -1
     pipeline_lag: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Called (from the reader thread) with a camera id when its latest frame changed: wakes long-polls.
+    frame_waiters: Callable[[str], None] | None = None
 
     def __post_init__(self) -> None:
         self.audit = deque(self.audit, maxlen=self.audit_keep)
@@ -155,7 +157,10 @@ class _Reader:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                messages = self.consumer.consume(500, 0.5)
+                # consume(n, timeout) waits for n records or the timeout, which would hold frames back
+                # up to the timeout: wait for the first record only, then take what is already here.
+                first = self.consumer.poll(0.5)
+                messages = [] if first is None else [first, *self.consumer.consume(499, 0)]
             except KafkaException as error:
                 log.warning("%s reader: %s", self.name, error)
                 continue
@@ -240,12 +245,16 @@ class ConsoleFeeds:
             record = self._decode(message)
             if record is None:
                 return
+            waiters = None
             frame = LatestFrame(record["jpeg"], record["capture_time"], record["sequence"], record["width"],
                                 record["height"], int(time.time() * 1000))
             with state.lock:
                 current = state.frames.get(camera_id)
                 if current is None or frame.capture_time_us >= current.capture_time_us:
                     state.frames[camera_id] = frame
+                    waiters = state.frame_waiters
+            if waiters is not None:
+                waiters(camera_id)
         elif message.topic() == DETECTIONS:
             with state.lock:
                 wanted = state.wants_frames_of(camera_id)

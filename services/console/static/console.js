@@ -132,9 +132,10 @@ function makeTile(cameraId) {
 function stopTile(cameraId) { clearTimeout(state.pollers.get("frame:" + cameraId)); state.pollers.delete("frame:" + cameraId); }
 
 async function pollFrame(tile, cameraId, lastSequence) {
-  let sequence = lastSequence;
+  let sequence = lastSequence, failed = false;
   try {
-    const query = lastSequence === null ? "" : `?after=${lastSequence}`;
+    // Long-poll: the console answers as soon as a newer frame is there (or 204 after 5 s).
+    const query = lastSequence === null ? "" : `?after=${lastSequence}&wait_s=5`;
     const response = await fetch(`/api/v1/cameras/${encodeURIComponent(cameraId)}/frame.jpg${query}`, { credentials: "same-origin", cache: "no-store" });
     if (response.status === 200) {
       const captureUs = Number(response.headers.get("X-Capture-Time-Us"));
@@ -149,9 +150,10 @@ async function pollFrame(tile, cameraId, lastSequence) {
       state.latency.push(latency); state.pendingLatency.push(latency);
       if (state.latency.length > 500) state.latency.shift();
       if (tile.data) drawBoxes(tile.querySelector("canvas"), img, tile.data);
-    }
-  } catch (error) { /* the next poll retries */ }
-  if (tile.isConnected && !$("#console").hidden) state.pollers.set("frame:" + cameraId, setTimeout(() => pollFrame(tile, cameraId, sequence), 250));
+    } else if (response.status !== 204) failed = true;
+  } catch (error) { failed = true; /* the next poll retries */ }
+  const pause = sequence === null || failed ? 1000 : 0; // no frame yet (404) or an error: again in a second
+  if (tile.isConnected && !$("#console").hidden) state.pollers.set("frame:" + cameraId, setTimeout(() => pollFrame(tile, cameraId, sequence), pause));
 }
 
 function drawBoxes(canvas, img, tile) {
