@@ -110,11 +110,17 @@ def test_login_gives_a_token_and_a_cookie_and_refuses_without_saying_which_part_
     with console.client("admin") as admin:
         record = audit_has(admin, what="login_failed", actor="operator")
         assert record["outcome"] == "DENIED" and record["client_address"] == "127.0.0.1"
+        assert record["detail"] == "wrong password"
+        unknown = audit_has(admin, what="login_failed", detail="unknown user name")
+        assert unknown["actor"].startswith("unknown-user:") and "nobody" not in unknown["actor"]
         assert "nope" not in str(admin.get("/api/v1/audit").json()), "no password in the ledger"
         audit_has(admin, what="login", actor="operator", outcome="ALLOWED")
 
 
-def test_openapi_lists_the_endpoints(console: ConsoleProcess) -> None:
+def test_openapi_lists_the_endpoints_and_the_page_loads_nothing_from_elsewhere(console: ConsoleProcess) -> None:
+    page = httpx.get(console.url)
+    assert page.status_code == 200 and "default-src 'self'" in page.headers["content-security-policy"]
+    assert "http" not in page.text.replace(console.url, ""), "no CDN or remote asset in the page"
     paths = httpx.get(f"{console.url}/api/v1/openapi.json").json()["paths"]
     for path in ("/api/v1/login", "/api/v1/wall", "/api/v1/incidents", "/api/v1/incidents/{alert_id}/actions",
                  "/api/v1/cameras", "/api/v1/audit", "/api/v1/health"):

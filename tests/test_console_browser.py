@@ -150,8 +150,12 @@ def test_operator_workflow_in_the_browser(stack: dict) -> None:
                        "the tile's frame to change")
     assert int(changed["sequence"]) > int(first["sequence"])
 
-    popped = wait_for(lambda: (s := live_tile()) and s["incident"] and s["popped"] and s, 150,
-                      "an alert to pop the camera's tile")
+    try:
+        popped = wait_for(lambda: (s := live_tile()) and s["incident"] and s["popped"] and s, 240,
+                          "an alert to pop the camera's tile")
+    except AssertionError as error:
+        logs = "\n".join(f"--- {s.name}\n{s.log_text()[-1500:]}" for s in stack["services"])
+        raise AssertionError(f"{error}\n{logs}") from None
     assert popped["first"], "the camera with the new incident is the first tile"
     wait_for(lambda: (s := live_tile()) and s["boxes"] > 0, 60, "detection boxes drawn over the frame")
     row = wait_for(lambda: operator.find_elements(By.CSS_SELECTOR, f'#incident-list .incident-row[data-alert="{popped["incident"]}"]'),
