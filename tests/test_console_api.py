@@ -45,7 +45,8 @@ class Stack:
         self.users_file = write_users(tmp / "users.yaml", [self.cam_a])
         self.env = {"CCTV_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers, "CCTV_REGISTRY__URL": registry_url,
                     "CCTV_USERS_FILE": str(self.users_file), "CCTV_SESSION_KEY": "test-session-key-" + "x" * 32,
-                    "CCTV_LOG__FORMAT": "text", "CCTV_LAG_INTERVAL_S": "2"}
+                    "CCTV_LOG__FORMAT": "text", "CCTV_LAG_INTERVAL_S": "2",
+                    "CCTV_SILENT_AFTER_S": "2"}
 
     def send(self, topic: str, schema: str, key: str, value: dict) -> None:
         self.producer.produce(topic, key=key.encode(), value=self.serde.serialize(topic, schema, value))
@@ -288,6 +289,12 @@ def test_cameras_radius_search_and_health(stack: Stack, console: ConsoleProcess)
         assert set(health["pipeline_lag"]) == {"cctv-frame-sampler", "cctv-detector", "cctv-alert-router"}
         wall = operator.get("/api/v1/wall").json()
         assert wall["platform"]["recent_trouble"][0]["service"] == "detector"
+        # Failed for longer than the threshold (2 s here): a maintenance alert, counted on the wall too.
+        health = wait_json(operator, "/api/v1/health", lambda h: any(
+            m["camera_id"] == stack.cam_b for m in h["maintenance"]), what="camera B's maintenance alert")
+        alert = next(m for m in health["maintenance"] if m["camera_id"] == stack.cam_b)
+        assert alert["kind"] == "offline" and "connection refused" in alert["reason"]
+        assert operator.get("/api/v1/wall").json()["maintenance"] >= 1
         assert operator.get("/api/v1/platform-events").status_code == 200
 
 

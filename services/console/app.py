@@ -199,7 +199,7 @@ def create_app(settings: ConsoleSettings, state: ConsoleState, feeds: ConsoleFee
     @app.get("/api/v1/wall", tags=["wall"])
     def wall(user: Authed) -> dict[str, Any]:
         """Tiles of active cameras and cameras with open incidents, in the operator's order."""
-        return wall_view(state, user, settings.wall_max_tiles, latency)
+        return wall_view(state, user, settings.wall_max_tiles, latency, settings.silent_after_s)
 
     @app.post("/api/v1/latency", tags=["wall"])
     def report_latency(body: LatencyReport, user: Authed) -> dict[str, Any]:

@@ -33,7 +33,9 @@ def allowed_cameras(user: User) -> set[str] | None:
     return None if user.cameras is None else set(user.cameras)
 
 
-def wall_view(state: ConsoleState, user: User, max_tiles: int, latency: LatencyBook) -> dict[str, Any]:
+def wall_view(state: ConsoleState, user: User, max_tiles: int, latency: LatencyBook,
+              silent_after_s: float) -> dict[str, Any]:
+    now_ms = int(time.time() * 1000)
     with state.lock:
         opened = state.book.select("open")
         selection = select_wall(state.cameras, opened, allowed_cameras(user), max_tiles)
@@ -57,8 +59,10 @@ def wall_view(state: ConsoleState, user: User, max_tiles: int, latency: LatencyB
             "open_incidents": len(visible_open),
             "new_incidents": sum(1 for i in visible_open if i.status == "new"),
             "platform": platform_view(state, limit=5),
+            "maintenance": len(maintenance_alerts(
+                {c: s for c, s in state.cameras.items() if user.can_see(c)}, now_ms, silent_after_s)),
             "latency": latency.summary(),
-            "generated_at_ms": int(time.time() * 1000),
+            "generated_at_ms": now_ms,
         }
 
 

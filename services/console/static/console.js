@@ -45,6 +45,7 @@ $("#login-form").addEventListener("submit", async (event) => {
 
 $("#logout").addEventListener("click", async () => { await api("/api/v1/logout", { method: "POST" }).catch(() => {}); showLogin(); });
 $("#mute").addEventListener("click", () => toggleMute());
+$("#maintenance").addEventListener("click", () => showView("health"));
 function toggleMute() {
   state.muted = !state.muted; localStorage.setItem("cctv-muted", state.muted ? "1" : "0");
   $("#mute").textContent = state.muted ? "Sound: muted" : "Sound: on";
@@ -111,6 +112,7 @@ function renderWall(wall) {
   $("#idle").textContent = `${wall.idle_count} idle camera${wall.idle_count === 1 ? "" : "s"} collapsed · ${wall.open_incidents} open incident(s)`;
   $("#open-count").textContent = wall.open_incidents;
   const trouble = wall.platform.recent_trouble[0];
+  $("#maintenance").textContent = wall.maintenance ? `${wall.maintenance} camera(s) need maintenance` : "";
   $("#platform").textContent = trouble ? `⚠ ${trouble.service} ${trouble.event.toLowerCase()} ${trouble.detail || ""} (${new Date(trouble.timestamp).toLocaleTimeString()})` : "";
   const lat = wall.latency;
   const mine = percentile(state.latency, 0.5);
