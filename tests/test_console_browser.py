@@ -260,7 +260,7 @@ def test_viewer_and_restricted_user_in_the_browser(stack: dict) -> None:
     viewer.find_element(By.ID, "near-go").click()
     near = wait_for(lambda: viewer.find_element(By.ID, "near-list").text, 20, "the radius search result")
     assert "Campus road" in near and "Depot gate" not in near, near
-    assert viewer.find_elements(By.CSS_SELECTOR, "#map circle.search")
+    wait_for(lambda: viewer.find_elements(By.CSS_SELECTOR, "#map circle.search"), 20, "the search circle on the map")
     viewer.save_screenshot(str(DOCS / "console-map.png"))
     # Health: the camera whose file does not exist is reported with its reason.
     viewer.find_element(By.CSS_SELECTOR, '.tab[data-view="health"]').click()
