@@ -19,11 +19,15 @@ PASSWORDS = {"admin": "admin-pass-0001", "operator": "operator-pass-02", "operat
              "viewer": "viewer-pass-0004", "partner": "partner-pass-005"}
 
 
-def write_users(path: Path, partner_cameras: list[str]) -> Path:
+def write_users(path: Path, partner_cameras: list[str], operator_cameras: list[str] | None = None) -> Path:
+    """admin, operator, operator2, viewer, partner (operator restricted to `partner_cameras`); the two
+    operators optionally restricted too (a clean wall for screenshots on a broker other tests share)."""
     roles = {"admin": "admin", "operator": "operator", "operator2": "operator", "viewer": "viewer", "partner": "operator"}
     users: dict[str, Any] = {name: {"password_hash": hash_password(PASSWORDS[name]), "role": role}
                              for name, role in roles.items()}
     users["partner"]["cameras"] = partner_cameras
+    if operator_cameras is not None:
+        users["operator"]["cameras"] = users["operator2"]["cameras"] = operator_cameras
     path.write_text(yaml.safe_dump({"users": users}))
     return path
 

@@ -17,6 +17,7 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 from selenium import webdriver
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -54,6 +55,18 @@ def log_in(driver: WebDriver, url: str, user: str, password: str) -> None:
     driver.find_element(By.ID, "username").send_keys(user)
     driver.find_element(By.ID, "password").send_keys(password)
     driver.find_element(By.ID, "login-button").click()
+
+
+def click(driver: WebDriver, selector: str) -> None:
+    """Click what the selector finds, again if the page re-rendered it in between."""
+    def attempt() -> bool:
+        try:
+            driver.find_element(By.CSS_SELECTOR, selector).click()
+        except (StaleElementReferenceException, NoSuchElementException):
+            return False
+        return True
+
+    wait_for(attempt, 20, f"a click on {selector}")
 
 
 def tile_state(driver: WebDriver, camera: str) -> dict | None:
@@ -106,7 +119,7 @@ def stack(kafka_broker, schema_registry, tmp_path_factory) -> Iterator[dict]:
     ])
     env = {"CCTV_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers, "CCTV_REGISTRY__URL": schema_registry.url,
            "CCTV_HTTP__PORT": "0", "CCTV_LOG__FORMAT": "text"}
-    console_env = env | {"CCTV_USERS_FILE": str(write_users(tmp / "users.yaml", [camera])),
+    console_env = env | {"CCTV_USERS_FILE": str(write_users(tmp / "users.yaml", [camera], [camera, other])),
                          "CCTV_SESSION_KEY": "browser-test-key-" + "y" * 32, "CCTV_LAG_GROUPS": (
                              f'{{"sampler-{unique}": "cctv.video.packets.v1", "detector-{unique}": "cctv.frames.v1"}}')}
     console = ConsoleProcess(console_env, tmp / "console.log")
@@ -182,7 +195,7 @@ def test_operator_workflow_in_the_browser(stack: dict) -> None:
 
     # Open the incident, acknowledge with the button, close with the keyboard.
     alert_id = popped["incident"]
-    operator.find_element(By.CSS_SELECTOR, f'#incident-list .incident-row[data-alert="{alert_id}"]').click()
+    click(operator, f'#incident-list .incident-row[data-alert="{alert_id}"]')
     wait_for(lambda: operator.find_element(By.ID, "detail").is_displayed(), 20, "the incident dialog")
     wait_for(lambda: operator.execute_script("return document.getElementById('detail-image').naturalWidth") > 0, 20,
              "the evidence snapshot")

@@ -208,6 +208,10 @@ async function flushLatency() {
 function renderIncidentList(incidents) {
   state.incidents = incidents;
   state.selected = Math.min(state.selected, Math.max(0, incidents.length - 1));
+  // Rebuild only on change: a row replaced every second would swallow clicks in progress.
+  const signature = JSON.stringify([state.selected, incidents.map((i) => [i.alert_id, i.status, i.assignee, i.severity, i.description])]);
+  if (signature === state.listSignature) return;
+  state.listSignature = signature;
   const list = $("#incident-list");
   list.replaceChildren(...incidents.map((i, index) => {
     const row = el("div", { className: `incident-row status-${i.status}` + (index === state.selected ? " selected" : "") },
