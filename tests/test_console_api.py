@@ -3,6 +3,7 @@ every endpoint, bad input, roles and restrictions, the audit ledger, and state r
 
 from __future__ import annotations
 
+import json
 import os
 import time
 import uuid
@@ -165,6 +166,23 @@ def test_wall_shows_active_cameras_with_their_latest_frame(stack: Stack, console
         assert woken.status_code == 200 and woken.headers["x-frame-sequence"] == "3"
         assert time.monotonic() - asked < 9, "answered when the frame came, before the 10 s timeout"
         assert operator.get(f"/api/v1/cameras/{stack.cam_a}/frame.jpg", params={"wait_s": 11}).status_code == 422
+        # The wall's event stream names the camera as soon as its next frame is in.
+        with operator.stream("GET", "/api/v1/wall/frames") as events:
+            assert events.headers["content-type"].startswith("text/event-stream")
+            lines = events.iter_lines()
+            assert next(lines).startswith("retry:")
+            stack.send(FRAMES, "Frame", stack.cam_a, {
+                "camera_id": stack.cam_a, "session_id": "s", "sequence": 4, "capture_time": now_us + 4,
+                "pts_us": None, "source_partition": 0, "source_offset": 4, "width": 8, "height": 8, "jpeg": JPEG,
+                "motion_score": 0.2, "reason": "MOTION", "sampled_at": now_us})
+            deadline, notice = time.monotonic() + 40, None
+            for line in lines:  # a keep-alive comment comes every 15 s, so the deadline is checked
+                if line.startswith("data:") and stack.cam_a in line:
+                    notice = json.loads(line[5:])
+                    break
+                if time.monotonic() > deadline:
+                    break
+            assert notice == {"camera_id": stack.cam_a, "sequence": 4, "capture_time_us": now_us + 4}
         assert operator.get("/api/v1/cameras/no-such-camera/frame.jpg").status_code == 404
         assert operator.post("/api/v1/latency", json={"samples_ms": [120.0, 80.0]}).json()["count"] >= 2
         assert operator.post("/api/v1/latency", json={"samples_ms": "fast"}).status_code == 422

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import make_asgi_app
 from pydantic import BaseModel, Field
@@ -25,6 +25,7 @@ from services.console.auth import (
     permission_for_action,
 )
 from services.console.feeds import ConsoleFeeds, ConsoleState
+from services.console.frame_events import FrameEvents, frame_stream
 from services.console.incidents import Action, ActionRejected, validate_action
 from services.console.settings import ConsoleSettings
 from services.console.users import User, UserStore
@@ -41,37 +42,6 @@ STATIC = Path(__file__).parent / "static"
 # Everything from this origin only; frames arrive as blob: URLs; no framing by other sites (clickjacking).
 CONTENT_SECURITY_POLICY = ("default-src 'self'; img-src 'self' blob: data:; script-src 'self'; style-src 'self'; "
                            "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
-
-
-class FrameEvents:
-    """Wakes long-polling frame requests when their camera's frame changes (notified from Kafka's thread)."""
-
-    def __init__(self) -> None:
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self.waiting: dict[str, set[asyncio.Future[None]]] = {}
-
-    def notify_threadsafe(self, camera_id: str) -> None:
-        if self.loop is not None and camera_id in self.waiting:
-            self.loop.call_soon_threadsafe(self._wake, camera_id)
-
-    def _wake(self, camera_id: str) -> None:
-        for future in self.waiting.pop(camera_id, set()):
-            if not future.done():
-                future.set_result(None)
-
-    def register(self, camera_id: str) -> asyncio.Future[None]:
-        """Register before looking at the state, so a frame stored in between still wakes us."""
-        self.loop = asyncio.get_running_loop()
-        future: asyncio.Future[None] = self.loop.create_future()
-        self.waiting.setdefault(camera_id, set()).add(future)
-        return future
-
-    def release(self, camera_id: str, future: asyncio.Future[None]) -> None:
-        waiters = self.waiting.get(camera_id)
-        if waiters is not None:
-            waiters.discard(future)
-            if not waiters:
-                del self.waiting[camera_id]
 
 
 class LoginRequest(BaseModel):
@@ -241,6 +211,15 @@ def create_app(settings: ConsoleSettings, state: ConsoleState, feeds: ConsoleFee
 
     frame_events = FrameEvents()
     state.frame_waiters = frame_events.notify_threadsafe
+
+    @app.get("/api/v1/wall/frames", tags=["wall"], response_class=StreamingResponse,
+             responses={200: {"content": {"text/event-stream": {}}}})
+    async def wall_frames(user: Authed, request: Request) -> StreamingResponse:
+        """Server-sent events: `frame` {camera_id, sequence, capture_time_us} whenever the latest frame of
+        a camera on the wall changes; the page then fetches it. One connection for the whole wall."""
+        return StreamingResponse(frame_stream(frame_events, state, request, user.can_see),
+                                 media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
     @app.get("/api/v1/cameras/{camera_id}/frame.jpg", tags=["cameras"],
              responses={200: {"content": {"image/jpeg": {}}}})

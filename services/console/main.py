@@ -108,7 +108,8 @@ def main(argv: list[str] | None = None) -> None:
     log.info("console on http://%s:%d (kafka %s)", settings.http.host, settings.http.port, settings.kafka.bootstrap_servers)
     server = uvicorn.Server(uvicorn.Config(
         app, host=settings.http.host, port=settings.http.port, log_level="warning", access_log=False,
-        proxy_headers=True, forwarded_allow_ips=settings.forwarded_allow_ips))
+        proxy_headers=True, forwarded_allow_ips=settings.forwarded_allow_ips,
+        timeout_graceful_shutdown=5))  # open event streams never finish on their own
     # uvicorn re-raises SIGTERM after its graceful stop (exit -15); like the other services, a requested
     # stop is a clean exit 0, so the signals only ask the server to finish.
     server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]

@@ -30,6 +30,7 @@ function showLogin() {
   $("#console").hidden = true; $("#login").hidden = false;
   for (const timer of state.pollers.values()) clearTimeout(timer);
   state.pollers.clear();
+  if (state.frameStream) { state.frameStream.close(); state.frameStream = null; }
   $("#username").focus();
 }
 
@@ -61,7 +62,8 @@ async function start() {
   $("#mute").textContent = state.muted ? "Sound: muted" : "Sound: on";
   if ("Notification" in window && Notification.permission === "default") Notification.requestPermission().catch(() => {});
   pollWall();
-  setInterval(flushLatency, 5000);
+  openFrameStream();
+  if (!state.latencyTimer) state.latencyTimer = setInterval(flushLatency, 5000);
 }
 
 // ---- wall ---------------------------------------------------------------------------------------
@@ -127,21 +129,39 @@ function makeTile(cameraId) {
     el("div", { className: "label" }, el("span", { className: "name" }), el("span", { className: "state" })));
   tile.dataset.camera = cameraId;
   tile.addEventListener("click", () => openCamera(cameraId));
-  pollFrame(tile, cameraId, null);
+  pollFrame(tile, cameraId);
   return tile;
 }
 
 function stopTile(cameraId) { clearTimeout(state.pollers.get("frame:" + cameraId)); state.pollers.delete("frame:" + cameraId); }
 
-async function pollFrame(tile, cameraId, lastSequence) {
-  let sequence = lastSequence, failed = false;
+// One event stream for the whole wall names each camera whose frame changed (browsers allow only ~6
+// connections per host, so not one open request per tile); each tile then fetches its frame.
+function openFrameStream() {
+  if (state.frameStream) state.frameStream.close();
+  state.frameStream = new EventSource("/api/v1/wall/frames");
+  state.frameStream.addEventListener("frame", (event) => {
+    const notice = JSON.parse(event.data);
+    const tile = $(`#wall .tile[data-camera="${CSS.escape(notice.camera_id)}"]`);
+    if (tile && String(notice.sequence) !== tile.querySelector("img").dataset.sequence) loadFrame(tile, notice.camera_id);
+  });
+}
+
+// A tile without a frame yet asks once a second (a camera that just became active may have none).
+function pollFrame(tile, cameraId) {
+  if (!tile.isConnected || $("#console").hidden) return;
+  if (!tile.querySelector("img").dataset.sequence) loadFrame(tile, cameraId);
+  state.pollers.set("frame:" + cameraId, setTimeout(() => pollFrame(tile, cameraId), 1000));
+}
+
+async function loadFrame(tile, cameraId) {
+  if (tile.loading) { tile.again = true; return; } // coalesce: fetch once more after this one
+  tile.loading = true;
   try {
-    // Long-poll: the console answers as soon as a newer frame is there (or 204 after 5 s).
-    const query = lastSequence === null ? "" : `?after=${lastSequence}&wait_s=5`;
-    const response = await fetch(`/api/v1/cameras/${encodeURIComponent(cameraId)}/frame.jpg${query}`, { credentials: "same-origin", cache: "no-store" });
+    const response = await fetch(`/api/v1/cameras/${encodeURIComponent(cameraId)}/frame.jpg`, { credentials: "same-origin", cache: "no-store" });
     if (response.status === 200) {
       const captureUs = Number(response.headers.get("X-Capture-Time-Us"));
-      sequence = Number(response.headers.get("X-Frame-Sequence"));
+      const sequence = response.headers.get("X-Frame-Sequence");
       const url = URL.createObjectURL(await response.blob());
       const img = tile.querySelector("img");
       await new Promise((resolve) => { img.onload = resolve; img.onerror = resolve; img.src = url; });
@@ -152,10 +172,10 @@ async function pollFrame(tile, cameraId, lastSequence) {
       state.latency.push(latency); state.pendingLatency.push(latency);
       if (state.latency.length > 500) state.latency.shift();
       if (tile.data) drawBoxes(tile.querySelector("canvas"), img, tile.data);
-    } else if (response.status !== 204) failed = true;
-  } catch (error) { failed = true; /* the next poll retries */ }
-  const pause = sequence === null || failed ? 1000 : 0; // no frame yet (404) or an error: again in a second
-  if (tile.isConnected && !$("#console").hidden) state.pollers.set("frame:" + cameraId, setTimeout(() => pollFrame(tile, cameraId, sequence), pause));
+    }
+  } catch (error) { /* the next notice or the per-second check retries */ }
+  tile.loading = false;
+  if (tile.again) { tile.again = false; loadFrame(tile, cameraId); }
 }
 
 function drawBoxes(canvas, img, tile) {
