@@ -265,6 +265,9 @@ class ConsoleFeeds:
                         "objects": [{"class_name": o["class_name"], "score": round(o["score"], 3), "box": o["box"]}
                                     for o in record["objects"]],
                     }
+                    waiters = state.frame_waiters
+                if waiters is not None:  # the page draws boxes on the frame they belong to, when they come
+                    waiters(camera_id)
 
     def _window_starts(self, consumer: Consumer, topics: dict[str, int | None]) -> tuple[list[TopicPartition], dict[tuple[str, int], int]]:
         """Start offsets per partition: `None` = beginning, else the first offset at or after that time (ms)."""

@@ -65,8 +65,9 @@ class FrameEvents:
 
 async def frame_stream(events: FrameEvents, state: ConsoleState, request: Request,
                        can_see: Callable[[str], bool]) -> AsyncIterator[str]:
-    """`event: frame` with camera_id, sequence and capture_time_us for each visible camera whose latest
-    frame changed; a comment line every KEEPALIVE_S keeps proxies from closing the stream."""
+    """`event: frame` with camera_id, sequence, capture_time_us and the camera's latest detections
+    ({sequence, objects}) whenever a visible camera's latest frame or detections changed; a comment line
+    every KEEPALIVE_S keeps proxies from closing the stream."""
     queue = events.subscribe()
     try:
         yield "retry: 2000\n\n"
@@ -80,8 +81,10 @@ async def frame_stream(events: FrameEvents, state: ConsoleState, request: Reques
                 continue
             with state.lock:
                 latest = state.frames.get(camera_id)
+                detections = state.detections.get(camera_id)
             if latest is not None:
-                notice = {"camera_id": camera_id, "sequence": latest.sequence, "capture_time_us": latest.capture_time_us}
+                notice = {"camera_id": camera_id, "sequence": latest.sequence, "capture_time_us": latest.capture_time_us,
+                          "detections": detections}
                 yield f"event: frame\ndata: {json.dumps(notice)}\n\n"
     finally:
         events.unsubscribe(queue)

@@ -108,7 +108,8 @@ function renderWall(wall) {
       img.src = `/api/v1/incidents/${encodeURIComponent(t.incident.alert_id)}/snapshot.jpg`;
     }
     tile.querySelector(".no-frame").hidden = Boolean(img.dataset.sequence || img.dataset.snapshot);
-    drawBoxes(tile.querySelector("canvas"), img, t);
+    rememberDetections(tile, t.detections);
+    drawBoxes(tile.querySelector("canvas"), img, tile);
   });
   for (const id of fresh) popIncident(wall.tiles.find((t) => t.incident && t.incident.alert_id === id));
   $("#idle").textContent = `${wall.idle_count} idle camera${wall.idle_count === 1 ? "" : "s"} collapsed · ${wall.open_incidents} open incident(s)`;
@@ -143,7 +144,10 @@ function openFrameStream() {
   state.frameStream.addEventListener("frame", (event) => {
     const notice = JSON.parse(event.data);
     const tile = $(`#wall .tile[data-camera="${CSS.escape(notice.camera_id)}"]`);
-    if (tile && String(notice.sequence) !== tile.querySelector("img").dataset.sequence) loadFrame(tile, notice.camera_id);
+    if (!tile) return;
+    rememberDetections(tile, notice.detections);
+    if (String(notice.sequence) !== tile.querySelector("img").dataset.sequence) loadFrame(tile, notice.camera_id);
+    else drawBoxes(tile.querySelector("canvas"), tile.querySelector("img"), tile);
   });
 }
 
@@ -171,11 +175,20 @@ async function loadFrame(tile, cameraId) {
       const latency = Date.now() - captureUs / 1000;
       state.latency.push(latency); state.pendingLatency.push(latency);
       if (state.latency.length > 500) state.latency.shift();
-      if (tile.data) drawBoxes(tile.querySelector("canvas"), img, tile.data);
+      drawBoxes(tile.querySelector("canvas"), img, tile);
     }
   } catch (error) { /* the next notice or the per-second check retries */ }
   tile.loading = false;
   if (tile.again) { tile.again = false; loadFrame(tile, cameraId); }
+}
+
+// Boxes belong to one frame: keep the last few detections by frame sequence and draw only those of the
+// frame on screen (the detector answers after the frame is shown; its boxes appear when they come).
+function rememberDetections(tile, detections) {
+  if (!detections) return;
+  tile.boxes = tile.boxes || new Map();
+  tile.boxes.set(String(detections.sequence), detections.objects);
+  while (tile.boxes.size > 16) tile.boxes.delete(tile.boxes.keys().next().value);
 }
 
 function drawBoxes(canvas, img, tile) {
@@ -184,10 +197,10 @@ function drawBoxes(canvas, img, tile) {
   canvas.width = width; canvas.height = height;
   const ctx = canvas.getContext("2d");
   ctx.clearRect(0, 0, width, height);
-  const det = tile.detections, captureUs = Number(img.dataset.captureUs || 0);
-  if (!det || Math.abs(det.capture_time_us - captureUs) > 2e6) return; // boxes only for the frame shown
+  const objects = tile.boxes && tile.boxes.get(img.dataset.sequence);
+  if (!objects) return;
   ctx.lineWidth = Math.max(2, width / 300); ctx.font = `${Math.max(12, width / 50)}px sans-serif`;
-  for (const o of det.objects) {
+  for (const o of objects) {
     const x = o.box.x1 * width, y = o.box.y1 * height, w = (o.box.x2 - o.box.x1) * width, h = (o.box.y2 - o.box.y1) * height;
     ctx.strokeStyle = o.class_name === "person" ? "#3dff8b" : "#3d8bfd"; ctx.strokeRect(x, y, w, h);
     ctx.fillStyle = ctx.strokeStyle; ctx.fillText(`${o.class_name} ${Math.round(o.score * 100)}%`, x + 2, Math.max(12, y - 3));
