@@ -146,8 +146,8 @@ function openFrameStream() {
     const tile = $(`#wall .tile[data-camera="${CSS.escape(notice.camera_id)}"]`);
     if (!tile) return;
     rememberDetections(tile, notice.detections);
-    if (String(notice.sequence) !== tile.querySelector("img").dataset.sequence) loadFrame(tile, notice.camera_id);
-    else drawBoxes(tile.querySelector("canvas"), tile.querySelector("img"), tile);
+    if (!(tile.frames && tile.frames.has(notice.sequence))) loadFrame(tile, notice.camera_id);
+    else showBest(tile);
   });
 }
 
@@ -164,26 +164,44 @@ async function loadFrame(tile, cameraId) {
   try {
     const response = await fetch(`/api/v1/cameras/${encodeURIComponent(cameraId)}/frame.jpg`, { credentials: "same-origin", cache: "no-store" });
     if (response.status === 200) {
-      const captureUs = Number(response.headers.get("X-Capture-Time-Us"));
-      const sequence = response.headers.get("X-Frame-Sequence");
-      const url = URL.createObjectURL(await response.blob());
-      const img = tile.querySelector("img");
-      await new Promise((resolve) => { img.onload = resolve; img.onerror = resolve; img.src = url; });
-      const old = img.dataset.url; img.dataset.url = url; img.dataset.sequence = sequence; img.dataset.captureUs = captureUs;
-      if (old) URL.revokeObjectURL(old);
-      await new Promise((resolve) => requestAnimationFrame(resolve)); // pixels are on screen after this frame
-      const latency = Date.now() - captureUs / 1000;
-      state.latency.push(latency); state.pendingLatency.push(latency);
-      if (state.latency.length > 500) state.latency.shift();
-      drawBoxes(tile.querySelector("canvas"), img, tile);
+      const sequence = Number(response.headers.get("X-Frame-Sequence"));
+      const frame = { sequence, captureUs: Number(response.headers.get("X-Capture-Time-Us")),
+        url: URL.createObjectURL(await response.blob()) };
+      tile.frames = tile.frames || new Map();
+      if (tile.frames.has(sequence)) URL.revokeObjectURL(frame.url); else tile.frames.set(sequence, frame);
+      await showBest(tile);
     }
   } catch (error) { /* the next notice or the per-second check retries */ }
   tile.loading = false;
   if (tile.again) { tile.again = false; loadFrame(tile, cameraId); }
 }
 
-// Boxes belong to one frame: keep the last few detections by frame sequence and draw only those of the
-// frame on screen (the detector answers after the frame is shown; its boxes appear when they come).
+// Boxes belong to one frame, and the detector answers after the frame exists. A tile shows the newest
+// frame whose boxes are known, unless that is more than ANNOTATED_LAG_MS behind the newest frame (a slow
+// or absent detector): then the newest frame, without boxes. Never a frame older than the one shown.
+const ANNOTATED_LAG_MS = 1500, FRAMES_KEPT = 6;
+async function showBest(tile) {
+  const frames = [...(tile.frames || new Map()).values()].sort((a, b) => a.sequence - b.sequence);
+  if (!frames.length) return;
+  const newest = frames[frames.length - 1];
+  const annotated = frames.filter((f) => tile.boxes && tile.boxes.has(String(f.sequence))).pop();
+  const chosen = annotated && newest.captureUs - annotated.captureUs <= ANNOTATED_LAG_MS * 1000 ? annotated : newest;
+  const img = tile.querySelector("img");
+  const shown = Number(img.dataset.sequence || -1);
+  if (chosen.sequence < shown) return;
+  if (chosen.sequence === shown) { drawBoxes(tile.querySelector("canvas"), img, tile); return; }
+  await new Promise((resolve) => { img.onload = resolve; img.onerror = resolve; img.src = chosen.url; });
+  img.dataset.sequence = chosen.sequence; img.dataset.captureUs = chosen.captureUs;
+  drawBoxes(tile.querySelector("canvas"), img, tile);
+  await new Promise((resolve) => requestAnimationFrame(resolve)); // pixels are on screen after this frame
+  const latency = Date.now() - chosen.captureUs / 1000;
+  state.latency.push(latency); state.pendingLatency.push(latency);
+  if (state.latency.length > 500) state.latency.shift();
+  for (const f of frames) { // forget frames older than the one shown, and the oldest beyond the budget
+    if (f.sequence < chosen.sequence || tile.frames.size > FRAMES_KEPT) { URL.revokeObjectURL(f.url); tile.frames.delete(f.sequence); }
+  }
+}
+
 function rememberDetections(tile, detections) {
   if (!detections) return;
   tile.boxes = tile.boxes || new Map();
