@@ -209,6 +209,8 @@ function rememberDetections(tile, detections) {
   while (tile.boxes.size > 16) tile.boxes.delete(tile.boxes.keys().next().value);
 }
 
+// The detector reports down to its own low threshold (for tracking); an operator wants the sure ones.
+const BOX_MIN_SCORE = 0.4;
 function drawBoxes(canvas, img, tile) {
   const width = img.naturalWidth, height = img.naturalHeight;
   if (!width) return;
@@ -218,7 +220,7 @@ function drawBoxes(canvas, img, tile) {
   const objects = tile.boxes && tile.boxes.get(img.dataset.sequence);
   if (!objects) return;
   ctx.lineWidth = Math.max(2, width / 300); ctx.font = `${Math.max(12, width / 50)}px sans-serif`;
-  for (const o of objects) {
+  for (const o of objects.filter((o) => o.score >= BOX_MIN_SCORE)) {
     const x = o.box.x1 * width, y = o.box.y1 * height, w = (o.box.x2 - o.box.x1) * width, h = (o.box.y2 - o.box.y1) * height;
     ctx.strokeStyle = o.class_name === "person" ? "#3dff8b" : "#3d8bfd"; ctx.strokeRect(x, y, w, h);
     ctx.fillStyle = ctx.strokeStyle; ctx.fillText(`${o.class_name} ${Math.round(o.score * 100)}%`, x + 2, Math.max(12, y - 3));
