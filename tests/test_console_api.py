@@ -106,6 +106,10 @@ def test_login_gives_a_token_and_a_cookie_and_refuses_without_saying_which_part_
         assert wrong_password.status_code == unknown_user.status_code == 401
         assert wrong_password.json() == unknown_user.json() == {"detail": "invalid username or password"}
         assert anonymous.post("/api/v1/login", json={"username": "operator"}).status_code == 422
+        guesser = "guess-" + uuid.uuid4().hex[:6]
+        answers = [anonymous.post("/api/v1/login", json={"username": guesser, "password": f"try-{n}"}).status_code
+                   for n in range(6)]
+        assert answers == [401] * 5 + [429], "the sixth guess within 5 minutes is refused outright"
         anonymous.cookies.clear()
         assert anonymous.get("/api/v1/wall").status_code == 401
         assert anonymous.get("/api/v1/wall", headers={"Authorization": "Bearer forged.token.value"}).status_code == 401

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from services.console.auth import Signer, allowed, csrf_ok
+from services.console.auth import LoginThrottle, Signer, allowed, csrf_ok
 from services.console.incidents import (
     Action,
     ActionRejected,
@@ -206,3 +206,19 @@ def test_sessions_and_tokens_are_signed_and_csrf_protects_cookie_writes() -> Non
     token = signer.new_token("kim")
     assert signer.read_token(token).username == "kim" and signer.read_session(token) is None
     assert csrf_ok(signer.read_token(token), None), "bearer tokens are not sent by browsers on their own"
+
+
+def test_login_throttle_locks_a_name_after_repeated_failures_and_forgets_after_success() -> None:
+    throttle = LoginThrottle(max_failures=3, window_s=60, lockout_s=120)
+    kim, lee = ("user:kim",), ("user:lee",)
+    for second in (0, 1):
+        throttle.failed(kim, second)
+    assert throttle.retry_after(kim, 2) == 0
+    throttle.succeeded(kim)  # a success clears the count
+    for second in (10, 11, 12):
+        throttle.failed(kim, second)
+    assert throttle.retry_after(kim, 13) == pytest.approx(119) and throttle.retry_after(lee, 13) == 0
+    assert throttle.retry_after(kim, 133) == 0, "the lockout ends"
+    for second in (200, 300, 400):  # failures far apart (outside the window) never lock
+        throttle.failed(lee, second)
+    assert throttle.retry_after(lee, 401) == 0

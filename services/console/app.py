@@ -19,6 +19,7 @@ from libs.health import Health
 from services.console.auth import (
     CSRF_HEADER,
     SESSION_COOKIE,
+    LoginThrottle,
     Signer,
     allowed,
     csrf_ok,
@@ -73,6 +74,7 @@ def create_app(settings: ConsoleSettings, state: ConsoleState, feeds: ConsoleFee
         response.headers.setdefault("Referrer-Policy", "no-referrer")
         return response
     latency = LatencyBook()
+    throttle = LoginThrottle(settings.login_max_failures, settings.login_lockout_s, settings.login_lockout_s)
 
     def client(request: Request) -> str | None:
         return request.client.host if request.client else None
@@ -137,8 +139,17 @@ def create_app(settings: ConsoleSettings, state: ConsoleState, feeds: ConsoleFee
     @app.post("/api/v1/login", tags=["auth"])
     def login(body: LoginRequest, request: Request, response: Response) -> dict[str, Any]:
         """A session cookie for the page and a bearer token for scripts."""
+        # Per user name only: per address would let one guesser lock out a whole control room behind NAT.
+        keys = ("user:" + body.username,)
+        wait_s = throttle.retry_after(keys, time.monotonic())
+        if wait_s > 0:
+            feeds.audit(body.username if users.get(body.username) else "-", "login_throttled", False,
+                        client=client(request), detail=f"locked for {wait_s:.0f} s more after repeated failures")
+            raise HTTPException(429, f"too many failed logins; try again in {wait_s:.0f} s",
+                                headers={"Retry-After": str(int(wait_s) + 1)})
         user = users.authenticate(body.username, body.password)
         if user is None:
+            throttle.failed(keys, time.monotonic())
             # An unknown name may be a password typed into the wrong field: the ledger keeps only a digest
             # of it (enough to see repeated attempts), never the text.
             known = users.get(body.username) is not None
@@ -146,6 +157,7 @@ def create_app(settings: ConsoleSettings, state: ConsoleState, feeds: ConsoleFee
             feeds.audit(actor, "login_failed", False, client=client(request),
                         detail="wrong password" if known else "unknown user name")
             raise HTTPException(401, "invalid username or password")
+        throttle.succeeded(keys)
         cookie, csrf = signer.new_session(user.name)
         response.set_cookie(SESSION_COOKIE, cookie, max_age=settings.session_max_age_s, httponly=True,
                             samesite="strict", secure=settings.secure_cookies, path="/")

@@ -75,3 +75,31 @@ def csrf_ok(credential: Credential, header_value: str | None) -> bool:
     if not header_value or credential.csrf is None:
         return False
     return hmac.compare_digest(credential.csrf, header_value)
+
+
+class LoginThrottle:
+    """Refuses logins for a while after repeated failures for the same key (the user name): password
+    guessing. Per replica: behind N replicas a guesser gets at most N times the budget."""
+
+    def __init__(self, max_failures: int = 5, window_s: float = 300.0, lockout_s: float = 300.0) -> None:
+        self.max_failures, self.window_s, self.lockout_s = max_failures, window_s, lockout_s
+        self._failures: dict[str, list[float]] = {}
+        self._locked_until: dict[str, float] = {}
+
+    def retry_after(self, keys: tuple[str, ...], now: float) -> float:
+        """Seconds until a login for these keys (user name, address) may be tried again; 0 = now."""
+        return max([self._locked_until.get(key, 0.0) - now for key in keys] + [0.0])
+
+    def failed(self, keys: tuple[str, ...], now: float) -> None:
+        for key in keys:
+            recent = [t for t in self._failures.get(key, []) if now - t < self.window_s] + [now]
+            self._failures[key] = recent
+            if len(recent) >= self.max_failures:
+                self._locked_until[key] = now + self.lockout_s
+                self._failures.pop(key, None)
+        if len(self._failures) > 100_000:  # bounded memory under a spray of random names
+            self._failures.clear()
+
+    def succeeded(self, keys: tuple[str, ...]) -> None:
+        for key in keys:
+            self._failures.pop(key, None)

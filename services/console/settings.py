@@ -28,6 +28,8 @@ class ConsoleSettings(CommonSettings):
     forwarded_allow_ips: str = "127.0.0.1"
     session_max_age_s: int = Field(default=12 * 3600, gt=60)
     token_max_age_s: int = Field(default=12 * 3600, gt=60)
+    login_max_failures: int = Field(default=5, ge=1, description="failed logins (per name or address) before a lockout")
+    login_lockout_s: float = Field(default=300.0, gt=0)
     incident_window_h: float = Field(default=72.0, gt=0, description="alerts/actions read back at start")
     max_incidents: int = Field(default=2000, ge=10)
     audit_keep: int = Field(default=2000, ge=10, description="recent audit records held for GET /api/v1/audit")
