@@ -114,6 +114,7 @@ def test_wall_shows_incident_cameras_first_then_active_ones_and_counts_the_idle(
     cameras["act-old"].activity, cameras["act-old"].activity_since_us = "ACTIVE", 1
     cameras["act-new"].activity, cameras["act-new"].activity_since_us = "ACTIVE", 5
     cameras["hidden"].activity = "ACTIVE"
+    cameras["removed"] = CameraState("removed", in_inventory=False, activity="ACTIVE")
     book = IncidentBook()
     book.apply_alert(alert("i1", camera="inc", severity="MEDIUM"))
     book.apply_alert(alert("i2", camera="act-old", severity="CRITICAL"))
@@ -121,6 +122,8 @@ def test_wall_shows_incident_cameras_first_then_active_ones_and_counts_the_idle(
     assert selection.tiles == ["act-old", "inc", "act-new"]
     assert selection.idle_count == 2 and selection.incident_of["act-old"].alert_id == "i2"
     assert select_wall(cameras, [], None, max_tiles=1).tiles == ["act-new"]
+    everyone = select_wall(cameras, [], None)
+    assert "removed" not in everyone.tiles and everyone.idle_count == 6 - 3, "a removed camera is not counted"
 
 
 def test_maintenance_flags_long_failures_and_online_cameras_without_frames() -> None:

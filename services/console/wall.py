@@ -76,11 +76,13 @@ def select_wall(cameras: dict[str, CameraState], open_incidents: list[Incident],
     with_incident = sorted(pressing, key=lambda c: _urgency(pressing[c]), reverse=True)
     active = sorted(
         (c for c, s in cameras.items()
-         if s.activity == "ACTIVE" and c not in pressing and (allowed is None or c in allowed)),
+         if s.activity == "ACTIVE" and s.in_inventory and c not in pressing and (allowed is None or c in allowed)),
         key=lambda c: (-(cameras[c].activity_since_us or 0), c),
     )
     tiles = (with_incident + active)[:max_tiles]
-    visible_total = len({c for c in cameras if allowed is None or c in allowed} | set(pressing))
+    # Removed cameras (tombstoned, but with old status records) neither get tiles nor count as idle.
+    visible_total = len({c for c, s in cameras.items() if s.in_inventory and (allowed is None or c in allowed)}
+                        | set(pressing))
     return WallSelection(tiles=tiles, idle_count=max(0, visible_total - len(tiles)), incident_of=pressing)
 
 
