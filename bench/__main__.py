@@ -5,15 +5,22 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 from bench.common import RESULTS_DIR, Result, bench_broker, machine_description, now_iso
 
-STAGES = ("ingest", "frame-sampler", "detector", "kafka", "e2e")
+STAGES = ("ingest", "frame-sampler", "detector", "kafka", "e2e", "console")
 app = typer.Typer(add_completion=False)
 console = Console()
 
@@ -21,7 +28,7 @@ console = Console()
 def _steps(quick: bool, only: set[str], detector_batches: int) -> int:
     counts = {"ingest": 5 if quick else 7, "frame-sampler": 2 if quick else 3, "detector": detector_batches + 3,
               "kafka": 6,
-              "e2e": 2 if quick else 3}
+              "e2e": 2 if quick else 3, "console": 1}
     return sum(count for stage, count in counts.items() if stage in only)
 
 
@@ -91,6 +98,13 @@ def main(
                 with bench_broker() as bootstrap:
                     measured = e2e.run_pipeline(bootstrap, cameras, duration, 120.0, status)
                 results += e2e.summarise(cameras, measured)
+        if "console" in selected:
+            from bench import console as console_bench
+            duration = 60.0 if quick else 150.0
+            step(f"console: 3,609 cameras in the inventory, {duration:.0f} s")
+            with bench_broker() as bootstrap:
+                measured = console_bench.run(bootstrap, duration, 24, Path("/usr/bin/chromedriver").exists())[0]
+            results += console_bench.summarise(measured)
         progress.advance(overall)
         progress.update(current, description="done")
 

@@ -280,6 +280,21 @@ def run(bootstrap: str, duration_s: float, active: int, browser: bool) -> list[d
     return [result]
 
 
+def summarise(measured: dict[str, Any]) -> list[Any]:
+    """The harness's Result rows (python -m bench --only console)."""
+    from bench.common import Result
+
+    params = {k: measured[k] for k in ("cameras_in_inventory", "active_cameras", "frames_per_s", "duration_s")}
+    return [
+        Result.plain("console", "resident memory, second half (max)", "MB", measured["rss_mb_second_half_max"], **params),
+        Result.plain("console", "memory slope, second half", "MB/min", measured["rss_slope_mb_per_min_second_half"], **params),
+        Result.plain("console", "CPU", "cores", measured["console_cores"], **params),
+        Result.plain("console", "GET /api/v1/wall p50", "ms", measured["wall_api_p50_ms"], **params),
+        Result.plain("console", "capture→pixels p50 (Chromium)", "ms", measured["capture_to_pixels_p50_ms"], **params),
+        Result.plain("console", "capture→pixels p95 (Chromium)", "ms", measured["capture_to_pixels_p95_ms"], **params),
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bootstrap", help=f"an existing broker; default: a fresh one on port {BENCH_KAFKA_PORT}")
