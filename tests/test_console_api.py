@@ -189,6 +189,8 @@ def test_wall_shows_active_cameras_with_their_latest_frame(stack: Stack, console
             assert notice is not None and notice["detections"] is None
             assert {k: notice[k] for k in ("camera_id", "sequence", "capture_time_us")} == {
                 "camera_id": stack.cam_a, "sequence": 4, "capture_time_us": now_us + 4}
+        with console.client("admin") as admin:
+            audit_has(admin, what="live_view", actor="operator", detail="wall")  # opening the wall is a live view
         assert operator.get("/api/v1/cameras/no-such-camera/frame.jpg").status_code == 404
         assert operator.post("/api/v1/latency", json={"samples_ms": [120.0, 80.0]}).json()["count"] >= 2
         assert operator.post("/api/v1/latency", json={"samples_ms": "fast"}).status_code == 422

@@ -228,7 +228,9 @@ def create_app(settings: ConsoleSettings, state: ConsoleState, feeds: ConsoleFee
              responses={200: {"content": {"text/event-stream": {}}}})
     async def wall_frames(user: Authed, request: Request) -> StreamingResponse:
         """Server-sent events: `frame` {camera_id, sequence, capture_time_us} whenever the latest frame of
-        a camera on the wall changes; the page then fetches it. One connection for the whole wall."""
+        a camera on the wall changes; the page then fetches it. One connection for the whole wall.
+        Opening it is opening the live wall: audited (once per page, not per tile or frame)."""
+        feeds.audit(user.name, "live_view", True, role=user.role, detail="wall", client=client(request))
         return StreamingResponse(frame_stream(frame_events, state, request, user.can_see),
                                  media_type="text/event-stream",
                                  headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
