@@ -249,7 +249,8 @@ def test_cookie_sessions_need_the_csrf_token_for_writes(stack: Stack, console: C
     with httpx.Client(base_url=console.url, timeout=30) as browser:
         login = browser.post("/api/v1/login", json={"username": "operator", "password": PASSWORDS["operator"]})
         csrf = login.json()["csrf_token"]
-        assert browser.get("/api/v1/me").json()["csrf_token"] == csrf
+        me = browser.get("/api/v1/me").json()
+        assert me["csrf_token"] == csrf and me["may_act"] and not me["may_reopen"] and not me["may_audit"]
         wait_json(browser, f"/api/v1/incidents/{alert_id}", lambda d: True)
         forged = browser.post(f"/api/v1/incidents/{alert_id}/actions", json={"action": "acknowledge"})
         assert forged.status_code == 403 and "X-CSRF-Token" in forged.text

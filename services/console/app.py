@@ -174,7 +174,8 @@ def create_app(settings: ConsoleSettings, state: ConsoleState, feeds: ConsoleFee
     @app.get("/api/v1/me", tags=["auth"])
     def me(user: Authed, request: Request) -> dict[str, Any]:
         return {"user": user.public(), "csrf_token": request.state.csrf,
-                "may_act": allowed(user.role, "act"), "may_audit": allowed(user.role, "audit")}
+                "may_act": allowed(user.role, "act"), "may_reopen": allowed(user.role, "reopen"),
+                "may_audit": allowed(user.role, "audit")}
 
     # --- wall and cameras -------------------------------------------------------------------------
 

@@ -289,6 +289,7 @@ async function openIncident(alertId) {
   $("#detail-image").src = incident.has_snapshot ? `/api/v1/incidents/${encodeURIComponent(alertId)}/snapshot.jpg` : "";
   $("#detail-canvas").getContext("2d").clearRect(0, 0, 9999, 9999);
   $("#detail-actions").hidden = !state.me.may_act;
+  $('#detail-actions button[data-action="reopen"]').hidden = !state.me.may_reopen || incident.status !== "closed";
   $("#detail-history").replaceChildren(...incident.actions.map((a) => el("li", {
     textContent: `${new Date(a.timestamp_ms).toLocaleTimeString()} ${a.operator}: ${a.action}${a.assignee ? " → " + a.assignee : ""}${a.comment ? " — " + a.comment : ""}` })));
   $("#detail-error").textContent = "";
