@@ -550,7 +550,7 @@ def test_removed_rule_ends_its_open_incident_after_reload() -> None:
 
 def test_default_inventory_zones_validate_after_the_record_round_trip() -> None:
     """samples/cameras.yaml (what `make run` publishes) as the alert-router reads it back: CameraEntry ->
-    cctv.cameras.v1 record -> CameraEntry -> CameraConfig, as its CameraDirectory builds it."""
+    cctv.cameras.v1 record -> CameraEntry -> CameraConfig."""
     from pathlib import Path
 
     text = (Path(__file__).resolve().parents[1] / "samples" / "cameras.yaml").read_text(encoding="utf-8")
@@ -558,8 +558,7 @@ def test_default_inventory_zones_validate_after_the_record_round_trip() -> None:
     configs = {}
     for entry in entries:
         read_back = CameraEntry.from_record(entry.to_record(updated_at_ms=NOON_MS))
-        configs[entry.camera_id] = CameraConfig(camera_id=read_back.camera_id, name=read_back.name,
-                                                site_id=read_back.site_id, tags=read_back.tags, zones=read_back.zones)
+        configs[entry.camera_id] = CameraConfig.from_entry(read_back)
     campus = configs["campus-file"]
     assert [z.name for z in campus.zones] == ["road", "crossing"]
     assert [r.type for r in campus.zones[0].rules] == ["intrusion", "loitering", "crowding"]

@@ -5,6 +5,8 @@ Rule parameters live with each rule type, in rules/<type>.py.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -18,6 +20,9 @@ from .geometry import polygon_problem
 from .model import Severity
 from .rules.base import AnyRuleConfig, on_rule_registered, registered_rules
 from .schedule import WeeklySchedule
+
+if TYPE_CHECKING:
+    from libs.cameras import CameraEntry
 
 
 class ZoneConfig(BaseModel):
@@ -58,6 +63,14 @@ class CameraConfig(BaseModel):
     site_id: str = ""
     tags: list[str] = Field(default_factory=list)
     zones: list[ZoneConfig] = Field(default_factory=list)
+
+    @classmethod
+    def from_entry(cls, entry: CameraEntry) -> CameraConfig:
+        """The rule side of an inventory entry; its zones (plain dicts there) are validated here."""
+        return cls.model_validate(
+            {"camera_id": entry.camera_id, "name": entry.name, "site_id": entry.site_id, "tags": entry.tags,
+             "zones": entry.zones}
+        )
 
     @field_validator("zones", mode="before")
     @classmethod
