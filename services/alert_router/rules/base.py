@@ -117,12 +117,12 @@ def register_rule(
         raise ValueError(
             f"rule type {name!r} is already registered by {existing.config.__module__}.{existing.config.__name__}"
         )
-    rule_type = RuleType(name, config, evaluate, forget_tracks)
-    _REGISTRY[name] = rule_type
+    entry = RuleType(name, config, evaluate, forget_tracks)
+    _REGISTRY[name] = entry
     if existing is None:
         for listener in _listeners:
             listener()
-    return rule_type
+    return entry
 
 
 def on_rule_registered(listener: Callable[[], None]) -> None:
