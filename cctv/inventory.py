@@ -60,8 +60,7 @@ def validate_entry(data: Any, line: int) -> tuple[CameraEntry | None, EntryError
     try:
         entry = CameraEntry.model_validate(data)
         # Zones and rules are checked by the alert-router's own models, so errors here match its errors at start.
-        RuleCameraConfig(camera_id=entry.camera_id, name=entry.name, site_id=entry.site_id,
-                         tags=entry.tags, zones=entry.zones)
+        RuleCameraConfig.from_entry(entry)
     except ValidationError as error:
         return None, EntryError(line, camera_id, _explain(error))
     return entry, None
