@@ -590,3 +590,26 @@ def test_unreadable_stored_state_gives_clear_error() -> None:
     broken = {**good, "tracker": {**good["tracker"], "tracks": [{"id": 1}]}}
     with pytest.raises(ValueError, match="cam-1.*unreadable.*delete the table entry"):
         CameraPipeline(cam, state=broken)
+
+
+def test_non_numeric_rule_parameters_survive_the_inventory_record() -> None:
+    """A list parameter (abandoned_object.person_classes) used to crash `cctv cameras apply` (every
+    parameter was cast to float); it now travels in the record's options_json and comes back typed."""
+    text = (
+        "cameras:\n"
+        "  - camera_id: hall-1\n    stream_url: rtsp://127.0.0.1:9/s\n    zones:\n"
+        "      - name: lobby\n        polygon: [[0.1, 0.1], [0.9, 0.1], [0.5, 0.9]]\n"
+        "        rules: [{type: abandoned_object, min_unattended_s: 45, person_classes: [person, bicycle]}]\n"
+    )
+    (entry,) = parse_yaml(text)
+    record = entry.to_record(updated_at_ms=NOON_MS)
+    rule_record = record["zones"][0]["rules"][0]
+    assert rule_record["params"] == {"min_unattended_s": 45.0}
+    assert json.loads(rule_record["options_json"]) == {"person_classes": ["person", "bicycle"]}
+    from libs.serde import AvroSerde, shipped_catalog
+
+    serde = AvroSerde(shipped_catalog())
+    decoded = serde.deserialize("t", "CameraConfig", serde.serialize("t", "CameraConfig", record))
+    rule = CameraConfig.from_entry(CameraEntry.from_record(decoded)).zones[0].rules[0]
+    assert rule.type == "abandoned_object"
+    assert rule.person_classes == ["person", "bicycle"] and rule.min_unattended_s == 45
