@@ -16,9 +16,15 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from cctv.devstack.process import DevStackError, LocalServer, cache_dir, port_open, read_pid
+from cctv.devstack.process import (
+    DevStackError,
+    LocalServer,
+    cache_dir,
+    port_open,
+    read_pid,
+)
 
-__all__ = ["DevStackError", "SchemaRegistry", "APICURIO_VERSION"]
+__all__ = ["APICURIO_VERSION", "DevStackError", "SchemaRegistry"]
 
 APICURIO_VERSION = "2.6.13.Final"
 MAVEN_DIR = Path(__file__).with_name("registry_maven")
@@ -43,7 +49,7 @@ def ensure_distribution() -> Path:
         "mvn", "-B", "-q", "-s", str(MAVEN_DIR / "settings.xml"), "-f", str(MAVEN_DIR / "pom.xml"), "package",
         f"-Dregistry.home={registry_home()}", f"-Dapicurio.version={APICURIO_VERSION}",
     ]
-    result = subprocess.run(command, capture_output=True, text=True)
+    result = subprocess.run(command, check=False, capture_output=True, text=True)
     if result.returncode != 0 or not runner_jar().is_file():
         raise DevStackError(f"Maven could not fetch Apicurio Registry: {result.stdout[-2000:]}{result.stderr[-2000:]}")
     return runner_jar()
