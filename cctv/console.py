@@ -47,6 +47,14 @@ def alert_row(alert: dict[str, Any]) -> list[str]:
     ]
 
 
+def alert_line(alert: dict[str, Any]) -> str:
+    """One alert as a plain line (for pipes and logs): full camera id, no colours."""
+    time_, _camera, event, zone, _severity, destinations, _id = alert_row(alert)
+    camera = alert["camera_id"] + (f" ({alert['camera_name']})" if alert["camera_name"] else "")
+    return (f"{time_}  {camera}  {event}  zone {zone}  {alert['severity'].lower()}  -> {destinations}  "
+            f"{alert['alert_id']}")
+
+
 def alert_table(alerts: deque[dict[str, Any]], title: str = "Alerts") -> Table:
     table = Table("time", "camera", "event", "zone", "severity", "destinations", "id", title=title, expand=True)
     for alert in alerts:

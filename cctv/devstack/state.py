@@ -1,0 +1,55 @@
+"""What state a dev stack starts from, and removing it (`cctv down --purge`, `make reset`)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from cctv.devstack.kafka import KafkaBroker
+from cctv.devstack.registry import SchemaRegistry
+from libs.serde import AvroSerde
+from libs.settings import KafkaSettings
+
+RESET_HINT = "`cctv down --purge` (or `make reset`) starts from nothing"
+
+
+def describe_state(kafka: KafkaSettings, serde: AvroSerde, wanted: set[str]) -> list[str]:
+    """Lines saying what earlier runs left in the broker: cameras beyond `wanted`, backlog per service."""
+    from cctv.console import SERVICE_GROUPS, group_lag
+    from cctv.inventory import read_inventory
+
+    inventory = set(read_inventory(kafka, serde, timeout_s=20))
+    lines = []
+    others = sorted(inventory - wanted)
+    if others:
+        shown = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
+        lines.append(f"[yellow]state from earlier runs: {len(others)} other cameras in the inventory ({shown}); "
+                     f"ingest pulls them too. {RESET_HINT}[/]")
+    backlog = []
+    for name, (group, topic) in SERVICE_GROUPS.items():
+        _state, lag, _total = group_lag(kafka, group, topic)
+        if lag:
+            backlog.append(f"{name} {lag} records behind on {topic}")
+    if backlog:
+        lines.append(f"[yellow]backlog from earlier runs: {'; '.join(backlog)}. Alerts from it are not counted "
+                     f"as this run's; {RESET_HINT}[/]")
+    if not lines:
+        lines.append("fresh state: no other cameras in the inventory, no backlog")
+    return lines
+
+
+def purge_paths(kafka_port: int, registry_port: int, state_dir: Path) -> list[Path]:
+    """Broker data, registry database and run state of one dev stack; the downloaded jars stay."""
+    return [KafkaBroker(port=kafka_port).home, SchemaRegistry(port=registry_port).home, state_dir]
+
+
+def remove(paths: list[Path]) -> list[str]:
+    """Delete each existing path; returns lines naming what was removed and its size."""
+    removed = []
+    for path in paths:
+        if not path.exists():
+            continue
+        size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else path.stat().st_size
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+        removed.append(f"removed {path} ({size / 1e6:.1f} MB)")
+    return removed
