@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.table import Column, Table
+from rich.text import Text
 
 from libs.settings import CommonSettings, ConfigError, load_settings
 
@@ -26,7 +27,7 @@ app.add_typer(topics_app, name="topics")
 cameras_app = typer.Typer(help="The camera inventory (compacted topic cctv.cameras.v1).", no_args_is_help=True)
 app.add_typer(cameras_app, name="cameras")
 
-console = Console()
+console = Console(soft_wrap=True)  # long lines stay whole in pipes and logs
 err_console = Console(stderr=True, soft_wrap=True)
 
 BootstrapOption = Annotated[
@@ -68,6 +69,22 @@ def _require_broker(config: CommonSettings) -> None:
     except Exception:  # noqa: BLE001 — any failure here means: not reachable
         fail(f"cannot reach Kafka at {config.kafka.bootstrap_servers} within {BROKER_TIMEOUT_S:.0f} s; {START_HINT}",
              code=3)
+
+
+def show(header: list[str], rows: list[list[str]], title: str | None = None) -> None:
+    """A table on a terminal (first column never cut or wrapped); tab-separated lines without markup when
+    piped, so ids stay whole and scripts can read them."""
+    if not console.is_terminal:
+        if title:
+            print(f"# {title}")
+        for row in [header, *rows]:
+            print("\t".join(Text.from_markup(cell).plain for cell in row))
+        return
+    first = max([len(header[0]), *(len(row[0]) for row in rows)])
+    table = Table(Column(header[0], no_wrap=True, min_width=first), *header[1:], title=title)
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
 
 
 def fail(message: str, code: int = 1) -> None:
@@ -148,11 +165,9 @@ def topics_create(
         outcome = create_topics(config.kafka, specs, replication_factor)
     except Exception as error:  # noqa: BLE001 — broker unreachable, ACL denied, bad config
         fail(f"{type(error).__name__}: {error}")
-    table = Table("topic", "partitions", "result", "config")
-    for spec in specs:
-        table.add_row(spec.name, str(spec.partitions), outcome[spec.name],
-                      ", ".join(f"{k}={v}" for k, v in spec.config.items()))
-    console.print(table)
+    show(["topic", "partitions", "result", "config"],
+         [[spec.name, str(spec.partitions), outcome[spec.name], ", ".join(f"{k}={v}" for k, v in spec.config.items())]
+          for spec in specs])
 
 
 @topics_app.command("check")
@@ -256,15 +271,14 @@ def cameras_list(bootstrap: BootstrapOption = None,
         cameras = read_inventory(config.kafka, make_serde(config.registry))
     except Exception as error:  # noqa: BLE001 — reported to the operator
         fail(f"{type(error).__name__}: {error}")
-    table = Table(Column("camera", overflow="fold"), "name", "site", Column("stream", overflow="fold"), "tags",
-                  "sampling", "zones", "enabled")
     shown = [c for c in sorted(cameras.values(), key=lambda c: c.camera_id) if tag is None or tag in c.tags]
+    rows = []
     for camera in shown:
         sampling = camera.sampling.mode + (f" {camera.sampling.fps:g}/s" if camera.sampling.mode == "fps" else "")
-        table.add_row(camera.camera_id, camera.name, camera.site_id, redact_url(camera.stream_url),
-                      ",".join(camera.tags), sampling, str(len(camera.zones)), "yes" if camera.enabled else "no")
-    console.print(table)
-    console.print(f"{len(shown)} cameras")
+        rows.append([camera.camera_id, camera.name, camera.site_id, redact_url(camera.stream_url),
+                     ",".join(camera.tags), sampling, str(len(camera.zones)), "yes" if camera.enabled else "no"])
+    show(["camera", "name", "site", "stream", "tags", "sampling", "zones", "enabled"], rows)
+    err_console.print(f"{len(shown)} cameras")
 
 
 alerts_app = typer.Typer(help="Alerts as control rooms and agencies receive them.", no_args_is_help=True)
@@ -359,24 +373,22 @@ def status(
     if not inventory and not statuses and all(state.startswith("unknown") for state, _, _ in second.values()):
         fail(f"nothing to show on {config.kafka.bootstrap_servers}: no service has joined, no camera in the inventory "
              f"and no camera status (is it the right cluster? {START_HINT})")
-    services = Table("service", "consumer group", "state", "lag", "records/s", title="Services")
+    services = []
     for name, (group, _topic) in SERVICE_GROUPS.items():
         state, lag, total = second[name]
         rate = (total - first[name][2]) / window
-        up = "[green]up[/]" if "stable" in state else f"[red]down[/] {state}"
-        services.add_row(name, group, up if "stable" in state else state, "-" if lag is None else str(lag),
-                         f"{rate:.1f}" if name != "ingest" else "-")
-    console.print(services)
-    cameras = Table(Column("camera", overflow="fold"), "status", "reason", "fps", "kbit/s", "activity", "since",
-                    title="Cameras")
+        services.append([name, group, "[green]up[/]" if "stable" in state else f"[red]down[/] {state}",
+                         "-" if lag is None else str(lag), f"{rate:.1f}" if name != "ingest" else "-"])
+    show(["service", "consumer group", "state", "lag", "records/s"], services, title="Services")
     removed = (set(statuses) | set(activity)) - set(inventory)  # deleted cameras keep their last status for days
+    cameras = []
     for camera_id in sorted(set(inventory)):
         st, act = statuses.get(camera_id, {}), activity.get(camera_id, {})
-        cameras.add_row(camera_id, st.get("state", "?"), (st.get("reason") or "")[:60],
+        cameras.append([camera_id, st.get("state", "?"), (st.get("reason") or "")[:60],
                         f"{st['fps']:.1f}" if st.get("fps") else "-",
                         f"{st['bitrate_bps'] / 1000:.0f}" if st.get("bitrate_bps") else "-",
-                        act.get("state", "-"), local_time(act["since"]) if act else "-")
-    console.print(cameras)
+                        act.get("state", "-"), local_time(act["since"]) if act else "-"])
+    show(["camera", "status", "reason", "fps", "kbit/s", "activity", "since"], cameras, title="Cameras")
     if removed:
         console.print(f"[dim]{len(removed)} cameras no longer in the inventory not shown[/]")
 
