@@ -129,19 +129,19 @@ def read_compacted(settings: KafkaSettings, serde: AvroSerde, topic: str, schema
 
 def group_lag(settings: KafkaSettings, group: str, topic: str) -> tuple[str, int | None, int]:
     """(state, total lag or None when nothing is committed, committed offset sum)."""
-    from confluent_kafka import ConsumerGroupTopicPartitions
-
     admin = AdminClient(settings.client_config())
     try:
         description = admin.describe_consumer_groups([group])[group].result(timeout=10)
         state = f"{description.state.name.lower()} ({len(description.members)} members)"
     except Exception as error:  # group unknown
         state = f"unknown ({type(error).__name__})"
-    consumer = Consumer(settings.client_config() | {"group.id": f"cctv-lag-{uuid.uuid4().hex[:8]}"})
+    # The group's committed offsets through a consumer of that group that never joins it (no subscribe, no
+    # commit). Not AdminClient.list_consumer_group_offsets: librdkafka crashes (SIGSEGV in
+    # rd_kafka_cgrp_op) when a just-started broker answers it with COORDINATOR_LOAD_IN_PROGRESS.
+    consumer = Consumer(settings.client_config() | {"group.id": group, "enable.auto.commit": False})
     try:
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        request = ConsumerGroupTopicPartitions(group, [TopicPartition(topic, p) for p in partitions])
-        committed = admin.list_consumer_group_offsets([request])[group].result(timeout=10).topic_partitions
+        committed = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
         lag, total, any_committed = 0, 0, False
         for tp in committed:
             high = high_watermark(consumer, topic, tp.partition)

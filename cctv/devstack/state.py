@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
+
+from confluent_kafka import KafkaException
 
 from cctv.devstack.kafka import KafkaBroker
 from cctv.devstack.registry import SchemaRegistry
@@ -15,7 +18,7 @@ RESET_HINT = "`cctv down --purge` (or `make reset`) starts from nothing"
 
 def describe_state(kafka: KafkaSettings, serde: AvroSerde, wanted: set[str]) -> list[str]:
     """Lines saying what earlier runs left in the broker: cameras beyond `wanted`, backlog per service."""
-    from cctv.console import SERVICE_GROUPS, group_lag
+    from cctv.console import SERVICE_GROUPS
     from cctv.inventory import read_inventory
 
     inventory = set(read_inventory(kafka, serde, timeout_s=20))
@@ -27,8 +30,10 @@ def describe_state(kafka: KafkaSettings, serde: AvroSerde, wanted: set[str]) -> 
                      f"ingest pulls them too. {RESET_HINT}[/]")
     backlog = []
     for name, (group, topic) in SERVICE_GROUPS.items():
-        _state, lag, _total = group_lag(kafka, group, topic)
-        if lag:
+        lag = _lag(kafka, group, topic)
+        if isinstance(lag, str):
+            backlog.append(f"{name}: unknown ({lag})")
+        elif lag:
             backlog.append(f"{name} {lag} records behind on {topic}")
     if backlog:
         lines.append(f"[yellow]backlog from earlier runs: {'; '.join(backlog)}. Alerts from it are not counted "
@@ -36,6 +41,20 @@ def describe_state(kafka: KafkaSettings, serde: AvroSerde, wanted: set[str]) -> 
     if not lines:
         lines.append("fresh state: no other cameras in the inventory, no backlog")
     return lines
+
+
+def _lag(kafka: KafkaSettings, group: str, topic: str, attempts: int = 5) -> int | None | str:
+    """The group's lag; a just-started broker answers 'coordinator load in progress' for a few seconds."""
+    from cctv.console import group_lag
+
+    for attempt in range(attempts):
+        try:
+            return group_lag(kafka, group, topic)[1]
+        except KafkaException as error:
+            if attempt == attempts - 1:
+                return error.args[0].str() if error.args else str(error)
+            time.sleep(1.0)  # retry pause, bounded by `attempts`
+    return None
 
 
 def purge_paths(kafka_port: int, registry_port: int, state_dir: Path) -> list[Path]:

@@ -128,7 +128,7 @@ class _Stack:
             stopped.append(f"Kafka on port {self.broker.port}")
         if stopped:
             self.console.print(f"stopped {' and '.join(stopped)} (data kept; `cctv down --purge` resets)")
-        elif not self.started_broker:
+        elif not self.started_broker and self.broker.status() != "stopped":
             self.console.print(f"left Kafka on port {self.broker.port} running: this run did not start it")
 
 
@@ -194,6 +194,9 @@ def run_stack(options: StackOptions, console: Console) -> int:
         return 0
     except DevStackError as error:
         console.print(f"[red]{error}[/]")
+        return 1
+    except Exception as error:  # noqa: BLE001 — one clear line instead of a traceback; everything is stopped
+        console.print(f"[red]error:[/] {type(error).__name__}: {error} (service logs in {options.state_dir / 'logs'})")
         return 1
     finally:
         signal.signal(signal.SIGTERM, previous_handler)
