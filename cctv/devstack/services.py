@@ -48,8 +48,23 @@ class ServiceSpec:
         return env | dict(self.extra_env(context))
 
 
+def camera_credentials_dir(context: StackContext) -> Path:
+    return context.state_dir / "camera-credentials"
+
+
+def _prepare_credentials(context: StackContext) -> list[str]:
+    directory = camera_credentials_dir(context)
+    directory.mkdir(parents=True, exist_ok=True)
+    directory.chmod(0o700)
+    line = (f"camera credentials: one file per credentials_ref in {directory}/ (content user:password), "
+            "read when it changes; no restart needed")
+    return [line]
+
+
 DEV_STACK_SERVICES: tuple[ServiceSpec, ...] = (
-    ServiceSpec("ingest", "services.ingest.main", 9101),
+    ServiceSpec("ingest", "services.ingest.main", 9101,
+                extra_env=lambda ctx: {"CCTV_INGEST__CREDENTIALS_DIR": str(camera_credentials_dir(ctx))},
+                prepare=_prepare_credentials),
     ServiceSpec("frame-sampler", "services.frame_sampler.main", 9102),
     ServiceSpec("detector", "services.detector.main", 9103),
     ServiceSpec("alert-router", "services.alert_router.main", 9104),
