@@ -1,5 +1,6 @@
-"""`python -m bench [--only STAGE ...] [--quick]`: measure each stage against its bare limit, write
-docs/benchmarks/results.json, README.md and results.png."""
+"""`python -m bench [--only STAGE ...] [--quick] [--publish]`: measure each stage against its bare limit,
+write results JSON, a Markdown table and a chart under run/bench/ (a new set per run), or, with
+--publish, update the tracked docs/benchmarks/results.json, README.md and results.png."""
 
 from __future__ import annotations
 
@@ -9,9 +10,22 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
-from bench.common import RESULTS_DIR, Result, bench_broker, machine_description, now_iso
+from bench.common import (
+    REPO,
+    RESULTS_DIR,
+    Result,
+    bench_broker,
+    machine_description,
+    now_iso,
+)
 
 STAGES = ("ingest", "frame-sampler", "detector", "kafka", "e2e")
 app = typer.Typer(add_completion=False)
@@ -37,6 +51,8 @@ def main(
         help="also run the detector through the real Kafka loop (starts a broker)")] = True,
     results_name: Annotated[str, typer.Option(
         help="results file stem under docs/benchmarks (a GPU run keeps its own, e.g. results-gpu-cuda)")] = "results",
+    publish: Annotated[bool, typer.Option(
+        help="update the tracked files in docs/benchmarks (default: a new set under run/bench/)")] = False,
 ) -> None:
     selected = set(only or STAGES)
     unknown = selected - set(STAGES)
@@ -95,16 +111,19 @@ def main(
         progress.update(current, description="done")
 
     entries = [result.as_dict() | {"machine": machine, "date": date, "quick": quick} for result in results]
-    path = RESULTS_DIR / f"{results_name}.json"
-    if merge and path.exists():
-        ran = {("frame-sampler" if s == "frame-sampler" else s) for s in selected}
-        entries = [e for e in json.loads(path.read_text()) if e["stage"] not in ran] + entries
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    published = RESULTS_DIR / f"{results_name}.json"
+    if merge and published.exists():  # stages not run now keep their published figures
+        entries = [e for e in json.loads(published.read_text()) if e["stage"] not in selected] + entries
+    directory = RESULTS_DIR if publish else REPO / "run" / "bench"
+    name = results_name if publish else f"{results_name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{name}.json"
     path.write_text(json.dumps(entries, indent=2, ensure_ascii=False) + "\n")
     from bench import report
-    report.write(entries, results_name)
+    report.write(entries, name, directory)
     console.print(report.table(entries))
-    console.print(f"results in {path} ({time.monotonic() - started:.0f} s)")
+    console.print(f"results in {path} ({time.monotonic() - started:.0f} s)"
+                  + ("" if publish else "; `make bench BENCH_ARGS=--publish` updates docs/benchmarks"))
 
 
 def run() -> None:
