@@ -195,7 +195,7 @@ def _publish_file(path: Path, bootstrap: str | None, prune: bool) -> None:
     try:
         entries = load_file(path)
     except InventoryError as error:
-        err_console.print(f"[red]{path}: {len(error.errors)} invalid entries, nothing published:[/red]")
+        err_console.print(f"[red]{path}: {len(error.errors)} problem(s), nothing published:[/red]")
         for problem in error.errors:
             err_console.print(f"  {path}:{problem}")
         raise typer.Exit(1) from None

@@ -87,14 +87,26 @@ def _validate_all(candidates: list[tuple[int, Any]], errors: list[EntryError]) -
     return [entry for _, entry in entries]
 
 
+def _yaml_problem(error: yaml.YAMLError) -> EntryError:
+    """One readable line: where the construct started, what went wrong and where (PyYAML's own text is
+    several lines with '<unicode string>' in each)."""
+    if not isinstance(error, yaml.MarkedYAMLError) or error.problem_mark is None:
+        return EntryError(0, None, f"not valid YAML: {error}")
+    problem = error.problem_mark
+    if error.context and error.context_mark is not None:
+        start = error.context_mark
+        return EntryError(start.line + 1, None, f"not valid YAML: {error.context} (column {start.column + 1}): "
+                                                f"{error.problem} at line {problem.line + 1}, column {problem.column + 1}")
+    return EntryError(problem.line + 1, None, f"not valid YAML: {error.problem} (column {problem.column + 1})")
+
+
 def parse_yaml(text: str) -> list[CameraEntry]:
     """`cameras:` list (or a bare list) of camera mappings; errors carry the item's line number."""
     try:
         root = yaml.compose(text)
         data = yaml.safe_load(text)
     except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        raise InventoryError([EntryError(mark.line + 1 if mark else 0, None, f"not valid YAML: {error}")]) from None
+        raise InventoryError([_yaml_problem(error)]) from None
     node, items = root, data
     if isinstance(data, dict):
         items = data.get("cameras")
