@@ -36,12 +36,12 @@ def markdown(entries: list[dict[str, Any]], name: str = "results") -> str:
     lines = [
         "# Benchmarks",
         "",
-        "`make bench` (options through `BENCH_ARGS`, e.g. `make bench BENCH_ARGS=\"--quick --only detector\"`; stages",
-        "`ingest|frame-sampler|detector|kafka|e2e`; results go to `run/bench/` unless `--publish` updates these",
-        "files) measures every stage and, in the same run on the same input, the bare limit of that work.",
-        "**ratio** = how close the",
-        "service comes to the bare limit (throughput: service/bare; cost: bare/service; 1.0 = as cheap as the bare",
-        f"loop). Stages under 0.8 are profiled below. Raw entries: [{name}.json]({name}.json).",
+        "`make bench` measures every stage and, in the same run on the same input, the bare limit of that work.",
+        "Options go through `BENCH_ARGS` (`make bench --quick` would be read by make):",
+        "`make bench BENCH_ARGS=\"--quick --only detector\"`; stages `ingest|frame-sampler|detector|kafka|e2e`.",
+        "Results go to a new set under `run/bench/`; `make bench BENCH_ARGS=--publish` updates these files.",
+        "**ratio** = how close the service comes to the bare limit (throughput: service/bare; cost: bare/service;",
+        f"1.0 = as cheap as the bare loop). Stages under 0.8 are profiled below. Raw entries: [{name}.json]({name}.json).",
         "",
         f"Machine: {machine.get('cpu_model')}, {machine.get('cores')} cores, Python {machine.get('python')}, "
         f"onnxruntime {machine.get('onnxruntime')} ({', '.join(machine.get('onnxruntime_providers', []))}), "
