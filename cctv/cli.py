@@ -357,7 +357,7 @@ def status(
     from cctv.console import SERVICE_GROUPS, group_lag, local_time, read_compacted
     from cctv.inventory import read_inventory
     from libs.serde import make_serde
-    from libs.topics import CAMERA_ACTIVITY, CAMERA_STATUS
+    from libs.topics import CAMERA_ACTIVITY, CAMERA_STATUS, PLATFORM_EVENTS
 
     config = settings(bootstrap)
     serde = make_serde(config.registry)
@@ -368,6 +368,7 @@ def status(
         statuses = read_compacted(config.kafka, serde, CAMERA_STATUS, "CameraStatus")
         activity = read_compacted(config.kafka, serde, CAMERA_ACTIVITY, "CameraActivity")
         inventory = read_inventory(config.kafka, serde)
+        processes = read_compacted(config.kafka, serde, PLATFORM_EVENTS, "PlatformEvent")
     except Exception as error:  # noqa: BLE001 — e.g. topics missing on this cluster
         fail(f"{type(error).__name__}: {error}")
     if not inventory and not statuses and all(state.startswith("unknown") for state, _, _ in second.values()):
@@ -377,9 +378,12 @@ def status(
     for name, (group, _topic) in SERVICE_GROUPS.items():
         state, lag, total = second[name]
         rate = (total - first[name][2]) / window
+        event = processes.get(name)  # the supervisor's (`cctv up`) latest word on the process
+        process = f"{event['event']} {local_time(event['timestamp'] * 1000)}" + (
+            f" ({event['restarts']} restarts)" if event["restarts"] else "") if event else "-"
         services.append([name, group, "[green]up[/]" if "stable" in state else f"[red]down[/] {state}",
-                         "-" if lag is None else str(lag), f"{rate:.1f}" if name != "ingest" else "-"])
-    show(["service", "consumer group", "state", "lag", "records/s"], services, title="Services")
+                         "-" if lag is None else str(lag), f"{rate:.1f}" if name != "ingest" else "-", process])
+    show(["service", "consumer group", "state", "lag", "records/s", "process"], services, title="Services")
     removed = (set(statuses) | set(activity)) - set(inventory)  # deleted cameras keep their last status for days
     cameras = []
     for camera_id in sorted(set(inventory)):

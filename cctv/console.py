@@ -106,6 +106,7 @@ def read_compacted(settings: KafkaSettings, serde: AvroSerde, topic: str, schema
         "group.id": f"cctv-status-{uuid.uuid4().hex[:8]}", "enable.auto.commit": False,
     })
     latest: dict[str, dict[str, Any]] = {}
+    undecodable: list[str] = []
     try:
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
         ends = {p: high_watermark(consumer, topic, p) for p in partitions}
@@ -118,12 +119,13 @@ def read_compacted(settings: KafkaSettings, serde: AvroSerde, topic: str, schema
                 try:
                     latest[message.key().decode()] = serde.deserialize(topic, schema, message.value())
                 except SerdeError as error:
-                    log.warning("skipping undecodable record at %s[%d]@%d: %s", topic, message.partition(),
-                                message.offset(), error)
+                    undecodable.append(f"{topic}[{message.partition()}]@{message.offset()}: {error}")
             positions = consumer.position([TopicPartition(topic, p) for p in pending])
             pending -= {tp.partition for tp in positions if tp.offset >= ends[tp.partition]}
     finally:
         consumer.close()
+    if undecodable:  # one line, not one per record
+        log.warning("skipped %d undecodable records of %s, e.g. %s", len(undecodable), topic, undecodable[0])
     return latest
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import time
 import uuid
 from dataclasses import dataclass
@@ -168,10 +169,17 @@ def load_file(path: Path) -> list[CameraEntry]:
     return parse_csv(text) if path.suffix.lower() == ".csv" else parse_yaml(text)
 
 
+_LIBRDKAFKA_LOG = logging.getLogger("cctv.inventory.librdkafka")
+_LIBRDKAFKA_LOG.setLevel(logging.ERROR)
+
+
 def publish(settings: KafkaSettings, serde: AvroSerde, entries: list[CameraEntry],
             remove: list[str] | None = None) -> int:
     """Publish entries (and tombstones for `remove`) in one transaction. Returns records written."""
     producer = Producer(settings.client_config() | {
+        # librdkafka's "GETPID ... retrying" warnings while a fresh broker loads its transaction
+        # coordinator are routine; errors still reach the terminal.
+        "logger": _LIBRDKAFKA_LOG,
         "transactional.id": f"cctv-inventory-{uuid.uuid4()}",
         "enable.idempotence": True,
         "acks": "all",
