@@ -113,7 +113,12 @@ def _server_commands(group: typer.Typer, title: str, default_port: int, make: Ca
 
     @group.command("stop")
     def stop(port: Annotated[int, typer.Option(help="Port of the server to stop.")] = default_port) -> None:
-        """Stop the server started by `start` (by its PID file)."""
+        """Stop the server started by `start` (by its PID file); refused while a `cctv up` uses it."""
+        from cctv.devstack.lock import holder
+
+        running = holder(port) if title == "Kafka" else None
+        if running is not None:
+            fail(f"a `cctv up` (pid {running.get('pid')}) runs on this broker; `cctv down` stops it and its services")
         stopped = make(port).stop()
         console.print(f"{title} stopped" if stopped else f"{title} was not running (no live PID file)")
 

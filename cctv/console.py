@@ -7,7 +7,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ SERVICE_GROUPS = {  # service → (consumer group, input topic)
 
 
 def local_time(micros: int) -> str:
-    return datetime.fromtimestamp(micros / 1e6, tz=timezone.utc).astimezone().strftime("%H:%M:%S")
+    return datetime.fromtimestamp(micros / 1e6, tz=UTC).astimezone().strftime("%H:%M:%S")
 
 
 def alert_row(alert: dict[str, Any]) -> list[str]:
@@ -135,7 +135,7 @@ def group_lag(settings: KafkaSettings, group: str, topic: str) -> tuple[str, int
     try:
         description = admin.describe_consumer_groups([group])[group].result(timeout=10)
         state = f"{description.state.name.lower()} ({len(description.members)} members)"
-    except Exception as error:  # group unknown
+    except Exception as error:  # noqa: BLE001 — group unknown
         state = f"unknown ({type(error).__name__})"
     # The group's committed offsets through a consumer of that group that never joins it (no subscribe, no
     # commit). Not AdminClient.list_consumer_group_offsets: librdkafka crashes (SIGSEGV in

@@ -70,6 +70,12 @@ DEV_STACK_SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("alert-router", "services.alert_router.main", 9104),
 )
 
+# A further service is one more entry; the console, for instance (its HTTP port is its web page):
+#   ServiceSpec("console", "services.console.main", 8080,
+#               extra_env=lambda ctx: {"CCTV_CONSOLE__USERS_DIR": str(ctx.state_dir / "console-users")},
+#               prepare=lambda ctx: ["console: http://127.0.0.1:8080, logins in "
+#                                    f"{ctx.state_dir / 'console-credentials'}"]),
+
 # name → module, for tests and benchmarks that start single services.
 SERVICE_MODULES = {spec.name: spec.module for spec in DEV_STACK_SERVICES}
 
