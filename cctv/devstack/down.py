@@ -30,9 +30,9 @@ def stop_stack(kafka_port: int, registry_port: int, purge: bool, state_dir: Path
         state_dir = state_dir or Path(running.get("state_dir") or repo_root() / "run")
     broker, registry = KafkaBroker(port=kafka_port), SchemaRegistry(port=registry_port)
     for title, server in (("schema registry", registry), ("Kafka", broker)):
-        pid = _pid(server.pid_file)
+        server_pid = _pid(server.pid_file)
         if server.stop():
-            lines.append(f"stopped {title} (pid {pid}) on 127.0.0.1:{server.port}")
+            lines.append(f"stopped {title} (pid {server_pid}) on 127.0.0.1:{server.port}")
     if not lines:
         lines.append(f"nothing to stop: no `cctv up`, Kafka or registry of ours on ports {kafka_port}/{registry_port}")
     if purge:

@@ -141,6 +141,8 @@ def describe_exit(code: int | None) -> str:
         return "still running"
     if code in (0, -signal.SIGTERM):
         return "stopped"
+    if code in (-signal.SIGINT, 128 + signal.SIGINT):
+        return "stopped (Ctrl-C)"
     if code < 0:
         try:
             return f"killed by {signal.Signals(-code).name}"

@@ -131,6 +131,10 @@ class Supervisor:
         self._thread.start()
         return self
 
+    def halt(self) -> None:
+        """Stop restarting (shutdown has begun); safe from a signal handler."""
+        self._stop.set()
+
     def stop(self, timeout_s: float = 30.0) -> dict[str, int | None]:
         """Stop watching, then stop every service gracefully; returns each exit code."""
         self._stop.set()
@@ -139,9 +143,8 @@ class Supervisor:
         codes: dict[str, int | None] = {}
         with self._lock:
             for service in self.services:
-                was_running = service.process.alive
                 codes[service.spec.name] = code = service.process.stop(timeout_s)
-                if was_running:
+                if code is not None and not service.gave_up:  # also when it already exited on Ctrl-C
                     self._emit(service, "STOPPED", describe_exit(code), code)
         return codes
 

@@ -154,6 +154,7 @@ def run_stack(options: StackOptions, console: Console) -> int:
     stack = _Stack(options, console)
     stop = threading.Event()
     previous_handler = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    previous_interrupt = signal.getsignal(signal.SIGINT)
     try:
         kafka, serde, registry_url = stack.start_servers()
         console.print("topics ready (cctv topics check to verify)")
@@ -186,6 +187,16 @@ def run_stack(options: StackOptions, console: Console) -> int:
                 console.print(event_line(event))  # above the live table when there is one
 
         stack.supervisor = Supervisor(specs, context, logs, report, options.restart).start()
+        supervisor = stack.supervisor
+
+        def shutting_down(*_: object) -> None:
+            # Ctrl-C reaches the services too (same process group) and they exit on it: that is the
+            # shutdown, not something to restart.
+            supervisor.halt()
+            stop.set()
+
+        signal.signal(signal.SIGTERM, shutting_down)
+        signal.signal(signal.SIGINT, shutting_down)
         console.print(f"services started: {', '.join(s.name for s in specs)} (logs in {logs}/, metrics on ports "
                       f"{', '.join(str(s.http_port) for s in specs)})")
         console.print("[bold]Waiting for alerts; Ctrl-C stops everything.[/]")
@@ -200,6 +211,7 @@ def run_stack(options: StackOptions, console: Console) -> int:
         return 1
     finally:
         signal.signal(signal.SIGTERM, previous_handler)
+        signal.signal(signal.SIGINT, previous_interrupt)
         stack.stop()
         lock.release()
 
