@@ -78,6 +78,8 @@ def test_second_up_refuses_while_the_first_keeps_running(kafka_broker, schema_re
     finally:
         os.killpg(first.pid, signal.SIGINT)  # Ctrl-C: the whole foreground group, services included
         first.wait(120)
+        # Whatever happened above, leave no camera behind for later tests (exit 1 if already removed).
+        cctv("cameras", "delete", camera, "-b", bootstrap, cwd=tmp_path, env={"CCTV_REGISTRY__URL": schema_registry.url})
     text = output.read_text()
     assert first.returncode == 0, text
     assert "ingest: stopped" in text and "exited with" not in text
