@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -37,6 +38,13 @@ def _steps(quick: bool, only: set[str], detector_batches: int) -> int:
               "kafka": 6,
               "e2e": 2 if quick else 3}
     return sum(count for stage, count in counts.items() if stage in only)
+
+
+def output_location(results_name: str, publish: bool, stamp: str) -> tuple[Path, str]:
+    """Where a run's files go: the tracked docs/benchmarks only when published, else a new set in run/bench/."""
+    if publish:
+        return RESULTS_DIR, results_name
+    return REPO / "run" / "bench", f"{results_name}-{stamp}"
 
 
 @app.command()
@@ -114,8 +122,7 @@ def main(
     published = RESULTS_DIR / f"{results_name}.json"
     if merge and published.exists():  # stages not run now keep their published figures
         entries = [e for e in json.loads(published.read_text()) if e["stage"] not in selected] + entries
-    directory = RESULTS_DIR if publish else REPO / "run" / "bench"
-    name = results_name if publish else f"{results_name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    directory, name = output_location(results_name, publish, time.strftime("%Y%m%d-%H%M%S"))
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{name}.json"
     path.write_text(json.dumps(entries, indent=2, ensure_ascii=False) + "\n")
