@@ -442,7 +442,9 @@ def up(
     try:
         options = StackOptions(**given)
     except ValidationError as error:
-        fail("; ".join(f"--{'-'.join(map(str, e['loc'])).replace('_', '-')}: {e['msg']}" for e in error.errors()), 2)
+        flags = {"services": "service", "duration_s": "duration"}
+        fail("; ".join(f"--{flags.get(str(e['loc'][0]), str(e['loc'][0])).replace('_', '-')}: "
+                       f"{e['msg'].removeprefix('Value error, ')}" for e in error.errors()), 2)
     raise typer.Exit(run_stack(options, console))
 
 

@@ -11,7 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from rich.console import Console, Group
 from rich.live import Live
 from rich.text import Text
@@ -49,11 +49,17 @@ class StackOptions(BaseModel):
     duration_s: float = Field(default=0, ge=0)
     restart: RestartPolicy = Field(default_factory=RestartPolicy)
 
+    @field_validator("services")
+    @classmethod
+    def _known_services(cls, value: list[str]) -> list[str]:
+        known = [s.name for s in DEV_STACK_SERVICES]
+        unknown = [name for name in value if name not in known]
+        if unknown:
+            raise ValueError(f"unknown service(s) {', '.join(unknown)}; known: {', '.join(known)}")
+        return list(dict.fromkeys(value))
+
     def specs(self) -> list[ServiceSpec]:
         known = {s.name: s for s in DEV_STACK_SERVICES}
-        unknown = [name for name in self.services if name not in known]
-        if unknown:
-            raise DevStackError(f"unknown service(s) {', '.join(unknown)}; known: {', '.join(known)}")
         return [replace(known[name], http_port=known[name].http_port + self.http_port_offset)
                 for name in self.services]
 
@@ -143,8 +149,8 @@ def run_stack(options: StackOptions, console: Console) -> int:
     if not cameras_file.is_file():
         console.print(f"[red]error:[/] camera inventory {cameras_file} not found (give --cameras FILE)")
         return 2
+    specs = options.specs()
     try:
-        specs = options.specs()
         registry_url = SchemaRegistry(port=options.registry_port).url if options.registry_port else None
         lock = acquire(options.kafka_port, {"state_dir": str(options.state_dir), "services": options.services,
                                             "registry_url": registry_url})
@@ -233,7 +239,9 @@ def _show_alerts(supervisor: Supervisor, kafka: KafkaSettings, serde: AvroSerde,
     if not console.is_terminal:
         for alert in follow_alerts(kafka, serde, stop=finished):
             if alert is not None and alert["detected_at"] >= started_us:
-                first_alert_after = first_alert_after or time.monotonic() - started
+                if first_alert_after is None:
+                    first_alert_after = time.monotonic() - started
+                    console.print(f"first alert after {first_alert_after:.0f} s")
                 console.print(alert_line(alert), markup=False, highlight=False, soft_wrap=True)
         return 0
     with Live(Group(header(), alert_table(alerts)), console=console, refresh_per_second=2) as live:
