@@ -141,11 +141,17 @@ def test_reset_removes_state_and_the_next_run_starts_with_only_the_sample_camera
         assert not (tmp_path / "run").exists()
         assert (Path(own_cache["CCTV_CACHE_DIR"]) / "kafka" / "lib").exists()  # the jars stay
 
-        fresh = cctv("up", *common, "--keep-kafka", cwd=tmp_path, env=own_cache, timeout=300)
-        assert fresh.returncode == 0, fresh.stdout + fresh.stderr
-        assert "fresh state: no other cameras in the inventory, no backlog" in fresh.stdout
+        # The next run, left running: `cctv down` must find it, stop it, and say so.
+        output = tmp_path / "fresh.out"
+        fresh = start_up([arg for arg in common if arg not in ("--duration", "1")], tmp_path, output, own_cache)
+        wait_for(lambda: "Waiting for alerts" in output.read_text() or fresh.poll() is not None, 240, "the fresh stack")
+        assert "fresh state: no other cameras in the inventory, no backlog" in output.read_text()
         listed = cctv("cameras", "list", "-b", bootstrap, cwd=tmp_path, env=own_cache)
         assert listed.returncode == 0, listed.stderr
         assert "campus-file" in listed.stdout and "old-experiment" not in listed.stdout
+        stopped = cctv(*down, cwd=tmp_path, env=own_cache, timeout=180)
+        assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+        assert f"stopped `cctv up` (pid {fresh.pid}) and its services: ingest" in stopped.stdout
+        assert fresh.wait(30) == 0 and "stopped Kafka on port" in output.read_text()
     finally:
         cctv(*down, cwd=tmp_path, env=own_cache)
