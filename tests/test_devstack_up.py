@@ -18,7 +18,13 @@ from tests.kafka_helpers import refusing_port, wait_for
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "samples" / "vtest-360p15.mp4"
-RESET_KAFKA_PORT = int(os.environ.get("CCTV_TEST_KAFKA_PORT", "19092")) + 300
+TEST_KAFKA_PORT = int(os.environ.get("CCTV_TEST_KAFKA_PORT", "19092"))
+RESET_KAFKA_PORT = TEST_KAFKA_PORT + 300
+
+
+def metrics_offset(kafka_port: int) -> str:
+    """Services' metrics ports just above the broker's (kafka_port + 10...), clear of other test runs."""
+    return str(kafka_port + 10 - 9101)
 
 
 def cctv(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -42,7 +48,7 @@ def camera_file(path: Path, camera_id: str) -> Path:
 def test_second_up_refuses_while_the_first_keeps_running(kafka_broker, schema_registry, unique: str, tmp_path: Path) -> None:
     camera = f"up-{unique}"
     ports = ["--kafka-port", str(kafka_broker.port), "--registry-port", str(schema_registry.port), "--rtsp-port", "0",
-             "--http-port-offset", "15000", "--service", "ingest", "--keep-kafka"]
+             "--http-port-offset", metrics_offset(kafka_broker.port), "--service", "ingest", "--keep-kafka"]
     # Started from a directory outside the checkout: paths come from the package, not the working directory.
     args = [*ports, "--cameras", str(camera_file(tmp_path / "cams.yaml", camera)), "--state-dir", str(tmp_path / "run")]
     output = tmp_path / "first.out"
@@ -117,7 +123,7 @@ def test_reset_removes_state_and_the_next_run_starts_with_only_the_sample_camera
     own_cache: dict[str, str], tmp_path: Path
 ) -> None:
     port = str(RESET_KAFKA_PORT)
-    common = ["--kafka-port", port, "--registry-port", "0", "--rtsp-port", "0", "--http-port-offset", "15200",
+    common = ["--kafka-port", port, "--registry-port", "0", "--rtsp-port", "0", "--http-port-offset", metrics_offset(RESET_KAFKA_PORT),
               "--service", "ingest", "--duration", "1", "--state-dir", str(tmp_path / "run")]
     down = ["down", "--purge", "--kafka-port", port, "--registry-port", str(RESET_KAFKA_PORT + 1000),
             "--state-dir", str(tmp_path / "run")]
