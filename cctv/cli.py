@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Column, Table
 from rich.text import Text
 
@@ -73,7 +74,7 @@ def _require_broker(config: CommonSettings) -> None:
 
 def show(header: list[str], rows: list[list[str]], title: str | None = None) -> None:
     """A table on a terminal (first column never cut or wrapped); tab-separated lines without markup when
-    piped, so ids stay whole and scripts can read them."""
+    piped, so ids stay whole and scripts can read them. Cells are rich markup: escape() free text."""
     if not console.is_terminal:
         if title:
             print(f"# {title}")
@@ -280,8 +281,8 @@ def cameras_list(bootstrap: BootstrapOption = None,
     rows = []
     for camera in shown:
         sampling = camera.sampling.mode + (f" {camera.sampling.fps:g}/s" if camera.sampling.mode == "fps" else "")
-        rows.append([camera.camera_id, camera.name, camera.site_id, redact_url(camera.stream_url),
-                     ",".join(camera.tags), sampling, str(len(camera.zones)), "yes" if camera.enabled else "no"])
+        rows.append([camera.camera_id, escape(camera.name), escape(camera.site_id), escape(redact_url(camera.stream_url)),
+                     escape(",".join(camera.tags)), sampling, str(len(camera.zones)), "yes" if camera.enabled else "no"])
     show(["camera", "name", "site", "stream", "tags", "sampling", "zones", "enabled"], rows)
     err_console.print(f"{len(shown)} cameras")
 
@@ -393,7 +394,7 @@ def status(
     cameras = []
     for camera_id in sorted(set(inventory)):
         st, act = statuses.get(camera_id, {}), activity.get(camera_id, {})
-        cameras.append([camera_id, st.get("state", "?"), (st.get("reason") or "")[:60],
+        cameras.append([camera_id, st.get("state", "?"), escape((st.get("reason") or "")[:60]),
                         f"{st['fps']:.1f}" if st.get("fps") else "-",
                         f"{st['bitrate_bps'] / 1000:.0f}" if st.get("bitrate_bps") else "-",
                         act.get("state", "-"), local_time(act["since"]) if act else "-"])
