@@ -5,7 +5,6 @@ Every command talks to the Kafka (and registry) named by flags or the usual CCTV
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -473,4 +472,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -117,7 +117,7 @@ def read_compacted(settings: KafkaSettings, serde: AvroSerde, topic: str, schema
             message = consumer.poll(0.2)
             if message is not None and not message.error() and message.value() is not None:
                 try:
-                    latest[message.key().decode()] = serde.deserialize(topic, schema, message.value())
+                    latest[(message.key() or b"").decode()] = serde.deserialize(topic, schema, message.value())
                 except SerdeError as error:
                     undecodable.append(f"{topic}[{message.partition()}]@{message.offset()}: {error}")
             positions = consumer.position([TopicPartition(topic, p) for p in pending])
