@@ -613,3 +613,18 @@ def test_non_numeric_rule_parameters_survive_the_inventory_record() -> None:
     rule = CameraConfig.from_entry(CameraEntry.from_record(decoded)).zones[0].rules[0]
     assert rule.type == "abandoned_object"
     assert rule.person_classes == ["person", "bicycle"] and rule.min_unattended_s == 45
+
+
+def test_a_bad_polygon_and_a_bad_rule_are_reported_together() -> None:
+    """Errors come in one pass, not one layer at a time (fix the polygon, only then learn the rule is wrong)."""
+    with pytest.raises(ValidationError) as error:
+        CameraConfig.model_validate(
+            {
+                "camera_id": "gate-cam-7",
+                "zones": [{"name": "bay", "polygon": [[0.1, 0.1], [0.5, 0.1]],
+                           "rules": [{"type": "loitering", "min_dwell_s": 0}, {"type": "teleport"}]}],
+            }
+        )
+    text = str(error.value)
+    assert "camera 'gate-cam-7' zone 'bay': polygon" in text and "at least 3 points" in text
+    assert "min_dwell_s" in text and "teleport" in text

@@ -11,6 +11,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -75,30 +76,28 @@ class CameraConfig(BaseModel):
     @field_validator("zones", mode="before")
     @classmethod
     def _zones_valid(cls, zones: object, info: ValidationInfo) -> object:
-        """Check polygons here (not in ZoneConfig) so every message names the camera as well as the zone."""
+        """Check polygons here (not in ZoneConfig) so every message names the camera as well as the zone.
+        When a polygon is wrong, the zone's other errors (rules, schedule) are reported in the same
+        message, so an operator fixes the entry in one pass instead of one layer at a time."""
         camera_id = info.data.get("camera_id", "?")
         if not isinstance(zones, list):
             return zones
         seen: set[str] = set()
+        problems: list[str] = []
         for index, zone in enumerate(zones):
             if not isinstance(zone, dict):
                 continue
             zone_name = zone.get("name", f"#{index}")
+            where = f"camera {camera_id!r} zone {zone_name!r}"
             if zone_name in seen:
-                raise ValueError(f"camera {camera_id!r}: zone name {zone_name!r} is used more than once")
+                problems.append(f"camera {camera_id!r}: zone name {zone_name!r} is used more than once")
             seen.add(zone_name)
-            polygon = zone.get("polygon")
-            try:
-                points = [(float(point[0]), float(point[1])) for point in polygon]  # type: ignore[union-attr]
-                if any(len(point) != 2 for point in polygon):  # type: ignore[union-attr]
-                    raise ValueError
-            except (TypeError, ValueError, IndexError) as error:
-                raise ValueError(
-                    f"camera {camera_id!r} zone {zone_name!r}: polygon must be a list of [x, y] pairs, got {polygon!r}"
-                ) from error
-            problem = polygon_problem(points)
+            problem = _polygon_problem_of(zone.get("polygon"))
             if problem is not None:
-                raise ValueError(f"camera {camera_id!r} zone {zone_name!r}: polygon {problem}")
+                problems.append(f"{where}: polygon {problem}")
+                problems += [f"{where}: {error}" for error in _other_zone_errors(zone)]
+        if problems:
+            raise ValueError("; ".join(problems))
         return zones
 
     @model_validator(mode="after")
@@ -201,3 +200,22 @@ def _rebuild_rule_models() -> None:
 
 
 on_rule_registered(_rebuild_rule_models)
+
+
+def _polygon_problem_of(polygon: object) -> str | None:
+    try:
+        points = [(float(point[0]), float(point[1])) for point in polygon]  # type: ignore[attr-defined]
+        if any(len(point) != 2 for point in polygon):  # type: ignore[attr-defined]
+            raise ValueError
+    except (TypeError, ValueError, IndexError):
+        return f"must be a list of [x, y] pairs, got {polygon!r}"
+    return polygon_problem(points)
+
+
+def _other_zone_errors(zone: dict[str, object]) -> list[str]:
+    """The zone's errors apart from its polygon, as `path: message` strings."""
+    try:
+        ZoneConfig.model_validate({**zone, "polygon": []})
+    except ValidationError as error:
+        return [f"{'.'.join(str(part) for part in e['loc'])}: {e['msg']}" for e in error.errors()]
+    return []
