@@ -21,7 +21,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[$(ORT),test]"
+	$(PY) -m pip install -q -e ".[$(ORT),test,plan]"
 	touch $(STAMP)
 
 helm:
@@ -39,7 +39,7 @@ test: setup helm
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests (exit 5)"; exit 0; fi; exit $$rc
 
 bench: setup
-	$(PY) -m pip install -q -e ".[$(ORT),test,bench]"
+	$(PY) -m pip install -q -e ".[$(ORT),test,plan,bench]"
 	$(PY) -m bench $(BENCH_ARGS)
 
 clean:

@@ -26,6 +26,15 @@ class HotspotGrid:
     def hot(self) -> np.ndarray:
         return (self.z > 0) & (self.p < self.significance)
 
+    def weight_in_hot_cells(self, xy: np.ndarray, weight: np.ndarray) -> float:
+        """Summed weight of the given points that fall in significant hot-spot cells."""
+        cols = np.floor((xy[:, 0] - self.origin[0]) / self.cell_m).astype(int)
+        rows = np.floor((xy[:, 1] - self.origin[1]) / self.cell_m).astype(int)
+        inside = (rows >= 0) & (rows < self.shape[0]) & (cols >= 0) & (cols < self.shape[1])
+        hot = np.zeros(len(xy), dtype=bool)
+        hot[inside] = self.hot[rows[inside], cols[inside]]
+        return float(weight[hot].sum())
+
     def cell_centres(self, mask: np.ndarray) -> np.ndarray:
         rows, cols = np.nonzero(mask)
         x0, y0 = self.origin

@@ -60,6 +60,7 @@ class PlanResult:
     sites: pd.DataFrame        # ranked proposed sites with what each newly covers
     layers: list[LayerFigures]
     hotspots: HotspotGrid | None
+    streets: list = field(default_factory=list)  # metric street lines, drawn on the map
     warnings: list[str] = field(default_factory=list)
     timings_s: dict[str, float] = field(default_factory=dict)
 
@@ -84,7 +85,8 @@ def build_demand(config: PlanConfig, frames: list[gpd.GeoDataFrame], crs: CRS) -
                   [d.name for d in config.demand], [d.kind for d in config.demand])
 
 
-def build_candidates(config: PlanConfig, crs: CRS, demand: Demand, report: ReadReport) -> CandidateSites:
+def build_candidates(config: PlanConfig, crs: CRS, demand: Demand, report: ReadReport,
+                     streets_out: list | None = None) -> CandidateSites:
     new_type = config.coverage.camera_types[config.coverage.new_camera_type]
     xy, source, cost = [], [], []
     for points in config.candidates.points:
@@ -99,6 +101,8 @@ def build_candidates(config: PlanConfig, crs: CRS, demand: Demand, report: ReadR
         streets = config.candidates.streets
         frame = read_layer(config, streets, report, "candidates.streets").to_crs(crs)
         pts = street_candidates(frame.geometry, streets.spacing_m)
+        if streets_out is not None:
+            streets_out.extend(frame.geometry)
         xy.append(pts)
         source += ["street"] * len(pts)
         cost.append(np.full(len(pts), new_type.cost))
@@ -177,7 +181,8 @@ def run_plan(config: PlanConfig) -> PlanResult:
     obstacles: list = []
     if config.coverage.obstacles is not None:
         obstacles = list(read_layer(config, config.coverage.obstacles, report, "obstacles").to_crs(crs).geometry)
-    candidates = build_candidates(config, crs, demand, report)
+    streets: list = []
+    candidates = build_candidates(config, crs, demand, report, streets)
     _check_overlap("candidate sites", candidates.xy, demand.xy)
     budget = config.budget
     if budget.cameras is not None and budget.cameras > len(candidates):
@@ -222,4 +227,4 @@ def run_plan(config: PlanConfig) -> PlanResult:
         hotspots = hotspot_grid(demand.xy, demand.weight, config.hotspots)
     lap("hotspots_s")
     return PlanResult(config, crs, demand, cameras, camera_xy, candidates, covered_before, covered_after,
-                      selection, set_cover, sites, layers, hotspots, report.warnings + selection.notes, timings)
+                      selection, set_cover, sites, layers, hotspots, streets, report.warnings + selection.notes, timings)
