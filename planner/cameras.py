@@ -37,11 +37,11 @@ class ExistingCameras:
         return len(self.ids)
 
     @classmethod
-    def empty(cls) -> "ExistingCameras":
+    def empty(cls) -> ExistingCameras:
         return cls([], np.empty(0), np.empty(0), [], np.empty(0), np.empty(0))
 
     @classmethod
-    def concat(cls, parts: list["ExistingCameras"]) -> "ExistingCameras":
+    def concat(cls, parts: list[ExistingCameras]) -> ExistingCameras:
         if not parts:
             return cls.empty()
         return cls([i for p in parts for i in p.ids], np.concatenate([p.lon for p in parts]),
@@ -65,7 +65,9 @@ def _detect_format(layer: CameraLayer, path: Path) -> str:
 
 
 def _from_inventory_yaml(layer: CameraLayer, path: Path, report: ReadReport, default_type: str) -> ExistingCameras:
-    from libs.cameras import CameraEntry  # the platform's own camera model (pydantic only, no Kafka)
+    from libs.cameras import (
+        CameraEntry,  # the platform's own camera model (pydantic only, no Kafka)
+    )
 
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))

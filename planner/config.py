@@ -11,7 +11,14 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 
 class PlanConfigError(ValueError):
@@ -66,7 +73,7 @@ class Candidates(_Strict):
     h3: H3Candidates | None = None
 
     @model_validator(mode="after")
-    def _some_source(self) -> "Candidates":
+    def _some_source(self) -> Candidates:
         if not self.points and self.streets is None and self.h3 is None:
             raise ValueError("name at least one source of candidate sites: points, streets or h3")
         return self
@@ -85,7 +92,7 @@ class Coverage(_Strict):
     obstacles: LayerSource | None = None
 
     @model_validator(mode="after")
-    def _types_known(self) -> "Coverage":
+    def _types_known(self) -> Coverage:
         for role in ("default_type", "new_camera_type"):
             if getattr(self, role) not in self.camera_types:
                 raise ValueError(f"{role} {getattr(self, role)!r} is not one of camera_types "
@@ -98,7 +105,7 @@ class Budget(_Strict):
     total_cost: float | None = Field(default=None, gt=0)
 
     @model_validator(mode="after")
-    def _one_budget(self) -> "Budget":
+    def _one_budget(self) -> Budget:
         if (self.cameras is None) == (self.total_cost is None):
             raise ValueError("give exactly one of budget.cameras (how many new cameras) or budget.total_cost "
                              "(with camera_types.<type>.cost per site)")
@@ -146,7 +153,7 @@ class PlanConfig(_Strict):
         return layers
 
     @model_validator(mode="after")
-    def _camera_types_exist(self) -> "PlanConfig":
+    def _camera_types_exist(self) -> PlanConfig:
         for layer in self.existing_cameras:
             if layer.camera_type is not None and layer.camera_type not in self.coverage.camera_types:
                 raise ValueError(f"existing camera file {layer.path}: camera_type {layer.camera_type!r} is not one "

@@ -22,7 +22,7 @@ def metric_crs(lon: np.ndarray, lat: np.ndarray, configured: str = "auto") -> CR
     if configured != "auto":
         try:
             crs = CRS.from_user_input(configured)
-        except Exception as error:
+        except Exception as error:  # noqa: BLE001 - pyproj's CRSError and friends
             raise PlanConfigError(f"crs: cannot use {configured!r}: {error}") from None
         if not crs.is_projected or crs.axis_info[0].unit_name not in ("metre", "meter"):
             raise PlanConfigError(f"crs: {configured} is not a projected CRS in metres; use auto or e.g. EPSG:5186")

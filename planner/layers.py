@@ -99,7 +99,7 @@ def read_layer(config: PlanConfig, source: LayerSource, report: ReadReport, what
     else:
         try:
             frame = gpd.read_file(path)
-        except Exception as error:  # pyogrio raises its own DataSourceError family
+        except Exception as error:  # noqa: BLE001 - pyogrio/GDAL raise their own error family
             raise PlanConfigError(f"{what}: cannot read {path}: {error}") from None
         if source.crs:
             frame = frame.set_crs(source.crs, allow_override=True)
@@ -108,13 +108,13 @@ def read_layer(config: PlanConfig, source: LayerSource, report: ReadReport, what
         frame = frame[~(frame.geometry.is_empty | frame.geometry.isna())]
     try:
         frame = frame.to_crs(WGS84)
-    except Exception as error:
+    except Exception as error:  # noqa: BLE001 - pyproj raises several types for unusable CRSs
         raise PlanConfigError(f"{what}: {path}: cannot use CRS {source.crs or frame.crs}: {error}") from None
     _check_wgs84(frame, path, source.crs)
     if source.where:
         try:
             frame = frame.query(source.where)
-        except Exception as error:
+        except Exception as error:  # noqa: BLE001 - pandas query raises anything the expression does
             raise PlanConfigError(f"{what}: {path}: where {source.where!r} failed: {error}; "
                                   f"columns are {list(frame.columns)}") from None
     if len(frame) == 0:

@@ -89,7 +89,7 @@ def greedy(patterns: csc_matrix, weight: np.ndarray, cost: np.ndarray, capacity:
     chosen: list[int] = []
     spent = 0.0
     while heap:
-        negative, j = heapq.heappop(heap)
+        _, j = heapq.heappop(heap)
         if spent + cost[j] > capacity + 1e-9:
             continue
         current = score(j, gain(j))

@@ -49,7 +49,9 @@ def _write_sites_geojson(result: PlanResult, path: Path) -> Path:
 def coverage_table(result: PlanResult) -> pd.DataFrame:
     rows = []
     for f in result.layers:
-        pct = (lambda v: round(100 * v / f.total, 2) if f.total else 0.0)
+        def pct(v: float, total: float = f.total) -> float:
+            return round(100 * v / total, 2) if total else 0.0
+
         rows.append({"layer": f.name, "kind": f.kind, "points": f.points, "total_weight": round(f.total, 4),
                      "covered_before": round(f.before, 4), "covered_after": round(f.after, 4),
                      "before_pct": pct(f.before), "after_pct": pct(f.after), "reachable_pct": pct(f.coverable)})
@@ -97,9 +99,8 @@ def _write_png(result: PlanResult, path: Path) -> Path:
         hot = [Rectangle((x, y), grid.cell_m, grid.cell_m) for x, y in grid.cell_centres(grid.hot) - grid.cell_m / 2]
         ax.add_collection(PatchCollection(hot, facecolor="none", edgecolor="#b30000", linewidth=1.0, zorder=2))
     if result.streets:
-        from matplotlib.collections import LineCollection
-
         import shapely
+        from matplotlib.collections import LineCollection
 
         lines = [shapely.get_coordinates(part) for g in result.streets[:200_000] for part in getattr(g, "geoms", [g])]
         ax.add_collection(LineCollection(lines, colors="#999999", linewidths=0.6, zorder=1.5))
@@ -122,7 +123,7 @@ def _write_png(result: PlanResult, path: Path) -> Path:
                    label=f"proposed sites ({len(chosen)})", zorder=5)
         for rank, (x, y) in enumerate(sites[:60], start=1):
             ax.annotate(str(rank), (x, y), xytext=(5, 5), textcoords="offset points", fontsize=8, weight="bold", zorder=6)
-    ax.plot([], [], color="#b30000", label="Gi* hot spot cell (p < %.2g)" % config.hotspots.significance)
+    ax.plot([], [], color="#b30000", label=f"Gi* hot spot cell (p < {config.hotspots.significance:.2g})")
     before = sum(f.before for f in result.layers) / max(sum(f.total for f in result.layers), 1e-12)
     after = sum(f.after for f in result.layers) / max(sum(f.total for f in result.layers), 1e-12)
     ax.set_title(f"{config.name}\nweighted coverage {100 * before:.1f}% -> {100 * after:.1f}%  "
@@ -215,12 +216,12 @@ def _write_report(result: PlanResult, path: Path, written: dict[str, Path]) -> P
     budget = (f"{config.budget.cameras} new cameras" if config.budget.cameras is not None
               else f"total cost {config.budget.total_cost:g}")
     lines = [f"# {config.name}", "",
-             f"Projection for distances: {result.crs.name} (EPSG:{result.crs.to_epsg()}). "
-             f"Demand points: {len(result.demand.xy):,}; existing cameras: {len(result.cameras):,}; "
-             f"candidate sites: {len(result.candidates):,}; budget: {budget}.", "",
+             (f"Projection for distances: {result.crs.name} (EPSG:{result.crs.to_epsg()}). "
+              f"Demand points: {len(result.demand.xy):,}; existing cameras: {len(result.cameras):,}; "
+              f"candidate sites: {len(result.candidates):,}; budget: {budget}."), "",
              "## Coverage before and after, per layer", "", _markdown_table(coverage_table(result)),
-             "`reachable_pct`: what existing cameras plus every candidate could see; the rest is out of reach of "
-             "all candidate sites.", "", "## Proposed sites (ranked by the demand each newly covers)", "",
+             ("`reachable_pct`: what existing cameras plus every candidate could see; the rest is out of reach "
+              "of all candidate sites."), "", "## Proposed sites (ranked by the demand each newly covers)", "",
              _markdown_table(result.sites.head(50)),
              "", "## Optimisation", "",
              f"- Maximal covering (MCLP), existing cameras fixed: method **{sel.method}**, covered weight "

@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass, field
 
 import geopandas as gpd
+import h3
 import numpy as np
 import pandas as pd
 from pyproj import CRS
@@ -16,13 +17,19 @@ from scipy.spatial import cKDTree
 from planner.cameras import ExistingCameras, read_all_existing
 from planner.config import PlanConfig, PlanConfigError
 from planner.coverage import coverage_matrix, covered_by_any
-from planner.geometry import (CandidateSites, dedupe, h3_candidates, metric_crs, sample_geometries,
-                              street_candidates, to_metric, to_wgs84)
+from planner.geometry import (
+    CandidateSites,
+    dedupe,
+    h3_candidates,
+    metric_crs,
+    sample_geometries,
+    street_candidates,
+    to_metric,
+    to_wgs84,
+)
 from planner.hotspots import HotspotGrid, hotspot_grid
 from planner.layers import ReadReport, read_layer, row_weights
 from planner.optimize import Selection, SetCover, reduce_problem, solve_lscp, solve_mclp
-
-import h3
 
 
 @dataclass
@@ -154,7 +161,7 @@ def _site_table(result_crs: CRS, candidates: CandidateSites, chosen: list[int], 
         rows.append({"rank": rank + 1, "site_id": f"site-{j}", "lat": round(float(lat[rank]), 7),
                      "lon": round(float(lon[rank]), 7), "source": candidates.source[j],
                      "cost": float(candidates.cost[j]), "new_weight": round(float(per_layer.sum()), 4),
-                     "new_points": int(len(new)),
+                     "new_points": len(new),
                      **{f"new_{name}": round(float(v), 4) for name, v in zip(demand.names, per_layer)},
                      "coverage_after_pct": round(100 * float(demand.weight[covered].sum()) / total, 2)})
     columns = ["rank", "site_id", "lat", "lon", "source", "cost", "new_weight", "new_points",
