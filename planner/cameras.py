@@ -10,7 +10,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from planner.config import CameraLayer, PlanConfig, PlanConfigError
 from planner.layers import WGS84, ReadReport, decode_csv, read_layer
@@ -65,9 +65,15 @@ def _detect_format(layer: CameraLayer, path: Path) -> str:
 
 
 def _from_inventory_yaml(layer: CameraLayer, path: Path, report: ReadReport, default_type: str) -> ExistingCameras:
-    from libs.cameras import (
-        CameraEntry,  # the platform's own camera model (pydantic only, no Kafka)
-    )
+    # Only what placement needs is validated: stream URLs, zones and rules are the services' business
+    # (and the shipped inventory carries {repo}/{rtsp} placeholders that only `cctv up` fills in).
+    from libs.cameras import GeoPoint
+
+    class Placed(BaseModel):
+        model_config = ConfigDict(extra="ignore")
+        camera_id: str = Field(min_length=1)
+        location: GeoPoint | None = None
+        enabled: bool = True
 
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -82,9 +88,11 @@ def _from_inventory_yaml(layer: CameraLayer, path: Path, report: ReadReport, def
     unplaced = 0
     for index, item in enumerate(items):
         try:
-            entry = CameraEntry.model_validate(item)
+            entry = Placed.model_validate(item)
         except ValidationError as error:
-            raise PlanConfigError(f"existing cameras: {path}: camera #{index + 1}: {error.errors()[0]['msg']}") from None
+            problem = error.errors()[0]
+            where = ".".join(str(p) for p in problem["loc"])
+            raise PlanConfigError(f"existing cameras: {path}: camera #{index + 1}: {where}: {problem['msg']}") from None
         if entry.location is None:
             unplaced += 1
             continue
