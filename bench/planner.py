@@ -64,7 +64,7 @@ def run_case(n_demand: int, n_cameras: int, n_candidates: int, budget: int, time
     lap("hotspots_s")
     return {"demand": n_demand, "cameras": n_cameras, "candidates": n_candidates, "budget": budget,
             "nonzeros": int(matrix.nnz), "patterns": int(reduced.patterns.shape[0]),
-            "useful_candidates": int(len(reduced.sites)), "method": selection.method,
+            "useful_candidates": len(reduced.sites), "method": selection.method,
             "covered_weight": round(selection.covered_weight, 1), "upper_bound": round(selection.upper_bound, 1),
             "gap_pct": round(100 * selection.gap, 3), "lscp_cameras": len(cover.sites),
             "lscp_lower_bound": cover.lower_bound, "lscp_method": cover.method, **timings,
@@ -80,7 +80,7 @@ def main(quick: Annotated[bool, typer.Option(help="the CI-sized sweep only (seco
     for axis in range(3):
         for factor in (3.16, 10):
             size = list(base)
-            size[axis] = int(round(base[axis] * factor))
+            size[axis] = round(base[axis] * factor)
             cases.append(tuple(size))
     cases.append(full)
     rows = []

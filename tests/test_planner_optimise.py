@@ -177,3 +177,14 @@ def test_example_plan_runs_and_finds_hot_spots(tmp_path: Path) -> None:
     written = write_outputs(result, tmp_path)
     assert set(written) >= {"sites.csv", "sites.geojson", "map.png", "map.html", "report.md"}
     assert "gap" in (tmp_path / "report.md").read_text()
+
+
+def test_generated_city_scale_path_is_consistent() -> None:
+    """The benchmark's code path at CI size: reduction, greedy + exact on the reduced set, stated bounds."""
+    from bench.planner import run_case
+
+    row = run_case(20_000, 2_000, 3_000, budget=30, time_limit_s=30)
+    assert row["patterns"] <= 20_000 and row["useful_candidates"] <= 3_000
+    assert 0 < row["covered_weight"] <= row["upper_bound"]
+    assert 0 <= row["gap_pct"] < 10
+    assert row["lscp_cameras"] >= row["lscp_lower_bound"] > 0
