@@ -4,8 +4,8 @@ Existing cameras are fixed by taking the demand they already see out of the prob
 fixing them as predefined facilities, with a smaller model). Demand points covered by the same set of
 candidates are one row with their summed weight; candidates that cover nothing left are dropped. When
 the reduced matrix still exceeds `exact_max_cells`, a lazy greedy runs on the whole problem, the exact
-model runs on the greedy picks plus the strongest other candidates, and the gap is stated against an
-upper bound valid for the whole problem (greedy value + best marginal gains, submodularity).
+same model goes to HiGHS as a sparse matrix with the greedy answer as its start, and the gap is stated
+against the tighter of HiGHS's dual bound and a submodularity bound (greedy value + best marginal gains).
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ import pandas as pd
 import pulp
 from scipy.sparse import csc_matrix, csr_matrix
 from spopt.locate import LSCP, MCLP
+
+from planner.sparse_highs import sparse_lscp, sparse_mclp
 
 
 @dataclass
@@ -195,27 +197,18 @@ def solve_mclp(reduced: Reduced, cost: np.ndarray, capacity: float, count_budget
     checkpoints = sorted({0, len(picks) // 4, len(picks) // 2, 3 * len(picks) // 4, len(picks)})
     bound = upper_bound(P, W, cost, capacity, [picks[:c] for c in checkpoints])
     method, solver_gap, best = "greedy", None, picks
-    # Exact model on the greedy picks plus the strongest other candidates, as many as the size allows.
-    initial = np.asarray(P.T @ W).ravel()
-    pool = list(dict.fromkeys(picks + [int(j) for j in np.argsort(-initial)]))
-    size = max(len(picks), min(len(pool), max(4 * len(picks), 200)))
-    while size >= len(picks) and size > 0:
-        subset = np.array(pool[:size])
-        sub = reduce_problem(P[:, subset], W)
-        if sub.patterns.shape[0] * sub.patterns.shape[1] <= exact_max_cells:
-            remaining = time_limit_s - (time.perf_counter() - started)
-            if remaining > 1:
-                chosen, solver_gap = exact_mclp(sub.patterns, sub.weight, cost[subset][sub.sites], capacity,
-                                                count_budget, remaining, gap)
-                if chosen is not None:
-                    candidate = [int(subset[sub.sites[j]]) for j in chosen]
-                    if _value(P, W, candidate) >= value:
-                        best, value = candidate, _value(P, W, candidate)
-                        method = f"greedy + exact on {len(subset)} strongest candidates"
-            break
-        size = int(size * 0.7)
+    # The same model, sparse, straight to HiGHS with the greedy answer as its starting point.
+    remaining = time_limit_s - (time.perf_counter() - started)
+    if remaining > 1:
+        solved = sparse_mclp(P, W, cost, capacity, picks, remaining, gap)
+        if solved.columns is not None:
+            bound = min(bound, solved.bound)
+            solver_gap = solved.mip_gap
+            if _value(P, W, solved.columns) >= value:
+                best, value = solved.columns, _value(P, W, solved.columns)
+                method = "greedy warm start + HiGHS on the sparse reduced model"
     if method == "greedy":
-        notes.append("problem too large for the exact model even when reduced: greedy result")
+        notes.append("HiGHS found nothing better than the greedy start within the time limit: greedy result")
     ranked = _rank(P, W, best)
     return Selection([int(reduced.sites[j]) for j in ranked], value, max(bound, value), method,
                      time.perf_counter() - started, solver_gap, notes)
@@ -246,8 +239,16 @@ def solve_lscp(reduced: Reduced, time_limit_s: float, exact_max_cells: int) -> S
                             time.perf_counter() - started)
     ones = np.ones(k)
     picks = greedy(P, ones, np.ones(m), float(m), count_budget=True)
-    return SetCover([int(reduced.sites[j]) for j in picks], _packing_bound(P), "greedy (lower bound: disjoint rows)",
-                    time.perf_counter() - started)
+    lower = _packing_bound(P)
+    method = "greedy (lower bound: disjoint rows)"
+    remaining = time_limit_s - (time.perf_counter() - started)
+    if remaining > 1:
+        solved = sparse_lscp(P, picks, remaining)
+        if solved.columns is not None:
+            lower = max(lower, int(np.ceil(solved.bound - 1e-6)))
+            if len(solved.columns) <= len(picks):
+                picks, method = solved.columns, "greedy warm start + HiGHS on the sparse reduced model"
+    return SetCover([int(reduced.sites[j]) for j in picks], lower, method, time.perf_counter() - started)
 
 
 def _packing_bound(P: csc_matrix) -> int:
