@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy.sparse import csc_matrix
 
 from planner.config import parse_config
 from planner.plan import PlanResult, run_plan
@@ -150,18 +151,31 @@ def test_cost_budget_matches_brute_force(case: dict) -> None:
     assert float(weight[cover[:, chosen].any(axis=1)].sum()) == pytest.approx(best)
 
 
-def test_greedy_path_bound_is_valid_and_close(case: dict) -> None:
-    """Forced past the exact size limit: the greedy answer is within its stated gap of the true optimum."""
+def test_past_the_dense_limit_the_sparse_model_still_finds_the_optimum(case: dict) -> None:
+    """Forced past spopt's dense size limit: greedy start + the sparse HiGHS model reach the brute-force optimum."""
     p = 3
     cover = covers(case["demand"], case["cand_xy"], RADIUS)
     best, _ = brute_force_mclp(cover, case["weight"], p)
     result = _plan(case, {"cameras": p}, exact_max_cells=1)
     sel = result.selection
-    assert "exact" not in sel.method
-    assert sel.covered_weight <= best + 1e-9
-    assert sel.covered_weight >= (1 - 1 / np.e) * best
-    assert sel.upper_bound >= best - 1e-9  # the bound really bounds the optimum
-    assert (best - sel.covered_weight) / best <= sel.gap + 1e-9
+    assert "sparse" in sel.method
+    assert float(case["weight"][cover[:, _chosen(result)].any(axis=1)].sum()) == pytest.approx(best)
+    assert sel.upper_bound >= best - 1e-9 and sel.gap == pytest.approx(0.0, abs=1e-4)
+    assert result.set_cover is not None and "sparse" in result.set_cover.method
+
+
+def test_greedy_and_its_submodular_bound_bracket_the_optimum(case: dict) -> None:
+    from planner.optimize import greedy, reduce_problem, upper_bound
+
+    cover, weight = covers(case["demand"], case["cand_xy"], RADIUS), case["weight"]
+    reduced = reduce_problem(csc_matrix(cover), weight)
+    ones = np.ones(len(reduced.sites))
+    for p in (1, 2, 3):
+        best, _ = brute_force_mclp(cover, weight, p)
+        picks = greedy(reduced.patterns, reduced.weight, ones, float(p), count_budget=True)
+        value = float(weight[cover[:, reduced.sites[picks]].any(axis=1)].sum())
+        bound = upper_bound(reduced.patterns, reduced.weight, ones, float(p), [[], picks])
+        assert (1 - 1 / np.e) * best <= value <= best + 1e-9 <= bound + 2e-9
 
 
 def test_example_plan_runs_and_finds_hot_spots(tmp_path: Path) -> None:
