@@ -18,7 +18,7 @@ import shapely
 from planner.cameras import KOREAN_STANDARD_FIELDS, read_all_existing
 from planner.config import PlanConfigError, parse_config
 from planner.coverage import coverage_matrix
-from planner.geometry import metric_crs
+from planner.geometry import metric_crs, to_wgs84
 from planner.layers import ReadReport
 from planner.plan import run_plan
 from tests.planner_helpers import GEODANET, real_points
@@ -193,3 +193,21 @@ def test_cctv_plan_bad_config_exits_2_with_the_reason(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "name at least one demand layer" in done.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_polygon_demand_spreads_its_weight_inside_the_polygon(tmp_path: Path) -> None:
+    """A park-like polygon (the hull of the real Tempe schools) with weight 10 becomes points inside it."""
+    schools = real_points("schools").to_crs("EPSG:4326")
+    park = schools.union_all().convex_hull
+    path = tmp_path / "park.geojson"
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "geometry": shapely.geometry.mapping(park), "properties": {"visitors": 10}}]}))
+    config = {"demand": [{"name": "park", "kind": "vulnerable", "path": str(path), "weight_column": "visitors"}],
+              "candidates": {"points": [{"path": "libpysal:geodanet/schools.shp"}]},
+              "coverage": {"camera_types": {"fixed": {"radius_m": 100}}},
+              "budget": {"cameras": 2}, "hotspots": {"enabled": False}}
+    result = run_plan(parse_config(config, tmp_path))
+    assert len(result.demand.xy) > 10
+    assert result.demand.weight.sum() == pytest.approx(10.0)
+    back = shapely.points(*np.column_stack(to_wgs84(result.crs, result.demand.xy)).T)
+    assert shapely.contains(park.buffer(1e-9), back).all()
