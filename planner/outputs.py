@@ -32,7 +32,7 @@ def write_outputs(result: PlanResult, out: Path) -> dict[str, Path]:
 
 
 def _write_sites_csv(result: PlanResult, path: Path) -> Path:
-    result.sites.to_csv(path, index=False)
+    result.sites.to_csv(path, index=False, encoding="utf-8-sig")  # the BOM makes Excel read Korean names right
     return path
 
 
@@ -59,7 +59,7 @@ def coverage_table(result: PlanResult) -> pd.DataFrame:
 
 
 def _write_coverage(result: PlanResult, path: Path) -> Path:
-    coverage_table(result).to_csv(path, index=False)
+    coverage_table(result).to_csv(path, index=False, encoding="utf-8-sig")
     return path
 
 
@@ -155,7 +155,11 @@ def _write_html(result: PlanResult, path: Path) -> Path:
     def sy(y: float) -> str:
         return f"{y1 - y:.1f}"
 
-    groups: dict[str, list[str]] = {"hot": [], "demand": [], "cameras": [], "sites": []}
+    groups: dict[str, list[str]] = {"streets": [], "hot": [], "demand": [], "cameras": [], "sites": []}
+    for street in result.streets[:20_000]:
+        for part in getattr(street, "geoms", [street]):
+            coords = " ".join(f"{sx(x)},{sy(y)}" for x, y in part.coords)
+            groups["streets"].append(f'<polyline points="{coords}"/>')
     grid = result.hotspots
     if grid is not None:
         for (cx, cy), z in zip(grid.cell_centres(grid.hot), grid.z[grid.hot]):
@@ -180,13 +184,14 @@ def _write_html(result: PlanResult, path: Path) -> Path:
                           f"newly covers weight {record['new_weight']}")
         groups["sites"].append(f'<g><title>{tip}</title><circle cx="{sx(x)}" cy="{sy(y)}" r="{radius:.1f}" class="site"/>'
                                f'<text x="{sx(x)}" y="{sy(y)}" font-size="{dot * 6:.1f}">{record["rank"]}</text></g>')
-    labels = {"hot": "Gi* hot spots", "demand": "demand (red = not covered)", "cameras": "existing cameras",
+    labels = {"streets": "streets", "hot": "Gi* hot spots", "demand": "demand (red = not covered)", "cameras": "existing cameras",
               "sites": "proposed sites"}
     toggles = "".join(f'<label><input type="checkbox" checked onchange="toggle(\'{k}\', this.checked)"> {v}</label> '
                       for k, v in labels.items())
     layers = "".join(f'<g id="{k}">{"".join(v)}</g>' for k, v in groups.items())
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(result.config.name)}</title>
-<style>body{{font:14px sans-serif;margin:0}}#bar{{padding:6px;background:#eee}}svg{{width:100vw;height:calc(100vh - 40px);background:#fafafa}}
+<style>body{{font:14px sans-serif;margin:0}}#bar{{padding:6px;background:#eee}}svg{{display:block;width:100%;height:calc(100vh - 60px);background:#fafafa}}body{{overflow:hidden}}
+#streets polyline{{fill:none;stroke:#999;stroke-width:{dot / 2:.2f}}}
 #hot rect{{fill:#fdae6b;fill-opacity:.45;stroke:#b30000;stroke-width:{dot / 3:.2f}}}
 .cam{{fill:#1f77b4;fill-opacity:.15;stroke:#1f77b4;stroke-width:{dot / 2:.2f}}}
 .site{{fill:#2ca02c;fill-opacity:.25;stroke:#2ca02c;stroke-width:{dot:.2f}}}text{{font-weight:bold}}</style></head>
