@@ -16,7 +16,7 @@ import numpy as np
 import typer
 
 from bench.common import RESULTS_DIR, now_iso
-from planner.config import Hotspots
+from planner.config import Hotspots, Solver
 from planner.coverage import coverage_matrix, covered_by_any
 from planner.hotspots import hotspot_grid
 from planner.optimize import reduce_problem, solve_lscp, solve_mclp
@@ -56,9 +56,10 @@ def run_case(n_demand: int, n_cameras: int, n_candidates: int, budget: int, time
     lap("candidate_coverage_s")
     reduced = reduce_problem(matrix[~covered], data["weight"][~covered])
     lap("reduce_s")
-    selection = solve_mclp(reduced, np.ones(len(reduced.sites)), float(budget), True, time_limit_s, 1e-4, 4_000_000)
+    limit = Solver().exact_max_cells  # the planner's default: spopt's dense model below it, sparse HiGHS above
+    selection = solve_mclp(reduced, np.ones(len(reduced.sites)), float(budget), True, time_limit_s, 1e-4, limit)
     lap("mclp_s")
-    cover = solve_lscp(reduced, time_limit_s, 4_000_000)
+    cover = solve_lscp(reduced, time_limit_s, limit)
     lap("lscp_s")
     hotspot_grid(data["demand"], data["weight"], Hotspots(cell_m=200, max_cells=40_000, permutations=99))
     lap("hotspots_s")

@@ -115,7 +115,7 @@ class Budget(_Strict):
 class Solver(_Strict):
     time_limit_s: float = Field(default=120.0, gt=0)
     mip_rel_gap: float = Field(default=1e-4, ge=0, lt=1)
-    exact_max_cells: int = Field(default=4_000_000, ge=1,
+    exact_max_cells: int = Field(default=500_000, ge=1,
                                  description="largest demand-pattern x candidate matrix solved exactly by spopt")
     lscp: bool = True
 
