@@ -84,9 +84,21 @@ class CandidateSites:
     xy: np.ndarray        # metric coordinates
     source: list[str]     # "given:<file>", "street", "h3:<cell>"
     cost: np.ndarray
+    heading_deg: np.ndarray | None = None  # set when the new camera type has a field of view under 360°
 
     def __len__(self) -> int:
         return len(self.xy)
+
+    def oriented(self, fov_deg: float) -> CandidateSites:
+        """A camera with a sector FOV can face any way: each site becomes one option per heading
+        (fov apart, covering the full circle). Two options at one site = two cameras on one pole."""
+        if fov_deg >= 360:
+            return self
+        headings = np.arange(0.0, 360.0, fov_deg)
+        n = len(self.xy)
+        return CandidateSites(np.repeat(self.xy, len(headings), axis=0),
+                              [s for s in self.source for _ in headings], np.repeat(self.cost, len(headings)),
+                              np.tile(headings, n))
 
 
 def street_candidates(streets_metric: gpd.GeoSeries, spacing_m: float) -> np.ndarray:

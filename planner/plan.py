@@ -122,7 +122,8 @@ def build_candidates(config: PlanConfig, crs: CRS, demand: Demand, report: ReadR
         cost.append(np.full(len(cells), new_type.cost))
     all_xy = np.vstack(xy)
     keep = dedupe(all_xy)
-    return CandidateSites(all_xy[keep], [source[i] for i in keep], np.concatenate(cost)[keep])
+    sites = CandidateSites(all_xy[keep], [source[i] for i in keep], np.concatenate(cost)[keep])
+    return sites.oriented(new_type.fov_deg)
 
 
 def _check_overlap(what: str, xy: np.ndarray, demand_xy: np.ndarray, margin_m: float = 5000.0) -> None:
@@ -160,11 +161,12 @@ def _site_table(result_crs: CRS, candidates: CandidateSites, chosen: list[int], 
         per_layer = np.bincount(demand.layer[new], weights=demand.weight[new], minlength=len(demand.names))
         rows.append({"rank": rank + 1, "site_id": f"site-{j}", "lat": round(float(lat[rank]), 7),
                      "lon": round(float(lon[rank]), 7), "source": candidates.source[j],
+                     "heading_deg": "" if candidates.heading_deg is None else float(candidates.heading_deg[j]),
                      "cost": float(candidates.cost[j]), "new_weight": round(float(per_layer.sum()), 4),
                      "new_points": len(new),
                      **{f"new_{name}": round(float(v), 4) for name, v in zip(demand.names, per_layer)},
                      "coverage_after_pct": round(100 * float(demand.weight[covered].sum()) / total, 2)})
-    columns = ["rank", "site_id", "lat", "lon", "source", "cost", "new_weight", "new_points",
+    columns = ["rank", "site_id", "lat", "lon", "source", "heading_deg", "cost", "new_weight", "new_points",
                *[f"new_{n}" for n in demand.names], "coverage_after_pct"]
     return pd.DataFrame(rows, columns=columns), covered
 
@@ -201,8 +203,9 @@ def run_plan(config: PlanConfig) -> PlanResult:
     covered_before = existing_coverage(config, cameras, camera_xy, demand, tree, obstacles)
     lap("existing_coverage_s")
     new_type = config.coverage.camera_types[config.coverage.new_camera_type]
+    fov = None if candidates.heading_deg is None else np.full(len(candidates), new_type.fov_deg)
     matrix = coverage_matrix(demand.xy, candidates.xy, np.full(len(candidates), new_type.radius_m),
-                             obstacles=obstacles, tree=tree)
+                             candidates.heading_deg, fov, obstacles=obstacles, tree=tree)
     lap("candidate_coverage_s")
 
     remaining = ~covered_before

@@ -202,3 +202,24 @@ def test_generated_city_scale_path_is_consistent() -> None:
     assert 0 < row["covered_weight"] <= row["upper_bound"]
     assert 0 <= row["gap_pct"] < 10
     assert row["lscp_cameras"] >= row["lscp_lower_bound"] > 0
+
+
+def test_sector_cameras_are_aimed_where_the_demand_is(case: dict) -> None:
+    """New cameras with a 90° view: each candidate is offered facing N, E, S and W; the optimum faces
+    the side of the real crimes that the independent bearing computation says holds the most."""
+    fov, radius = 90.0, 400.0
+    site = case["cand_xy"][[5]]
+    crimes = case["demand"][: case["n_crimes"]]
+    dx, dy = crimes[:, 0] - site[0, 0], crimes[:, 1] - site[0, 1]
+    bearing = np.degrees(np.arctan2(dx, dy)) % 360
+    within = np.hypot(dx, dy) <= radius
+    seen = {h: int((within & (np.abs((bearing - h + 180) % 360 - 180) <= fov / 2)).sum()) for h in (0, 90, 180, 270)}
+    config = {"demand": [{"name": "crimes", "path": "libpysal:geodanet/crimes.shp"}],
+              "candidates": {"points": [{"path": str(write_lonlat_csv(street_corner_candidates(10).iloc[[5]],
+                                                                     case["folder"] / "one.csv"))}]},
+              "coverage": {"camera_types": {"fixed": {"radius_m": radius, "fov_deg": fov}}},
+              "budget": {"cameras": 1}, "hotspots": {"enabled": False}, "solver": {"lscp": False}}
+    result = run_plan(parse_config(config, case["folder"]))
+    assert len(result.candidates) == 4
+    assert result.sites["heading_deg"].tolist() == [float(max(seen, key=seen.get))]
+    assert result.sites["new_weight"].tolist() == [max(seen.values())]
