@@ -207,6 +207,8 @@ def solve_mclp(reduced: Reduced, cost: np.ndarray, capacity: float, count_budget
             if _value(P, W, solved.columns) >= value:
                 best, value = solved.columns, _value(P, W, solved.columns)
                 method = "greedy warm start + HiGHS on the sparse reduced model"
+            if solved.status != "Optimal":
+                method += f" ({solved.status.lower()})"
     if method == "greedy":
         notes.append("HiGHS found nothing better than the greedy start within the time limit: greedy result")
     ranked = _rank(P, W, best)
@@ -248,6 +250,8 @@ def solve_lscp(reduced: Reduced, time_limit_s: float, exact_max_cells: int) -> S
             lower = max(lower, int(np.ceil(solved.bound - 1e-6)))
             if len(solved.columns) <= len(picks):
                 picks, method = solved.columns, "greedy warm start + HiGHS on the sparse reduced model"
+            if solved.status != "Optimal":
+                method += f" ({solved.status.lower()})"
     return SetCover([int(reduced.sites[j]) for j in picks], lower, method, time.perf_counter() - started)
 
 

@@ -18,6 +18,7 @@ class SparseSolution:
     objective: float
     bound: float                # HiGHS's dual bound: no solution can beat it
     mip_gap: float | None
+    status: str = ""            # HiGHS's model status, e.g. "Optimal" or "Time limit reached"
 
 
 def _solve(cost: np.ndarray, lower: np.ndarray, upper: np.ndarray, integer: np.ndarray, matrix: csc_matrix,
@@ -69,7 +70,7 @@ def sparse_mclp(patterns: csc_matrix, weight: np.ndarray, cost: np.ndarray, capa
         return SparseSolution(None, 0.0, float("inf"), None)
     chosen = [int(j) for j in np.flatnonzero(values[:m] > 0.5)]
     return SparseSolution(chosen, float(info.objective_function_value), float(info.mip_dual_bound),
-                          float(info.mip_gap))
+                          float(info.mip_gap), h.modelStatusToString(h.getModelStatus()))
 
 
 def sparse_lscp(patterns: csc_matrix, start_sites: list[int], time_limit_s: float) -> SparseSolution:
@@ -83,4 +84,4 @@ def sparse_lscp(patterns: csc_matrix, start_sites: list[int], time_limit_s: floa
     if values is None:
         return SparseSolution(None, 0.0, 0.0, None)
     return SparseSolution([int(j) for j in np.flatnonzero(values > 0.5)], float(info.objective_function_value),
-                          float(info.mip_dual_bound), float(info.mip_gap))
+                          float(info.mip_dual_bound), float(info.mip_gap), h.modelStatusToString(h.getModelStatus()))
