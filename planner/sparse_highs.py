@@ -48,7 +48,12 @@ def _solve(cost: np.ndarray, lower: np.ndarray, upper: np.ndarray, integer: np.n
     info = h.getInfo()
     if info.primal_solution_status != 2:  # kSolutionStatusFeasible
         return h, None
-    return h, np.asarray(h.getSolution().col_value)
+    values = np.asarray(h.getSolution().col_value)
+    if start is not None and abs(float(cost @ values) - info.objective_function_value) > 1e-6 * max(1.0, abs(info.objective_function_value)):
+        # Seen with HiGHS 1.16 when presolve finishes the MIP: it reports the better objective but hands
+        # back the starting solution. Solve again without the start to get the columns that match it.
+        return _solve(cost, lower, upper, integer, matrix, row_lower, row_upper, maximise, time_limit_s, gap, None)
+    return h, values
 
 
 def sparse_mclp(patterns: csc_matrix, weight: np.ndarray, cost: np.ndarray, capacity: float,
