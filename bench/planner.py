@@ -15,7 +15,7 @@ from typing import Annotated
 import numpy as np
 import typer
 
-from bench.common import RESULTS_DIR, now_iso
+from bench.common import RESULTS_DIR, machine_description, now_iso
 from planner.config import Hotspots, Solver
 from planner.coverage import coverage_matrix, covered_by_any
 from planner.hotspots import hotspot_grid
@@ -90,14 +90,25 @@ def main(quick: Annotated[bool, typer.Option(help="the CI-sized sweep only (seco
         print(json.dumps(row), flush=True)
         rows.append(row)
     stem = "planner-quick" if quick else "planner"
-    (RESULTS_DIR / f"{stem}.json").write_text(json.dumps({"date": now_iso(), "rows": rows}, indent=1))
-    columns = ["demand", "cameras", "candidates", "budget", "patterns", "useful_candidates", "method", "gap_pct",
-               "lscp_cameras", "lscp_lower_bound", "existing_coverage_s", "candidate_coverage_s", "reduce_s",
-               "mclp_s", "lscp_s", "hotspots_s", "total_s"]
-    table = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    table += ["| " + " | ".join(str(row[c]) for c in columns) + " |" for row in rows]
-    (RESULTS_DIR / f"{stem}.md").write_text("\n".join(table) + "\n")
+    date = now_iso()
+    (RESULTS_DIR / f"{stem}.json").write_text(json.dumps({"date": date, "rows": rows}, indent=1))
+    write_markdown(stem, rows, date)
 
 
-if __name__ == "__main__":
-    app()
+COLUMNS = ["demand", "cameras", "candidates", "budget", "nonzeros", "patterns", "useful_candidates", "method",
+           "gap_pct", "lscp_cameras", "lscp_lower_bound", "existing_coverage_s", "candidate_coverage_s", "reduce_s",
+           "mclp_s", "lscp_s", "hotspots_s", "total_s"]
+
+
+def write_markdown(stem: str, rows: list[dict], date: str) -> None:
+    machine = machine_description()
+    lines = [f"# Camera placement planner: scaling ({stem})", "",
+             ("`python -m bench.planner` (generated 600 km² city, clustered demand, 50 m camera radius, budget = "
+             "candidates / 100; one size varied at a time from the base case, then the whole city). Times in "
+             "seconds on the planner's core (files are not read). gap_pct: MCLP gap to the best upper bound; "
+             "lscp_lower_bound: no cover can use fewer cameras."), "",
+             (f"Machine: {machine.get('cpu_model')}, {machine.get('cores')} cores, shared with other work (load varies); "
+             f"date {date}."), "",
+             "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(str(row[c]) for c in COLUMNS) + " |" for row in rows]
+    (RESULTS_DIR / f"{stem}.md").write_text("\n".join(lines) + "\n")
