@@ -212,9 +212,9 @@ def run_plan(config: PlanConfig) -> PlanResult:
     reduced = reduce_problem(matrix[remaining], demand.weight[remaining])
     lap("reduce_s")
     count_budget = budget.cameras is not None
-    capacity = float(budget.cameras if count_budget else budget.total_cost)  # type: ignore[arg-type]
+    capacity = float(budget.cameras if budget.cameras is not None else budget.total_cost or 0.0)
     cost = np.ones(len(reduced.sites)) if count_budget else candidates.cost[reduced.sites]
-    if count_budget and budget.cameras > len(reduced.sites):  # type: ignore[operator]
+    if budget.cameras is not None and budget.cameras > len(reduced.sites):
         report.warnings.append(f"only {len(reduced.sites)} candidates cover any demand not yet covered; "
                                f"the other {budget.cameras - len(reduced.sites)} cameras of the budget add nothing")
     selection = solve_mclp(reduced, cost, capacity, count_budget, config.solver.time_limit_s,
