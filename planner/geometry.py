@@ -48,6 +48,9 @@ def to_wgs84(crs: CRS, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def sample_geometries(geoms: gpd.GeoSeries, spacing_m: float) -> tuple[np.ndarray, np.ndarray]:
     """Points stay points; lines get a point every spacing_m; polygons a grid of spacing_m inside them
     (at least their representative point). Returns (xy, owner row) so a row's weight can be split."""
+    values = np.asarray(geoms.values, dtype=object)
+    if len(values) and bool(np.all(shapely.get_type_id(values) == 0)):  # all single points: one vector call
+        return shapely.get_coordinates(values), np.arange(len(values))
     xy: list[np.ndarray] = []
     owner: list[np.ndarray] = []
     for row, geom in enumerate(geoms):
