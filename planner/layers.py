@@ -73,6 +73,13 @@ def _read_csv(source: LayerSource, path: Path, report: ReadReport) -> gpd.GeoDat
         report.warnings.append(f"{path.name}: {int((~placed).sum())} of {len(frame)} rows have no usable "
                                f"coordinates and were skipped (lines {', '.join(lines)}...)")
     frame = frame[placed.to_numpy()]
+    for column in frame.columns:  # numbers become numbers so `where: hour >= 20` works; ids stay text
+        if column == "camera_id":
+            continue
+        filled = frame[column].str.strip() != ""
+        numbers = pd.to_numeric(frame[column].where(filled), errors="coerce")
+        if filled.any() and numbers[filled].notna().all():
+            frame[column] = numbers
     geometry = gpd.points_from_xy(lon[placed], lat[placed])
     return gpd.GeoDataFrame(frame.reset_index(drop=True), geometry=geometry, crs=source.crs or WGS84)
 

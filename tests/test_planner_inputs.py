@@ -211,3 +211,32 @@ def test_polygon_demand_spreads_its_weight_inside_the_polygon(tmp_path: Path) ->
     assert result.demand.weight.sum() == pytest.approx(10.0)
     back = shapely.points(*np.column_stack(to_wgs84(result.crs, result.demand.xy)).T)
     assert shapely.contains(park.buffer(1e-9), back).all()
+
+
+def test_crimes_by_type_and_time_and_an_obstacle_end_to_end(tmp_path: Path) -> None:
+    """`where:` keeps night-time thefts only; a building polygon hides one of them from the camera."""
+    crimes = pd.DataFrame({"위도": [37.56660, 37.56700, 37.56620, 37.56690],
+                           "경도": [126.97800, 126.97797, 126.97797, 126.97840],
+                           "type": ["theft", "theft", "assault", "theft"], "hour": [22, 23, 21, 9]})
+    path = tmp_path / "crimes.csv"
+    path.write_bytes(crimes.to_csv(index=False).encode("cp949"))
+    camera = tmp_path / "cams.csv"
+    camera.write_text("camera_id,lat,lon\ncam-1,37.56650,126.97797\n", encoding="utf-8")
+    # A building between the camera and the second theft (about 22 m north of the camera).
+    building = shapely.box(126.97780, 37.56665, 126.97815, 37.56680)
+    obstacles = tmp_path / "buildings.geojson"
+    obstacles.write_text(json.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "geometry": shapely.geometry.mapping(building), "properties": {}}]}))
+    config = {"existing_cameras": [{"path": str(camera), "format": "points"}],
+              "demand": [{"name": "night_theft", "kind": "crime", "path": str(path),
+                          "where": "type == 'theft' and hour >= 20"}],
+              "candidates": {"h3": {"resolution": 12}},
+              "coverage": {"camera_types": {"fixed": {"radius_m": 80}}},
+              "budget": {"cameras": 1}, "hotspots": {"enabled": False}, "solver": {"lscp": False}}
+    open_view = run_plan(parse_config(config, tmp_path))
+    assert len(open_view.demand.xy) == 2  # the assault and the morning theft are filtered out
+    assert open_view.covered_before.tolist() == [True, True]
+    config["coverage"]["obstacles"] = {"path": str(obstacles)}
+    blocked = run_plan(parse_config(config, tmp_path))
+    assert blocked.covered_before.tolist() == [True, False]
+    assert blocked.sites["new_night_theft"].tolist() == [1.0]
