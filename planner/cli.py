@@ -16,11 +16,15 @@ def plan_command(
 ) -> None:
     """Where the next cameras go: coverage today, blind and hot spots, and new sites chosen by
     maximal covering (MCLP) with existing cameras fixed, plus the set-cover camera count (LSCP)."""
-    from planner.config import PlanConfigError, load_config
-    from planner.outputs import write_outputs
-    from planner.plan import run_plan
-
     console, errors = Console(), Console(stderr=True)
+    try:
+        from planner.config import PlanConfigError, load_config
+        from planner.outputs import write_outputs
+        from planner.plan import run_plan
+    except ImportError as error:
+        errors.print(f"[red]error:[/red] cctv plan needs the 'plan' extra ({error.name} is missing): "
+                     "pip install -e '.[plan]'", highlight=False)
+        raise typer.Exit(2) from None
     started = time.perf_counter()
     try:
         plan = load_config(config)
