@@ -23,7 +23,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[$(ORT),test]"
+	$(PY) -m pip install -q -e ".[$(ORT),test,plan]"
 	touch $(STAMP)
 
 helm:
@@ -52,7 +52,7 @@ test: setup helm
 # Results go to run/bench/; `make bench BENCH_ARGS=--publish` updates docs/benchmarks. Other options the
 # same way: make bench BENCH_ARGS="--quick --only detector" (plain `make bench --quick` is read by make).
 bench: setup
-	$(PY) -m pip install -q -e ".[$(ORT),test,bench]"
+	$(PY) -m pip install -q -e ".[$(ORT),test,plan,bench]"
 	$(PY) -m bench $(BENCH_ARGS)
 
 # Everything `make setup` and `make run` created: the stack's state (as `make reset`), then the venv.

@@ -411,6 +411,15 @@ def _capacity_command() -> None:
 _capacity_command()
 
 
+def _plan_command() -> None:
+    from planner.cli import register
+
+    register(app)
+
+
+_plan_command()
+
+
 @app.command("up")
 def up(
     cameras: Annotated[Path | None, typer.Option(help="Camera inventory to publish (default: samples/cameras.yaml "
