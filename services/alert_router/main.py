@@ -11,27 +11,43 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 import zlib
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
 import faust
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import TopicPartition
 from faust.serializers import codecs
 from prometheus_client import Counter
 from pydantic import Field, ValidationError
 
 from libs.cameras import CameraEntry
 from libs.inventory import InventoryFollower
-from libs.kafka import DeadLetterPublisher, make_admin, make_producer
+from libs.kafka import (
+    DeadLetterPublisher,
+    SourceRecord,
+    make_admin,
+    make_producer,
+    make_reader,
+)
 from libs.serde import AvroSerde, SerdeError
 from libs.service import ServiceRuntime, start_service
 from libs.settings import CommonSettings, KafkaSettings
 from libs.topics import ALERTS, DETECTIONS, destination_topic
-from services.alert_router.config import CameraConfig, IncidentSettings, SeverityPolicy, TrackerSettings
-from services.alert_router.model import AlertEvent, AlertKind, Det, FrameDetections, FrameRef
+from services.alert_router.config import (
+    CameraConfig,
+    IncidentSettings,
+    SeverityPolicy,
+    TrackerSettings,
+)
+from services.alert_router.model import (
+    AlertEvent,
+    AlertKind,
+    Det,
+    FrameDetections,
+    FrameRef,
+)
 from services.alert_router.pipeline import CameraPipeline
 from services.alert_router.routing import DEFAULT_ROUTES_PATH, RoutingTableLoader
 from services.alert_router.snapshot import SnapshotError, render_snapshot
@@ -78,10 +94,7 @@ class FrameFetcher:
 
     def __init__(self, kafka: KafkaSettings, serde: AvroSerde, cache_size: int = 64) -> None:
         self.serde = serde
-        self.consumer = Consumer(kafka.client_config() | {
-            "group.id": f"cctv-alert-evidence-{uuid.uuid4().hex[:8]}", "enable.auto.commit": False,
-            "fetch.wait.max.ms": 10,
-        })
+        self.consumer = make_reader(kafka, "alert-evidence", **{"fetch.wait.max.ms": 10})
         self.cache: OrderedDict[tuple[str, int, int], bytes] = OrderedDict()
         self.cache_size = cache_size
 
@@ -254,7 +267,7 @@ def build_app(runtime: ServiceRuntime[AlertRouterSettings], inventory: Inventory
                 record = serde.deserialize(DETECTIONS, "Detections", event.value)
                 frame = frame_detections(record)
             except (SerdeError, ValueError, KeyError) as error:
-                await asyncio.get_running_loop().run_in_executor(None, dead_letters.publish, _RawMessage(message), error)
+                await asyncio.get_running_loop().run_in_executor(None, dead_letters.publish, _source_record(message), error)
                 continue
             partition_of[frame.camera_id] = message.partition
             directory.refresh()
@@ -318,32 +331,13 @@ def _evidence(fetcher: FrameFetcher, event: AlertEvent, settings: AlertRouterSet
         return None
 
 
-class _RawMessage:
-    """Adapts a Faust message to what the dead-letter publisher reads from a confluent-kafka Message."""
-
-    def __init__(self, message: Any) -> None:
-        self._m = message
-
-    def topic(self) -> str:
-        return self._m.topic
-
-    def partition(self) -> int:
-        return self._m.partition
-
-    def offset(self) -> int:
-        return self._m.offset
-
-    def timestamp(self) -> tuple[int, int]:
-        return (1, int(self._m.timestamp * 1000))
-
-    def key(self) -> bytes | None:
-        return self._m.key
-
-    def value(self) -> bytes | None:
-        return self._m.value
-
-    def headers(self) -> list[tuple[str, bytes]]:
-        return list(self._m.headers or [])
+def _source_record(message: Any) -> SourceRecord:
+    """A Faust message's original bytes and coordinates, for the dead-letter topic."""
+    return SourceRecord(
+        topic=message.topic, partition=message.partition, offset=message.offset,
+        timestamp_ms=int(message.timestamp * 1000) if message.timestamp else None,
+        key=message.key, value=message.value, headers=dict(message.headers or []),
+    )
 
 
 def _faust_credentials(kafka: KafkaSettings) -> Any:
