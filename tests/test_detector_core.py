@@ -18,7 +18,8 @@ from services.detector.config import (
     DetectorModelConfig,
     ModelLoadError,
 )
-from services.detector.detector import Detection, Detector
+from libs.records import DetectedObject as Detection
+from services.detector.detector import Detector
 from services.detector.model import choose_providers, container_cpu_limit, file_sha256, provider_options
 from services.detector.nms import box_iou_matrix, class_aware_nms
 from services.detector.preprocess import decode_jpeg

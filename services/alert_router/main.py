@@ -31,6 +31,7 @@ from libs.kafka import (
     make_producer,
     make_reader,
 )
+from libs.records import Detections, Frame
 from libs.serde import AvroSerde, SerdeError
 from libs.service import ServiceRuntime, start_service
 from libs.settings import CommonSettings, KafkaSettings
@@ -110,7 +111,7 @@ class FrameFetcher:
                 continue
             if message.offset() != ref.offset:
                 return None  # the frame expired from the topic (retention): no evidence image
-            jpeg = self.serde.deserialize(ref.topic, "Frame", message.value())["jpeg"]
+            jpeg = Frame.from_avro(self.serde.deserialize(ref.topic, "Frame", message.value())).jpeg
             self.cache[key] = jpeg
             while len(self.cache) > self.cache_size:
                 self.cache.popitem(last=False)
@@ -120,12 +121,12 @@ class FrameFetcher:
 
 def frame_detections(record: dict[str, Any]) -> FrameDetections:
     """Detections record → the core's input (invalid boxes raise ValueError)."""
-    ref = record["frame"]
+    detections = Detections.from_avro(record)
+    ref = detections.frame
     return FrameDetections(
-        camera_id=record["camera_id"], frame_seq=record["sequence"], capture_time_ms=record["capture_time"] // 1000,
-        frame_ref=FrameRef(ref["topic"], ref["partition"], ref["offset"]), width=record["width"], height=record["height"],
-        detections=[Det(o["class_id"], o["class_name"], o["score"], o["box"]["x1"], o["box"]["y1"], o["box"]["x2"],
-                        o["box"]["y2"]) for o in record["objects"]],
+        camera_id=detections.camera_id, frame_seq=detections.sequence, capture_time_ms=detections.capture_time_ms,
+        frame_ref=FrameRef(ref.topic, ref.partition, ref.offset), width=detections.width, height=detections.height,
+        detections=[Det(o.class_id, o.class_name, o.score, o.x1, o.y1, o.x2, o.y2) for o in detections.objects],
     )
 
 

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Literal, Protocol
 
 import numpy as np
@@ -16,6 +17,7 @@ import numpy as np
 from services.detector.config import ModelLoadError
 
 
+@dataclass(frozen=True)
 class Candidates:
     boxes: np.ndarray  # [K, 4] float32 x1, y1, x2, y2 in model-input pixels
     scores: np.ndarray  # [K] float32

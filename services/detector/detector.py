@@ -13,6 +13,7 @@ from typing import TypeVar
 
 import numpy as np
 
+from libs.records import DetectedObject
 from services.detector.config import BadImageError, DetectorModelConfig, ModelIdentity
 from services.detector.decoders import DECODERS, Candidates, OutputDecoder
 from services.detector.model import (
@@ -28,19 +29,6 @@ from services.detector.preprocess import (
     decode_jpeg,
     preprocess_batch,
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Detection:
-    """One object; box corners normalised to 0..1 of the ORIGINAL image width/height."""
-
-    class_id: int
-    class_name: str
-    score: float
-    x1: float
-    y1: float
-    x2: float
-    y2: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +51,7 @@ class StageTimings:
 class DetectionRun:
     """Per-image results in input order. For images that failed to decode, results[i] == [] and errors[i] says why."""
 
-    results: list[list[Detection]]
+    results: list[list[DetectedObject]]
     timings: StageTimings
     errors: dict[int, BadImageError] = field(default_factory=dict)
 
@@ -135,7 +123,7 @@ class Detector:
             elapsed = _elapsed_ms(start)
         return elapsed
 
-    def detect(self, images: Sequence[np.ndarray]) -> list[list[Detection]]:
+    def detect(self, images: Sequence[np.ndarray]) -> list[list[DetectedObject]]:
         """Detections per image, in input order; timings of this call land in `last_timings`."""
         return self.infer(self.prepare_images(images)).results
 
@@ -183,7 +171,7 @@ class Detector:
     def infer(self, prepared: PreparedFrames) -> DetectionRun:
         """Run the model over prepared batches, then decode and NMS; results in input order."""
         inference_ms = postprocess_ms = 0.0
-        found: list[list[Detection]] = []
+        found: list[list[DetectedObject]] = []
         for batch in prepared.batches:
             started = time.perf_counter()
             outputs = run_batch(self.model.session, batch.tensor)
@@ -192,7 +180,7 @@ class Detector:
             candidates = self.decoder.decode(outputs, self.cfg.score_threshold)[: len(batch.transforms)]
             found.extend(self._finish(candidate, transform) for candidate, transform in zip(candidates, batch.transforms))
             postprocess_ms += _elapsed_ms(started)
-        results: list[list[Detection]] = [[] for _ in range(prepared.count)]
+        results: list[list[DetectedObject]] = [[] for _ in range(prepared.count)]
         for position, detections in zip(prepared.positions, found):
             results[position] = detections
         timings = StageTimings(
@@ -202,7 +190,7 @@ class Detector:
         self.last_timings = timings
         return DetectionRun(results=results, timings=timings, errors=prepared.errors)
 
-    def _finish(self, candidates: Candidates, transform: ImageTransform) -> list[Detection]:
+    def _finish(self, candidates: Candidates, transform: ImageTransform) -> list[DetectedObject]:
         kept = class_aware_nms(
             candidates.boxes, candidates.scores, candidates.class_ids, self.cfg.nms_iou, self.cfg.max_detections
         )
@@ -213,7 +201,7 @@ class Detector:
             if x2 <= x1 or y2 <= y1:
                 continue  # box lies wholly in the letterbox padding
             class_index = int(class_id)
-            detections.append(Detection(
+            detections.append(DetectedObject(
                 class_id=class_index,
                 class_name=names[class_index] if 0 <= class_index < len(names) else f"class_{class_index}",
                 score=float(score), x1=float(x1), y1=float(y1), x2=float(x2), y2=float(y2),

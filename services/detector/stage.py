@@ -10,6 +10,7 @@ from typing import Protocol
 from prometheus_client import Counter, Histogram
 
 from libs.kafka import Incoming, Outgoing, Rejected
+from libs.records import Detections, Frame, FrameRef, ModelId
 from libs.topics import DETECTIONS
 from services.detector.detector import Detector, PreparedFrames
 
@@ -34,7 +35,7 @@ class DetectionStage:
     def __init__(self, detector: Detector) -> None:
         self.detector = detector
         identity = detector.identity
-        self.model_id = {"name": identity.name, "version": identity.version, "sha256": identity.sha256}
+        self.model_id = ModelId(identity.name, identity.version, identity.sha256)
 
     def handle(self, batch: list[Incoming]) -> tuple[list[Outgoing], list[Rejected]]:
         return self.complete(batch, self.prepare(batch))
@@ -58,16 +59,14 @@ class DetectionStage:
             if index in run.errors:
                 rejected.append(Rejected(record, run.errors[index]))
                 continue
-            frame = record.value
-            outputs.append(Outgoing(DETECTIONS, frame["camera_id"], "Detections", {
-                "camera_id": frame["camera_id"],
-                "frame": {"topic": record.topic, "partition": record.partition, "offset": record.offset},
-                "session_id": frame["session_id"], "sequence": frame["sequence"],
-                "capture_time": frame["capture_time"], "width": frame["width"], "height": frame["height"],
-                "objects": [{"class_id": d.class_id, "class_name": d.class_name, "score": d.score,
-                             "box": {"x1": d.x1, "y1": d.y1, "x2": d.x2, "y2": d.y2}} for d in detections],
-                "model": self.model_id, "inference_ms": per_frame_ms, "detected_at": now_us,
-            }))
+            frame = Frame.from_avro(record.value)
+            detected = Detections(
+                camera_id=frame.camera_id, frame=FrameRef(record.topic, record.partition, record.offset),
+                session_id=frame.session_id, sequence=frame.sequence, capture_time_us=frame.capture_time_us,
+                width=frame.width, height=frame.height, objects=detections, model=self.model_id,
+                inference_ms=per_frame_ms, detected_at_us=now_us,
+            )
+            outputs.append(Outgoing(DETECTIONS, detected.camera_id, "Detections", detected.to_avro()))
             for detection in detections:
                 OBJECTS.labels(detection.class_name).inc()
         FRAMES_DETECTED.inc(len(outputs))
