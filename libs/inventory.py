@@ -43,7 +43,7 @@ class InventoryFollower:
     def poll_once(self, timeout_s: float = 0.2) -> None:
         message = self._consumer.poll(timeout_s)
         decoded = decode_latest(self.serde, self.topic, "CameraConfig", message, self._invalid) if message else None
-        if decoded is not None:
+        if message is not None and decoded is not None:
             camera_id, record = decoded
             if record is None:
                 with self._lock:

@@ -31,7 +31,13 @@ from confluent_kafka import (
 from libs import metrics
 from libs.health import Health
 from libs.kafka.clients import BrokerProbe
-from libs.kafka.records import DeadLetterPublisher, Incoming, Outgoing, Rejected
+from libs.kafka.records import (
+    DeadLetterPublisher,
+    Incoming,
+    Outgoing,
+    Rejected,
+    coordinates,
+)
 from libs.serde import AvroSerde, SerdeError
 
 log = logging.getLogger(__name__)
@@ -93,18 +99,20 @@ class RecordDecoder:
     def decode(self, messages: list[Message]) -> list[Incoming]:
         decoded: list[Incoming] = []
         for message in messages:
-            if message.error():
-                if message.error().code() != KafkaError._PARTITION_EOF:
-                    log.warning("consumer error: %s", message.error().str())
+            error = message.error()
+            if error is not None:
+                if error.code() != KafkaError._PARTITION_EOF:
+                    log.warning("consumer error: %s", error.str())
                 continue
-            metrics.RECORDS_CONSUMED.labels(self.service, message.topic()).inc()
+            topic, partition, offset = coordinates(message)
+            metrics.RECORDS_CONSUMED.labels(self.service, topic).inc()
             try:
-                value = self.serde.deserialize(message.topic(), self.schema_for(message.topic()), message.value())
-            except SerdeError as error:
-                self.dead_letters.publish(message, error)
+                value = self.serde.deserialize(topic, self.schema_for(topic), message.value())
+            except SerdeError as serde_error:
+                self.dead_letters.publish(message, serde_error)
                 continue
             decoded.append(Incoming(
-                topic=message.topic(), partition=message.partition(), offset=message.offset(),
+                topic=topic, partition=partition, offset=offset,
                 key=message.key(), value=value, timestamp_ms=message.timestamp()[1], raw=message,
             ))
         return decoded
@@ -155,7 +163,8 @@ class Subscription:
         last: dict[tuple[str, int], int] = {}
         for message in messages:
             if not message.error():
-                last[(message.topic(), message.partition())] = message.offset()
+                topic, partition, offset = coordinates(message)
+                last[(topic, partition)] = offset
         offsets = [TopicPartition(t, p, o + 1) for (t, p), o in last.items() if (t, p) in self.assignment]
         if offsets:
             try:
@@ -169,7 +178,8 @@ class Subscription:
         first: dict[tuple[str, int], int] = {}
         for message in messages:
             if not message.error():
-                first.setdefault((message.topic(), message.partition()), message.offset())
+                topic, partition, offset = coordinates(message)
+                first.setdefault((topic, partition), offset)
         for (topic, partition), offset in first.items():
             if (topic, partition) in self.assignment:
                 self.consumer.seek(TopicPartition(topic, partition, offset))

@@ -18,6 +18,14 @@ from libs.topics import DLQ
 log = logging.getLogger(__name__)
 
 
+def coordinates(message: Message) -> tuple[str, int, int]:
+    """(topic, partition, offset) of a consumed record (always set on one; only produced ones lack them)."""
+    topic, partition, offset = message.topic(), message.partition(), message.offset()
+    if topic is None or partition is None or offset is None:
+        raise ValueError("message has no topic/partition/offset: not a consumed record")
+    return topic, partition, offset
+
+
 @dataclass(frozen=True, slots=True)
 class SourceRecord:
     """A consumed record's original bytes and coordinates, whichever client consumed it."""
@@ -28,15 +36,18 @@ class SourceRecord:
     timestamp_ms: int | None
     key: bytes | None
     value: bytes | None
-    headers: dict[str, bytes | None] = field(default_factory=dict)
+    headers: dict[str, str | bytes | None] = field(default_factory=dict)
 
     @classmethod
     def of(cls, message: Message) -> SourceRecord:
         timestamp_type, timestamp = message.timestamp()
+        topic, partition, offset = coordinates(message)
+        headers = message.headers() or []
+        pairs = headers.items() if isinstance(headers, dict) else headers
         return cls(
-            topic=message.topic(), partition=message.partition(), offset=message.offset(),
-            timestamp_ms=timestamp if timestamp_type else None, key=message.key(), value=message.value(),
-            headers=dict(message.headers() or []),
+            topic=topic, partition=partition, offset=offset, timestamp_ms=timestamp if timestamp_type else None,
+            key=message.key(), value=message.value(),
+            headers=dict(pairs),
         )
 
 

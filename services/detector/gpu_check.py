@@ -15,7 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import onnxruntime
+import onnxruntime  # type: ignore[import-untyped]
 
 DRIVER_LIBRARY = "libcuda.so.1"  # comes with the host's driver, never with an image
 

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import simplejpeg
+import simplejpeg  # type: ignore[import-untyped]
 from PIL import Image
 
 from services.detector.config import BadImageError, DetectorModelConfig, ResizeMode

@@ -5,7 +5,7 @@ from __future__ import annotations
 import av
 import av.error
 import numpy as np
-import simplejpeg
+import simplejpeg  # type: ignore[import-untyped]
 from av.video.reformatter import ColorRange, VideoReformatter
 
 from services.frame_sampler.config import JpegConfig
