@@ -42,7 +42,9 @@ class InventoryFollower:
 
     def poll_once(self, timeout_s: float = 0.2) -> None:
         message = self._consumer.poll(timeout_s)
-        decoded = decode_latest(self.serde, self.topic, "CameraConfig", message, self._invalid) if message else None
+        # `is not None`, not truthiness: a Message's len() is its value's, so a tombstone is falsy.
+        decoded = None if message is None else decode_latest(self.serde, self.topic, "CameraConfig", message,
+                                                              self._invalid)
         if message is not None and decoded is not None:
             camera_id, record = decoded
             if record is None:

@@ -30,6 +30,7 @@ from libs.kafka.loop import (
     RecordDecoder,
     Subscription,
     deliver_then_commit,
+    flush_and_close,
 )
 from libs.kafka.records import (
     DeadLetterPublisher,
@@ -43,6 +44,6 @@ __all__ = [
     "Backpressure", "BatchHandler", "BrokerProbe", "CatchUp", "ConsumeProduceLoop", "DeadLetterPublisher",
     "DeliveryFailed", "Incoming", "Outgoing", "Producing", "RecordDecoder", "Rejected", "SourceRecord",
     "Subscription", "assign_from_beginning", "broker_health_callback", "create_topics", "decode_latest",
-    "deliver_then_commit", "high_watermark", "make_admin", "make_consumer", "make_producer", "make_reader",
+    "deliver_then_commit", "flush_and_close", "high_watermark", "make_admin", "make_consumer", "make_producer", "make_reader",
     "missing_topics", "read_compacted", "topic_partitions", "wait_for_broker",
 ]

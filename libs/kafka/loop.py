@@ -232,6 +232,16 @@ def deliver_then_commit(producing: Producing, subscription: Subscription, messag
     return True
 
 
+def flush_and_close(producing: Producing, subscription: Subscription, timeout_s: float = 30.0) -> None:
+    """Shutdown: deliver what is still queued (bounded: during an outage nothing more can be), then leave
+    the group."""
+    try:
+        producing.flush(timeout_s)
+    except DeliveryFailed as error:
+        log.error("records undelivered at shutdown: %s", error)
+    subscription.close()
+
+
 class ConsumeProduceLoop:
     """consume a batch → decode (poison → DLQ) → handler → produce → flush → commit, on one thread.
 
@@ -293,8 +303,4 @@ class ConsumeProduceLoop:
             self.close()
 
     def close(self) -> None:
-        try:
-            self.producing.flush(30)
-        except DeliveryFailed as error:
-            log.error("records undelivered at shutdown: %s", error)
-        self.subscription.close()
+        flush_and_close(self.producing, self.subscription)

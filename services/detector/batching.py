@@ -11,7 +11,6 @@ committed by the consumer thread only for frames whose results were delivered.
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections import deque
@@ -26,18 +25,16 @@ from libs.kafka import (
     Backpressure,
     BatchHandler,
     DeadLetterPublisher,
-    DeliveryFailed,
     Incoming,
     Producing,
     RecordDecoder,
     Subscription,
     deliver_then_commit,
+    flush_and_close,
 )
 from libs.serde import AvroSerde
 from services.detector.detector import PreparedFrames
 from services.detector.stage import PreparingStage
-
-log = logging.getLogger(__name__)
 
 
 class BatchingLoop:
@@ -113,11 +110,7 @@ class BatchingLoop:
         self.backpressure.release()
 
     def close(self) -> None:
-        try:
-            self.producing.flush(30)
-        except DeliveryFailed as error:
-            log.error("records undelivered at shutdown: %s", error)
-        self.subscription.close()
+        flush_and_close(self.producing, self.subscription)
 
     # ---- inference thread ---------------------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 from prometheus_client import Counter, Gauge
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from libs.cameras import CameraEntry
 from libs.kafka import (
@@ -56,7 +56,7 @@ RECONNECTS = Counter("cctv_ingest_reconnects_total", "Connection attempts after 
 CAMERAS_OWNED = Gauge("cctv_ingest_cameras_owned", "Cameras this replica is pulling")
 
 
-class IngestConfig(BaseModel):
+class IngestSettings(CommonSettings):
     group_id: str = "cctv-ingest"
     pull: PullSettings = Field(default_factory=PullSettings)
     # Bound on what may wait for Kafka; beyond it whole GOPs are dropped instead of growing memory.
@@ -64,15 +64,11 @@ class IngestConfig(BaseModel):
     max_buffered_messages: int = Field(default=200_000, ge=1000)
 
 
-class IngestSettings(CommonSettings):
-    ingest: IngestConfig = Field(default_factory=IngestConfig)
-
-
 class Ingest:
     def __init__(self, runtime: ServiceRuntime[IngestSettings]) -> None:
         self.runtime = runtime
         settings = runtime.settings
-        self.config = settings.ingest
+        self.config = settings
         self.serde = runtime.serde
         # Video is already compressed: compressing again costs CPU for nothing.
         self.producer = make_producer(
