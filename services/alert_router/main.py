@@ -24,31 +24,14 @@ from pydantic import Field, ValidationError
 
 from libs.cameras import CameraEntry
 from libs.inventory import InventoryFollower
-from libs.kafka import (
-    DeadLetterPublisher,
-    SourceRecord,
-    make_admin,
-    make_producer,
-    make_reader,
-)
+from libs.kafka import DeadLetterPublisher, SourceRecord, make_admin, make_producer, make_reader
 from libs.records import Detections, Frame
 from libs.serde import AvroSerde, SerdeError
 from libs.service import ServiceRuntime, start_service
 from libs.settings import CommonSettings, KafkaSettings
 from libs.topics import ALERTS, DETECTIONS, destination_topic
-from services.alert_router.config import (
-    CameraConfig,
-    IncidentSettings,
-    SeverityPolicy,
-    TrackerSettings,
-)
-from services.alert_router.model import (
-    AlertEvent,
-    AlertKind,
-    Det,
-    FrameDetections,
-    FrameRef,
-)
+from services.alert_router.config import CameraConfig, IncidentSettings, SeverityPolicy, TrackerSettings
+from services.alert_router.model import AlertEvent, AlertKind, Det, FrameDetections, FrameRef
 from services.alert_router.pipeline import CameraPipeline
 from services.alert_router.routing import DEFAULT_ROUTES_PATH, RoutingTableLoader
 from services.alert_router.snapshot import SnapshotError, render_snapshot

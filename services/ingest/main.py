@@ -15,36 +15,17 @@ import threading
 import time
 from typing import Any
 
-from confluent_kafka import (
-    OFFSET_BEGINNING,
-    Consumer,
-    KafkaError,
-    Message,
-    TopicPartition,
-)
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 from prometheus_client import Counter, Gauge
 from pydantic import Field
 
 from libs.cameras import CameraEntry
-from libs.kafka import (
-    BrokerProbe,
-    CatchUp,
-    DeadLetterPublisher,
-    decode_latest,
-    make_consumer,
-    make_producer,
-)
+from libs.kafka import BrokerProbe, CatchUp, DeadLetterPublisher, decode_latest, make_consumer, make_producer
 from libs.redact import redact_url
 from libs.service import ServiceRuntime, start_service
 from libs.settings import CommonSettings
 from libs.topics import CAMERA_STATUS, CAMERAS, VIDEO_PACKETS
-from services.ingest.core import (
-    CameraPuller,
-    GopGate,
-    PacketRecord,
-    PullSettings,
-    StatusChange,
-)
+from services.ingest.core import CameraPuller, GopGate, PacketRecord, PullSettings, StatusChange
 
 log = logging.getLogger(__name__)
 SERVICE = "ingest"
