@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from bench.common import RESULTS_DIR, Result, bench_broker, machine_description, now_iso
+from bench.common import BENCH_KAFKA_PORT, RESULTS_DIR, Result, bench_broker, machine_description, now_iso
 
 STAGES = ("ingest", "frame-sampler", "detector", "kafka", "e2e")
 app = typer.Typer(add_completion=False)
@@ -66,7 +66,7 @@ def main(
             progress.update(current, description=text)
 
         if selected & {"ingest", "kafka"} or ("detector" in selected and kafka_loop):
-            step("starting Kafka on 127.0.0.1:29092")
+            step(f"starting Kafka on 127.0.0.1:{BENCH_KAFKA_PORT}")
             with bench_broker() as bootstrap:
                 if "ingest" in selected:
                     from bench import ingest
