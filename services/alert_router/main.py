@@ -46,7 +46,7 @@ EVIDENCE_MISSING = Counter("cctv_alert_router_evidence_missing_total", "Alerts s
 
 
 class AlertRouterSettings(CommonSettings):
-    app_id: str = "cctv-alert-router"
+    group_id: str = "cctv-alert-router"  # the Faust app id, which is its consumer group
     routes_file: Path = DEFAULT_ROUTES_PATH
     data_dir: Path = Path("/tmp/cctv-alert-router")
     tracker: TrackerSettings = Field(default_factory=TrackerSettings)
@@ -167,7 +167,7 @@ def build_app(runtime: ServiceRuntime[AlertRouterSettings], inventory: Inventory
     kafka = settings.kafka
     partitions = len(make_admin(kafka).list_topics(DETECTIONS, timeout=10).topics[DETECTIONS].partitions)
     app = faust.App(
-        settings.app_id,
+        settings.group_id,
         broker=[f"kafka://{server.strip()}" for server in kafka.bootstrap_servers.split(",")],
         broker_credentials=_faust_credentials(kafka),
         store="memory://",  # state is rebuilt from the changelog topic on start and rebalance
@@ -190,7 +190,7 @@ def build_app(runtime: ServiceRuntime[AlertRouterSettings], inventory: Inventory
     directory = CameraDirectory(inventory)
     routes = RoutingTableLoader(settings.routes_file)
     fetcher = FrameFetcher(kafka, serde)
-    dead_letters = DeadLetterPublisher(make_producer(kafka, f"{SERVICE}-dlq"), serde, SERVICE, settings.app_id)
+    dead_letters = DeadLetterPublisher(make_producer(kafka, f"{SERVICE}-dlq"), serde, SERVICE, settings.group_id)
     destination_topics: dict[str, faust.TopicT] = {}
     partition_of: dict[str, int] = {}
     # Live pipelines, valid while the table still holds the very state they wrote and the camera's
