@@ -20,6 +20,7 @@ from rich.progress import (
 )
 
 from bench.common import (
+    BENCH_KAFKA_PORT,
     REPO,
     RESULTS_DIR,
     Result,
@@ -90,7 +91,7 @@ def main(
             progress.update(current, description=text)
 
         if selected & {"ingest", "kafka"} or ("detector" in selected and kafka_loop):
-            step("starting Kafka on 127.0.0.1:29092")
+            step(f"starting Kafka on 127.0.0.1:{BENCH_KAFKA_PORT}")
             with bench_broker() as bootstrap:
                 if "ingest" in selected:
                     from bench import ingest
