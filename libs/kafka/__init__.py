@@ -38,12 +38,13 @@ from libs.kafka.records import (
     Outgoing,
     Rejected,
     SourceRecord,
+    coordinates,
 )
 
 __all__ = [
     "Backpressure", "BatchHandler", "BrokerProbe", "CatchUp", "ConsumeProduceLoop", "DeadLetterPublisher",
     "DeliveryFailed", "Incoming", "Outgoing", "Producing", "RecordDecoder", "Rejected", "SourceRecord",
-    "Subscription", "assign_from_beginning", "broker_health_callback", "create_topics", "decode_latest",
+    "Subscription", "assign_from_beginning", "broker_health_callback", "coordinates", "create_topics", "decode_latest",
     "deliver_then_commit", "flush_and_close", "high_watermark", "make_admin", "make_consumer", "make_producer", "make_reader",
     "missing_topics", "read_compacted", "topic_partitions", "wait_for_broker",
 ]

@@ -6,7 +6,9 @@ into one `session.run` and produces the results. With an `overlap` stage (defaul
 thread decodes and preprocesses the next full batch while the model runs the current one. When the
 queue reaches `queue_high` frames the consumer pauses its partitions and resumes them once the queue
 has drained to `queue_low`, so memory stays bounded however far behind the detector is. Offsets are
-committed by the consumer thread only for frames whose results were delivered.
+committed by the consumer thread only for frames whose results were delivered, and never past a frame
+of the same partition that is still queued or in flight (a dead-lettered record finishes before the
+frames queued ahead of it; committing its offset then would lose those frames in a crash).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from confluent_kafka import Consumer, Message, Producer, TopicPartition
@@ -29,6 +31,7 @@ from libs.kafka import (
     Producing,
     RecordDecoder,
     Subscription,
+    coordinates,
     deliver_then_commit,
     flush_and_close,
 )
@@ -59,6 +62,7 @@ class BatchingLoop:
         self.overlap = overlap
         self.preparing = ThreadPoolExecutor(1, thread_name_prefix="prepare") if overlap is not None else None
         self.queue: deque[Incoming] = deque()
+        self.in_flight: list[Incoming] = []  # taken from the queue by the inference thread, not yet done
         self.done: list[Message] = []  # processed and produced, waiting for delivery + commit
         self.cond = threading.Condition()
         self.busy = threading.Lock()  # held by the inference thread while a batch is in flight
@@ -95,7 +99,7 @@ class BatchingLoop:
 
     def _commit_done(self) -> None:
         with self.cond:
-            done, self.done = self.done, []
+            done, self.done = committable(self.done, [*self.queue, *self.in_flight])
         if done:
             deliver_then_commit(self.producing, self.subscription, done)
 
@@ -124,14 +128,20 @@ class BatchingLoop:
                 if remaining <= 0:
                     break
                 self.cond.wait(remaining)
-            return [self.queue.popleft() for _ in range(min(self.batch_size, len(self.queue)))]
+            return self._take(min(self.batch_size, len(self.queue)))
+
+    def _take(self, count: int) -> list[Incoming]:
+        """Pop `count` queued frames into flight (caller holds the condition)."""
+        batch = [self.queue.popleft() for _ in range(count)]
+        self.in_flight.extend(batch)
+        return batch
 
     def _take_full_batch_now(self) -> list[Incoming]:
         """A whole batch if that many frames are already queued, else nothing (never waits)."""
         with self.cond:
             if len(self.queue) < self.batch_size:
                 return []
-            return [self.queue.popleft() for _ in range(self.batch_size)]
+            return self._take(self.batch_size)
 
     def _infer_forever(self) -> None:
         following: tuple[list[Incoming], Future[PreparedFrames]] | None = None
@@ -162,6 +172,24 @@ class BatchingLoop:
                     self.producing.send(out)
                 with self.cond:
                     self.done.extend(record.raw for record in batch)
+                    finished = {id(record) for record in batch}
+                    self.in_flight = [record for record in self.in_flight if id(record) not in finished]
                 metrics.BATCH_SECONDS.labels(self.service).observe(time.perf_counter() - started)
         if self.preparing is not None:
             self.preparing.shutdown(wait=True)
+
+
+def committable(done: list[Message], pending: Iterable[Incoming]) -> tuple[list[Message], list[Message]]:
+    """Split processed records into those whose offsets may be committed now and those that must wait:
+    a record waits while an earlier offset of its partition is still pending (queued or in flight)."""
+    floor: dict[tuple[str, int], int] = {}
+    for record in pending:
+        key = (record.topic, record.partition)
+        floor[key] = min(record.offset, floor.get(key, record.offset))
+    ready: list[Message] = []
+    waiting: list[Message] = []
+    for message in done:
+        topic, partition, offset = coordinates(message)
+        lowest = floor.get((topic, partition))
+        (waiting if lowest is not None and lowest < offset else ready).append(message)
+    return ready, waiting
