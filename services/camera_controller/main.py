@@ -19,10 +19,12 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, TopicPartition
 from prometheus_client import Counter, Gauge
 from pydantic import BaseModel, Field
+from urllib3.exceptions import HTTPError
 
 from cctv.inventory import publish, read_inventory
 from libs.cameras import CameraEntry
 from libs.kafka import make_consumer
+from libs.serde import SerdeError
 from libs.service import ServiceRuntime, start_service
 from libs.settings import CommonSettings
 from libs.topics import ALERTS, CAMERA_ACTIVITY, CAMERA_STATUS
@@ -241,7 +243,7 @@ class CameraController:
                     schema, handler = handlers[message.topic()]
                     try:
                         record = self.runtime.serde.deserialize(message.topic(), schema, message.value())
-                    except Exception as error:  # someone else's bad record must not stop status reporting
+                    except (SerdeError, ValueError) as error:  # someone else's bad record must not stop status reporting
                         log.warning("unreadable %s record at %d: %s", message.topic(), message.offset(), error)
                         continue
                     with self.board_lock:
@@ -319,7 +321,7 @@ class CameraController:
         while not stop.is_set():
             try:
                 self.elector.step(time.time())
-            except Exception as error:  # the API server being away must not kill the loop
+            except (ApiException, OSError, HTTPError) as error:  # the API server being away must not kill the loop
                 log.warning("lease renewal failed: %s", error)
             stop.wait(self.config.renew_every_s)
 
