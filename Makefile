@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 ORT ?= cpu
 PYTEST_ARGS ?=
 
-.PHONY: run test setup system-deps venv helm bench clean stop
+.PHONY: run test setup system-deps venv helm k8s bench clean stop
 
 setup: system-deps venv
 
@@ -27,6 +27,11 @@ $(STAMP): pyproject.toml
 helm:
 	bash scripts/install-helm.sh
 
+# etcd + kube-apiserver + kube-controller-manager for the Camera CRD tests: built once per machine
+# from the Go module proxy into ~/.cache/cctv-k8s (CCTV_K8S_CACHE), so fresh clones reuse them.
+k8s:
+	bash scripts/build-k8s.sh
+
 run: setup
 	$(PY) -m cctv.cli up
 
@@ -34,7 +39,7 @@ stop:
 	-$(PY) -m cctv.cli down
 
 # pytest exits 5 when it collects no test: report it instead of failing on it.
-test: setup helm
+test: setup helm k8s
 	@set +e; $(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests (exit 5)"; exit 0; fi; exit $$rc
 
