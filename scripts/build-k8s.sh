@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds a real Kubernetes control plane for the tests: etcd, kube-apiserver and
-# kube-controller-manager, pinned versions, from the Go module proxy only (no download sites).
+# kube-controller-manager (and kubectl where none is installed), pinned versions, from the Go
+# module proxy only (no download sites).
 # The binaries go OUTSIDE the clone (default ~/.cache/cctv-k8s/bin-v<version>) so every fresh
 # clone on the same machine reuses them; the cold build (~12-15 min on 2 cores) is a one-time cost.
 #
@@ -34,6 +35,10 @@ k8s_targets=()
 for binary in kube-apiserver kube-controller-manager; do
   [[ -x "${BIN}/${binary}" ]] || k8s_targets+=("${binary}")
 done
+# The tests drive the API server with kubectl: build a matching one only where none is installed.
+if ! command -v kubectl >/dev/null 2>&1 && [[ ! -x "${BIN}/kubectl" ]]; then
+  k8s_targets+=(kubectl)
+fi
 
 if (( ${#k8s_targets[@]} )); then
   # k8s.io/kubernetes replaces its staging modules with ./staging paths, which `go install pkg@v`
@@ -50,7 +55,7 @@ if (( ${#k8s_targets[@]} )); then
       sed -n '/^replace (/,/^)/p' "${upstream_gomod}" | awk -v v="${staging}" '/=>/ { printf "\t%s => %s %s\n", $1, $1, v }'
       printf ')\n'
     } > "${wrapper}/go.mod.tmp"
-    printf '//go:build tools\n\npackage tools\n\nimport (\n\t_ "k8s.io/kubernetes/cmd/kube-apiserver"\n\t_ "k8s.io/kubernetes/cmd/kube-controller-manager"\n)\n' > "${wrapper}/tools.go"
+    printf '//go:build tools\n\npackage tools\n\nimport (\n\t_ "k8s.io/kubernetes/cmd/kube-apiserver"\n\t_ "k8s.io/kubernetes/cmd/kube-controller-manager"\n\t_ "k8s.io/kubernetes/cmd/kubectl"\n)\n' > "${wrapper}/tools.go"
     mv "${wrapper}/go.mod.tmp" "${wrapper}/go.mod"
   fi
   major="${K8S_VERSION%%.*}"; minor="${K8S_VERSION#*.}"; minor="${minor%%.*}"

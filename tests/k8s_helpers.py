@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import uuid
 from pathlib import Path
@@ -10,12 +11,18 @@ from typing import Any
 
 import yaml
 
-from cctv.devstack.k8s import KubeControlPlane
+from cctv.devstack.k8s import KubeControlPlane, bin_dir
 
 REPO = Path(__file__).resolve().parents[1]
 CHART = REPO / "helm" / "cctv-platform"
 CRD_FILE = CHART / "crds" / "cameras.cctv-platform.io.yaml"
 HELM = REPO / ".cache" / "bin" / "helm"
+
+
+def kubectl_binary() -> str:
+    """The installed kubectl, else the one scripts/build-k8s.sh built next to the API server."""
+    built = bin_dir() / "kubectl"
+    return "kubectl" if shutil.which("kubectl") or not built.is_file() else str(built)
 
 
 class Kubectl:
@@ -24,7 +31,7 @@ class Kubectl:
         self.kubeconfig = kubeconfig or api.kubeconfig
 
     def run(self, *args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(["kubectl", f"--kubeconfig={self.kubeconfig}", *args], input=stdin,
+        result = subprocess.run([kubectl_binary(), f"--kubeconfig={self.kubeconfig}", *args], input=stdin,
                                 capture_output=True, text=True, timeout=120, check=False)
         if check and result.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
