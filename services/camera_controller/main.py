@@ -11,6 +11,7 @@ Consumes: cctv.camera-status.v1, cctv.camera-activity.v1, cctv.alerts.v1. Produc
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -71,7 +72,8 @@ class ControllerConfig(BaseModel):
     lease_duration_s: float = Field(default=15.0, ge=2)
     renew_every_s: float = Field(default=5.0, gt=0)
     resync_every_s: float = Field(default=300.0, ge=5)
-    watch_timeout_s: int = Field(default=60, ge=1)
+    # Status is written between watch events, so a quiet cluster still sees status within this.
+    watch_timeout_s: int = Field(default=2, ge=1)
     prune: bool = True  # resync tombstones inventory records without a Camera
     status_writes_per_s: float = Field(default=10.0, gt=0)
     status_burst: int = Field(default=50, ge=1)
@@ -98,7 +100,8 @@ class CameraController:
         self.resources: dict[str, dict[str, Any]] = {}  # ref -> resource
         self.owner_of: dict[str, str] = {}  # camera id -> ref of the resource that owns it
         self.published: dict[str, str] = {}  # camera id -> fingerprint on the topic
-        self.handled: dict[str, tuple[int, str]] = {}  # ref -> (generation, outcome) already acted on
+        self.handled: dict[str, tuple[int, str]] = {}  # ref -> (generation, outcome) already reported
+        self.judged: dict[str, tuple[int, str]] = {}  # ref -> (generation, annotations) already judged
 
     # ---- reconciling one resource ---------------------------------------------------------------------------
 
@@ -160,6 +163,13 @@ class CameraController:
     def on_upsert(self, resource: dict[str, Any]) -> None:
         ref, camera_id = ref_of(resource), camera_id_of(resource)
         self.resources[ref] = resource
+        # Status writes come back as MODIFIED events: judge again only when the spec (generation) or
+        # the annotations changed (annotating a Camera asks for a fresh look, e.g. after a Secret fix).
+        meta = resource["metadata"]
+        key = (meta.get("generation"), json.dumps(meta.get("annotations") or {}, sort_keys=True))
+        if self.judged.get(ref) == key:
+            return
+        self.judged[ref] = key
         self.owner_of.setdefault(camera_id, ref)
         entry, error = self._judge(resource)
         if entry is not None and self.published.get(camera_id) != fingerprint(entry):
@@ -174,6 +184,7 @@ class CameraController:
         ref, camera_id = ref_of(resource), camera_id_of(resource)
         self.resources.pop(ref, None)
         self.handled.pop(ref, None)
+        self.judged.pop(ref, None)
         if self.owner_of.get(camera_id) != ref:
             return
         del self.owner_of[camera_id]
@@ -181,6 +192,7 @@ class CameraController:
                      if camera_id_of(r) == camera_id), None)
         if heir is not None:  # a duplicate waited for this id: it takes over
             self.handled.pop(ref_of(heir), None)
+            self.judged.pop(ref_of(heir), None)
             self.on_upsert(heir)
             return
         publish(self.kafka, self.runtime.serde, [], [camera_id])
@@ -200,6 +212,8 @@ class CameraController:
         self.resources = {ref_of(r): r for r in items}
         self.owner_of = {cid: ref_of(r) for cid, r in owners.items()}
         self.handled.clear()
+        self.judged = {ref_of(r): (r["metadata"].get("generation"),
+                                   json.dumps(r["metadata"].get("annotations") or {}, sort_keys=True)) for r in items}
         desired: dict[str, CameraEntry] = {}
         verdicts: list[tuple[dict[str, Any], CameraEntry | None, InvalidCamera | None]] = []
         for resource in items:
@@ -281,7 +295,7 @@ class CameraController:
                 version = self.resync()
                 next_resync = time.monotonic() + self.config.resync_every_s
             try:
-                for kind, obj in self.cameras.watch(version, timeout_s=min(self.config.watch_timeout_s, 5)):
+                for kind, obj in self.cameras.watch(version, timeout_s=self.config.watch_timeout_s):
                     self.runtime.health.beat()
                     version = obj.get("metadata", {}).get("resourceVersion", version)
                     if kind in ("ADDED", "MODIFIED"):
