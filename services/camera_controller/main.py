@@ -302,6 +302,10 @@ class CameraController:
                         self.on_upsert(obj)
                     elif kind == "DELETED":
                         self.on_delete(obj)
+                    elif kind == "ERROR":  # e.g. 410 Gone delivered as an event: start from a fresh list
+                        log.info("watch ended with %s; listing again", obj.get("message", obj))
+                        version = self.resync()
+                        break
                     self.write_statuses()
                     if self.runtime.shutdown.requested or not self.elector.still_leading(time.monotonic()):
                         return
