@@ -243,10 +243,18 @@ class CameraController:
         """Latest status and activity (compacted: read from the start) and new alerts, into the board."""
         consumer: Consumer = make_consumer(self.kafka, f"{SERVICE}-{self.config.identity}", self.runtime.health,
                                            **{"enable.auto.commit": False})
-        consumer.assign([TopicPartition(topic, p, start)
-                         for topic, start in ((CAMERA_STATUS, OFFSET_BEGINNING), (CAMERA_ACTIVITY, OFFSET_BEGINNING),
-                                              (ALERTS, OFFSET_END))
-                         for p in consumer.list_topics(topic, timeout=10).topics[topic].partitions])
+        starts = ((CAMERA_STATUS, OFFSET_BEGINNING), (CAMERA_ACTIVITY, OFFSET_BEGINNING), (ALERTS, OFFSET_END))
+        while not stop.is_set():  # the topics may not exist yet (a fresh cluster): keep asking
+            topics = consumer.list_topics(timeout=10).topics
+            missing = [t for t, _ in starts if t not in topics or topics[t].error is not None]
+            if not missing:
+                break
+            log.error("status topics %s missing (run `cctv topics create`); retrying in 10 s", missing)
+            stop.wait(10)
+        else:
+            consumer.close()
+            return
+        consumer.assign([TopicPartition(topic, p, start) for topic, start in starts for p in topics[topic].partitions])
         handlers = {CAMERA_STATUS: ("CameraStatus", self.board.on_status),
                     CAMERA_ACTIVITY: ("CameraActivity", self.board.on_activity), ALERTS: ("Alert", self.board.on_alert)}
         try:
