@@ -177,6 +177,8 @@ class CameraController:
             PUBLISHED.labels("camera").inc()
             self.published[camera_id] = fingerprint(entry)
             log.info("published camera %s from Camera %s", camera_id, ref)
+        elif error is not None and self.owner_of.get(camera_id) == ref and camera_id in self.published:
+            self._tombstone(camera_id, f"Camera {ref} became invalid")  # as a resync would: no half-valid cameras
         self._report(resource, entry, error)
         CAMERAS_KNOWN.set(len(self.published))
 
@@ -195,12 +197,16 @@ class CameraController:
             self.judged.pop(ref_of(heir), None)
             self.on_upsert(heir)
             return
+        if camera_id in self.published:
+            self._tombstone(camera_id, f"Camera {ref} deleted")
+
+    def _tombstone(self, camera_id: str, why: str) -> None:
         publish(self.kafka, self.runtime.serde, [], [camera_id])
         PUBLISHED.labels("tombstone").inc()
         self.published.pop(camera_id, None)
         with self.board_lock:
             self.board.forget(camera_id)
-        log.info("tombstoned camera %s (Camera %s deleted)", camera_id, ref)
+        log.info("tombstoned camera %s (%s)", camera_id, why)
         CAMERAS_KNOWN.set(len(self.published))
 
     # ---- full resync ------------------------------------------------------------------------------------------
