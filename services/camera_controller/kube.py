@@ -43,10 +43,11 @@ class CameraApi:
         self.core = client.CoreV1Api(api)
 
     def list(self) -> tuple[list[dict[str, Any]], str]:
+        result: dict[str, Any]
         if self.namespace:
-            result = self.custom.list_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL)
+            result = self.custom.list_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL)  # type: ignore[assignment]
         else:
-            result = self.custom.list_cluster_custom_object(GROUP, VERSION, PLURAL)
+            result = self.custom.list_cluster_custom_object(GROUP, VERSION, PLURAL)  # type: ignore[assignment]
         return result["items"], result["metadata"]["resourceVersion"]
 
     def watch(self, resource_version: str, timeout_s: int) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -117,7 +118,7 @@ class LeaseElector:
             lease = None
         state = None
         if lease is not None:
-            spec = lease.spec
+            spec = lease.spec = lease.spec or client.V1LeaseSpec()
             renew = spec.renew_time or spec.acquire_time
             state = LeaseState(spec.holder_identity, renew.timestamp() if renew else None,
                                float(spec.lease_duration_seconds or self.duration_s))
@@ -130,7 +131,7 @@ class LeaseElector:
                     spec=client.V1LeaseSpec(holder_identity=self.identity, lease_duration_seconds=int(self.duration_s),
                                             acquire_time=stamp, renew_time=stamp, lease_transitions=0)))
             elif action in ("renew", "take"):
-                assert lease is not None
+                assert lease is not None and lease.spec is not None
                 if action == "take":
                     lease.spec.holder_identity = self.identity
                     lease.spec.acquire_time = stamp
@@ -170,7 +171,7 @@ class LeaseElector:
         self.leading.clear()
         try:
             lease = self.coordination.read_namespaced_lease(self.name, self.namespace)
-            if lease.spec.holder_identity == self.identity:
+            if lease.spec is not None and lease.spec.holder_identity == self.identity:
                 lease.spec.holder_identity = None
                 self.coordination.replace_namespaced_lease(self.name, self.namespace, lease)
         except ApiException as error:

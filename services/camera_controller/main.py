@@ -266,11 +266,12 @@ class CameraController:
         try:
             while not stop.is_set():
                 for message in consumer.consume(500, 0.5):
-                    if message.error() or message.value() is None:
+                    topic = message.topic()
+                    if message.error() or message.value() is None or topic is None:
                         continue
-                    schema, handler = handlers[message.topic()]
+                    schema, handler = handlers[topic]
                     try:
-                        record = self.runtime.serde.deserialize(message.topic(), schema, message.value())
+                        record = self.runtime.serde.deserialize(topic, schema, message.value())
                     except (SerdeError, ValueError) as error:  # someone else's bad record must not stop status reporting
                         log.warning("unreadable %s record at %d: %s", message.topic(), message.offset(), error)
                         continue
