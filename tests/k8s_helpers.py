@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -46,8 +47,13 @@ class Kubectl:
         return json.loads(result.stdout) if result.returncode == 0 else None
 
     def namespace(self, prefix: str) -> str:
+        """A fresh namespace, returned once its `default` ServiceAccount exists (pods need it)."""
         name = f"{prefix}-{uuid.uuid4().hex[:8]}"
         self.run("create", "namespace", name)
+        deadline = time.monotonic() + 60
+        while self.run("get", "serviceaccount", "default", "-n", name, check=False).returncode != 0:
+            assert time.monotonic() < deadline, f"no default ServiceAccount in {name} after 60 s (controller-manager down?)"
+            time.sleep(0.2)
         return name
 
     def install_crd(self) -> None:

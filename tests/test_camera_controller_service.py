@@ -150,6 +150,7 @@ def test_kubectl_manages_cameras_end_to_end(
 
         wait_for(lambda: any(s["state"] == "ONLINE" for s in statuses.snapshot()), 60, "ingest pulling the camera")
         wait_for(lambda: status_of(kubectl, cam, namespace).get("state") == "ONLINE", 30, "ONLINE in the status")
+        wait_for(lambda: (status_of(kubectl, cam, namespace).get("fps") or 0) > 0, 30, "the camera's fps in the status")
         row = kubectl.run("get", "camera", cam, "-n", namespace, "--no-headers").stdout.split()
         assert row[0] == cam and row[1] == "ONLINE" and float(row[2]) > 0, row
         assert condition(kubectl, cam, namespace)["reason"] == "Published"

@@ -96,6 +96,7 @@ def test_controller_service_account_gets_only_what_the_chart_grants(kubectl: Kub
     kubectl.run("create", "secret", "generic", "cctv-camera-credentials", "-n", namespace,
                 "--from-literal=GATE_1=viewer:pw")
     kubectl.run("create", "secret", "generic", "kafka-admin", "-n", namespace, "--from-literal=password=pw")
+    kubectl.apply(camera("mine", namespace))
     other = kubectl.namespace("rbac-other")
     kubectl.apply(camera("elsewhere", other))
     as_controller = Kubectl(kubectl.api, kubectl.token_kubeconfig(namespace, CONTROLLER_SA, tmp_path))
