@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ from typing import Any
 import yaml
 
 from cctv.devstack.k8s import KubeControlPlane, bin_dir
+from tests.kafka_helpers import wait_for
 
 REPO = Path(__file__).resolve().parents[1]
 CHART = REPO / "helm" / "cctv-platform"
@@ -50,10 +50,8 @@ class Kubectl:
         """A fresh namespace, returned once its `default` ServiceAccount exists (pods need it)."""
         name = f"{prefix}-{uuid.uuid4().hex[:8]}"
         self.run("create", "namespace", name)
-        deadline = time.monotonic() + 60
-        while self.run("get", "serviceaccount", "default", "-n", name, check=False).returncode != 0:
-            assert time.monotonic() < deadline, f"no default ServiceAccount in {name} after 60 s (controller-manager down?)"
-            time.sleep(0.2)
+        wait_for(lambda: self.run("get", "serviceaccount", "default", "-n", name, check=False).returncode == 0,
+                 60, f"the default ServiceAccount of {name} (made by kube-controller-manager)")
         return name
 
     def install_crd(self) -> None:
