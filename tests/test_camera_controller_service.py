@@ -95,7 +95,7 @@ def controller(name: str, kafka: KafkaSettings, namespace: str, kubeconfig: Path
         "CCTV_INSTANCE_ID": name, "CCTV_CONTROLLER__KUBECONFIG": str(kubeconfig),
         "CCTV_CONTROLLER__NAMESPACE": namespace, "CCTV_CONTROLLER__PLATFORM_NAMESPACE": namespace,
         "CCTV_CONTROLLER__CREDENTIALS_SECRET": SECRET, "CCTV_CONTROLLER__LEASE_NAME": LEASE,
-        "CCTV_CONTROLLER__IDENTITY": name, "CCTV_CONTROLLER__LEASE_DURATION_S": "4",
+        "CCTV_CONTROLLER__IDENTITY": name, "CCTV_CONTROLLER__LEASE_DURATION_S": "6",
         "CCTV_CONTROLLER__RENEW_EVERY_S": "1", "CCTV_CONTROLLER__STATUS_REFRESH_S": "3",
     }, tmp_path / f"{name}.log", module="services.camera_controller.main").start()
 
@@ -215,7 +215,7 @@ def test_two_replicas_elect_one_leader_and_the_standby_takes_over(
         second = next(name for name in names if name != first)
         took_over_at = time.monotonic()
         wait_for(lambda: lease_holder(kubectl, namespace) == second, 30, "the standby to take the Lease")
-        print(f"\nstandby took over {time.monotonic() - took_over_at:.1f} s after the leader was killed (Lease 4 s)")
+        print(f"\nstandby took over {time.monotonic() - took_over_at:.1f} s after the leader was killed (Lease 6 s)")
         kubectl.run("patch", "camera", "gate", "-n", namespace, "--type=merge", "-p", '{"spec": {"siteId": "north"}}')
         wait_for(lambda: len(inventory.of("gate")) >= 2 and inventory.of("gate")[-1]["site_id"] == "north", 60,
                  "the new leader to publish the edit")

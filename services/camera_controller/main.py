@@ -305,7 +305,9 @@ class CameraController:
         """Resync, then follow watch events until leadership is lost or shutdown is requested."""
         version = self.resync()
         next_resync = time.monotonic() + self.config.resync_every_s
-        while not self.runtime.shutdown.requested and self.elector.still_leading(time.monotonic()):
+        while not self.runtime.shutdown.requested and self.elector.still_leading(time.time()):
+            self.runtime.health.beat()
+            LEADER.set(1)
             if time.monotonic() >= next_resync:
                 version = self.resync()
                 next_resync = time.monotonic() + self.config.resync_every_s
@@ -322,7 +324,7 @@ class CameraController:
                         version = self.resync()
                         break
                     self.write_statuses()
-                    if self.runtime.shutdown.requested or not self.elector.still_leading(time.monotonic()):
+                    if self.runtime.shutdown.requested or not self.elector.still_leading(time.time()):
                         return
             except ApiException as error:
                 if error.status != 410:
