@@ -138,6 +138,7 @@ class KubeControlPlane:
         if read_pid(self.home / "kube-apiserver.pid") is not None or port_open(HOST, self.port):
             if not wait_until(self.ready, timeout_s, interval_s=0.5):
                 raise DevStackError(f"port {self.port} is taken by something that is not a ready kube-apiserver")
+            self._start_controller_manager(ensure_binaries(), self.home / "pki")
             return "already running"
         binaries = ensure_binaries()
         self.home.mkdir(parents=True, exist_ok=True)
@@ -166,12 +167,16 @@ class KubeControlPlane:
             self.stop()
             raise DevStackError(f"kube-apiserver not ready within {timeout_s:.0f} s; log tail:\n{tail}")
         self._write_kubeconfig(pki)
-        if self.controller_manager:
-            spawn([str(binaries / "kube-controller-manager"), f"--kubeconfig={self.kubeconfig}", "--leader-elect=false",
-                   "--secure-port=0", f"--controllers={CONTROLLERS}", f"--root-ca-file={pki / 'ca.crt'}",
-                   f"--service-account-private-key-file={pki / 'sa.key'}"],
-                  logs / "kube-controller-manager.log", self.home / "kube-controller-manager.pid")
+        self._start_controller_manager(binaries, pki)
         return "started"
+
+    def _start_controller_manager(self, binaries: Path, pki: Path) -> None:
+        if not self.controller_manager or read_pid(self.home / "kube-controller-manager.pid") is not None:
+            return
+        spawn([str(binaries / "kube-controller-manager"), f"--kubeconfig={self.kubeconfig}", "--leader-elect=false",
+               "--secure-port=0", f"--controllers={CONTROLLERS}", f"--root-ca-file={pki / 'ca.crt'}",
+               f"--service-account-private-key-file={pki / 'sa.key'}"],
+              self.home / "logs" / "kube-controller-manager.log", self.home / "kube-controller-manager.pid")
 
     def stop(self, purge: bool = False) -> bool:
         stopped = False
