@@ -140,10 +140,13 @@ def test_status_changes_are_urgent_and_drift_waits_for_the_refresh() -> None:
     board.on_status({"camera_id": "a", "state": "FAILED", "fps": None, "reason": "timeout", "timestamp": 3000})
     board.on_status({"camera_id": "a", "state": "ONLINE", "fps": 1.0, "reason": None, "timestamp": 2500})  # late
     assert board.due(2.0, {"a"}) == ["a"] and board.views["a"].state == "FAILED"
+    board.on_activity({"camera_id": "a", "state": "ACTIVE", "motion_score": 0.3, "since": 1_764_460_800_000_000,
+                       "timestamp": 1_764_460_801_000_000})
     board.on_alert({"camera_id": "a", "kind": "NEW", "detected_at": 1_764_460_800_000_000, "event_type": "intrusion",
                     "severity": "HIGH", "alert_id": "al-1"})
     patch = board.views["a"].patch()
     assert patch["state"] == "FAILED" and patch["reason"] == "timeout"
+    assert (patch["activity"], patch["activitySince"]) == ("ACTIVE", "2025-11-30T00:00:00Z")
     assert patch["lastAlert"] == {"time": "2025-11-30T00:00:00Z", "eventType": "intrusion", "severity": "HIGH",
                                   "alertId": "al-1"}
     assert CameraView().patch() == {}

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from cctv.devstack.k8s import KubeControlPlane
 from cctv.devstack.services import ServiceProcess
@@ -19,7 +19,7 @@ from libs.cameras import CameraEntry
 from libs.kafka import create_topics, high_watermark
 from libs.serde import AvroSerde, shipped_catalog
 from libs.settings import KafkaSettings
-from libs.topics import CAMERA_STATUS, CAMERAS, pipeline_topics
+from libs.topics import ALERTS, CAMERA_ACTIVITY, CAMERA_STATUS, CAMERAS, pipeline_topics
 from tests.k8s_helpers import Kubectl, helm_template, manifests_of
 from tests.kafka_helpers import TopicWatcher, wait_for
 
@@ -155,6 +155,16 @@ def test_kubectl_manages_cameras_end_to_end(
         assert row[0] == cam and row[1] == "ONLINE" and float(row[2]) > 0, row
         assert condition(kubectl, cam, namespace)["reason"] == "Published"
 
+        # Motion from the frame-sampler and an alert from the alert-router reach the status columns too.
+        produce_activity_and_alert(kafka_settings, cam)
+        wait_for(lambda: status_of(kubectl, cam, namespace).get("activity") == "ACTIVE", 30, "the activity in the status")
+        since = status_of(kubectl, cam, namespace)["activitySince"]
+        assert since.startswith(time.strftime("%Y-%m-%dT", time.gmtime())), since
+        wait_for(lambda: status_of(kubectl, cam, namespace).get("lastAlert", {}).get("eventType") == "loitering", 30,
+                 "the last alert in the status")
+        row = kubectl.run("get", "camera", cam, "-n", namespace, "--no-headers").stdout.split()
+        assert row[3] == "ACTIVE" and row[4].endswith("s"), row  # LAST-ALERT shows an age, e.g. 2s
+
         kubectl.run("patch", "camera", cam, "-n", namespace, "--type=merge", "-p", '{"spec": {"siteId": "site-2"}}')
         wait_for(lambda: len(inventory.of(cam)) == 2, 30, "the edit republished")
         assert inventory.of(cam)[-1]["site_id"] == "site-2"
@@ -164,6 +174,10 @@ def test_kubectl_manages_cameras_end_to_end(
                              credentialsSecretRef={"name": SECRET, "key": "LOBBY"}))
         (lobby,) = wait_for(lambda: inventory.of("lobby"), 30, "the lobby camera published")
         assert lobby["credentials_ref"] == "LOBBY"
+        kubectl.apply(camera("lobby-copy", namespace, cameraId="lobby", streamUrl="rtsp://127.0.0.1:9/elsewhere"))
+        duplicate = wait_for(lambda: condition(kubectl, "lobby-copy", namespace), 30, "a condition on the duplicate")
+        assert (duplicate["status"], duplicate["reason"]) == ("False", "DuplicateCameraId")
+        assert f"{namespace}/lobby" in duplicate["message"] and len(inventory.of("lobby")) == 1
         kubectl.apply(camera("nokey", namespace, streamUrl="rtsp://127.0.0.1:9/nokey",
                              credentialsSecretRef={"name": SECRET, "key": "NOT_THERE"}))
         refused = wait_for(lambda: condition(kubectl, "nokey", namespace), 30, "a condition on the refused Camera")
@@ -188,6 +202,24 @@ def test_kubectl_manages_cameras_end_to_end(
         inventory.close()
     assert PASSWORD not in leader.log_text()
     assert leader.process is not None and leader.process.returncode == 0, leader.log_text()[-3000:]
+
+
+def produce_activity_and_alert(kafka: KafkaSettings, camera_id: str) -> None:
+    now_ms = int(time.time() * 1000)
+    producer = Producer(kafka.client_config())
+    producer.produce(CAMERA_ACTIVITY, key=camera_id.encode(), value=SERDE.serialize(CAMERA_ACTIVITY, "CameraActivity", {
+        "camera_id": camera_id, "state": "ACTIVE", "motion_score": 0.4, "since": now_ms * 1000,
+        "timestamp": now_ms * 1000}))
+    alert = {
+        "alert_id": f"al-{camera_id}", "kind": "NEW", "sequence": 0, "event_type": "loitering",
+        "rule_id": f"{camera_id}/road/loitering", "severity": "HIGH", "camera_id": camera_id, "camera_name": "Campus road",
+        "site_id": "site-1", "location": None, "tags": ["park"], "zone_id": f"{camera_id}/road", "zone_name": "road",
+        "started_at": now_ms * 1000, "detected_at": now_ms * 1000, "ended_at": None, "track_ids": [], "objects": [],
+        "frame": None, "snapshot_jpeg": None, "description": "loitering in road", "destinations": [],
+        "produced_at": now_ms * 1000,
+    }
+    producer.produce(ALERTS, key=alert["alert_id"].encode(), value=SERDE.serialize(ALERTS, "Alert", alert))
+    assert producer.flush(30) == 0
 
 
 def lease_holder(kubectl: Kubectl, namespace: str) -> str | None:

@@ -208,7 +208,7 @@ class CameraView:
     fps: float | None = None
     status_ms: int | None = None
     activity: str | None = None
-    activity_since_ms: int | None = None
+    activity_since_ms: float | None = None
     last_alert: dict[str, Any] | None = None
 
     def patch(self) -> dict[str, Any]:
@@ -256,7 +256,9 @@ class StatusBoard:
     def on_activity(self, record: dict[str, Any]) -> None:
         view = self._view(record["camera_id"])
         changed = view.activity != record["state"]
-        view.activity, view.activity_since_ms = record["state"], record.get("since")
+        since = record.get("since")  # timestamp-micros
+        view.activity = record["state"]
+        view.activity_since_ms = _epoch_ms(since, per_second=1_000_000) if since is not None else None
         if changed:
             self.urgent[record["camera_id"]] = None
 
