@@ -101,11 +101,14 @@ def controller(name: str, kafka: KafkaSettings, namespace: str, kubeconfig: Path
 
 
 def ingest(name: str, kafka: KafkaSettings, tmp_path: Path) -> ServiceProcess:
+    credentials = tmp_path / "camera-credentials"  # what the chart mounts from the credentials Secret
+    credentials.mkdir(exist_ok=True)
+    (credentials / "LOBBY").write_text(f"viewer:{PASSWORD}")
     return ServiceProcess("ingest", {
         "CCTV_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers, "CCTV_HTTP__PORT": "0", "CCTV_LOG__FORMAT": "text",
         "CCTV_INSTANCE_ID": name, "CCTV_INGEST__GROUP_ID": f"cctv-ingest-{name}",
         "CCTV_INGEST__PULL__STATUS_INTERVAL_S": "2",
-        "CCTV_CAMERA_CREDENTIALS__LOBBY": f"viewer:{PASSWORD}",  # as the chart's envFrom mounts the Secret
+        "CCTV_INGEST__CREDENTIALS_DIR": str(credentials),
     }, tmp_path / f"{name}.log").start()
 
 
