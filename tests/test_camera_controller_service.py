@@ -136,11 +136,16 @@ def test_kubectl_manages_cameras_end_to_end(
     publish_cameras([CameraEntry(camera_id=stray, stream_url="rtsp://127.0.0.1:9/stray")])  # e.g. left by the CLI
     inventory = InventoryLog(kafka_settings)
     statuses = TopicWatcher(kafka_settings, CAMERA_STATUS, "CameraStatus", SERDE, lambda v: v["camera_id"] == cam)
+    # A Camera made while no controller runs is published by the resync on start.
+    kubectl.apply(camera("early", namespace, streamUrl="rtsp://127.0.0.1:9/early", enabled=False))
     puller = ingest(f"ingest-{unique}", kafka_settings, tmp_path)
     leader = controller(f"ctl-{unique}", kafka_settings, namespace, kubeconfig, tmp_path)
     try:
         # Resync on start: the topic converges to the cluster, which has no `stray`.
         wait_for(lambda: inventory.of(stray) == [None], 60, "the resync's tombstone for a camera without a resource")
+        (early,) = wait_for(lambda: inventory.of("early"), 30, "the resync publishing a Camera made while it was down")
+        assert early is not None and early["enabled"] is False
+        wait_for(lambda: status_of(kubectl, "early", namespace).get("state") == "DISABLED", 30, "DISABLED in the status")
 
         kubectl.apply(camera(cam, namespace, streamUrl=f"file://{SAMPLE}", loop=True, siteId="site-1",
                              displayName="Campus road", sampling={"mode": "fps", "fps": 2}, tags=["Park"]))

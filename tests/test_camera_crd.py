@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from cctv.devstack.k8s import KubeControlPlane
 from cctv.inventory import parse_yaml
 from libs.cameras import CameraEntry
 from services.camera_controller.core import from_entry
-from tests.k8s_helpers import CHART, Kubectl, helm_template, manifests_of
+from tests.k8s_helpers import CHART, HELM, Kubectl, helm_template, manifests_of
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_INVENTORY = (REPO / "samples" / "cameras.yaml").read_text().replace("{repo}", str(REPO)).replace(
@@ -137,3 +138,27 @@ def test_chart_passes_server_side_dry_run(kubectl: Kubectl, value_set: str) -> N
     applied = json.loads(result.stdout)
     items = applied.get("items", [applied])
     assert len(items) == len(served)
+
+
+def test_helm_install_with_crds_source_then_kubectl_get_cameras(kubectl: Kubectl) -> None:
+    """A real `helm install` (no hooks: their Jobs would wait for a kubelet this cluster has not got)."""
+    namespace = kubectl.namespace("install")
+    kubeconfig = str(kubectl.kubeconfig)
+    result = subprocess.run([str(HELM), "install", "cctv-platform", str(CHART), "-n", namespace, "--kubeconfig", kubeconfig,
+                             "--no-hooks", "--set", "cameras.source=crds",
+                             "--set", "cameraCredentials.existingSecret=cctv-camera-credentials"],
+                            capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr
+    try:
+        deployments = kubectl.run("get", "deploy", "-n", namespace, "-o", "name").stdout.split()
+        assert "deployment.apps/cctv-platform-camera-controller" in deployments
+        kubectl.apply(camera("gate-1", namespace))
+        listed = kubectl.run("get", "cameras", "-A").stdout
+        assert listed.split()[:7] == ["NAMESPACE", "NAME", "STATUS", "FPS", "ACTIVITY", "LAST-ALERT", "AGE"]
+        assert f"{namespace}   gate-1" in listed or any(
+            line.split()[:2] == [namespace, "gate-1"] for line in listed.splitlines())
+    finally:
+        subprocess.run([str(HELM), "uninstall", "cctv-platform", "-n", namespace, "--kubeconfig", kubeconfig, "--no-hooks"],
+                       capture_output=True, text=True, timeout=120, check=False)
+    # Helm never deletes CRDs (nor the Cameras): uninstalling the platform keeps the inventory's source.
+    assert kubectl.get("camera", "gate-1", namespace) is not None
