@@ -658,7 +658,7 @@ def test_controller_may_reach_the_api_server_and_nothing_more() -> None:
     assert policy["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == CONTROLLER
     (rule,) = policy["egress"]
     assert sorted(p["port"] for p in rule["ports"]) == [443, 6443]
-    assert rule["to"] == [{"ipBlock": {"cidr": "10.96.0.1/32"}}]
+    assert rule["to"] == [{"ipBlock": {"cidr": "172.20.0.0/28"}}]
 
 
 def test_camera_crd_is_shipped_where_helm_installs_crds() -> None:
