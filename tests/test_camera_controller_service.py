@@ -230,6 +230,12 @@ def produce_activity_and_alert(kafka: KafkaSettings, camera_id: str) -> None:
     assert producer.flush(30) == 0
 
 
+def published_events(kubectl: Kubectl, namespace: str, name: str) -> int:
+    events = json.loads(kubectl.run("get", "events", "-n", namespace, "--field-selector",
+                                    f"involvedObject.name={name},reason=Published", "-o", "json").stdout)["items"]
+    return len(events)
+
+
 def lease_holder(kubectl: Kubectl, namespace: str) -> str | None:
     lease = kubectl.get("lease", LEASE, namespace)
     return lease["spec"].get("holderIdentity") if lease else None
@@ -256,9 +262,13 @@ def test_two_replicas_elect_one_leader_and_the_standby_takes_over(
         took_over_at = time.monotonic()
         wait_for(lambda: lease_holder(kubectl, namespace) == second, 30, "the standby to take the Lease")
         print(f"\nstandby took over {time.monotonic() - took_over_at:.1f} s after the leader was killed (Lease 6 s)")
+        wait_for(lambda: "resync:" in replicas[second].log_text(), 30, "the new leader's resync")
+        # The status already says Published for this generation: a takeover rewrites nothing, sends no Event.
+        assert published_events(kubectl, namespace, "gate") == 1
         kubectl.run("patch", "camera", "gate", "-n", namespace, "--type=merge", "-p", '{"spec": {"siteId": "north"}}')
         wait_for(lambda: len(inventory.of("gate")) >= 2 and inventory.of("gate")[-1]["site_id"] == "north", 60,
                  "the new leader to publish the edit")
+        wait_for(lambda: published_events(kubectl, namespace, "gate") == 2, 30, "an Event for the new generation")
         kubectl.run("delete", "camera", "gate", "-n", namespace)
         wait_for(lambda: inventory.of("gate")[-1] is None, 30, "the tombstone from the new leader")
     finally:

@@ -131,7 +131,12 @@ class CameraController:
         if self.handled.get(ref) == (generation, outcome):
             return
         self.handled[ref] = (generation, outcome)
-        conditions = list((resource.get("status") or {}).get("conditions") or [])
+        current = resource.get("status") or {}
+        conditions = list(current.get("conditions") or [])
+        ready = next((c for c in conditions if c.get("type") == "Ready"), None)
+        if (current.get("observedGeneration") == generation and ready is not None and ready.get("reason") == outcome
+                and (error is None or ready.get("message") == str(error)[:1024])):
+            return  # already says so (e.g. written before a restart): no write, no Event, no flood on resync
         if error is not None:
             INVALID.labels(error.reason).inc()
             log.warning("Camera %s refused: %s: %s", ref, error.reason, error)
@@ -217,7 +222,7 @@ class CameraController:
         owners, losers = claim_ids(items)
         self.resources = {ref_of(r): r for r in items}
         self.owner_of = {cid: ref_of(r) for cid, r in owners.items()}
-        self.handled.clear()
+        self.handled = {ref: done for ref, done in self.handled.items() if ref in self.resources}
         self.judged = {ref_of(r): (r["metadata"].get("generation"),
                                    json.dumps(r["metadata"].get("annotations") or {}, sort_keys=True)) for r in items}
         desired: dict[str, CameraEntry] = {}
