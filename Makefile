@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 RUN_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: run test setup system-deps venv helm bench clean stop reset
+.PHONY: run test setup system-deps venv helm k8s bench clean stop reset
 
 setup: system-deps venv
 
@@ -29,6 +29,11 @@ $(STAMP): pyproject.toml
 helm:
 	bash scripts/install-helm.sh
 
+# etcd + kube-apiserver + kube-controller-manager for the Camera CRD tests: built once per machine
+# from the Go module proxy into ~/.cache/cctv-k8s (CCTV_K8S_CACHE), so fresh clones reuse them.
+k8s:
+	bash scripts/build-k8s.sh
+
 # `make run` refuses (one line) while another `make run` / `cctv up` uses the same broker port; it says
 # which state it starts from. Extra options: make run RUN_ARGS="--cameras mycams.yaml".
 run: setup
@@ -45,7 +50,7 @@ reset:
 	 else rm -rf .cache/kafka/node-* .cache/registry/node-* run && echo "removed broker data and run/"; fi
 
 # pytest exits 5 when it collects no test: report it instead of failing on it.
-test: setup helm
+test: setup helm k8s
 	@set +e; $(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests (exit 5)"; exit 0; fi; exit $$rc
 
