@@ -20,7 +20,8 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS_DIR = REPO / "docs" / "benchmarks"
 SAMPLE_H264 = REPO / "samples" / "vtest-h264.mp4"
 SAMPLE_SUBSTREAM = REPO / "samples" / "vtest-360p15.mp4"
-BENCH_KAFKA_PORT = 29092
+# Own port per checkout when several run side by side (CCTV_BENCH_KAFKA_PORT).
+BENCH_KAFKA_PORT = int(os.environ.get("CCTV_BENCH_KAFKA_PORT", "29092"))
 
 
 @dataclass

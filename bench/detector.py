@@ -36,8 +36,11 @@ def frame_value(jpeg: bytes, index: int) -> dict[str, Any]:
 def handler_worker(batch_size: int, seconds: float, providers: list[str] | None = None) -> dict[str, Any]:
     from libs.kafka import Incoming
     from libs.topics import FRAMES
-    from services.detector.core import Detector, DetectorModelConfig, preprocess_batch, run_batch
-    from services.detector.main import DetectionStage
+    from services.detector.config import DetectorModelConfig
+    from services.detector.detector import Detector
+    from services.detector.model import run_batch
+    from services.detector.preprocess import preprocess_batch
+    from services.detector.stage import DetectionStage
 
     options = {"providers": providers} if providers else {}
     detector = Detector(DetectorModelConfig(max_batch_size=batch_size, **options))
@@ -48,7 +51,7 @@ def handler_worker(batch_size: int, seconds: float, providers: list[str] | None 
                for i, jpeg in enumerate(jpegs)]
     batches = [records[i:i + batch_size] for i in range(0, len(records) - batch_size + 1, batch_size)]
 
-    from services.detector.core import decode_jpeg
+    from services.detector.preprocess import decode_jpeg
 
     # The bare limit: the same session, the same preprocessed tensors, nothing else. Service and bare
     # batches alternate, so both see the same machine (other load, frequency) at the same moments.
@@ -101,8 +104,11 @@ def kafka_loop_worker(
     from libs.serde import make_serde
     from libs.settings import KafkaSettings, RegistrySettings
     from libs.topics import FRAMES, pipeline_topics
-    from services.detector.core import Detector, DetectorModelConfig
-    from services.detector.main import BatchingLoop, DetectionStage, DetectorSettings
+    from services.detector.batching import BatchingLoop
+    from services.detector.config import DetectorModelConfig
+    from services.detector.detector import Detector
+    from services.detector.main import DetectorSettings
+    from services.detector.stage import DetectionStage
 
     settings = DetectorSettings(kafka=KafkaSettings(bootstrap_servers=bootstrap), registry=RegistrySettings(url=None),
                                 max_batch=batch_size)

@@ -1,4 +1,4 @@
-"""Frame-sampler: FrameSampler.handle (the service's handler) on the keyframe path against a bare PyAV
+"""Frame-sampler: PacketHandler.handle (the service's handler) on the keyframe path against a bare PyAV
 keyframe-only decode of the same packets; CPU per camera at 1 fps sampling of a 720p 15 fps stream."""
 
 from __future__ import annotations
@@ -58,18 +58,18 @@ def _incoming(values: list[dict[str, Any]]) -> list[Any]:
 
 
 def _service(values: list[dict[str, Any]], sampling: dict[str, Any] | None, batch_size: int = 500) -> dict[str, Any]:
-    from services.frame_sampler.core import FrameSamplerConfig
-    from services.frame_sampler.main import FrameSampler
+    from services.frame_sampler.config import FrameSamplerConfig
+    from services.frame_sampler.main import PacketHandler
 
     config = FrameSamplerConfig(**({"sampling": sampling} if sampling else {}))
-    sampler = FrameSampler(config, inventory=None)
+    sampler = PacketHandler(config, inventory=None)
     records = _incoming(values)
     frames = 0
     with CpuMeter() as meter:
         for start in range(0, len(records), batch_size):
             outputs, _rejected = sampler.handle(records[start:start + batch_size])
             frames += sum(1 for out in outputs if out.schema == "Frame")
-    counters = next(iter(sampler.decoders.values()))[0].counters
+    counters = next(iter(sampler.cameras.cameras.values())).decoder.counters
     return {"cpu_s": meter.cpu_s, "wall_s": meter.wall_s, "frames_out": frames,
             "frames_decoded": counters.frames_decoded, "frames_analysed": counters.frames_analysed,
             "packets_decoded": counters.packets_decoded}

@@ -3,24 +3,23 @@
 from __future__ import annotations
 
 import logging
-import time
-import uuid
 from collections import deque
 from collections.abc import Callable, Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, TopicPartition
 from confluent_kafka.admin import AdminClient
 from rich.table import Table
 
-from libs.kafka import high_watermark
+from libs.kafka import high_watermark, make_reader, read_compacted, topic_partitions
 from libs.serde import AvroSerde, SerdeError
 from libs.settings import KafkaSettings
 from libs.topics import ALERTS, destination_topic
 
 log = logging.getLogger(__name__)
+__all__ = ["read_compacted"]  # `cctv status` reads its views through here
 
 SEVERITY_STYLE = {"LOW": "cyan", "MEDIUM": "yellow", "HIGH": "bold red", "CRITICAL": "bold white on red"}
 SERVICE_GROUPS = {  # service → (consumer group, input topic)
@@ -32,7 +31,7 @@ SERVICE_GROUPS = {  # service → (consumer group, input topic)
 
 
 def local_time(micros: int) -> str:
-    return datetime.fromtimestamp(micros / 1e6, tz=timezone.utc).astimezone().strftime("%H:%M:%S")
+    return datetime.fromtimestamp(micros / 1e6, tz=UTC).astimezone().strftime("%H:%M:%S")
 
 
 def alert_row(alert: dict[str, Any]) -> list[str]:
@@ -47,6 +46,14 @@ def alert_row(alert: dict[str, Any]) -> list[str]:
     ]
 
 
+def alert_line(alert: dict[str, Any]) -> str:
+    """One alert as a plain line (for pipes and logs): full camera id, no colours."""
+    time_, _camera, event, zone, _severity, destinations, _id = alert_row(alert)
+    camera = alert["camera_id"] + (f" ({alert['camera_name']})" if alert["camera_name"] else "")
+    return (f"{time_}  {camera}  {event}  zone {zone}  {alert['severity'].lower()}  -> {destinations}  "
+            f"{alert['alert_id']}")
+
+
 def alert_table(alerts: deque[dict[str, Any]], title: str = "Alerts") -> Table:
     table = Table("time", "camera", "event", "zone", "severity", "destinations", "id", title=title, expand=True)
     for alert in alerts:
@@ -58,15 +65,10 @@ def follow_alerts(settings: KafkaSettings, serde: AvroSerde, destination: str | 
                   from_beginning: bool = False, stop: Callable[[], bool] = lambda: False) -> Iterator[dict[str, Any] | None]:
     """Yield alerts as they arrive (None on idle polls, so callers can refresh). No group offsets are kept."""
     topic = destination_topic(destination) if destination else ALERTS
-    consumer = Consumer(settings.client_config() | {
-        "group.id": f"cctv-alerts-tail-{uuid.uuid4().hex[:8]}", "enable.auto.commit": False,
-    })
+    consumer = make_reader(settings, "alerts-tail")
     try:
-        metadata = consumer.list_topics(topic, timeout=10).topics[topic]
-        if metadata.error is not None:
-            raise RuntimeError(f"{topic}: {metadata.error.str()} (run `cctv topics create`)")
         start = OFFSET_BEGINNING if from_beginning else OFFSET_END
-        consumer.assign([TopicPartition(topic, p, start) for p in metadata.partitions])
+        consumer.assign([TopicPartition(topic, p, start) for p in topic_partitions(consumer, topic)])
         while not stop():
             message = consumer.poll(0.5)
             if message is None or message.error() or message.value() is None:
@@ -91,49 +93,21 @@ def save_snapshot(alert: dict[str, Any], folder: Path) -> Path | None:
     return path
 
 
-def read_compacted(settings: KafkaSettings, serde: AvroSerde, topic: str, schema: str,
-                   timeout_s: float = 15.0) -> dict[str, dict[str, Any]]:
-    """Latest record per key of a (compacted) topic, read from the beginning to the current end."""
-    consumer = Consumer(settings.client_config() | {
-        "group.id": f"cctv-status-{uuid.uuid4().hex[:8]}", "enable.auto.commit": False,
-    })
-    latest: dict[str, dict[str, Any]] = {}
-    try:
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        ends = {p: high_watermark(consumer, topic, p) for p in partitions}
-        pending = {p for p, end in ends.items() if end > 0}
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
-        deadline = time.monotonic() + timeout_s
-        while pending and time.monotonic() < deadline:
-            message = consumer.poll(0.2)
-            if message is not None and not message.error() and message.value() is not None:
-                try:
-                    latest[message.key().decode()] = serde.deserialize(topic, schema, message.value())
-                except SerdeError as error:
-                    log.warning("skipping undecodable record at %s[%d]@%d: %s", topic, message.partition(),
-                                message.offset(), error)
-            positions = consumer.position([TopicPartition(topic, p) for p in pending])
-            pending -= {tp.partition for tp in positions if tp.offset >= ends[tp.partition]}
-    finally:
-        consumer.close()
-    return latest
-
-
 def group_lag(settings: KafkaSettings, group: str, topic: str) -> tuple[str, int | None, int]:
     """(state, total lag or None when nothing is committed, committed offset sum)."""
-    from confluent_kafka import ConsumerGroupTopicPartitions
-
     admin = AdminClient(settings.client_config())
     try:
         description = admin.describe_consumer_groups([group])[group].result(timeout=10)
         state = f"{description.state.name.lower()} ({len(description.members)} members)"
-    except Exception as error:  # group unknown
+    except Exception as error:  # noqa: BLE001 — group unknown
         state = f"unknown ({type(error).__name__})"
-    consumer = Consumer(settings.client_config() | {"group.id": f"cctv-lag-{uuid.uuid4().hex[:8]}"})
+    # The group's committed offsets through a consumer of that group that never joins it (no subscribe, no
+    # commit). Not AdminClient.list_consumer_group_offsets: librdkafka crashes (SIGSEGV in
+    # rd_kafka_cgrp_op) when a just-started broker answers it with COORDINATOR_LOAD_IN_PROGRESS.
+    consumer = make_reader(settings, "lag", **{"group.id": group})
     try:
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        request = ConsumerGroupTopicPartitions(group, [TopicPartition(topic, p) for p in partitions])
-        committed = admin.list_consumer_group_offsets([request])[group].result(timeout=10).topic_partitions
+        committed = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
         lag, total, any_committed = 0, 0, False
         for tp in committed:
             high = high_watermark(consumer, topic, tp.partition)

@@ -6,6 +6,7 @@ records back through it. Zone and rule semantics are validated by the alert-rout
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from typing import Any, Literal
@@ -26,28 +27,52 @@ class GeoPoint(BaseModel):
 
 
 class Sampling(BaseModel):
-    """`keyframes`, or `fps` with a rate; a still scene still sends a frame every heartbeat_s."""
+    """Which frames of a camera the frame-sampler looks at: every keyframe, or the frame nearest each
+    1/fps tick; a still scene still sends one frame every heartbeat_s. The one sampling model: the
+    inventory carries it per camera, the frame-sampler's settings carry the default.
 
-    model_config = ConfigDict(extra="forbid")
+    Also accepts the short forms `"keyframes"`, `"fps:2"` and `{"fps": 2}`. In keyframes mode a given
+    fps is dropped (an inventory may keep one for a later switch to fps mode). The rate is capped at 60:
+    no camera we ingest sends more, and above the keyframe rate every frame must be decoded (~25x the
+    cost of the keyframe path), so a higher cap would only admit configurations that cannot be met.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
     mode: Literal["keyframes", "fps"] = "keyframes"
-    fps: float | None = Field(default=None, gt=0, le=60)
-    heartbeat_s: float = Field(default=30.0, gt=0)
+    fps: float | None = Field(default=None, gt=0, le=60, description="frames per second when mode is 'fps'")
+    heartbeat_s: float = Field(default=30.0, gt=0, description="an idle camera emits one frame per this many seconds")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _accept_short_forms(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip().lower()
+            if text == "keyframes":
+                return {"mode": "keyframes"}
+            if text.startswith("fps:"):
+                return {"mode": "fps", "fps": text.removeprefix("fps:")}
+            raise ValueError(f"sampling must be 'keyframes', 'fps:N' or {{'fps': N}}, got {value!r}")
+        if isinstance(value, dict) and value.get("fps") is not None and "mode" not in value:
+            return {**value, "mode": "fps"}
+        return value
 
     @model_validator(mode="after")
-    def _fps_with_mode(self) -> "Sampling":
+    def _fps_with_mode(self) -> Sampling:
         if self.mode == "fps" and self.fps is None:
             raise ValueError("sampling mode 'fps' needs a rate, e.g. {mode: fps, fps: 2}")
+        if self.mode == "keyframes" and self.fps is not None:
+            object.__setattr__(self, "fps", None)  # frozen model: normalise in place once, at validation
         return self
 
+    @property
+    def period_us(self) -> int | None:
+        """Microseconds between sampling ticks; None in keyframes mode."""
+        return round(1_000_000 / self.fps) if self.fps is not None else None
+
     @classmethod
-    def parse_short(cls, text: str) -> "Sampling":
-        """'keyframes' or 'fps:2' (the CSV form)."""
-        text = text.strip().lower()
-        if text in ("", "keyframes"):
-            return cls()
-        if text.startswith("fps:"):
-            return cls(mode="fps", fps=float(text[4:]))
-        raise ValueError(f"sampling must be 'keyframes' or 'fps:N', got {text!r}")
+    def parse_short(cls, text: str) -> Sampling:
+        """'keyframes' or 'fps:2' (the CSV form); empty means the default."""
+        return cls() if not text.strip() else cls.model_validate(text)
 
 
 class CameraEntry(BaseModel):
@@ -112,7 +137,7 @@ class CameraEntry(BaseModel):
         }
 
     @classmethod
-    def from_record(cls, record: dict[str, Any]) -> "CameraEntry":
+    def from_record(cls, record: dict[str, Any]) -> CameraEntry:
         sampling = record["sampling"]
         return cls(
             camera_id=record["camera_id"],
@@ -155,7 +180,10 @@ def _zone_to_record(zone: dict[str, Any]) -> dict[str, Any]:
 
 
 def _rule_to_record(rule: dict[str, Any]) -> dict[str, Any]:
-    params = {key: float(value) for key, value in rule.items() if key not in _RULE_FIXED_KEYS}
+    extra = {key: value for key, value in rule.items() if key not in _RULE_FIXED_KEYS}
+    # Numbers travel typed in `params`; anything else (lists, strings, booleans) as one JSON object.
+    params = {key: float(v) for key, v in extra.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+    options = {key: v for key, v in extra.items() if key not in params}
     return {
         "type": rule["type"],
         "name": rule.get("name"),
@@ -164,6 +192,7 @@ def _rule_to_record(rule: dict[str, Any]) -> dict[str, Any]:
         "line": _points_to_record(rule["line"]) if rule.get("line") else None,
         "direction": rule.get("direction"),
         "params": params,
+        "options_json": json.dumps(options, sort_keys=True) if options else None,
     }
 
 
@@ -183,6 +212,8 @@ def _zone_from_record(zone: dict[str, Any]) -> dict[str, Any]:
 
 def _rule_from_record(rule: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"type": rule["type"], **rule.get("params", {})}
+    if rule.get("options_json"):
+        out.update(json.loads(rule["options_json"]))
     for key in ("name", "severity", "direction"):
         if rule.get(key) is not None:
             out[key] = rule[key]

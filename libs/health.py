@@ -76,7 +76,7 @@ class HealthServer:
         self.port = self._server.server_port
         self._thread = threading.Thread(target=self._server.serve_forever, name="health-http", daemon=True)
 
-    def start(self) -> "HealthServer":
+    def start(self) -> HealthServer:
         self._thread.start()
         return self
 

@@ -6,13 +6,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import uuid
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka import Message
 
 from libs.cameras import CameraEntry
-from libs.kafka import high_watermark
-from libs.serde import AvroSerde, SerdeError
+from libs.kafka import assign_from_beginning, decode_latest, make_reader
+from libs.serde import AvroSerde
 from libs.settings import KafkaSettings
 from libs.topics import CAMERAS
 
@@ -35,45 +34,41 @@ class InventoryFollower:
         self.caught_up = threading.Event()
         self._stop = threading.Event()
         self._lock = threading.Lock()
-        self._consumer = Consumer(settings.client_config() | {
-            "group.id": f"cctv-inventory-{uuid.uuid4().hex[:8]}", "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-        })
-        metadata = self._consumer.list_topics(topic, timeout=10).topics[topic]
-        if metadata.error is not None:
-            raise RuntimeError(f"{topic}: {metadata.error.str()} (run `cctv topics create`)")
-        partitions = list(metadata.partitions)
-        self._ends = {p: high_watermark(self._consumer, topic, p) for p in partitions}
-        self._pending = {p for p, end in self._ends.items() if end > 0}
-        if not self._pending:
+        self._consumer = make_reader(settings, "inventory", **{"isolation.level": "read_committed"})
+        self._catch_up = assign_from_beginning(self._consumer, topic)
+        if not self._catch_up.pending:
             self.caught_up.set()
-        self._consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
         self._thread: threading.Thread | None = None
 
     def poll_once(self, timeout_s: float = 0.2) -> None:
         message = self._consumer.poll(timeout_s)
-        if message is not None and not message.error():
-            camera_id = (message.key() or b"").decode(errors="replace")
-            if message.value() is None:
+        # `is not None`, not truthiness: a Message's len() is its value's, so a tombstone is falsy.
+        decoded = None if message is None else decode_latest(self.serde, self.topic, "CameraConfig", message,
+                                                              self._invalid)
+        if message is not None and decoded is not None:
+            camera_id, record = decoded
+            if record is None:
                 with self._lock:
                     if self.cameras.pop(camera_id, None) is not None:
                         self.version += 1
             else:
                 try:
-                    entry = CameraEntry.from_record(self.serde.deserialize(self.topic, "CameraConfig", message.value()))
-                except (SerdeError, ValueError) as error:
-                    self.invalid += 1
-                    log.error("inventory record for %s at offset %d ignored: %s", camera_id, message.offset(), error)
+                    entry = CameraEntry.from_record(record)
+                except ValueError as error:
+                    self._invalid(message, error)
                 else:
                     with self._lock:
                         self.cameras[entry.camera_id] = entry
                         self.version += 1
-        if self._pending:
-            # Transaction markers occupy offsets too, so "caught up" is the position reaching the end.
-            positions = self._consumer.position([TopicPartition(self.topic, p) for p in self._pending])
-            self._pending -= {tp.partition for tp in positions if tp.offset >= self._ends[tp.partition]}
-            if not self._pending:
+        if self._catch_up.pending:
+            self._catch_up.reached()
+            if not self._catch_up.pending:
                 self.caught_up.set()
+
+    def _invalid(self, message: Message, error: Exception) -> None:
+        self.invalid += 1
+        log.error("inventory record for %s at offset %d ignored: %s",
+                  (message.key() or b"").decode(errors="replace"), message.offset(), error)
 
     def read_to_end(self, timeout_s: float = 30.0) -> dict[str, CameraEntry]:
         deadline = time.monotonic() + timeout_s
@@ -83,7 +78,7 @@ class InventoryFollower:
             self.poll_once()
         return self.snapshot()
 
-    def start(self) -> "InventoryFollower":
+    def start(self) -> InventoryFollower:
         def run() -> None:
             while not self._stop.is_set():
                 self.poll_once(0.5)

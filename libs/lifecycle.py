@@ -14,7 +14,7 @@ class Shutdown:
     def __init__(self) -> None:
         self.event = threading.Event()
 
-    def install(self) -> "Shutdown":
+    def install(self) -> Shutdown:
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self._on_signal)
         return self

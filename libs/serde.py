@@ -166,9 +166,12 @@ class AvroSerde:
                 "nor Avro single-object encoding (c301)"
             )
         try:
-            return fastavro.schemaless_reader(io.BytesIO(body), writer_schema, reader.parsed_for_reading)
+            record = fastavro.schemaless_reader(io.BytesIO(body), writer_schema, reader.parsed_for_reading)
         except Exception as error:  # fastavro raises many types on truncated or garbled input
             raise SerdeError(f"cannot decode {schema_name} from {topic}: {type(error).__name__}: {error}") from error
+        if not isinstance(record, dict):  # every contract is a record; anything else is a wrong schema
+            raise SerdeError(f"{schema_name} from {topic} decoded to {type(record).__name__}, not a record")
+        return record
 
     def _schema_id(self, topic: str, schema: ShippedSchema) -> int:
         subject = f"{topic}-value"
@@ -178,6 +181,8 @@ class AvroSerde:
             return schema_id
         from confluent_kafka.schema_registry import Schema
 
+        registry = self.registry
+        assert registry is not None, "registry framing without a registry client"
         registry_schema = Schema(json.dumps(schema.definition), "AVRO")
         with self._lock:  # many threads (e.g. one per camera) may want the same subject at once
             if key in self._ids:
@@ -186,18 +191,18 @@ class AvroSerde:
             for _attempt in range(3):
                 try:
                     if self.auto_register:
-                        self._ids[key] = self.registry.register_schema(subject, registry_schema)
+                        self._ids[key] = registry.register_schema(subject, registry_schema)
                     else:
-                        self._ids[key] = self.registry.lookup_schema(subject, registry_schema).schema_id
+                        self._ids[key] = registry.lookup_schema(subject, registry_schema).schema_id
                     return self._ids[key]
-                except Exception as error:
+                except Exception as error:  # noqa: BLE001 - the registry client raises many types
                     # Another process may have registered the same schema a moment ago (409 on first
                     # creation of the subject): look it up before giving up.
                     last_error = error
                     try:
-                        self._ids[key] = self.registry.lookup_schema(subject, registry_schema).schema_id
+                        self._ids[key] = registry.lookup_schema(subject, registry_schema).schema_id
                         return self._ids[key]
-                    except Exception:
+                    except Exception:  # noqa: BLE001 - retried, and reported below if it persists
                         time.sleep(0.2)
             raise SerdeError(f"schema registry refused {schema.name} for subject {subject}: {last_error}")
 

@@ -26,9 +26,12 @@ from pydantic_settings import (
 
 ENV_PREFIX = "CCTV_"
 CONFIG_FILE_ENV = "CCTV_CONFIG_FILE"
-# CCTV_* variables that are not settings fields: the config file pointer, ingest's camera credentials
-# (read per camera by name) and the test suite's port choices.
-NON_FIELD_ENV_PREFIXES = (CONFIG_FILE_ENV, "CCTV_CAMERA_CREDENTIALS__", "CCTV_TEST_")
+# CCTV_* variables that are read outside the settings models, so never "ignored": the config file
+# pointer, the Avro contracts' folder (libs.serde), the project cache (jars, broker data, model engines;
+# cctv.devstack), ingest's camera credentials (read per camera by name), and the test suite's and
+# benchmark's port choices.
+NON_FIELD_ENV_NAMES = frozenset({CONFIG_FILE_ENV, "CCTV_SCHEMAS_DIR", "CCTV_CACHE_DIR"})
+NON_FIELD_ENV_PREFIXES = ("CCTV_CAMERA_CREDENTIALS__", "CCTV_TEST_", "CCTV_BENCH_")
 
 
 class ConfigError(Exception):
@@ -216,7 +219,7 @@ def ignored_environment(settings_cls: type[CommonSettings], environ: Mapping[str
     problems = []
     for name in sorted(environ):
         upper = name.upper()
-        if not upper.startswith(ENV_PREFIX) or upper.startswith(NON_FIELD_ENV_PREFIXES):
+        if not upper.startswith(ENV_PREFIX) or upper in NON_FIELD_ENV_NAMES or upper.startswith(NON_FIELD_ENV_PREFIXES):
             continue
         if _accepts(settings_cls, upper[len(ENV_PREFIX):].lower().split("__")):
             continue

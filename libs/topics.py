@@ -21,18 +21,20 @@ INCIDENT_ACTIONS = "cctv.incident-actions.v1"  # producer: console (operators' a
 AUDIT = "cctv.audit.v1"  # producer: console (logins, live views, actions, denials); consumers: console, auditors
 
 DEFAULT_DESTINATIONS = ("police", "fire", "disaster-management", "social-welfare")
-_DESTINATION_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+# One topic-name segment: lowercase letters, digits and inner dashes (Kafka also allows '.' and '_', but
+# they would blur the segment boundaries of cctv.alerts.<destination>.v1 and collide in metric names).
+DESTINATION_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
+DESTINATION_RULE = "use lowercase letters, digits and inner dashes, at most 64 characters"
 
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS
 
 
 def destination_topic(destination: str) -> str:
-    """cctv.alerts.<destination>.v1 — the routed copy of alerts for one agency."""
-    if not _DESTINATION_PATTERN.match(destination):
-        raise ValueError(
-            f"destination {destination!r} must be lowercase letters, digits and '-', at most 63 characters"
-        )
+    """cctv.alerts.<destination>.v1 — the routed copy of alerts for one agency (the only place that
+    builds these names)."""
+    if not DESTINATION_PATTERN.match(destination):
+        raise ValueError(f"destination {destination!r} is not topic-safe: {DESTINATION_RULE}")
     return f"cctv.alerts.{destination}.v1"
 
 
@@ -82,13 +84,3 @@ def pipeline_topics(
     ]
     specs += [TopicSpec(destination_topic(d), "Alert", 3, alerts) for d in destinations]
     return specs
-
-
-def schema_for_topic(topic: str) -> str:
-    """The Avro record name a pipeline topic carries (destination topics carry Alert)."""
-    if topic.startswith("cctv.alerts."):
-        return "Alert"
-    for spec in pipeline_topics(destinations=()):
-        if spec.name == topic:
-            return spec.schema
-    raise KeyError(f"{topic!r} is not a pipeline topic")

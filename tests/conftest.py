@@ -15,6 +15,7 @@ from cctv.devstack.kafka import KafkaBroker
 from libs.settings import KafkaSettings
 
 if TYPE_CHECKING:
+    from cctv.devstack.k8s import KubeControlPlane
     from cctv.devstack.registry import SchemaRegistry
 
 REPO = Path(__file__).resolve().parents[1]
@@ -76,3 +77,18 @@ def publish_cameras(kafka_settings: KafkaSettings):
     yield _publish
     if published:
         publish(kafka_settings, serde, [], sorted(published))
+
+
+TEST_K8S_PORT = int(os.environ.get("CCTV_TEST_K8S_PORT", "16443"))
+
+
+@pytest.fixture(scope="session")
+def kube_api() -> Iterator[KubeControlPlane]:
+    """A real kube-apiserver + etcd (+ controller-manager), started once per session or reused."""
+    from cctv.devstack.k8s import KubeControlPlane
+
+    control_plane = KubeControlPlane(port=TEST_K8S_PORT)
+    outcome = control_plane.start(timeout_s=180)
+    yield control_plane
+    if outcome == "started" and not os.environ.get("CCTV_TEST_KEEP_KAFKA"):
+        control_plane.stop()

@@ -26,6 +26,7 @@ SETTINGS_CLASSES = {
     "frame-sampler": "services.frame_sampler.main:FrameSamplerSettings",
     "detector": "services.detector.main:DetectorSettings",
     "alert-router": "services.alert_router.main:AlertRouterSettings",
+    "camera-controller": "services.camera_controller.main:ControllerSettings",
     "console": "services.console.settings:ConsoleSettings",
 }
 

@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 from pydantic import ValidationError
 
+from libs.topics import destination_topic
 from services.alert_router.config import CameraConfig
 from services.alert_router.model import AlertEvent, AlertKind, FrameRef, Severity, TrackedBox
 from services.alert_router.routing import (
@@ -20,7 +21,6 @@ from services.alert_router.routing import (
     RoutingTable,
     RoutingTableLoader,
     route,
-    topic_for,
 )
 from services.alert_router.snapshot import SnapshotError, render_snapshot
 
@@ -64,7 +64,7 @@ def default_table() -> RoutingTable:
 # --------------------------------------------------------------------------- default table
 def test_fire_event_reaches_fire(default_table: RoutingTable) -> None:
     assert route(default_table, alert("fire", Severity.HIGH), cam()) == ["fire"]
-    assert topic_for("fire") == "cctv.alerts.fire.v1"
+    assert destination_topic("fire") == "cctv.alerts.fire.v1"
 
 
 def test_park_loitering_reaches_social_welfare_at_night_only(default_table: RoutingTable) -> None:
@@ -123,7 +123,7 @@ def test_destination_names_must_be_topic_safe(bad: str) -> None:
     with pytest.raises(ValidationError, match="topic-safe"):
         RoutingTable.model_validate({"routes": [{"name": "r", "destinations": [bad]}]})
     with pytest.raises(ValueError, match="topic-safe"):
-        topic_for(bad)
+        destination_topic(bad)
 
 
 def test_route_table_rejects_unknown_fields_and_duplicate_names() -> None:

@@ -32,7 +32,7 @@ def real_frame_jpeg() -> bytes:
 
 def router(kafka: KafkaSettings, app_id: str, tmp_path: Path, tag: str) -> ServiceProcess:
     return ServiceProcess("alert-router", {
-        "CCTV_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers, "CCTV_HTTP__PORT": "0", "CCTV_APP_ID": app_id,
+        "CCTV_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers, "CCTV_HTTP__PORT": "0", "CCTV_GROUP_ID": app_id,
         "CCTV_DATA_DIR": str(tmp_path / f"faust-{tag}"), "CCTV_INCIDENTS__END_GRACE_S": "2",
         "CCTV_INCIDENTS__UPDATE_INTERVAL_S": "60", "CCTV_LOG__FORMAT": "text",
     }, tmp_path / f"router-{tag}.log").start()

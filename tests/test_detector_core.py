@@ -11,22 +11,18 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from pydantic import ValidationError
 
-from services.detector.core import (
+from services.detector.config import (
     COCO_CLASS_NAMES,
     DEFAULT_MODEL_PATH,
     BadImageError,
-    Detection,
-    Detector,
     DetectorModelConfig,
     ModelLoadError,
-    box_iou_matrix,
-    choose_providers,
-    class_aware_nms,
-    container_cpu_limit,
-    decode_jpeg,
-    file_sha256,
-    provider_options,
 )
+from libs.records import DetectedObject as Detection
+from services.detector.detector import Detector
+from services.detector.model import choose_providers, container_cpu_limit, file_sha256, provider_options
+from services.detector.nms import box_iou_matrix, class_aware_nms
+from services.detector.preprocess import decode_jpeg
 from tests.assets_fetch import DEFAULT_CACHE_DIR, fetch_stills
 
 

@@ -54,10 +54,10 @@ def test_sample_footage_raises_routed_alerts_end_to_end(
 
     env = {"CCTV_KAFKA__BOOTSTRAP_SERVERS": kafka_settings.bootstrap_servers, "CCTV_REGISTRY__URL": schema_registry.url,
            "CCTV_HTTP__PORT": "0", "CCTV_LOG__FORMAT": "text"}
-    groups = {"ingest": {"CCTV_INGEST__GROUP_ID": f"ingest-{unique}"},
+    groups = {"ingest": {"CCTV_GROUP_ID": f"ingest-{unique}"},
               "frame-sampler": {"CCTV_GROUP_ID": f"sampler-{unique}"},
               "detector": {"CCTV_GROUP_ID": f"detector-{unique}"},
-              "alert-router": {"CCTV_APP_ID": f"router-{unique}", "CCTV_DATA_DIR": str(tmp_path / "faust")}}
+              "alert-router": {"CCTV_GROUP_ID": f"router-{unique}", "CCTV_DATA_DIR": str(tmp_path / "faust")}}
     services = [ServiceProcess(name, env | groups[name], tmp_path / f"{name}.log").start() for name in SERVICE_MODULES]
     started = time.monotonic()
     received: dict[str, list[dict]] = {main_topic: [], police_topic: []}

@@ -20,21 +20,19 @@ import simplejpeg
 from av.video.stream import VideoStream
 from pydantic import ValidationError
 
-from services.frame_sampler.core import (
+from libs.cameras import Sampling
+from services.frame_sampler.cameras import CameraMap
+from services.frame_sampler.config import FrameSamplerConfig, JpegConfig, MotionConfig
+from services.frame_sampler.decoder import CameraDecoder
+from services.frame_sampler.jpeg import encode_jpeg
+from services.frame_sampler.outputs import (
     ActivityChange,
-    CameraDecoder,
     EncodedPacket,
-    FrameSampler,
-    FrameSamplerConfig,
     FrameSamplerError,
-    JpegConfig,
-    MotionConfig,
-    NearestTickSelector,
     SampledFrame,
     SamplerOutput,
-    SamplingConfig,
-    encode_jpeg,
 )
+from services.frame_sampler.selector import NearestTickSelector
 
 SAMPLE = Path(__file__).resolve().parents[1] / "samples" / "vtest-h264.mp4"
 CAMERA = "campus-gate"
@@ -156,9 +154,9 @@ def sampler_config(**fields: Any) -> FrameSamplerConfig:
     return FrameSamplerConfig.model_validate(fields)
 
 
-def emit_everything() -> MotionConfig:
-    """Motion settings under which every analysed frame is emitted (to test decoding, not gating)."""
-    return MotionConfig(heartbeat_interval_s=0.001)
+def emit_everything(**sampling: Any) -> Sampling:
+    """A sampling policy under which every analysed frame is emitted (to test decoding, not gating)."""
+    return Sampling.model_validate({**sampling, "heartbeat_s": 0.001})
 
 
 @pytest.fixture(scope="module")
@@ -185,7 +183,7 @@ def frozen_end_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_still_scene_yields_only_heartbeats(still_clip: Path) -> None:
-    config = sampler_config(motion=MotionConfig(heartbeat_interval_s=10.0))
+    config = sampler_config(sampling={"heartbeat_s": 10.0})
     decoder = CameraDecoder(CAMERA, config)
     packets = demux(still_clip)
     output = run(decoder, packets)
@@ -203,7 +201,7 @@ def test_people_walking_make_the_camera_active_then_idle_when_the_scene_freezes(
 ) -> None:
     walking = footage[:200]  # 20 s of people crossing the campus
     frozen = demux(frozen_end_clip, first_sequence=200, pts_offset_us=20_000_000)
-    config = sampler_config(motion=MotionConfig(heartbeat_interval_s=5.0, idle_hold_s=3.0))
+    config = sampler_config(sampling={"heartbeat_s": 5.0}, motion=MotionConfig(idle_hold_s=3.0))
     decoder = CameraDecoder(CAMERA, config)
 
     walking_output = run(decoder, walking, flush=False)
@@ -229,7 +227,7 @@ def test_people_walking_make_the_camera_active_then_idle_when_the_scene_freezes(
 
 def test_sampled_frames_are_real_jpegs_of_the_scene(footage: list[EncodedPacket]) -> None:
     decoder = CameraDecoder(
-        CAMERA, sampler_config(motion=emit_everything(), jpeg={"quality": 70, "max_dimension": 384})
+        CAMERA, sampler_config(sampling=emit_everything(), jpeg={"quality": 70, "max_dimension": 384})
     )
     output = run(decoder, footage[:30])
     assert [frame.sequence for frame in output.frames] == [0, 10, 20]
@@ -288,7 +286,7 @@ def test_jpeg_from_yuv_planes_matches_the_rgb_picture(
 
 
 def test_keyframe_mode_never_decodes_a_non_key_packet(footage: list[EncodedPacket]) -> None:
-    decoder = CameraDecoder(CAMERA, sampler_config(sampling="keyframes", motion=emit_everything()))
+    decoder = CameraDecoder(CAMERA, sampler_config(sampling=emit_everything(mode="keyframes")))
     output = run(decoder, footage)
     keyframes = [packet for packet in footage if packet.is_keyframe]
     assert len(keyframes) == 80
@@ -299,7 +297,7 @@ def test_keyframe_mode_never_decodes_a_non_key_packet(footage: list[EncodedPacke
 
 
 def test_fps_at_or_below_the_keyframe_rate_switches_to_keyframes_only(footage: list[EncodedPacket]) -> None:
-    decoder = CameraDecoder(CAMERA, sampler_config(sampling={"fps": 0.5}, motion=emit_everything()))
+    decoder = CameraDecoder(CAMERA, sampler_config(sampling=emit_everything(fps=0.5)))
     output = run(decoder, footage, flush=False)
     assert decoder.keyframes_only
     output.extend(decoder.flush())
@@ -310,7 +308,7 @@ def test_fps_at_or_below_the_keyframe_rate_switches_to_keyframes_only(footage: l
 
 
 def test_fps_above_the_keyframe_rate_picks_the_frame_nearest_each_tick(footage: list[EncodedPacket]) -> None:
-    decoder = CameraDecoder(CAMERA, sampler_config(sampling={"fps": 3}, motion=emit_everything()))
+    decoder = CameraDecoder(CAMERA, sampler_config(sampling=emit_everything(fps=3)))
     output = run(decoder, footage, flush=False)
     assert not decoder.keyframes_only
     output.extend(decoder.flush())
@@ -325,7 +323,7 @@ def test_fps_above_the_keyframe_rate_picks_the_frame_nearest_each_tick(footage: 
 
 
 def test_sequence_gap_resumes_at_the_next_keyframe(footage: list[EncodedPacket]) -> None:
-    decoder = CameraDecoder(CAMERA, sampler_config(sampling={"fps": 10}, motion=emit_everything()))
+    decoder = CameraDecoder(CAMERA, sampler_config(sampling=emit_everything(fps=10)))
     with_gap = footage[:25] + footage[27:45]  # packets 25 and 26 lost mid-GOP
     output = run(decoder, with_gap)
     assert decoder.counters.sequence_gaps == 1
@@ -336,7 +334,7 @@ def test_sequence_gap_resumes_at_the_next_keyframe(footage: list[EncodedPacket])
 
 
 def test_new_session_resumes_at_its_first_keyframe(footage: list[EncodedPacket]) -> None:
-    decoder = CameraDecoder(CAMERA, sampler_config(sampling={"fps": 10}, motion=emit_everything()))
+    decoder = CameraDecoder(CAMERA, sampler_config(sampling=emit_everything(fps=10)))
     reconnected = [
         dataclasses.replace(packet, session_id="session-2", sequence=index)
         for index, packet in enumerate(footage[45:70])  # the new session starts mid-GOP
@@ -350,7 +348,7 @@ def test_new_session_resumes_at_its_first_keyframe(footage: list[EncodedPacket])
 
 
 def test_out_of_order_packets_are_dropped(footage: list[EncodedPacket]) -> None:
-    decoder = CameraDecoder(CAMERA, sampler_config(sampling={"fps": 10}, motion=emit_everything()))
+    decoder = CameraDecoder(CAMERA, sampler_config(sampling=emit_everything(fps=10)))
     output = run(decoder, footage[:12] + [footage[5], footage[11]] + footage[12:20])
     assert decoder.counters.out_of_order_packets == 2
     assert [frame.sequence for frame in output.frames] == list(range(20))
@@ -364,7 +362,7 @@ def corrupted(packet: EncodedPacket) -> EncodedPacket:
 
 
 def test_corrupt_packet_is_counted_and_decoding_resumes_at_the_next_keyframe(footage: list[EncodedPacket]) -> None:
-    decoder = CameraDecoder(CAMERA, sampler_config(sampling={"fps": 10}, motion=emit_everything()))
+    decoder = CameraDecoder(CAMERA, sampler_config(sampling=emit_everything(fps=10)))
     damaged_stream = footage[:23] + [corrupted(footage[23])] + footage[24:40]
     output = run(decoder, damaged_stream)
     assert decoder.counters.decode_errors + decoder.counters.corrupt_frames >= 1
@@ -376,7 +374,7 @@ def test_corrupt_packet_is_counted_and_decoding_resumes_at_the_next_keyframe(foo
 
 
 def test_corrupt_keyframe_on_the_fast_path(footage: list[EncodedPacket]) -> None:
-    decoder = CameraDecoder(CAMERA, sampler_config(motion=emit_everything()))
+    decoder = CameraDecoder(CAMERA, sampler_config(sampling=emit_everything()))
     damaged_stream = footage[:20] + [corrupted(footage[20])] + footage[21:50]
     output = run(decoder, damaged_stream)
     assert [issue.sequence for issue in output.issues] == [20]
@@ -394,7 +392,7 @@ def test_codec_change_mid_stream(footage: list[EncodedPacket], tmp_path: Path, s
         pts_offset_us=3_000_000,
     )
     assert other[0].codec == second_codec
-    decoder = CameraDecoder(CAMERA, sampler_config(motion=emit_everything()))
+    decoder = CameraDecoder(CAMERA, sampler_config(sampling=emit_everything()))
     output = run(decoder, footage[:30] + other)
     assert decoder.counters.stream_changes == 1
     assert output.issues == []
@@ -406,7 +404,7 @@ def test_codec_change_mid_stream(footage: list[EncodedPacket], tmp_path: Path, s
 
 
 def test_missing_extradata_on_an_avcc_keyframe_is_a_counted_error(footage: list[EncodedPacket]) -> None:
-    decoder = CameraDecoder(CAMERA, sampler_config(motion=emit_everything()))
+    decoder = CameraDecoder(CAMERA, sampler_config(sampling=emit_everything()))
     stripped = [dataclasses.replace(packet, extradata=None) for packet in footage[:30]]
     output = run(decoder, stripped + footage[30:50])
     assert decoder.counters.missing_extradata_errors == 3
@@ -418,21 +416,22 @@ def test_missing_extradata_on_an_avcc_keyframe_is_a_counted_error(footage: list[
 
 
 def test_unknown_codec_is_reported_once_and_does_not_stop_other_cameras(footage: list[EncodedPacket]) -> None:
-    sampler = FrameSampler(sampler_config(motion=emit_everything()))
+    # Through the service's own map of cameras: one decoder per camera, created on first sight.
+    cameras = CameraMap(sampler_config(sampling=emit_everything()))
     bogus = [dataclasses.replace(packet, camera_id="lobby", codec="no-such-codec") for packet in footage[:20]]
-    outputs = [sampler.process(packet) for packet in bogus[:10] + footage[:20] + bogus[10:]]
+    outputs = [cameras.get(packet.camera_id).decoder.process(packet) for packet in bogus[:10] + footage[:20] + bogus[10:]]
     issues = [issue for output in outputs for issue in output.issues]
     assert [issue.kind for issue in issues] == ["unsupported_codec"]
-    assert sampler.decoders["lobby"].counters.unsupported_codec_packets == 20
+    assert cameras.get("lobby").decoder.counters.unsupported_codec_packets == 20
     frames = [frame for output in outputs for frame in output.frames]
     assert [(frame.camera_id, frame.sequence) for frame in frames] == [(CAMERA, 0), (CAMERA, 10)]
-    assert set(sampler.activity_states()) == {CAMERA, "lobby"}
+    assert set(cameras.cameras) == {CAMERA, "lobby"}
 
 
 def test_first_packet_without_timestamps_is_still_sampled(footage: list[EncodedPacket]) -> None:
     # RTSP sources: the first frame may carry no pts (gst-rtsp-server + FFmpeg do this).
     first = dataclasses.replace(footage[0], pts_us=None, dts_us=None)
-    decoder = CameraDecoder(CAMERA, sampler_config(sampling={"fps": 1}, motion=emit_everything()))
+    decoder = CameraDecoder(CAMERA, sampler_config(sampling=emit_everything(fps=1)))
     output = run(decoder, [first] + footage[1:40])
     assert decoder.counters.packets_without_timestamp == 1
     # The tick grid starts at the first timestamped frame (0.1 s), so the second sample is the frame
@@ -471,19 +470,19 @@ def test_nearest_tick_selector_skips_ticks_with_no_frames_near() -> None:
 
 
 def test_config_short_forms_and_actionable_errors() -> None:
-    assert SamplingConfig.model_validate("keyframes").mode == "keyframes"
-    assert SamplingConfig.model_validate({"fps": 2}).fps == 2
-    assert SamplingConfig.model_validate("fps:0.5") == SamplingConfig(mode="fps", fps=0.5)
-    assert SamplingConfig(mode="keyframes", fps=3).fps is None  # the inventory may carry a rate it does not use
+    assert Sampling.model_validate("keyframes").mode == "keyframes"
+    assert Sampling.model_validate({"fps": 2}).fps == 2
+    assert Sampling.model_validate("fps:0.5") == Sampling(mode="fps", fps=0.5)
+    assert Sampling(mode="keyframes", fps=3).fps is None  # the inventory may carry a rate it does not use
     assert FrameSamplerConfig.model_validate({"sampling": {"fps": 0.5}}).sampling.mode == "fps"
     defaults = FrameSamplerConfig()
     assert (defaults.jpeg.quality, defaults.jpeg.max_dimension, defaults.sampling.mode) == (80, 1280, "keyframes")
     with pytest.raises(ValidationError, match="needs a rate"):
-        SamplingConfig(mode="fps")
+        Sampling(mode="fps")
     with pytest.raises(ValidationError, match="greater than 0"):
-        SamplingConfig.model_validate({"fps": 0})
+        Sampling.model_validate({"fps": 0})
     with pytest.raises(ValidationError, match="'keyframes', 'fps:N' or"):
-        SamplingConfig.model_validate("everything")
+        Sampling.model_validate("everything")
     with pytest.raises(ValidationError, match="must not exceed activate_score"):
         MotionConfig(activate_score=0.01, deactivate_score=0.02)
     with pytest.raises(ValidationError, match="less than or equal to 100"):
@@ -494,7 +493,7 @@ def test_jpegs_encoded_on_an_executor_equal_inline_ones(footage: list[EncodedPac
     """The service encodes on a worker thread while later packets decode: same frames, same bytes, same order."""
     from concurrent.futures import ThreadPoolExecutor
 
-    config = sampler_config(motion=emit_everything(), jpeg={"max_dimension": 640})
+    config = sampler_config(sampling=emit_everything(), jpeg={"max_dimension": 640})
     inline = run(CameraDecoder(CAMERA, config), footage[:120])
     with ThreadPoolExecutor(1) as executor:
         deferred = run(CameraDecoder(CAMERA, config, executor), footage[:120])

@@ -35,6 +35,7 @@ CRD_KINDS_CHECKED_STRUCTURALLY = {
     ("monitoring.coreos.com/v1", "ServiceMonitor"),
 }
 COMPONENTS = ("ingest", "frame-sampler", "detector", "alert-router", "console")
+CONTROLLER = "camera-controller"  # only with cameras.source=crds (production values)
 # The contract with the code: consumer group and input topic that lag-based scaling watches.
 LAG_SCALED = {
     "frame-sampler": ("cctv-frame-sampler", "cctv.video.packets.v1"),
@@ -219,7 +220,9 @@ def test_every_workload_runs_hardened_with_a_writable_tmp(value_set: str) -> Non
         spec = pod_spec(workload)
         assert spec["securityContext"]["runAsNonRoot"] is True, name
         assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}, name
-        assert spec["automountServiceAccountToken"] is False, name
+        # Only the camera-controller talks to the Kubernetes API.
+        talks_to_api = workload["metadata"]["labels"].get("app.kubernetes.io/component") == CONTROLLER
+        assert spec["automountServiceAccountToken"] is talks_to_api, name
         volumes = {volume["name"]: volume for volume in spec["volumes"]}
         for container in spec["containers"]:
             context = container["securityContext"]
@@ -238,6 +241,8 @@ def test_every_workload_runs_hardened_with_a_writable_tmp(value_set: str) -> Non
 @pytest.mark.parametrize("value_set", sorted(VALUE_SETS))
 def test_each_service_has_its_deployment_with_health_probes(value_set: str) -> None:
     deployments = by_component(render(VALUE_SETS[value_set]), "Deployment")
+    controller = deployments.pop(CONTROLLER, None)
+    assert (controller is not None) == (value_set == "production"), "the controller runs when cameras.source=crds"
     assert sorted(deployments) == sorted(COMPONENTS)
     for component, deployment in deployments.items():
         (container,) = deployment["spec"]["template"]["spec"]["containers"]
@@ -375,14 +380,21 @@ def test_credentials_come_only_from_existing_secrets() -> None:
         assert "password" not in text and "sasl_username" not in text
 
 
-def test_camera_credentials_reach_ingest_only_as_prefixed_env_from_the_secret() -> None:
+def test_camera_credentials_reach_ingest_only_as_files_of_the_mounted_secret() -> None:
+    # Files, not env vars: the kubelet updates a mounted Secret in place and ingest re-reads it.
     deployments = by_component(render(VALUE_SETS["production"]), "Deployment")
-    ingest = deployments["ingest"]["spec"]["template"]["spec"]["containers"][0]
-    assert ingest["envFrom"] == [
-        {"prefix": "CCTV_CAMERA_CREDENTIALS__", "secretRef": {"name": "cctv-camera-credentials"}}
-    ]
+    pod = deployments["ingest"]["spec"]["template"]["spec"]
+    ingest = pod["containers"][0]
+    env = {e["name"]: e for e in ingest["env"]}
+    assert env["CCTV_INGEST__CREDENTIALS_DIR"]["value"] == "/etc/cctv/camera-credentials"
+    mount = next(m for m in ingest["volumeMounts"] if m["name"] == "camera-credentials")
+    assert mount == {"name": "camera-credentials", "mountPath": "/etc/cctv/camera-credentials", "readOnly": True}
+    volume = next(v for v in pod["volumes"] if v["name"] == "camera-credentials")
+    assert volume["secret"]["secretName"] == "cctv-camera-credentials" and "envFrom" not in ingest
     for component in ("frame-sampler", "detector", "alert-router"):
-        assert "envFrom" not in deployments[component]["spec"]["template"]["spec"]["containers"][0]
+        spec = deployments[component]["spec"]["template"]["spec"]
+        assert "envFrom" not in spec["containers"][0]
+        assert all(v["name"] != "camera-credentials" for v in spec["volumes"])
 
 
 def test_each_service_reads_the_shared_config_plus_only_its_own_section() -> None:
@@ -468,7 +480,7 @@ def test_every_setting_the_chart_passes_is_read_by_its_service(
     for component, deployment in by_component(manifests, "Deployment").items():
         (container,) = deployment["spec"]["template"]["spec"]["containers"]
         env = {name: item.get("value", "from-a-secret") for name, item in env_of(container).items()}
-        config = yaml.safe_load(config_files[f"{component}.yaml"])
+        config = yaml.safe_load(config_files[Path(env["CCTV_CONFIG_FILE"]).name])
         loaded[component] = load_as_deployed(component, env, config, tmp_path, monkeypatch)
         mounts[component] = {mount["mountPath"] for mount in container["volumeMounts"]}
     detector, router = loaded["detector"], loaded["alert-router"]
@@ -558,7 +570,7 @@ def test_service_monitor_selects_the_metrics_services() -> None:
     assert endpoint["port"] == "http" and endpoint["path"] == "/metrics"
     selector = monitor["spec"]["selector"]["matchLabels"]
     selected = [s for s in of_kind(manifests, "Service").values() if selector.items() <= s["metadata"]["labels"].items()]
-    assert sorted(component_of(s) for s in selected) == sorted(COMPONENTS)
+    assert sorted(component_of(s) for s in selected) == sorted((*COMPONENTS, CONTROLLER))
     assert not of_kind(render(), "ServiceMonitor"), "ServiceMonitor needs the CRD: off by default"
 
 
@@ -576,6 +588,90 @@ def test_network_policy_allows_only_metrics_in_and_kafka_registry_dns_cameras_ou
     assert cameras["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "ingest"
     assert cameras["egress"][0]["to"] == [{"ipBlock": {"cidr": "10.64.0.0/12"}}]
     assert not of_kind(render(set_values=["networkPolicy.enabled=false"]), "NetworkPolicy")
+
+
+# --------------------------------------------------------------------------------------------
+# Cameras as custom resources (cameras.source=crds)
+# --------------------------------------------------------------------------------------------
+
+CRD_FILE = CHART / "crds" / "cameras.cctv-platform.io.yaml"
+CONTROLLER_NAME = f"{RELEASE}-cctv-platform-camera-controller"
+
+
+def test_inventory_source_switch_renders_the_controller_only_for_crds() -> None:
+    assert not [m for m in render() if m["metadata"]["name"].startswith(CONTROLLER_NAME)]
+    manifests = render(set_values=["cameras.source=crds"])
+    deployment = of_kind(manifests, "Deployment")[CONTROLLER_NAME]
+    spec = pod_spec(deployment)
+    assert spec["serviceAccountName"] == CONTROLLER_NAME
+    (container,) = spec["containers"]
+    assert container["args"] == ["cctv-camera-controller"]
+    env = env_of(container)
+    assert env["CCTV_CONTROLLER__NAMESPACE"]["value"] == "cctv"  # the release's namespace by default
+    assert env["CCTV_CONTROLLER__IDENTITY"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    assert deployment["spec"]["replicas"] == 2
+    failure = render_failure(["cameras.source=crds",
+                              'cameras.inventory.cameras[0].camera_id=x', 'cameras.inventory.cameras[0].stream_url=rtsp://h/x'])
+    assert "cameras.inventory" in failure and "kubectl apply" in failure
+    assert "/cameras/source" in render_failure(["cameras.source=etcd"])
+
+
+def test_controller_rbac_is_least_privilege() -> None:
+    manifests = render(VALUE_SETS["production"])
+    roles = of_kind(manifests, "Role")
+    cameras_rules = roles[f"{CONTROLLER_NAME}-cameras"]["rules"]
+    assert {(tuple(r["resources"]), tuple(sorted(r["verbs"]))) for r in cameras_rules} == {
+        (("cameras",), ("get", "list", "watch")),
+        (("cameras/status",), ("get", "patch", "update")),
+        (("events",), ("create", "patch")),
+    }
+    own_rules = roles[CONTROLLER_NAME]["rules"]
+    secrets = [r for r in own_rules if "secrets" in r["resources"]]
+    assert secrets == [{"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["cctv-camera-credentials"],
+                        "verbs": ["get"]}]
+    leases = [r for r in own_rules if "leases" in r["resources"]]
+    assert {tuple(r["verbs"]) for r in leases} == {("create",), ("get", "update")}
+    assert all(r.get("resourceNames") == [CONTROLLER_NAME] for r in leases if "get" in r["verbs"])
+    for rule in cameras_rules + own_rules:
+        assert "*" not in rule["verbs"] and "*" not in rule["resources"], rule
+    assert not of_kind(manifests, "ClusterRole"), "one namespace needs no cluster-wide rights"
+    bindings = of_kind(manifests, "RoleBinding")
+    assert {b["subjects"][0]["name"] for b in bindings.values()} == {CONTROLLER_NAME}
+    # Without a credentials Secret the controller may read no Secret at all.
+    plain = of_kind(render(set_values=["cameras.source=crds"]), "Role")[CONTROLLER_NAME]["rules"]
+    assert not [r for r in plain if "secrets" in r["resources"]]
+
+
+def test_watching_every_namespace_takes_a_cluster_role_for_cameras_only() -> None:
+    manifests = render(set_values=["cameras.source=crds", "cameras.controller.watchNamespace=*"])
+    (cluster_role,) = of_kind(manifests, "ClusterRole").values()
+    assert {res for r in cluster_role["rules"] for res in r["resources"]} == {"cameras", "cameras/status", "events"}
+    env = env_of(pod_spec(of_kind(manifests, "Deployment")[CONTROLLER_NAME])["containers"][0])
+    assert env["CCTV_CONTROLLER__NAMESPACE"]["value"] == ""
+    assert env["CCTV_CONTROLLER__PLATFORM_NAMESPACE"]["value"] == "cctv"  # Lease and Secret stay home
+
+
+def test_controller_may_reach_the_api_server_and_nothing_more() -> None:
+    policies = of_kind(render(VALUE_SETS["production"]), "NetworkPolicy")
+    policy = policies[CONTROLLER_NAME]["spec"]
+    assert policy["policyTypes"] == ["Egress"]
+    assert policy["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == CONTROLLER
+    (rule,) = policy["egress"]
+    assert sorted(p["port"] for p in rule["ports"]) == [443, 6443]
+    assert rule["to"] == [{"ipBlock": {"cidr": "172.20.0.0/28"}}]
+
+
+def test_camera_crd_is_shipped_where_helm_installs_crds() -> None:
+    crd = yaml.safe_load(CRD_FILE.read_text())
+    assert crd["metadata"]["name"] == "cameras.cctv-platform.io"
+    assert crd["spec"]["scope"] == "Namespaced"
+    (version,) = crd["spec"]["versions"]
+    assert version["subresources"] == {"status": {}}
+    columns = {c["name"]: c["jsonPath"] for c in version["additionalPrinterColumns"]}
+    assert {"Status", "FPS", "Activity", "Last-Alert", "Age"} <= set(columns)
+    result = run_helm("template", RELEASE, str(CHART), "--include-crds", "--set", "cameras.source=crds")
+    assert result.returncode == 0, result.stderr
+    assert "name: cameras.cctv-platform.io" in result.stdout
 
 
 # --------------------------------------------------------------------------------------------

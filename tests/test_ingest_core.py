@@ -238,7 +238,9 @@ def test_mjpeg_over_http_camera_is_stamped_with_its_arrival_clock(tmp_path: Path
     import shutil
     import subprocess
 
-    from services.frame_sampler.core import CameraDecoder, EncodedPacket, FrameSamplerConfig
+    from services.frame_sampler.config import FrameSamplerConfig
+    from services.frame_sampler.decoder import CameraDecoder
+    from services.frame_sampler.outputs import EncodedPacket
 
     ffmpeg = shutil.which("ffmpeg")
     if ffmpeg is None:
@@ -267,7 +269,7 @@ def test_mjpeg_over_http_camera_is_stamped_with_its_arrival_clock(tmp_path: Path
     capture_span_s = (packets[-1].capture_time - packets[0].capture_time) / 1e6
     assert abs(pts_span_s - capture_span_s) < 0.05 and 3.5 < pts_span_s < 4.5, (pts_span_s, capture_span_s)
     decoder = CameraDecoder("mjpeg-1", FrameSamplerConfig.model_validate(
-        {"sampling": {"mode": "fps", "fps": 2}, "motion": {"heartbeat_interval_s": 0.001}}))
+        {"sampling": {"mode": "fps", "fps": 2, "heartbeat_s": 0.001}}))
     frames = []
     for p in packets:
         frames += decoder.process(EncodedPacket(
@@ -313,7 +315,9 @@ def test_hls_camera_streams_a_live_playlist_that_the_frame_sampler_decodes(gstre
     import http.server
     import subprocess
 
-    from services.frame_sampler.core import CameraDecoder, EncodedPacket, FrameSamplerConfig
+    from services.frame_sampler.config import FrameSamplerConfig
+    from services.frame_sampler.decoder import CameraDecoder
+    from services.frame_sampler.outputs import EncodedPacket
 
     hls = tmp_path / "hls"
     hls.mkdir()
@@ -347,8 +351,8 @@ def test_hls_camera_streams_a_live_playlist_that_the_frame_sampler_decodes(gstre
     assert packets[0].is_keyframe and packets[0].codec == "h264" and (packets[0].width, packets[0].height) == (640, 360)
     assert [p.sequence for p in packets] == list(range(len(packets)))
     assert all(b.dts_us > a.dts_us for a, b in zip(packets, packets[1:]) if a.dts_us is not None and b.dts_us is not None)
-    decoder = CameraDecoder("hls-1", FrameSamplerConfig.model_validate({"sampling": {"mode": "keyframes"},
-                                                                        "motion": {"heartbeat_interval_s": 0.001}}))
+    decoder = CameraDecoder("hls-1", FrameSamplerConfig.model_validate({"sampling": {"mode": "keyframes",
+                                                                                     "heartbeat_s": 0.001}}))
     frames = []
     for p in packets:
         frames += decoder.process(EncodedPacket(

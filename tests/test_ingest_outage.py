@@ -51,7 +51,7 @@ def test_broker_outage_drops_whole_gops_and_recovers(tmp_path: Path) -> None:
         metrics_port = free_port()
         ingest = ServiceProcess("ingest", {
             "CCTV_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers, "CCTV_HTTP__PORT": str(metrics_port),
-            "CCTV_INGEST__MAX_BUFFERED_MESSAGES": "1000", "CCTV_LOG__FORMAT": "text",
+            "CCTV_MAX_BUFFERED_MESSAGES": "1000", "CCTV_LOG__FORMAT": "text",
         }, tmp_path / "ingest.log").start()
         with TopicWatcher(kafka, VIDEO_PACKETS, "VideoPacket", SERDE) as before:
             wait_for(lambda: len(before.snapshot()) > 100, 60, "packets before the outage")

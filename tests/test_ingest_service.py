@@ -24,8 +24,8 @@ SERDE = AvroSerde(shipped_catalog())
 def ingest(name: str, kafka: KafkaSettings, group: str, tmp_path: Path) -> ServiceProcess:
     return ServiceProcess("ingest", {
         "CCTV_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers, "CCTV_HTTP__PORT": "0",
-        "CCTV_INSTANCE_ID": name, "CCTV_INGEST__GROUP_ID": group, "CCTV_LOG__FORMAT": "text",
-        "CCTV_INGEST__PULL__STATUS_INTERVAL_S": "2",
+        "CCTV_INSTANCE_ID": name, "CCTV_GROUP_ID": group, "CCTV_LOG__FORMAT": "text",
+        "CCTV_PULL__STATUS_INTERVAL_S": "2",
     }, tmp_path / f"{name}.log").start()
 
 

@@ -11,21 +11,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 import zlib
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
 import faust
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import TopicPartition
 from faust.serializers import codecs
 from prometheus_client import Counter
 from pydantic import Field, ValidationError
 
 from libs.cameras import CameraEntry
 from libs.inventory import InventoryFollower
-from libs.kafka import DeadLetterPublisher, make_admin, make_producer
+from libs.kafka import DeadLetterPublisher, SourceRecord, make_admin, make_producer, make_reader
+from libs.records import Detections, Frame
 from libs.serde import AvroSerde, SerdeError
 from libs.service import ServiceRuntime, start_service
 from libs.settings import CommonSettings, KafkaSettings
@@ -46,7 +46,7 @@ EVIDENCE_MISSING = Counter("cctv_alert_router_evidence_missing_total", "Alerts s
 
 
 class AlertRouterSettings(CommonSettings):
-    app_id: str = "cctv-alert-router"
+    group_id: str = "cctv-alert-router"  # the Faust app id, which is its consumer group
     routes_file: Path = DEFAULT_ROUTES_PATH
     data_dir: Path = Path("/tmp/cctv-alert-router")
     tracker: TrackerSettings = Field(default_factory=TrackerSettings)
@@ -78,10 +78,7 @@ class FrameFetcher:
 
     def __init__(self, kafka: KafkaSettings, serde: AvroSerde, cache_size: int = 64) -> None:
         self.serde = serde
-        self.consumer = Consumer(kafka.client_config() | {
-            "group.id": f"cctv-alert-evidence-{uuid.uuid4().hex[:8]}", "enable.auto.commit": False,
-            "fetch.wait.max.ms": 10,
-        })
+        self.consumer = make_reader(kafka, "alert-evidence", **{"fetch.wait.max.ms": 10})
         self.cache: OrderedDict[tuple[str, int, int], bytes] = OrderedDict()
         self.cache_size = cache_size
 
@@ -97,7 +94,7 @@ class FrameFetcher:
                 continue
             if message.offset() != ref.offset:
                 return None  # the frame expired from the topic (retention): no evidence image
-            jpeg = self.serde.deserialize(ref.topic, "Frame", message.value())["jpeg"]
+            jpeg = Frame.from_avro(self.serde.deserialize(ref.topic, "Frame", message.value())).jpeg
             self.cache[key] = jpeg
             while len(self.cache) > self.cache_size:
                 self.cache.popitem(last=False)
@@ -107,12 +104,12 @@ class FrameFetcher:
 
 def frame_detections(record: dict[str, Any]) -> FrameDetections:
     """Detections record → the core's input (invalid boxes raise ValueError)."""
-    ref = record["frame"]
+    detections = Detections.from_avro(record)
+    ref = detections.frame
     return FrameDetections(
-        camera_id=record["camera_id"], frame_seq=record["sequence"], capture_time_ms=record["capture_time"] // 1000,
-        frame_ref=FrameRef(ref["topic"], ref["partition"], ref["offset"]), width=record["width"], height=record["height"],
-        detections=[Det(o["class_id"], o["class_name"], o["score"], o["box"]["x1"], o["box"]["y1"], o["box"]["x2"],
-                        o["box"]["y2"]) for o in record["objects"]],
+        camera_id=detections.camera_id, frame_seq=detections.sequence, capture_time_ms=detections.capture_time_ms,
+        frame_ref=FrameRef(ref.topic, ref.partition, ref.offset), width=detections.width, height=detections.height,
+        detections=[Det(o.class_id, o.class_name, o.score, o.x1, o.y1, o.x2, o.y2) for o in detections.objects],
     )
 
 
@@ -170,7 +167,7 @@ def build_app(runtime: ServiceRuntime[AlertRouterSettings], inventory: Inventory
     kafka = settings.kafka
     partitions = len(make_admin(kafka).list_topics(DETECTIONS, timeout=10).topics[DETECTIONS].partitions)
     app = faust.App(
-        settings.app_id,
+        settings.group_id,
         broker=[f"kafka://{server.strip()}" for server in kafka.bootstrap_servers.split(",")],
         broker_credentials=_faust_credentials(kafka),
         store="memory://",  # state is rebuilt from the changelog topic on start and rebalance
@@ -193,7 +190,7 @@ def build_app(runtime: ServiceRuntime[AlertRouterSettings], inventory: Inventory
     directory = CameraDirectory(inventory)
     routes = RoutingTableLoader(settings.routes_file)
     fetcher = FrameFetcher(kafka, serde)
-    dead_letters = DeadLetterPublisher(make_producer(kafka, f"{SERVICE}-dlq"), serde, SERVICE, settings.app_id)
+    dead_letters = DeadLetterPublisher(make_producer(kafka, f"{SERVICE}-dlq"), serde, SERVICE, settings.group_id)
     destination_topics: dict[str, faust.TopicT] = {}
     partition_of: dict[str, int] = {}
     # Live pipelines, valid while the table still holds the very state they wrote and the camera's
@@ -254,7 +251,7 @@ def build_app(runtime: ServiceRuntime[AlertRouterSettings], inventory: Inventory
                 record = serde.deserialize(DETECTIONS, "Detections", event.value)
                 frame = frame_detections(record)
             except (SerdeError, ValueError, KeyError) as error:
-                await asyncio.get_running_loop().run_in_executor(None, dead_letters.publish, _RawMessage(message), error)
+                await asyncio.get_running_loop().run_in_executor(None, dead_letters.publish, _source_record(message), error)
                 continue
             partition_of[frame.camera_id] = message.partition
             directory.refresh()
@@ -318,32 +315,13 @@ def _evidence(fetcher: FrameFetcher, event: AlertEvent, settings: AlertRouterSet
         return None
 
 
-class _RawMessage:
-    """Adapts a Faust message to what the dead-letter publisher reads from a confluent-kafka Message."""
-
-    def __init__(self, message: Any) -> None:
-        self._m = message
-
-    def topic(self) -> str:
-        return self._m.topic
-
-    def partition(self) -> int:
-        return self._m.partition
-
-    def offset(self) -> int:
-        return self._m.offset
-
-    def timestamp(self) -> tuple[int, int]:
-        return (1, int(self._m.timestamp * 1000))
-
-    def key(self) -> bytes | None:
-        return self._m.key
-
-    def value(self) -> bytes | None:
-        return self._m.value
-
-    def headers(self) -> list[tuple[str, bytes]]:
-        return list(self._m.headers or [])
+def _source_record(message: Any) -> SourceRecord:
+    """A Faust message's original bytes and coordinates, for the dead-letter topic."""
+    return SourceRecord(
+        topic=message.topic, partition=message.partition, offset=message.offset,
+        timestamp_ms=int(message.timestamp * 1000) if message.timestamp else None,
+        key=message.key, value=message.value, headers=dict(message.headers or []),
+    )
 
 
 def _faust_credentials(kafka: KafkaSettings) -> Any:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from libs.topics import DESTINATION_PATTERN, DESTINATION_RULE
 
 from .config import CameraConfig
 from .model import AlertEvent, AlertKind, Severity
@@ -18,18 +19,6 @@ from .schedule import WeeklySchedule
 log = logging.getLogger(__name__)
 
 DEFAULT_ROUTES_PATH = Path(__file__).with_name("routes.default.yaml")
-# One topic-name segment: lowercase letters, digits and dashes (Kafka also allows '.' and '_', but they
-# would blur the segment boundaries of cctv.alerts.<destination>.v1 and collide in metric names).
-_DESTINATION = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
-
-
-def topic_for(destination: str) -> str:
-    """Kafka topic carrying alerts for `destination`."""
-    if not _DESTINATION.match(destination):
-        raise ValueError(
-            f"destination {destination!r} is not topic-safe: use lowercase letters, digits and inner dashes"
-        )
-    return f"cctv.alerts.{destination}.v1"
 
 
 class Route(BaseModel):
@@ -52,10 +41,10 @@ class Route(BaseModel):
     @field_validator("destinations")
     @classmethod
     def _destinations_topic_safe(cls, destinations: list[str]) -> list[str]:
-        bad = [d for d in destinations if not _DESTINATION.match(d)]
+        bad = [d for d in destinations if not DESTINATION_PATTERN.match(d)]
         if bad:
             raise ValueError(
-                f"destinations {bad} are not topic-safe; use lowercase letters, digits and inner dashes "
+                f"destinations {bad} are not topic-safe; {DESTINATION_RULE} "
                 "(they become topics cctv.alerts.<destination>.v1)"
             )
         return destinations

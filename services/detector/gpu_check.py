@@ -15,7 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import onnxruntime
+import onnxruntime  # type: ignore[import-untyped]
 
 DRIVER_LIBRARY = "libcuda.so.1"  # comes with the host's driver, never with an image
 
@@ -55,7 +55,8 @@ def main() -> int:
         print(f"OK: CUDA and cuDNN libraries present; no {DRIVER_LIBRARY} here (no NVIDIA driver), "
               "so the GPU itself is not tried")
         return 0
-    from services.detector.core import Detector, DetectorModelConfig
+    from services.detector.config import DetectorModelConfig
+    from services.detector.detector import Detector
 
     detector = Detector(DetectorModelConfig(providers=["CUDAExecutionProvider"], preprocess_threads=1))
     used = detector.model.session.get_providers()

@@ -13,20 +13,21 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 from prometheus_client import Counter, Gauge
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from libs.cameras import CameraEntry
-from libs.kafka import BrokerProbe, DeadLetterPublisher, high_watermark, make_consumer, make_producer
+from libs.kafka import BrokerProbe, CatchUp, DeadLetterPublisher, decode_latest, make_consumer, make_producer
 from libs.redact import redact_url
-from libs.serde import SerdeError
 from libs.service import ServiceRuntime, start_service
 from libs.settings import CommonSettings
 from libs.topics import CAMERA_STATUS, CAMERAS, VIDEO_PACKETS
 from services.ingest.core import CameraPuller, GopGate, PacketRecord, PullSettings, StatusChange
+from services.ingest.credentials import CredentialResolver
 
 log = logging.getLogger(__name__)
 SERVICE = "ingest"
@@ -38,23 +39,22 @@ RECONNECTS = Counter("cctv_ingest_reconnects_total", "Connection attempts after 
 CAMERAS_OWNED = Gauge("cctv_ingest_cameras_owned", "Cameras this replica is pulling")
 
 
-class IngestConfig(BaseModel):
+class IngestSettings(CommonSettings):
     group_id: str = "cctv-ingest"
     pull: PullSettings = Field(default_factory=PullSettings)
     # Bound on what may wait for Kafka; beyond it whole GOPs are dropped instead of growing memory.
     max_buffered_mb: int = Field(default=256, ge=8)
     max_buffered_messages: int = Field(default=200_000, ge=1000)
-
-
-class IngestSettings(CommonSettings):
-    ingest: IngestConfig = Field(default_factory=IngestConfig)
+    # Camera credentials: one file per credentials_ref (a mounted Kubernetes Secret), re-read when it
+    # changes; CCTV_CAMERA_CREDENTIALS__<REF> variables are the fallback.
+    credentials_dir: Path | None = None
 
 
 class Ingest:
     def __init__(self, runtime: ServiceRuntime[IngestSettings]) -> None:
         self.runtime = runtime
         settings = runtime.settings
-        self.config = settings.ingest
+        self.config = settings
         self.serde = runtime.serde
         # Video is already compressed: compressing again costs CPU for nothing.
         self.producer = make_producer(
@@ -68,10 +68,11 @@ class Ingest:
         })
         self.dead_letters = DeadLetterPublisher(self.producer, self.serde, SERVICE, self.config.group_id)
         self.pullers: dict[str, CameraPuller] = {}
+        self.credentials = CredentialResolver(self.config.credentials_dir)
         self.entries: dict[str, tuple[int, CameraEntry]] = {}  # camera → (partition, entry)
         self.per_camera: dict[str, tuple[GopGate, Any, Any, Any]] = {}
-        # Partitions being re-read after assignment: end offset to reach, and the latest entry per camera.
-        self.catching_up: dict[int, int] = {}
+        # Partitions being re-read after assignment: the end to reach, and the latest entry per camera.
+        self.catching_up = CatchUp(self.consumer, CAMERAS)
         self.pending: dict[int, dict[str, CameraEntry | None]] = {}
         self.orphaned: set[int] = set()  # partitions whose assignment was lost, cameras still running
         self.lock = threading.Lock()
@@ -127,7 +128,8 @@ class Ingest:
                                           DROPPED.labels(camera_id))
             log.info("pulling camera %s from %s", entry.camera_id, redact_url(entry.stream_url),
                      extra={"camera_id": entry.camera_id})
-            self.pullers[entry.camera_id] = CameraPuller(entry, self.on_packet, self.on_status, self.config.pull).start()
+            self.pullers[entry.camera_id] = CameraPuller(entry, self.on_packet, self.on_status, self.config.pull,
+                                                         credentials=self.credentials).start()
             CAMERAS_OWNED.set(len(self.pullers))
 
     def stop_camera(self, camera_id: str, reason: str) -> None:
@@ -146,9 +148,8 @@ class Ingest:
         # Re-read owned partitions from the start: the compacted log is the whole inventory. Cameras
         # start only once a partition is read to its end, so a camera that was later changed or removed
         # is never briefly pulled with stale settings.
+        self.catching_up.add(p.partition for p in partitions)
         for p in partitions:
-            end = high_watermark(consumer, p.topic, p.partition)
-            self.catching_up[p.partition] = end
             self.pending[p.partition] = {}
         consumer.incremental_assign([TopicPartition(p.topic, p.partition, OFFSET_BEGINNING) for p in partitions])
         if self.orphaned:
@@ -157,20 +158,15 @@ class Ingest:
         log.info("assigned inventory partitions %s", sorted(p.partition for p in partitions))
 
     def check_caught_up(self) -> None:
-        if not self.catching_up:
-            return
-        positions = self.consumer.position([TopicPartition(CAMERAS, p) for p in self.catching_up])
-        for tp in positions:
-            if tp.offset >= self.catching_up[tp.partition] or self.catching_up[tp.partition] == 0:
-                del self.catching_up[tp.partition]
-                for entry in self.pending.pop(tp.partition, {}).values():
-                    if entry is not None:
-                        self.start_camera(tp.partition, entry)
+        for partition in self.catching_up.reached():
+            for entry in self.pending.pop(partition, {}).values():
+                if entry is not None:
+                    self.start_camera(partition, entry)
 
     def on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         revoked = {p.partition for p in partitions}
+        self.catching_up.drop(revoked)
         for partition in revoked:
-            self.catching_up.pop(partition, None)
             self.pending.pop(partition, None)
         for camera_id, (partition, _entry) in list(self.entries.items()):
             if partition in revoked:
@@ -183,8 +179,8 @@ class Ingest:
         stay connected and the bounded buffer drops whole GOPs until Kafka returns; the next assignment
         then decides which cameras this replica keeps (see on_assign)."""
         lost = {p.partition for p in partitions}
+        self.catching_up.drop(lost)
         for partition in lost:
-            self.catching_up.pop(partition, None)
             self.pending.pop(partition, None)
         self.orphaned |= lost
         consumer.incremental_unassign(partitions)
@@ -204,12 +200,15 @@ class Ingest:
             if message.error().code() != KafkaError._PARTITION_EOF:
                 log.warning("inventory consumer error: %s", message.error().str())
             return
-        camera_id = (message.key() or b"").decode(errors="replace")
+        decoded = decode_latest(self.serde, CAMERAS, "CameraConfig", message, self.dead_letters.publish)
+        if decoded is None:
+            return
+        camera_id, record = decoded
         entry: CameraEntry | None = None
-        if message.value() is not None:
+        if record is not None:
             try:
-                entry = CameraEntry.from_record(self.serde.deserialize(CAMERAS, "CameraConfig", message.value()))
-            except (SerdeError, ValueError) as error:
+                entry = CameraEntry.from_record(record)
+            except ValueError as error:
                 self.dead_letters.publish(message, error)
                 return
         if message.partition() in self.pending:  # still reading this partition's history: remember the latest

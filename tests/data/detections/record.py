@@ -1,6 +1,6 @@
 """Record real detections off the sample footage into tests/data/detections/vtest.jsonl.
 
-Runs the project's detector (services.detector.core.Detector, model models/centernet-mobilenetv3-coco.onnx)
+Runs the project's detector (services.detector.detector.Detector, model models/centernet-mobilenetv3-coco.onnx)
 on samples/vtest-h264.mp4 and writes one JSON line per frame:
 
     line 1 (header): {"source", "source_sha256", "model", "model_sha256", "width", "height", "fps",
@@ -43,7 +43,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=4)
     args = parser.parse_args()
 
-    from services.detector.core import Detector, DetectorModelConfig, file_sha256
+    from services.detector.config import DetectorModelConfig
+    from services.detector.detector import Detector
+    from services.detector.model import file_sha256
 
     # The detector's own defaults (letterbox resize, class-aware NMS) are what production runs.
     detector = Detector(DetectorModelConfig(path=args.model, score_threshold=args.min_score))

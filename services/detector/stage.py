@@ -1,0 +1,73 @@
+"""The detector's handler: a batch of Frame records in, one Detections record per frame out (corrupt
+frames rejected to the dead-letter topic), in two halves so the next batch can be prepared while the
+model runs this one."""
+
+from __future__ import annotations
+
+import time
+from typing import Protocol
+
+from prometheus_client import Counter, Histogram
+
+from libs.kafka import Incoming, Outgoing, Rejected
+from libs.records import Detections, Frame, FrameRef, ModelId
+from libs.topics import DETECTIONS
+from services.detector.detector import Detector, PreparedFrames
+
+FRAMES_DETECTED = Counter("cctv_detector_frames_total", "Frames run through the model")
+OBJECTS = Counter("cctv_detector_objects_total", "Objects detected", ["class_name"])
+STAGE_MS = Histogram("cctv_detector_stage_ms", "Milliseconds per frame by stage", ["stage"],
+                     buckets=(0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000))
+BATCH_SIZE = Histogram("cctv_detector_batch_size", "Frames per session.run", buckets=(1, 2, 4, 8, 16, 32, 64))
+
+
+class PreparingStage(Protocol):
+    """A batch's work in two halves, so the next batch's first half can run during this one's second."""
+
+    def prepare(self, batch: list[Incoming]) -> PreparedFrames: ...
+
+    def complete(self, batch: list[Incoming], prepared: PreparedFrames) -> tuple[list[Outgoing], list[Rejected]]: ...
+
+
+class DetectionStage:
+    """Core call for one batch: JPEG decode → preprocess → one session.run per model batch → NMS."""
+
+    def __init__(self, detector: Detector) -> None:
+        self.detector = detector
+        identity = detector.identity
+        self.model_id = ModelId(identity.name, identity.version, identity.sha256)
+
+    def handle(self, batch: list[Incoming]) -> tuple[list[Outgoing], list[Rejected]]:
+        return self.complete(batch, self.prepare(batch))
+
+    def prepare(self, batch: list[Incoming]) -> PreparedFrames:
+        """The CPU half: JPEG decode and preprocessing."""
+        return self.detector.prepare_jpegs([record.value["jpeg"] for record in batch])
+
+    def complete(self, batch: list[Incoming], prepared: PreparedFrames) -> tuple[list[Outgoing], list[Rejected]]:
+        """The model half: inference, NMS, one Detections record per frame (corrupt frames rejected)."""
+        run = self.detector.infer(prepared)
+        images = max(1, run.timings.images)
+        per_frame_ms = run.timings.inference_ms / images
+        for stage in ("decode", "preprocess", "inference", "postprocess"):
+            STAGE_MS.labels(stage).observe(getattr(run.timings, f"{stage}_ms") / images)
+        BATCH_SIZE.observe(len(batch))
+        now_us = time.time_ns() // 1000
+        outputs: list[Outgoing] = []
+        rejected: list[Rejected] = []
+        for index, (record, detections) in enumerate(zip(batch, run.results, strict=True)):
+            if index in run.errors:
+                rejected.append(Rejected(record, run.errors[index]))
+                continue
+            frame = Frame.from_avro(record.value)
+            detected = Detections(
+                camera_id=frame.camera_id, frame=FrameRef(record.topic, record.partition, record.offset),
+                session_id=frame.session_id, sequence=frame.sequence, capture_time_us=frame.capture_time_us,
+                width=frame.width, height=frame.height, objects=detections, model=self.model_id,
+                inference_ms=per_frame_ms, detected_at_us=now_us,
+            )
+            outputs.append(Outgoing(DETECTIONS, detected.camera_id, "Detections", detected.to_avro()))
+            for detection in detections:
+                OBJECTS.labels(detection.class_name).inc()
+        FRAMES_DETECTED.inc(len(outputs))
+        return outputs, rejected
