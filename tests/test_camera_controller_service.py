@@ -106,9 +106,9 @@ def ingest(name: str, kafka: KafkaSettings, tmp_path: Path) -> ServiceProcess:
     (credentials / "LOBBY").write_text(f"viewer:{PASSWORD}")
     return ServiceProcess("ingest", {
         "CCTV_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers, "CCTV_HTTP__PORT": "0", "CCTV_LOG__FORMAT": "text",
-        "CCTV_INSTANCE_ID": name, "CCTV_INGEST__GROUP_ID": f"cctv-ingest-{name}",
-        "CCTV_INGEST__PULL__STATUS_INTERVAL_S": "2",
-        "CCTV_INGEST__CREDENTIALS_DIR": str(credentials),
+        "CCTV_INSTANCE_ID": name, "CCTV_GROUP_ID": f"cctv-ingest-{name}",
+        "CCTV_PULL__STATUS_INTERVAL_S": "2",
+        "CCTV_CREDENTIALS_DIR": str(credentials),
     }, tmp_path / f"{name}.log").start()
 
 

@@ -131,7 +131,7 @@ def stack(kafka_broker, schema_registry, tmp_path_factory) -> Iterator[dict]:
     # so the pipeline works on this run's camera only, as a running deployment would.
     start_groups_at_end(kafka, {f"sampler-{unique}": "cctv.video.packets.v1", f"detector-{unique}": "cctv.frames.v1",
                                 f"router-{unique}": "cctv.detections.v1"})
-    groups = {"ingest": {"CCTV_INGEST__GROUP_ID": f"ingest-{unique}"},
+    groups = {"ingest": {"CCTV_GROUP_ID": f"ingest-{unique}"},
               "frame-sampler": {"CCTV_GROUP_ID": f"sampler-{unique}"},
               "detector": {"CCTV_GROUP_ID": f"detector-{unique}"},
               "alert-router": {"CCTV_APP_ID": f"router-{unique}", "CCTV_DATA_DIR": str(tmp / "faust")}}

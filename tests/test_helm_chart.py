@@ -386,7 +386,7 @@ def test_camera_credentials_reach_ingest_only_as_files_of_the_mounted_secret() -
     pod = deployments["ingest"]["spec"]["template"]["spec"]
     ingest = pod["containers"][0]
     env = {e["name"]: e for e in ingest["env"]}
-    assert env["CCTV_INGEST__CREDENTIALS_DIR"]["value"] == "/etc/cctv/camera-credentials"
+    assert env["CCTV_CREDENTIALS_DIR"]["value"] == "/etc/cctv/camera-credentials"
     mount = next(m for m in ingest["volumeMounts"] if m["name"] == "camera-credentials")
     assert mount == {"name": "camera-credentials", "mountPath": "/etc/cctv/camera-credentials", "readOnly": True}
     volume = next(v for v in pod["volumes"] if v["name"] == "camera-credentials")

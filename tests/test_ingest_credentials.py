@@ -70,9 +70,9 @@ def test_a_credential_file_written_while_ingest_runs_brings_a_failed_camera_onli
     server = start_rtsp_server({"cam": SAMPLE}, port=free_port(), user="operator", password=password)
     ingest = ServiceProcess("ingest", {
         "CCTV_KAFKA__BOOTSTRAP_SERVERS": kafka_settings.bootstrap_servers, "CCTV_HTTP__PORT": "0",
-        "CCTV_INSTANCE_ID": f"cred-{unique}", "CCTV_INGEST__GROUP_ID": f"cred-{unique}", "CCTV_LOG__FORMAT": "text",
-        "CCTV_INGEST__CREDENTIALS_DIR": str(secrets), "CCTV_INGEST__PULL__BACKOFF_MAX_S": "2",
-        "CCTV_INGEST__PULL__STATUS_INTERVAL_S": "2",
+        "CCTV_INSTANCE_ID": f"cred-{unique}", "CCTV_GROUP_ID": f"cred-{unique}", "CCTV_LOG__FORMAT": "text",
+        "CCTV_CREDENTIALS_DIR": str(secrets), "CCTV_PULL__BACKOFF_MAX_S": "2",
+        "CCTV_PULL__STATUS_INTERVAL_S": "2",
     }, tmp_path / "ingest.log").start()
     try:
         with TopicWatcher(kafka_settings, CAMERA_STATUS, "CameraStatus", SERDE, lambda v: v["camera_id"] == camera) as watch:

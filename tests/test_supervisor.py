@@ -68,7 +68,7 @@ def test_a_killed_service_is_restarted_and_the_restart_is_published(
     report, seen = events
     name = f"ingest-{unique}"
     spec = ServiceSpec(name, "services.ingest.main", 0,
-                       extra_env=lambda _ctx: {"CCTV_INGEST__GROUP_ID": f"sup-{unique}", "CCTV_LOG__FORMAT": "text"})
+                       extra_env=lambda _ctx: {"CCTV_GROUP_ID": f"sup-{unique}", "CCTV_LOG__FORMAT": "text"})
     policy = RestartPolicy(backoff_initial_s=0.5, backoff_max_s=2, max_restarts=3, window_s=60)
     with TopicWatcher(kafka_settings, PLATFORM_EVENTS, "PlatformEvent", SERDE, lambda v: v["service"] == name) as topic:
         supervisor = Supervisor([spec], context(kafka_settings, tmp_path), tmp_path, report, policy).start()

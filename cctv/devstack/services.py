@@ -63,7 +63,7 @@ def _prepare_credentials(context: StackContext) -> list[str]:
 
 DEV_STACK_SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("ingest", "services.ingest.main", 9101,
-                extra_env=lambda ctx: {"CCTV_INGEST__CREDENTIALS_DIR": str(camera_credentials_dir(ctx))},
+                extra_env=lambda ctx: {"CCTV_CREDENTIALS_DIR": str(camera_credentials_dir(ctx))},
                 prepare=_prepare_credentials),
     ServiceSpec("frame-sampler", "services.frame_sampler.main", 9102),
     ServiceSpec("detector", "services.detector.main", 9103),
