@@ -134,7 +134,7 @@ def stack(kafka_broker, schema_registry, tmp_path_factory) -> Iterator[dict]:
     groups = {"ingest": {"CCTV_GROUP_ID": f"ingest-{unique}"},
               "frame-sampler": {"CCTV_GROUP_ID": f"sampler-{unique}"},
               "detector": {"CCTV_GROUP_ID": f"detector-{unique}"},
-              "alert-router": {"CCTV_APP_ID": f"router-{unique}", "CCTV_DATA_DIR": str(tmp / "faust")}}
+              "alert-router": {"CCTV_GROUP_ID": f"router-{unique}", "CCTV_DATA_DIR": str(tmp / "faust")}}
     drivers: list[WebDriver] = []
     info = {"kafka": kafka, "registry": schema_registry.url, "camera": camera, "other": other, "console": console,
             "env": env, "groups": groups, "tmp": tmp, "services": [], "drivers": drivers}
