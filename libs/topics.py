@@ -17,10 +17,12 @@ DETECTIONS = "cctv.detections.v1"  # producer: detector; consumer: alert-router
 ALERTS = "cctv.alerts.v1"  # producer: alert-router; consumers: control room, `cctv alerts tail`
 DLQ = "cctv.dlq.v1"  # producer: every service; consumer: SREs
 PLATFORM_EVENTS = "cctv.platform-events.v1"  # producer: process supervisor (`cctv up`); consumers: console, `cctv status`
+AUDIT = "cctv.audit.v1"  # producers: clip-writer, `cctv evidence`, console; consumers: auditors
 
 DEFAULT_DESTINATIONS = ("police", "fire", "disaster-management", "social-welfare")
 _DESTINATION_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
+MINUTE_MS = 60_000
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS
 
@@ -60,9 +62,11 @@ def pipeline_topics(
             "retention.ms": str(HOUR_MS), "max.message.bytes": str(8 * 1024 * 1024),
             "segment.bytes": str(256 * 1024 * 1024),
         }),
-        # Frames are the claim check for alert evidence: keep them long enough for alerts to fetch.
+        # Frames feed the detector and the alert-router's snapshot (read within seconds); lasting
+        # evidence is the clip in object storage (clip-writer), so minutes are enough.
         TopicSpec(FRAMES, "Frame", per_camera, {
-            "retention.ms": str(24 * HOUR_MS), "max.message.bytes": str(8 * 1024 * 1024),
+            "retention.ms": str(15 * MINUTE_MS), "max.message.bytes": str(8 * 1024 * 1024),
+            "segment.ms": str(5 * MINUTE_MS),
         }),
         TopicSpec(CAMERA_ACTIVITY, "CameraActivity", per_camera, {
             "cleanup.policy": "compact,delete", "retention.ms": str(7 * DAY_MS),
@@ -70,6 +74,8 @@ def pipeline_topics(
         TopicSpec(DETECTIONS, "Detections", per_camera, {"retention.ms": str(3 * DAY_MS)}),
         TopicSpec(ALERTS, "Alert", 6, alerts),
         TopicSpec(PLATFORM_EVENTS, "PlatformEvent", 1, {"retention.ms": str(7 * DAY_MS)}),
+        # The audit trail outlives the evidence it describes (clips: 30 days).
+        TopicSpec(AUDIT, "AuditEvent", 3, {"retention.ms": str(400 * DAY_MS)}),
         TopicSpec(DLQ, "DeadLetter", 3, {
             "retention.ms": str(14 * DAY_MS), "max.message.bytes": str(16 * 1024 * 1024),
         }),
