@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import io
+import tempfile
 from fractions import Fraction
+from pathlib import Path
 
 import av
 
@@ -17,8 +18,16 @@ def remux_mp4(segment: Segment) -> bytes:
     header = segment.header
     if not header.codec or not header.width or not header.height:
         raise ClipError(f"segment {segment.index} starts without codec, width and height")
-    buffer = io.BytesIO()
-    container = av.open(buffer, "w", format="mp4", options={"movflags": "+faststart"})
+    # A real file, not memory: faststart rewrites the file to move the index to the front.
+    with tempfile.TemporaryDirectory(prefix="clip-") as directory:
+        path = Path(directory) / "segment.mp4"
+        _write(segment, str(path))
+        return path.read_bytes()
+
+
+def _write(segment: Segment, path: str) -> None:
+    header = segment.header
+    container = av.open(path, "w", format="mp4", options={"movflags": "+faststart"})
     try:
         try:
             stream = container.add_stream(header.codec)
@@ -44,7 +53,6 @@ def remux_mp4(segment: Segment) -> bytes:
             container.mux(out)
     finally:
         container.close()
-    return buffer.getvalue()
 
 
 def _gap_to_next(segment: Segment, index: int) -> int:
