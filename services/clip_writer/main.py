@@ -12,7 +12,6 @@ import logging
 import time
 import zlib
 from collections.abc import Callable
-from pathlib import Path
 
 from confluent_kafka import (
     Consumer,
@@ -21,21 +20,19 @@ from confluent_kafka import (
     Message,
     TopicPartition,
 )
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from prometheus_client import Counter, Gauge
-from pydantic import BaseModel, Field, SecretStr, model_validator
 
 from libs.kafka import DeadLetterPublisher, make_consumer, make_producer
 from libs.serde import AvroSerde, SerdeError
 from libs.service import ServiceRuntime, start_service
-from libs.settings import CommonSettings, KafkaSettings
+from libs.settings import KafkaSettings
 from libs.topics import ALERTS, VIDEO_PACKETS
 from services.clip_writer.audit import AuditLog
-from services.clip_writer.core import ClipError, ClipPolicy, Incident, Packet
+from services.clip_writer.core import ClipError, Incident, Packet
 from services.clip_writer.evidence import EvidenceDesk
 from services.clip_writer.jobs import ClipJob, OpenClips
-from services.clip_writer.manifest import load_private_key, read_key_file
-from services.clip_writer.store import EvidenceStore, S3Settings, StorageUnavailable
+from services.clip_writer.settings import ClipWriterSettings
+from services.clip_writer.store import EvidenceStore, StorageUnavailable
 from services.clip_writer.writer import ClipBuilder
 
 log = logging.getLogger(__name__)
@@ -47,43 +44,6 @@ STORAGE_ERRORS = Counter("cctv_clip_writer_storage_errors_total", "Object-store 
 OPEN_CLIPS = Gauge("cctv_clip_writer_open_clips", "Incidents whose clip is not stored yet")
 QUEUED_CLIPS = Gauge("cctv_clip_writer_queued_clips", "Ended incidents waiting to be written (bounded)")
 PAUSED = Gauge("cctv_clip_writer_paused", "1 while consumption is paused because the queue is full")
-
-
-class EvidenceKeySettings(BaseModel):
-    """The Ed25519 key that signs manifests (from a Secret): inline (PEM or base64 seed) or a file."""
-
-    signing_key: SecretStr | None = None
-    signing_key_file: Path | None = None
-    verify_key: str | None = None  # public key for `cctv evidence verify` where the signing key is absent
-
-    def private_key(self) -> Ed25519PrivateKey:
-        if self.signing_key is not None:
-            return load_private_key(self.signing_key.get_secret_value())
-        if self.signing_key_file is not None:
-            return load_private_key(read_key_file(self.signing_key_file))
-        raise ValueError("no evidence signing key: set CCTV_EVIDENCE__SIGNING_KEY or CCTV_EVIDENCE__SIGNING_KEY_FILE")
-
-
-class ClipWriterSettings(CommonSettings):
-    group_id: str = "cctv-clip-writer"
-    clips: ClipPolicy = Field(default_factory=ClipPolicy)
-    s3: S3Settings = Field(default_factory=S3Settings)
-    evidence: EvidenceKeySettings = Field(default_factory=EvidenceKeySettings)
-    # Ended incidents held while storage is down; beyond this, alerts are not consumed (nothing is lost:
-    # they stay on the topic, uncommitted).
-    max_queued_clips: int = Field(default=256, ge=1)
-    max_wait_s: float = Field(default=60.0, ge=0)
-    retry_initial_s: float = Field(default=1.0, gt=0)
-    retry_max_s: float = Field(default=60.0, gt=0)
-    retention_sweep_s: float = Field(default=3600.0, gt=0)
-
-    @model_validator(mode="after")
-    def _key_present(self) -> ClipWriterSettings:
-        try:
-            self.evidence.private_key()
-        except ValueError as error:
-            raise ValueError(f"evidence.signing_key: {error}") from None
-        return self
 
 
 def packet_partition(camera_id: str, partitions: int) -> int:
