@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 ORT ?= cpu
 PYTEST_ARGS ?=
 
-.PHONY: run test setup system-deps venv helm bench clean stop
+.PHONY: run test setup system-deps venv helm s3 bench clean stop
 
 setup: system-deps venv
 
@@ -27,6 +27,10 @@ $(STAMP): pyproject.toml
 helm:
 	bash scripts/install-helm.sh
 
+# SeaweedFS (the real S3 server of the evidence tests), built once per machine into ~/.cache/cctv-s3.
+s3:
+	bash scripts/install-seaweedfs.sh
+
 run: setup
 	$(PY) -m cctv.cli up
 
@@ -34,7 +38,7 @@ stop:
 	-$(PY) -m cctv.cli down
 
 # pytest exits 5 when it collects no test: report it instead of failing on it.
-test: setup helm
+test: setup helm s3
 	@set +e; $(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests (exit 5)"; exit 0; fi; exit $$rc
 

@@ -123,8 +123,8 @@ def cut_segments(packets: list[Packet], window: tuple[int, int], policy: ClipPol
     """The packets (of one camera, in offset order) that cover `window`, as segments.
 
     Starts at the last keyframe at or before the window start (the pre-roll is never cut short by up to
-    one GOP); if the stream began later, at its first keyframe. Ends with the first packet at or after the
-    window end. A new session (ingest reconnected) or a segment longer than `segment_s` starts a new
+    one GOP); if the stream began later, at its first keyframe. Ends with the packet whose duration
+    reaches the window end. A new session (ingest reconnected) or a segment longer than `segment_s` starts a new
     segment at the next keyframe that carries a codec header.
     """
     start_us, end_us = window
@@ -142,8 +142,8 @@ def cut_segments(packets: list[Packet], window: tuple[int, int], policy: ClipPol
     current: Segment | None = None
     limit_us = int(policy.segment_s * US)
     for packet in packets[start_index:]:
-        if packet.capture_time_us > end_us and current is not None and current.end_us >= end_us:
-            break
+        if current is not None and current.end_us >= end_us:
+            break  # the window is covered (the last packet's duration reaches its end)
         starts_new = packet.is_keyframe and packet.codec is not None and (
             current is None
             or packet.session_id != current.header.session_id

@@ -234,7 +234,10 @@ class ClipWriterLoop:
         self.consumer.subscribe([ALERTS], on_assign=self._assigned, on_revoke=self._revoked, on_lost=self._revoked)
         try:
             while not self.runtime.shutdown.requested:
-                for message in self.consumer.consume(100, 0.5):
+                # Never take more alerts than the queue has room for: the bound holds within a batch too.
+                # (When it is full the partitions are paused: consume() then only keeps the group alive.)
+                room = self.settings.max_queued_clips - self.clips.ended_count()
+                for message in self.consumer.consume(max(1, min(100, room)), 0.5):
                     self._take(message)
                 self.runtime.health.beat()
                 self._work()
