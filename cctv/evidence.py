@@ -148,6 +148,31 @@ def purge(actor: ActorOption = None) -> None:
     console.print(f"{len(deleted)} expired clip(s) deleted" + (f": {', '.join(deleted)}" if deleted else ""))
 
 
+@app.command()
+def keygen(out: Annotated[Path, typer.Option("--out", help="Where to write the private key (PEM, mode 0600).")],
+           if_missing: Annotated[bool, typer.Option("--if-missing", help="Keep an existing key.")] = False) -> None:
+    """Create an Ed25519 signing key for manifests; prints the public key that verifies them."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from services.clip_writer.manifest import key_id, load_private_key
+
+    if out.exists():
+        if not if_missing:
+            _fail(f"{out} exists (use --if-missing to keep it)")
+        key = load_private_key(out.read_text())
+    else:
+        key = Ed25519PrivateKey.generate()
+        out.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    public = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    console.print(f"{key_id(key.public_key())} (give the public key to verifiers as CCTV_EVIDENCE__VERIFY_KEY):")
+    console.print(public.decode().strip(), soft_wrap=True)
+
+
 def _run(action, with_audit: bool = True):
     from services.clip_writer.audit import AuditFailed
     from services.clip_writer.evidence import NotFound

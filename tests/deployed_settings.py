@@ -13,13 +13,20 @@ from typing import Any
 import pytest
 import yaml
 
-from libs.settings import CONFIG_FILE_ENV, ENV_PREFIX, CommonSettings, ignored_environment, load_settings
+from libs.settings import (
+    CONFIG_FILE_ENV,
+    ENV_PREFIX,
+    CommonSettings,
+    ignored_environment,
+    load_settings,
+)
 
 SETTINGS_CLASSES = {
     "ingest": "services.ingest.main:IngestSettings",
     "frame-sampler": "services.frame_sampler.main:FrameSamplerSettings",
     "detector": "services.detector.main:DetectorSettings",
     "alert-router": "services.alert_router.main:AlertRouterSettings",
+    "clip-writer": "services.clip_writer.settings:ClipWriterSettings",
 }
 
 

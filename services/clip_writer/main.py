@@ -253,6 +253,12 @@ class ClipWriterLoop:
 
 def main() -> None:
     runtime = start_service(SERVICE, ClipWriterSettings)
+    try:  # the key is read at start: a missing or malformed Secret stops the service with the reason
+        runtime.settings.evidence.private_key()
+    except ValueError as error:
+        log.error("evidence signing key: %s", error)
+        runtime.close()
+        raise SystemExit(2) from None
     try:
         ClipWriterLoop(runtime).run()
     finally:

@@ -8,7 +8,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
     Ed25519PublicKey,
 )
-from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic import BaseModel, Field, SecretStr
 
 from libs.settings import CommonSettings
 from services.clip_writer.core import ClipPolicy
@@ -60,13 +60,3 @@ class ClipWriterSettings(CommonSettings):
     retry_initial_s: float = Field(default=1.0, gt=0)
     retry_max_s: float = Field(default=60.0, gt=0)
     retention_sweep_s: float = Field(default=3600.0, gt=0)
-
-    @model_validator(mode="after")
-    def _key_present(self) -> ClipWriterSettings:
-        try:
-            self.evidence.private_key()
-        except ValueError as error:
-            raise ValueError(f"evidence.signing_key: {error}") from None
-        return self
-
-
