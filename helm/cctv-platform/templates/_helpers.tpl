@@ -50,6 +50,12 @@ alertRouter:
   consumerGroup: cctv-alert-router
   topic: cctv.detections.v1
   lagScaled: true
+clipWriter:
+  name: clip-writer
+  command: cctv-clip-writer
+  consumerGroup: cctv-clip-writer
+  topic: cctv.alerts.v1
+  lagScaled: true
 {{- end }}
 
 {{/* Labels on every object. */}}
