@@ -114,6 +114,26 @@ def desk_for(kafka: KafkaSettings, store: ObjectStore, bucket: str) -> EvidenceD
                         SIGNING_KEY.public_key())
 
 
+def test_packets_are_read_by_time_from_the_partition_the_camera_hashes_to(
+    kafka_settings: KafkaSettings, unique: str,
+) -> None:
+    from services.clip_writer.main import KafkaPacketSource
+
+    create_topics(kafka_settings, pipeline_topics())
+    camera = f"cam-{unique}"
+    base = time.time_ns() // 1000 - 150 * S
+    published = publish_packets(kafka_settings, camera, base)
+    source = KafkaPacketSource(kafka_settings, SERDE)
+    packets = source.read(camera, base + 20 * S, base + 30 * S)
+    # From a little before the start (record timestamps lag capture) to a little after the end, in order.
+    assert packets[0].capture_time_us <= base + 20 * S and packets[-1].capture_time_us >= base + 30 * S
+    assert packets[-1].capture_time_us <= base + 36 * S
+    assert [p.offset for p in packets] == sorted(p.offset for p in packets)
+    by_capture = {p.capture_time: p.data for p in published}
+    assert all(by_capture[p.capture_time_us] == p.data for p in packets)
+    assert source.read(f"never-{unique}", base, base + 10 * S) == []
+
+
 def test_incident_on_the_sample_clip_gives_a_playable_verified_clip_and_an_audited_download(
     kafka_settings: KafkaSettings, object_store: ObjectStore, unique: str, tmp_path: Path,
 ) -> None:
