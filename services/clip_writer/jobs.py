@@ -51,7 +51,8 @@ class OpenClips:
         if job is None:
             job = self.jobs[incident.alert_id] = ClipJob(incident, partition, offset)
         if kind == "END":
-            job.incident, job.ended = incident, True
+            # The end is known: the clip is due after its post-roll, not at the next segment check.
+            job.incident, job.ended, job.retry_at_us = incident, True, 0
         return job
 
     def finish(self, alert_id: str) -> None:

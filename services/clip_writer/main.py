@@ -82,9 +82,16 @@ class KafkaPacketSource:
             return packets
         self.consumer.assign([TopicPartition(self.topic, partition, max(start, low))])
         try:
-            position = start
+            position, idle_until = start, time.monotonic() + 15
             while position < high:
                 messages = self.consumer.consume(500, 1.0)
+                if not messages and time.monotonic() > idle_until:
+                    # Offsets without records (compaction, transaction markers): what was read is all there is.
+                    log.warning("%s[%d]: nothing after offset %d of %d; clip cut from what was read",
+                                self.topic, partition, position, high)
+                    break
+                if messages:
+                    idle_until = time.monotonic() + 15
                 for message in messages:
                     if message.error():
                         continue
