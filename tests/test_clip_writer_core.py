@@ -162,3 +162,14 @@ def test_commits_never_pass_the_first_alert_of_an_open_clip() -> None:
     clips.finish("b")
     assert clips.commit_offsets() == {0: 14}
     assert clips.ended_count() == 0
+
+
+def test_an_open_incident_waits_for_segment_checks_but_its_end_makes_the_clip_due() -> None:
+    policy = ClipPolicy(post_roll_s=10, settle_s=1)
+    clips = OpenClips()
+    job = clips.alert(0, 5, "NEW", incident(0, 0, "c"))
+    job.retry_at_us = T0 + 3600 * S  # next segment check far away
+    assert not job.due(policy, T0 + 100 * S)
+    clips.alert(0, 6, "END", incident(0, 20, "c"))
+    assert not job.due(policy, T0 + 30 * S)  # post-roll not over yet
+    assert job.due(policy, T0 + 31 * S)
