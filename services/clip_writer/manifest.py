@@ -145,7 +145,11 @@ def verify_clip(alert_id: str, manifest_bytes: bytes | None, signature_bytes: by
     if signature_bytes is None:
         problems.append("the manifest's signature document is missing")
     else:
-        signature = json.loads(signature_bytes)
+        try:
+            signature = json.loads(signature_bytes)
+        except ValueError:
+            signature = {}
+            problems.append("the signature document is not valid JSON")
         actual = sha256_hex(manifest_bytes)
         if signature.get("manifest_sha256") != actual:
             problems.append(f"manifest sha256 is {actual}, the signature document says {signature.get('manifest_sha256')}")
@@ -156,7 +160,10 @@ def verify_clip(alert_id: str, manifest_bytes: bytes | None, signature_bytes: by
             checked.append(f"signature ({signature.get('key_id')}) valid over the manifest")
         except (InvalidSignature, ValueError):
             problems.append("the Ed25519 signature does not match the manifest (the manifest was altered or signed by another key)")
-    manifest = json.loads(manifest_bytes)
+    try:
+        manifest = json.loads(manifest_bytes)
+    except ValueError:
+        return Verification(alert_id, [*problems, "the manifest is not valid JSON"], checked)
     if manifest.get("alert_id") != alert_id:
         problems.append(f"the manifest is for alert {manifest.get('alert_id')}, not {alert_id}")
     for item in manifest.get("objects", []):

@@ -152,8 +152,11 @@ class EvidenceStore:
         """Delete every object of the clip (segments first, the manifest last); returns the keys."""
         prefix = self.key(alert_id, "")
         keys: list[str] = []
-        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
-            keys += [item["Key"] for item in page.get("Contents", [])]
+        try:
+            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+                keys += [item["Key"] for item in page.get("Contents", [])]
+        except (ClientError, BotoCoreError) as error:
+            raise StorageUnavailable(f"listing {prefix}: {_describe(error)}") from None
         ordered = sorted(keys, key=lambda k: k.endswith((MANIFEST, SIGNATURE)))
         self._delete(ordered)
         return ordered
