@@ -13,8 +13,10 @@ import os
 import subprocess
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cctv.devstack.process import (
     DevStackError,
@@ -124,3 +126,32 @@ class ObjectStore(LocalServer):
     def stop(self) -> bool:
         # SeaweedFS takes >10 s to stop on SIGTERM; SIGKILL after 20 s loses nothing acknowledged.
         return stop_pid(self.pid_file, timeout_s=20)
+
+
+def start_local_clip_writer(kafka_bootstrap: str, registry_url: str | None, log_file: Path, http_port: int,
+                            say: Callable[[str], None]) -> tuple[ObjectStore, Any] | None:
+    """For `cctv up`: the local S3 store plus a clip-writer, when SeaweedFS is built (`make s3`); the
+    manifest signing key is created once in the project cache. Returns None (and says why) otherwise."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from cctv.devstack.services import ServiceProcess
+
+    if not weed_binary().is_file():
+        say(f"evidence clips off: SeaweedFS not built (run `make s3`, ~10 min once; it goes to {weed_binary()})")
+        return None
+    store = ObjectStore()
+    say(f"S3 object store {store.start()} at {store.endpoint} (evidence clips)")
+    key_file = cache_dir() / "evidence" / "signing-key.pem"
+    if not key_file.exists():
+        key_file.parent.mkdir(parents=True, exist_ok=True)
+        key_file.write_bytes(Ed25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+        key_file.chmod(0o600)
+    env = {
+        "CCTV_KAFKA__BOOTSTRAP_SERVERS": kafka_bootstrap, "CCTV_HTTP__PORT": str(http_port),
+        "CCTV_INSTANCE_ID": "clip-writer-local", "CCTV_S3__ENDPOINT_URL": store.endpoint,
+        "CCTV_S3__ACCESS_KEY_ID": store.access_key, "CCTV_S3__SECRET_ACCESS_KEY": store.secret_key,
+        "CCTV_EVIDENCE__SIGNING_KEY_FILE": str(key_file),
+    } | ({"CCTV_REGISTRY__URL": registry_url} if registry_url else {})
+    return store, ServiceProcess("clip-writer", env, log_file, module="services.clip_writer.main").start()

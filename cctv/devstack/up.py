@@ -17,6 +17,7 @@ from cctv.devstack.kafka import KafkaBroker
 from cctv.devstack.process import DevStackError, repo_root
 from cctv.devstack.registry import SchemaRegistry
 from cctv.devstack.rtsp import RtspServerError, gstreamer_available, start_rtsp_server
+from cctv.devstack.s3 import ObjectStore, start_local_clip_writer
 from cctv.devstack.services import SERVICE_MODULES, ServiceProcess
 from cctv.inventory import InventoryError, parse_yaml, publish
 from libs.kafka import create_topics
@@ -81,6 +82,8 @@ def run_stack(cameras_file: Path, logs: Path, keep_kafka: bool, duration_s: floa
             services.append(ServiceProcess(name, env, logs / f"{name}.log").start())
         console.print(f"services started: {', '.join(s.name for s in services)} (logs in {logs}/, metrics on ports "
                       f"{', '.join(str(p) for p in HTTP_PORTS.values())})")
+        evidence = start_local_clip_writer(kafka.bootstrap_servers, registry.url, logs / "clip-writer.log", 9105, console.print)
+        services += [evidence[1]] if evidence else []
         console.print("[bold]Waiting for alerts; Ctrl-C stops everything.[/]")
 
         alerts: deque[dict] = deque(maxlen=20)
@@ -116,6 +119,7 @@ def run_stack(cameras_file: Path, logs: Path, keep_kafka: bool, duration_s: floa
         if rtsp is not None:
             rtsp.stop()
         if not keep_kafka:
+            ObjectStore().stop()
             registry.stop()
             broker.stop()
             console.print("Kafka and the schema registry stopped")
