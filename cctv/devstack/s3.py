@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,15 +75,22 @@ class ObjectStore(LocalServer):
         return cache_dir() / "s3" / f"node-{self.port}"
 
     def ready(self) -> bool:
-        """The S3 gateway answers; an anonymous request is refused (403), which proves auth is on."""
+        """An authenticated ListBuckets succeeds (the S3 gateway answers and its filer is up)."""
         if not port_open(HOST, self.port):
             return False
+        import boto3
+        from botocore.config import Config
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        client = boto3.client(
+            "s3", endpoint_url=self.endpoint, region_name="us-east-1", aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
+            config=Config(connect_timeout=2, read_timeout=3, retries={"max_attempts": 1}),
+        )
         try:
-            with urllib.request.urlopen(f"{self.endpoint}/", timeout=2) as response:
-                return response.status < 500
-        except urllib.error.HTTPError as error:
-            return error.code in (400, 403)
-        except (urllib.error.URLError, OSError):
+            client.list_buckets()
+            return True
+        except (BotoCoreError, ClientError):
             return False
 
     def _identities(self) -> Path:
