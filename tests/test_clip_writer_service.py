@@ -18,6 +18,7 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from pydantic import SecretStr
 
 from cctv.devstack.s3 import ObjectStore
 from cctv.devstack.services import ServiceProcess
@@ -29,7 +30,7 @@ from services.clip_writer.audit import AuditLog
 from services.clip_writer.core import ClipPolicy, Incident, Packet
 from services.clip_writer.evidence import Actor, EvidenceDesk
 from services.clip_writer.jobs import ClipJob
-from services.clip_writer.store import EvidenceStore, S3Settings
+from services.clip_writer.store import EvidenceStore, S3Settings, StorageUnavailable
 from services.clip_writer.writer import ClipBuilder
 from tests.clip_helpers import GOP_US, probe_mp4, sample_packets
 from tests.kafka_helpers import TopicWatcher, wait_for
@@ -112,6 +113,17 @@ def publish_alerts(kafka: KafkaSettings, *records: dict) -> None:
 def desk_for(kafka: KafkaSettings, store: ObjectStore, bucket: str) -> EvidenceDesk:
     return EvidenceDesk(EvidenceStore(s3_settings(store, bucket)), AuditLog(make_producer(kafka, "test-audit"), SERDE),
                         SIGNING_KEY.public_key())
+
+
+def test_the_local_object_store_needs_credentials(object_store: ObjectStore, unique: str) -> None:
+    assert object_store.status().startswith("running")
+    good = EvidenceStore(s3_settings(object_store, f"auth-{unique}"))
+    good.put("evidence/x/probe.txt", b"probe", "text/plain")
+    assert good.get("evidence/x/probe.txt") == b"probe"
+    wrong = EvidenceStore(s3_settings(object_store, f"auth-{unique}").model_copy(update={"secret_access_key": SecretStr("nope")}))
+    with pytest.raises(StorageUnavailable) as refused:
+        wrong.get("evidence/x/probe.txt")
+    assert "nope" not in str(refused.value) and object_store.secret_key not in str(refused.value)
 
 
 def test_packets_are_read_by_time_from_the_partition_the_camera_hashes_to(
