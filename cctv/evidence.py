@@ -1,4 +1,4 @@
-"""`cctv evidence verify|hold|release|list|get|purge`: incident clips in object storage.
+"""`cctv evidence verify|hold|release|list|get|frame|purge|keygen`: incident clips in object storage.
 
 The command acts with the S3 credentials and signing/verification key it is given (CCTV_S3__*,
 CCTV_EVIDENCE__*): holding those is what authorises it, so its user counts as an evidence admin. Every
@@ -139,6 +139,24 @@ def get(alert_id: str, output: Annotated[Path, typer.Option("--output", "-o", he
         output.mkdir(parents=True, exist_ok=True)
         target.write_bytes(data)
         console.print(f"{target} ({len(data)} bytes, sha256 ok)")
+
+
+@app.command()
+def frame(alert_id: str,
+          at_us: Annotated[Optional[int], typer.Option("--at-us", help="Capture time (µs); default: the incident start.")] = None,
+          output: Annotated[Path, typer.Option("--output", "-o", help="JPEG file to write.")] = Path("snapshot.jpg"),
+          actor: ActorOption = None, client: ClientOption = None) -> None:
+    """One frame of the clip as JPEG (audited), e.g. an alert's evidence frame once cctv.frames.v1 dropped it."""
+    def take(desk):
+        when = at_us
+        if when is None:
+            manifest = desk.store.manifest(alert_id)
+            when = manifest["incident"]["started_at_us"] if manifest else 0
+        return desk.snapshot(alert_id, when, _actor(actor, client))
+
+    jpeg = _run(take)
+    output.write_bytes(jpeg)
+    console.print(f"{output} ({len(jpeg)} bytes)")
 
 
 @app.command()

@@ -173,3 +173,21 @@ def test_an_open_incident_waits_for_segment_checks_but_its_end_makes_the_clip_du
     clips.alert(0, 6, "END", incident(0, 20, "c"))
     assert not job.due(policy, T0 + 30 * S)  # post-roll not over yet
     assert job.due(policy, T0 + 31 * S)
+
+
+def test_the_snapshot_frame_is_recovered_from_the_clip(packets: list[Packet]) -> None:
+    import io
+
+    from PIL import Image
+
+    from services.clip_writer.remux import frame_jpeg
+
+    policy = ClipPolicy()
+    segment = cut_segments(packets, incident(30, 40).window(policy), policy)[0]
+    mp4 = remux_mp4(segment)
+    detected_us = T0 + int(33.3 * S)
+    jpeg = frame_jpeg(mp4, (detected_us - segment.start_us) / S)
+    image = Image.open(io.BytesIO(jpeg))
+    assert image.format == "JPEG" and image.size == (768, 576)
+    # Not just any frame: a different moment gives a different picture (people walk in the sample).
+    assert frame_jpeg(mp4, 0.0) != jpeg

@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from services.clip_writer.audit import AuditLog, audit_event
 from services.clip_writer.core import deletion_due
 from services.clip_writer.manifest import Verification, verify_clip
+from services.clip_writer.remux import frame_jpeg
 from services.clip_writer.store import MANIFEST, SIGNATURE, EvidenceStore
 
 log = logging.getLogger(__name__)
@@ -101,6 +102,23 @@ class EvidenceDesk:
         ttl = ttl_s or self.store.settings.presign_ttl_s
         return [{"key": item["key"], "url": self.store.presigned_url(item["key"], ttl), "size": item["size"],
                  "sha256": item["sha256"], "expires_in_s": ttl} for item in manifest["objects"]]
+
+    def snapshot(self, alert_id: str, capture_time_us: int, actor: Actor) -> bytes:
+        """The frame at `capture_time_us` (e.g. the alert's detected_at) from the clip, as JPEG (audited)."""
+        manifest = self._manifest(alert_id)
+        if not actor.roles & DOWNLOAD_ROLES:
+            raise self._refuse(actor, "evidence.download", alert_id, manifest["camera_id"],
+                               f"downloading evidence needs one of the roles {sorted(DOWNLOAD_ROLES)}")
+        item = next((o for o in manifest["objects"] if o["start_us"] <= capture_time_us < o["end_us"]), None)
+        if item is None:
+            raise NotFound(f"the clip of alert {alert_id} does not cover {capture_time_us} µs")
+        data = self.store.get(item["key"])
+        if data is None:
+            raise NotFound(f"{item['key']} is missing from the bucket (run `cctv evidence verify {alert_id}`)")
+        self.audit.record(audit_event(actor.name, "evidence.download", allowed=True, alert_id=alert_id,
+                                      camera_id=manifest["camera_id"], client=actor.client,
+                                      detail=f"frame at {capture_time_us} from {item['key']}"))
+        return frame_jpeg(data, (capture_time_us - item["start_us"]) / 1e6)
 
     def listing(self, alert_ids: Iterable[str] | None = None) -> list[dict[str, Any]]:
         rows = []

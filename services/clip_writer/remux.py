@@ -63,3 +63,22 @@ def _gap_to_next(segment: Segment, index: int) -> int:
     if index > 0:
         return max(0, packets[index].media_time_us - packets[index - 1].media_time_us)
     return 0
+
+
+def frame_jpeg(mp4: bytes, offset_s: float, quality: int = 90) -> bytes:
+    """The frame shown `offset_s` into a stored clip, as JPEG: the alert's snapshot frame stays
+    retrievable from the clip after cctv.frames.v1 has dropped it (minutes of retention)."""
+    import io
+
+    with av.open(io.BytesIO(mp4)) as container:
+        stream = container.streams.video[0]
+        chosen = None
+        for frame in container.decode(stream):
+            if chosen is not None and frame.time is not None and frame.time > offset_s:
+                break
+            chosen = frame
+        if chosen is None:
+            raise ClipError("the clip has no decodable frame")
+        buffer = io.BytesIO()
+        chosen.to_image().save(buffer, format="JPEG", quality=quality)
+        return buffer.getvalue()
