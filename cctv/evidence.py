@@ -143,7 +143,7 @@ def get(alert_id: str, output: Annotated[Path, typer.Option("--output", "-o", he
 
 @app.command()
 def frame(alert_id: str,
-          at_us: Annotated[Optional[int], typer.Option("--at-us", help="Capture time (µs); default: the incident start.")] = None,
+          at_us: Annotated[int | None, typer.Option("--at-us", help="Capture time (µs); default: the incident start.")] = None,
           output: Annotated[Path, typer.Option("--output", "-o", help="JPEG file to write.")] = Path("snapshot.jpg"),
           actor: ActorOption = None, client: ClientOption = None) -> None:
     """One frame of the clip as JPEG (audited), e.g. an alert's evidence frame once cctv.frames.v1 dropped it."""
