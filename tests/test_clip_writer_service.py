@@ -175,6 +175,8 @@ def test_incident_on_the_sample_clip_gives_a_playable_verified_clip_and_an_audit
     assert manifest["clip"]["start_us"] <= started - 10 * S < manifest["clip"]["start_us"] + GOP_US
 
     assert desk.verify(alert_id).ok
+    # The alert's frame comes back from the clip (cctv.frames.v1 keeps minutes only).
+    assert desk.snapshot(alert_id, started + 2 * S, Actor("kim", frozenset({"operator"}), "10.0.0.7"))[:2] == b"\xff\xd8"
     # One byte of the object changes in the bucket: verify names the object and both hashes.
     data = bytearray(desk.store.get(obj["key"]))
     data[len(data) // 2] ^= 0x01
@@ -195,10 +197,12 @@ def test_incident_on_the_sample_clip_gives_a_playable_verified_clip_and_an_audit
     assert anonymous.value.code == 403
     with pytest.raises(PermissionError):
         desk.download_links(alert_id, Actor("guest", frozenset({"viewer"}), "10.0.0.8"))
-    records = wait_for(lambda: len(audit.snapshot()) >= 2 and audit.snapshot(), 30, "the download audit records")
+    records = wait_for(lambda: len(audit.snapshot()) >= 3 and audit.snapshot(), 30, "the download audit records")
     audit.close()
     assert [(r["actor"], r["action"], r["outcome"], r["client"]) for r in records] == [
-        ("kim", "evidence.download", "ALLOWED", "10.0.0.7"), ("guest", "evidence.download", "DENIED", "10.0.0.8")]
+        ("kim", "evidence.download", "ALLOWED", "10.0.0.7"), ("kim", "evidence.download", "ALLOWED", "10.0.0.7"),
+        ("guest", "evidence.download", "DENIED", "10.0.0.8")]
+    assert "frame at" in records[0]["detail"] and obj["key"] in records[1]["detail"]
     assert all(object_store.secret_key not in str(r) for r in records)
 
 
