@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
 SIGNATURE = "manifest.sig"
 HOLD = "hold.json"
+# A missing bucket means nothing was stored yet: absent, not an outage.
+_ABSENT = ("404", "NoSuchKey", "NotFound", "NoSuchBucket")
 
 
 class S3Settings(BaseModel):
@@ -103,7 +105,7 @@ class EvidenceStore:
         try:
             head = self.client.head_object(Bucket=self.bucket, Key=key)
         except ClientError as error:
-            if error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            if error.response.get("Error", {}).get("Code") in _ABSENT:
                 return None
             raise StorageUnavailable(f"checking {key}: {_describe(error)}") from None
         except BotoCoreError as error:
@@ -114,7 +116,7 @@ class EvidenceStore:
         try:
             return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
         except ClientError as error:
-            if error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            if error.response.get("Error", {}).get("Code") in _ABSENT:
                 return None
             raise StorageUnavailable(f"reading {key}: {_describe(error)}") from None
         except BotoCoreError as error:
