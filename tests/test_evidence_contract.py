@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import fastavro
+from fastavro.utils import generate_many
 import pytest
 
 from libs.evidence import clip_id_from_uri, evidence_reference
@@ -32,7 +33,7 @@ def schema_without_evidence() -> dict:
 
 
 def a_record(schema: dict) -> dict:
-    return next(iter(fastavro.utils.generate_many(fastavro.parse_schema(schema), 1)))
+    return next(iter(generate_many(fastavro.parse_schema(schema), 1)))
 
 
 def roundtrip(record: dict, writer: dict, reader: dict) -> dict:
