@@ -9,8 +9,8 @@ import subprocess
 from pathlib import Path
 
 import fastavro
-from fastavro.utils import generate_many
 import pytest
+from fastavro.utils import generate_many
 
 from libs.evidence import clip_id_from_uri, evidence_reference
 
