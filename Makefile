@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 RUN_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: run test setup system-deps venv helm k8s bench clean stop reset
+.PHONY: run test setup system-deps venv helm k8s s3 bench clean stop reset
 
 setup: system-deps venv
 
@@ -34,6 +34,10 @@ helm:
 k8s:
 	bash scripts/build-k8s.sh
 
+# SeaweedFS (the real S3 server of the evidence tests), built once per machine into ~/.cache/cctv-s3.
+s3:
+	bash scripts/install-seaweedfs.sh
+
 # `make run` refuses (one line) while another `make run` / `cctv up` uses the same broker port; it says
 # which state it starts from. Extra options: make run RUN_ARGS="--cameras mycams.yaml".
 run: setup
@@ -50,7 +54,7 @@ reset:
 	 else rm -rf .cache/kafka/node-* .cache/registry/node-* run && echo "removed broker data and run/"; fi
 
 # pytest exits 5 when it collects no test: report it instead of failing on it.
-test: setup helm k8s
+test: setup helm k8s s3
 	@set +e; $(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests (exit 5)"; exit 0; fi; exit $$rc
 

@@ -49,6 +49,12 @@ class Assumptions:
     cores_per_replica: float = 1.0  # ingest and frame-sampler replica size
     replication_factor: int = 3
     headroom: float = 0.7  # plan to this utilisation, not 100 %
+    # Evidence clips in object storage (clip-writer): incidents per camera per day, mean incident length,
+    # pre-roll + post-roll, and how long clips are kept (legal holds come on top).
+    incidents_per_camera_day: float = 2.0
+    incident_s: float = 30.0
+    pre_post_roll_s: float = 20.0
+    clip_retention_days: float = 30.0
 
     def __post_init__(self) -> None:
         if self.cameras < 1:
@@ -79,10 +85,18 @@ class TopicNeed:
     storage_gb_retained: float  # steady state: rate x retention x replicas
 
 
+@dataclass(frozen=True)
+class EvidenceNeed:
+    clips_per_day: float
+    gb_per_day: float  # written per day (the object store's own redundancy comes on top)
+    gb_retained: float  # steady state: per day x retention days
+
+
 @dataclass
 class CapacityPlan:
     services: list[ServiceNeed] = field(default_factory=list)
     topics: list[TopicNeed] = field(default_factory=list)
+    evidence: EvidenceNeed | None = None
     detector_fps: float = 0.0
     gpu_note: str = ""
 
@@ -189,7 +203,15 @@ def plan(m: Measurements, a: Assumptions) -> CapacityPlan:
         hours = retention_h.get(topic, 0.0)
         per_hour_gb = mb_per_s * 3600 * a.replication_factor / 1024
         result.topics.append(TopicNeed(topic, mb_per_s, hours, per_hour_gb, per_hour_gb * hours))
+    result.evidence = evidence_need(a)
     return result
+
+
+def evidence_need(a: Assumptions) -> EvidenceNeed:
+    """Clips are remuxed, not re-encoded: they cost the stream's own bitrate for their length."""
+    clips = a.cameras * a.incidents_per_camera_day
+    gb_per_day = clips * (a.incident_s + a.pre_post_roll_s) * a.stream_kbps * 1000 / 8 / 1024**3
+    return EvidenceNeed(clips, gb_per_day, gb_per_day * a.clip_retention_days)
 
 
 def render(result: CapacityPlan, a: Assumptions) -> list[Table]:
@@ -209,6 +231,14 @@ def render(result: CapacityPlan, a: Assumptions) -> list[Table]:
     for need in result.topics:
         topics.add_row(need.topic, f"{need.mb_per_s:,.2f}", f"{need.retention_h:g}",
                        f"{need.storage_gb_per_hour:,.1f}", f"{need.storage_gb_retained:,.0f}")
+    if result.evidence is not None:
+        evidence = Table(title=f"Evidence clips in object storage ({a.incidents_per_camera_day:g} incidents/camera/day, "
+                               f"{a.incident_s + a.pre_post_roll_s:g} s each, kept {a.clip_retention_days:g} days)")
+        for column in ("clips/day", "GB/day", "GB retained"):
+            evidence.add_column(column, justify="right")
+        evidence.add_row(f"{result.evidence.clips_per_day:,.0f}", f"{result.evidence.gb_per_day:,.1f}",
+                         f"{result.evidence.gb_retained:,.0f}")
+        return [services, topics, evidence]
     return [services, topics]
 
 
@@ -220,6 +250,8 @@ def capacity_command(
     stream_kbps: Annotated[float, typer.Option(help="video bitrate per camera, kbit/s")] = 512.0,
     replication_factor: Annotated[int, typer.Option(help="Kafka replication factor")] = 3,
     headroom: Annotated[float, typer.Option(help="target utilisation of each replica (0-1]")] = 0.7,
+    incidents_per_camera_day: Annotated[float, typer.Option(help="incidents (evidence clips) per camera per day")] = 2.0,
+    clip_retention_days: Annotated[float, typer.Option(help="days evidence clips are kept")] = 30.0,
 ) -> None:
     """Replicas, CPU cores, GPUs and Kafka throughput/storage for CAMERAS cameras, from measured figures."""
     console = Console()
@@ -229,7 +261,9 @@ def capacity_command(
     try:
         measurements = load_measurements(read_results(results))
         assumptions = Assumptions(cameras=cameras, fps=fps, active_fraction=active_fraction, stream_kbps=stream_kbps,
-                                  replication_factor=replication_factor, headroom=headroom)
+                                  replication_factor=replication_factor, headroom=headroom,
+                                  incidents_per_camera_day=incidents_per_camera_day,
+                                  clip_retention_days=clip_retention_days)
     except (CapacityError, ValueError) as error:
         console.print(f"[red]{error}[/]")
         raise typer.Exit(2) from None

@@ -18,7 +18,7 @@ ALERTS = "cctv.alerts.v1"  # producer: alert-router; consumers: control room, `c
 DLQ = "cctv.dlq.v1"  # producer: every service; consumer: SREs
 PLATFORM_EVENTS = "cctv.platform-events.v1"  # producer: process supervisor (`cctv up`); consumers: console, `cctv status`
 INCIDENT_ACTIONS = "cctv.incident-actions.v1"  # producer: console (operators' actions); consumers: every console replica
-AUDIT = "cctv.audit.v1"  # producer: console (logins, live views, actions, denials); consumers: console, auditors
+AUDIT = "cctv.audit.v1"  # producers: console (logins, live views, actions, denials), clip-writer and `cctv evidence` (holds, downloads, deletions); consumers: console, `cctv audit`, auditors
 
 DEFAULT_DESTINATIONS = ("police", "fire", "disaster-management", "social-welfare")
 # One topic-name segment: lowercase letters, digits and inner dashes (Kafka also allows '.' and '_', but
@@ -26,6 +26,7 @@ DEFAULT_DESTINATIONS = ("police", "fire", "disaster-management", "social-welfare
 DESTINATION_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
 DESTINATION_RULE = "use lowercase letters, digits and inner dashes, at most 64 characters"
 
+MINUTE_MS = 60_000
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS
 
@@ -64,9 +65,11 @@ def pipeline_topics(
             "retention.ms": str(HOUR_MS), "max.message.bytes": str(8 * 1024 * 1024),
             "segment.bytes": str(256 * 1024 * 1024),
         }),
-        # Frames are the claim check for alert evidence: keep them long enough for alerts to fetch.
+        # Frames feed the detector and the alert-router's snapshot (read within seconds); lasting
+        # evidence is the clip in object storage (clip-writer), so minutes are enough.
         TopicSpec(FRAMES, "Frame", per_camera, {
-            "retention.ms": str(24 * HOUR_MS), "max.message.bytes": str(8 * 1024 * 1024),
+            "retention.ms": str(15 * MINUTE_MS), "max.message.bytes": str(8 * 1024 * 1024),
+            "segment.ms": str(5 * MINUTE_MS),
         }),
         TopicSpec(CAMERA_ACTIVITY, "CameraActivity", per_camera, {
             "cleanup.policy": "compact,delete", "retention.ms": str(7 * DAY_MS),
@@ -76,8 +79,8 @@ def pipeline_topics(
         TopicSpec(PLATFORM_EVENTS, "PlatformEvent", 1, {"retention.ms": str(7 * DAY_MS)}),
         # Operators' actions rebuild incident state: kept as long as the alerts they act on.
         TopicSpec(INCIDENT_ACTIONS, "IncidentAction", 6, {"retention.ms": str(30 * DAY_MS)}),
-        # The access ledger: a year, as privacy rules for CCTV access logs commonly ask.
-        TopicSpec(AUDIT, "AuditRecord", 3, {"retention.ms": str(365 * DAY_MS)}),
+        # The access ledger outlives the evidence it describes (clips: 30 days); a year and a month.
+        TopicSpec(AUDIT, "AuditRecord", 3, {"retention.ms": str(400 * DAY_MS)}),
         TopicSpec(DLQ, "DeadLetter", 3, {
             "retention.ms": str(14 * DAY_MS), "max.message.bytes": str(16 * 1024 * 1024),
         }),

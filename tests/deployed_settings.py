@@ -28,6 +28,7 @@ SETTINGS_CLASSES = {
     "alert-router": "services.alert_router.main:AlertRouterSettings",
     "camera-controller": "services.camera_controller.main:ControllerSettings",
     "console": "services.console.settings:ConsoleSettings",
+    "clip-writer": "services.clip_writer.settings:ClipWriterSettings",
 }
 
 

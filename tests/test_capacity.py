@@ -8,7 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from cctv.capacity import Assumptions, CapacityError, detector_frames_per_s, load_measurements, plan, read_results
+from cctv.capacity import (
+    Assumptions,
+    CapacityError,
+    detector_frames_per_s,
+    load_measurements,
+    plan,
+    read_results,
+)
 from libs.topics import DETECTIONS, FRAMES, VIDEO_PACKETS
 
 
@@ -92,8 +99,15 @@ def test_plan_for_the_reference_district() -> None:
     assert topics[VIDEO_PACKETS].mb_per_s == pytest.approx(3609 * 512_000 / 8 / 2**20)
     assert topics[VIDEO_PACKETS].retention_h == 1
     assert topics[FRAMES].mb_per_s == pytest.approx(frames * 100_000 / 2**20)
-    assert topics[FRAMES].storage_gb_retained == pytest.approx(topics[FRAMES].mb_per_s * 3600 * 3 / 1024 * 24)
+    # Frames keep minutes, not a day: lasting evidence is the clip in object storage.
+    assert topics[FRAMES].retention_h == 0.25
+    assert topics[FRAMES].storage_gb_retained == pytest.approx(topics[FRAMES].mb_per_s * 3600 * 3 / 1024 * 0.25)
+    assert topics[FRAMES].storage_gb_retained < 1000  # was ~43 TB with 24 h
     assert topics[DETECTIONS].retention_h == 72
+    clips = 3609 * 2
+    assert result.evidence is not None and result.evidence.clips_per_day == clips
+    assert result.evidence.gb_per_day == pytest.approx(clips * 50 * 512_000 / 8 / 2**30)
+    assert result.evidence.gb_retained == pytest.approx(result.evidence.gb_per_day * 30)
 
 
 def test_sampling_at_or_below_the_keyframe_rate_uses_the_keyframe_figure() -> None:

@@ -30,8 +30,9 @@ PIPELINE_SERVICES = {
     "frame-sampler": "cctv-frame-sampler",
     "detector": "cctv-detector",
     "alert-router": "cctv-alert-router",
+    "clip-writer": "cctv-clip-writer",
 }
-ONE_SHOTS = {"topics-init": ["cctv", "topics", "create"], "cameras-init": None}
+ONE_SHOTS = {"topics-init": ["cctv", "topics", "create"], "cameras-init": None, "evidence-key-init": None}
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|CREDENTIAL|SASL_USERNAME|API_KEY", re.IGNORECASE)
 URL_WITH_USERINFO = re.compile(r"[a-z][a-z0-9+.-]*://[^/\s:@]+:[^/\s@]+@", re.IGNORECASE)
 
@@ -92,7 +93,7 @@ def test_compose_spec_parses_the_file_and_its_references_resolve() -> None:
     compose = PyOptions(apply_merge=True).from_yaml(COMPOSE_FILE.read_text())
     compose.validate()  # every referenced volume/network/secret is declared
     assert compose.name is None, "no top-level name: Debian's docker-compose 1.29 rejects it"
-    assert set(compose.service_names()) == {"kafka", "registry", "camera", *ONE_SHOTS, *PIPELINE_SERVICES}
+    assert set(compose.service_names()) == {"kafka", "registry", "camera", "s3", *ONE_SHOTS, *PIPELINE_SERVICES}
 
 
 def test_kafka_runs_in_kraft_mode_from_the_official_image(normalised: dict[str, Any]) -> None:
@@ -159,6 +160,11 @@ def test_every_variable_a_service_gets_is_one_it_reads(
         assert any(str(settings.data_dir).startswith(target + "/") for target in volume_targets)  # type: ignore[attr-defined]
     if name == "detector":
         assert settings.max_batch == 4  # type: ignore[attr-defined]
+    if name == "clip-writer":  # the signing key is on the volume the key-init one-shot writes
+        key_file = str(settings.evidence.signing_key_file)  # type: ignore[attr-defined]
+        init = normalised["services"]["evidence-key-init"]
+        assert key_file in init["command"] and service["depends_on"]["s3"]["condition"] == "service_healthy"
+        assert settings.s3.endpoint_url == "http://s3:8333"  # type: ignore[attr-defined]
 
 
 def test_sample_camera_streams_real_footage_from_the_mounted_samples(normalised: dict[str, Any]) -> None:

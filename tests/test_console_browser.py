@@ -26,7 +26,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import Select
 
-from cctv.devstack.services import SERVICE_MODULES, ServiceProcess
+from cctv.devstack.services import PIPELINE_SERVICES, ServiceProcess
 from libs.cameras import CameraEntry, GeoPoint, Sampling
 from libs.settings import KafkaSettings
 from libs.topics import INCIDENT_ACTIONS
@@ -166,7 +166,7 @@ def test_operator_workflow_in_the_browser(stack: dict) -> None:
 
     # The pipeline starts after the page is open, so the first incident pops in front of the operator.
     stack["services"] += [ServiceProcess(name, stack["env"] | stack["groups"][name], stack["tmp"] / f"{name}.log").start()
-                          for name in SERVICE_MODULES]
+                          for name in PIPELINE_SERVICES]
 
     def services_alive() -> None:
         for service in stack["services"]:

@@ -17,7 +17,7 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
-from cctv.devstack.services import SERVICE_MODULES, ServiceProcess
+from cctv.devstack.services import PIPELINE_SERVICES, ServiceProcess
 from libs.cameras import CameraEntry, Sampling
 from libs.settings import KafkaSettings
 
@@ -58,7 +58,7 @@ def test_sample_footage_raises_routed_alerts_end_to_end(
               "frame-sampler": {"CCTV_GROUP_ID": f"sampler-{unique}"},
               "detector": {"CCTV_GROUP_ID": f"detector-{unique}"},
               "alert-router": {"CCTV_GROUP_ID": f"router-{unique}", "CCTV_DATA_DIR": str(tmp_path / "faust")}}
-    services = [ServiceProcess(name, env | groups[name], tmp_path / f"{name}.log").start() for name in SERVICE_MODULES]
+    services = [ServiceProcess(name, env | groups[name], tmp_path / f"{name}.log").start() for name in PIPELINE_SERVICES]
     started = time.monotonic()
     received: dict[str, list[dict]] = {main_topic: [], police_topic: []}
     receive_times: list[float] = []
@@ -91,7 +91,7 @@ def test_sample_footage_raises_routed_alerts_end_to_end(
     alerts = received[main_topic]
     assert alerts, "no alert within 150 s; logs:\n" + "\n".join(s.log_text()[-1500:] for s in services)
     first_after = (receive_times[0] - time.time()) + (time.monotonic() - started)
-    assert codes == dict.fromkeys(SERVICE_MODULES, 0), codes  # SIGTERM: clean shutdown everywhere
+    assert codes == dict.fromkeys(PIPELINE_SERVICES, 0), codes  # SIGTERM: clean shutdown everywhere
 
     first = alerts[0]
     assert first["kind"] == "NEW" and first["event_type"] == "intrusion" and first["zone_name"] == "road"

@@ -34,8 +34,11 @@ CRD_KINDS_CHECKED_STRUCTURALLY = {
     ("keda.sh/v1alpha1", "TriggerAuthentication"),
     ("monitoring.coreos.com/v1", "ServiceMonitor"),
 }
-COMPONENTS = ("ingest", "frame-sampler", "detector", "alert-router", "console")
+COMPONENTS = ("ingest", "frame-sampler", "detector", "alert-router", "console")  # enabled by default
 CONTROLLER = "camera-controller"  # only with cameras.source=crds (production values)
+# The clip-writer needs its Secrets (object store, signing key) named: off by default, on in production.
+ALL_COMPONENTS = (*COMPONENTS, "clip-writer")
+ENABLED = {"default": COMPONENTS, "production": ALL_COMPONENTS}
 # The contract with the code: consumer group and input topic that lag-based scaling watches.
 LAG_SCALED = {
     "frame-sampler": ("cctv-frame-sampler", "cctv.video.packets.v1"),
@@ -243,7 +246,7 @@ def test_each_service_has_its_deployment_with_health_probes(value_set: str) -> N
     deployments = by_component(render(VALUE_SETS[value_set]), "Deployment")
     controller = deployments.pop(CONTROLLER, None)
     assert (controller is not None) == (value_set == "production"), "the controller runs when cameras.source=crds"
-    assert sorted(deployments) == sorted(COMPONENTS)
+    assert sorted(deployments) == sorted(ENABLED[value_set])
     for component, deployment in deployments.items():
         (container,) = deployment["spec"]["template"]["spec"]["containers"]
         assert container["args"] == [f"cctv-{component}"]
@@ -287,6 +290,32 @@ def test_replicas_and_resources_are_per_service() -> None:
     assert ingest["resources"]["limits"]["memory"] == "1Gi"
     # An autoscaled Deployment leaves replicas to its autoscaler (upgrades must not reset them).
     assert "replicas" not in deployments["detector"]["spec"]
+
+
+def test_clip_writer_takes_storage_credentials_and_signing_key_from_secrets() -> None:
+    assert "clip-writer" not in by_component(render(), "Deployment")
+    missing = run_helm(*_template_args((), ["services.clipWriter.enabled=true"], KUBERNETES_VERSIONS[-1]))
+    assert missing.returncode != 0 and "evidence.s3.existingSecret" in missing.stderr
+    manifests = render(VALUE_SETS["production"])
+    spec = by_component(manifests, "Deployment")["clip-writer"]["spec"]["template"]["spec"]
+    (container,) = spec["containers"]
+    env = env_of(container)
+    assert env["CCTV_S3__ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"] == {"name": "cctv-evidence-s3", "key": "access-key-id"}
+    assert env["CCTV_S3__SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "cctv-evidence-s3"
+    assert env["CCTV_S3__ENDPOINT_URL"]["value"] == "https://s3.storage.example.internal"
+    volumes = {volume["name"]: volume for volume in spec["volumes"]}
+    assert volumes["signing-key"]["secret"]["secretName"] == "cctv-evidence-signing-key"
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "signing-key")
+    assert mount["readOnly"] and env["CCTV_EVIDENCE__SIGNING_KEY_FILE"]["value"].startswith(mount["mountPath"] + "/")
+    policies = of_kind(manifests, "NetworkPolicy")
+    storage = policies[f"{RELEASE}-cctv-platform-clip-writer-storage"]
+    assert storage["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "clip-writer"
+    assert {p["port"] for p in storage["spec"]["egress"][0]["ports"]} == {443, 8333, 9000}
+    # No other service sees the signing key or the storage credentials.
+    for component, deployment in by_component(manifests, "Deployment").items():
+        if component != "clip-writer":
+            (other,) = deployment["spec"]["template"]["spec"]["containers"]
+            assert not any(name.startswith(("CCTV_S3__", "CCTV_EVIDENCE__")) for name in env_of(other)), component
 
 
 def test_disabled_service_renders_nothing_for_it() -> None:
@@ -406,7 +435,7 @@ def test_each_service_reads_the_shared_config_plus_only_its_own_section() -> Non
     )
     config_map = of_kind(manifests, "ConfigMap")[f"{RELEASE}-cctv-platform-config"]
     files = {name: yaml.safe_load(text) for name, text in config_map["data"].items()}
-    assert sorted(files) == sorted(["common.yaml", *(f"{c}.yaml" for c in COMPONENTS)])
+    assert sorted(files) == sorted(["common.yaml", *(f"{c}.yaml" for c in ALL_COMPONENTS)])
     shared = {"kafka": {"extra": {"socket.keepalive.enable": "true"}}}
     assert files["detector.yaml"] == {**shared, "model": {"score_threshold": 0.4}}
     for name in ("common.yaml", "ingest.yaml", "frame-sampler.yaml", "alert-router.yaml"):
@@ -570,7 +599,7 @@ def test_service_monitor_selects_the_metrics_services() -> None:
     assert endpoint["port"] == "http" and endpoint["path"] == "/metrics"
     selector = monitor["spec"]["selector"]["matchLabels"]
     selected = [s for s in of_kind(manifests, "Service").values() if selector.items() <= s["metadata"]["labels"].items()]
-    assert sorted(component_of(s) for s in selected) == sorted((*COMPONENTS, CONTROLLER))
+    assert sorted(component_of(s) for s in selected) == sorted((*ALL_COMPONENTS, CONTROLLER))
     assert not of_kind(render(), "ServiceMonitor"), "ServiceMonitor needs the CRD: off by default"
 
 

@@ -23,6 +23,8 @@ class StackContext:
     bootstrap: str
     registry_url: str | None
     state_dir: Path  # run/: logs, credentials written for the developer, lock files
+    # S3 endpoint, credentials and signing key for the clip-writer (empty: no local object store).
+    object_store_env: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,17 @@ def _prepare_credentials(context: StackContext) -> list[str]:
     return [line]
 
 
+def _prepare_console(context: StackContext) -> list[str]:
+    """Dev logins for the console, created once with random passwords; printed only when new."""
+    from services.console.users import CREDENTIALS_FILE, ensure_dev_users
+
+    created = ensure_dev_users(context.state_dir)
+    lines = [f"console login created: {name} / {password}" for name, password in created.items()]
+    return lines + [f"console: http://127.0.0.1:{CONSOLE_PORT} (logins in {context.state_dir / CREDENTIALS_FILE})"]
+
+
+CONSOLE_PORT = 8080
+
 DEV_STACK_SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("ingest", "services.ingest.main", 9101,
                 extra_env=lambda ctx: {"CCTV_CREDENTIALS_DIR": str(camera_credentials_dir(ctx))},
@@ -68,16 +81,17 @@ DEV_STACK_SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("frame-sampler", "services.frame_sampler.main", 9102),
     ServiceSpec("detector", "services.detector.main", 9103),
     ServiceSpec("alert-router", "services.alert_router.main", 9104),
+    # Runs only when the local S3 store runs (SeaweedFS built by `make s3`); see cctv/devstack/s3.py.
+    ServiceSpec("clip-writer", "services.clip_writer.main", 9105, extra_env=lambda ctx: ctx.object_store_env),
+    # Its HTTP port is the web page operators open.
+    ServiceSpec("console", "services.console.main", CONSOLE_PORT,
+                extra_env=lambda ctx: {"CCTV_DEV_USERS_DIR": str(ctx.state_dir)}, prepare=_prepare_console),
 )
-
-# A further service is one more entry; the console, for instance (its HTTP port is its web page):
-#   ServiceSpec("console", "services.console.main", 8080,
-#               extra_env=lambda ctx: {"CCTV_CONSOLE__USERS_DIR": str(ctx.state_dir / "console-users")},
-#               prepare=lambda ctx: ["console: http://127.0.0.1:8080, logins in "
-#                                    f"{ctx.state_dir / 'console-credentials'}"]),
 
 # name → module, for tests and benchmarks that start single services.
 SERVICE_MODULES = {spec.name: spec.module for spec in DEV_STACK_SERVICES}
+# Camera → alert: the services a frame passes through (end-to-end tests start exactly these).
+PIPELINE_SERVICES = ("ingest", "frame-sampler", "detector", "alert-router")
 
 
 @dataclass

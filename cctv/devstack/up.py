@@ -23,6 +23,7 @@ from cctv.devstack.lock import StackRunning, acquire
 from cctv.devstack.process import DevStackError, repo_root
 from cctv.devstack.registry import SchemaRegistry
 from cctv.devstack.rtsp import RtspServerError, gstreamer_available, start_rtsp_server
+from cctv.devstack.s3 import ObjectStore, start_local_object_store
 from cctv.devstack.services import DEV_STACK_SERVICES, ServiceSpec, StackContext
 from cctv.devstack.state import describe_state
 from cctv.devstack.supervisor import PlatformEvent, RestartPolicy, Supervisor
@@ -85,6 +86,7 @@ class _Stack:
         self.registry = SchemaRegistry(port=options.registry_port) if options.registry_port else None
         self.started_broker = self.started_registry = False
         self.rtsp: Any = None
+        self.object_store: ObjectStore | None = None
         self.supervisor: Supervisor | None = None
         self.publisher: PlatformEventPublisher | None = None
 
@@ -116,6 +118,14 @@ class _Stack:
         self.console.print(f"sample RTSP camera at {url}")
         return url
 
+    def start_object_store(self) -> dict[str, str]:
+        """The clip-writer's S3 environment, or {} when no local store can run (SeaweedFS not built)."""
+        started = start_local_object_store(self.console.print)
+        if started is None:
+            return {}
+        self.object_store, env = started
+        return env
+
     def stop(self) -> None:
         if self.supervisor is not None:
             self.console.print("stopping services...")
@@ -128,12 +138,14 @@ class _Stack:
         if self.options.keep_kafka:
             return
         stopped = []
+        if self.object_store is not None and self.object_store.stop():
+            stopped.append(f"S3 object store on port {self.object_store.port}")
         if self.started_registry and self.registry is not None and self.registry.stop():
             stopped.append(f"schema registry on port {self.registry.port}")
         if self.started_broker and self.broker.stop():
             stopped.append(f"Kafka on port {self.broker.port}")
         if stopped:
-            self.console.print(f"stopped {' and '.join(stopped)} (data kept; `cctv down --purge` resets)")
+            self.console.print(f"stopped {', '.join(stopped)} (data kept; `cctv down --purge` resets)")
         elif not self.started_broker and self.broker.status() != "stopped":
             self.console.print(f"left Kafka on port {self.broker.port} running: this run did not start it")
 
@@ -175,7 +187,10 @@ def run_stack(options: StackOptions, console: Console) -> int:
         console.print(f"published {len(entries)} cameras from {cameras_file}: {', '.join(e.camera_id for e in entries)}")
 
         logs = options.state_dir / "logs"
-        context = StackContext(kafka.bootstrap_servers, registry_url, options.state_dir)
+        object_store_env = stack.start_object_store() if any(s.name == "clip-writer" for s in specs) else {}
+        if not object_store_env:
+            specs = [spec for spec in specs if spec.name != "clip-writer"]
+        context = StackContext(kafka.bootstrap_servers, registry_url, options.state_dir, object_store_env)
         for spec in specs:
             for line in spec.prepare(context):
                 console.print(line)

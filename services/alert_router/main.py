@@ -23,6 +23,7 @@ from prometheus_client import Counter
 from pydantic import Field, ValidationError
 
 from libs.cameras import CameraEntry
+from libs.evidence import evidence_reference
 from libs.inventory import InventoryFollower
 from libs.kafka import DeadLetterPublisher, SourceRecord, make_admin, make_producer, make_reader
 from libs.records import Detections, Frame
@@ -130,7 +131,7 @@ def alert_record(event: AlertEvent, camera: CameraEntry, destinations: list[str]
                      "x1": b.x1, "y1": b.y1, "x2": b.x2, "y2": b.y2} for b in event.boxes],
         "frame": {"topic": ref.topic, "partition": ref.partition, "offset": ref.offset} if ref else None,
         "snapshot_jpeg": snapshot, "description": event.description, "destinations": destinations,
-        "produced_at": time.time_ns() // 1000,
+        "produced_at": time.time_ns() // 1000, "evidence": evidence_reference(event.alert_id),
     }
 
 

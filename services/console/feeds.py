@@ -25,6 +25,8 @@ from confluent_kafka import (
 )
 from prometheus_client import Counter, Gauge
 
+from libs.audit import SCHEMA as AUDIT_SCHEMA
+from libs.audit import audit_record
 from libs.health import Health
 from libs.inventory import InventoryFollower
 from libs.kafka import high_watermark, make_admin, make_consumer, make_producer
@@ -388,12 +390,8 @@ class ConsoleFeeds:
 
     def audit(self, actor: str, what: str, allowed: bool, *, role: str | None = None, camera_id: str | None = None,
               alert_id: str | None = None, detail: str | None = None, client: str | None = None) -> dict[str, Any]:
-        record: dict[str, Any] = {
-            "audit_id": str(uuid.uuid4()), "actor": actor[:200], "role": role, "what": what,
-            "outcome": "ALLOWED" if allowed else "DENIED", "camera_id": camera_id, "alert_id": alert_id,
-            "detail": detail, "client_address": client, "console_instance": self.instance,
-            "timestamp": int(time.time() * 1000),
-        }
+        record = audit_record(actor, what, allowed=allowed, instance=self.instance, role=role, camera_id=camera_id,
+                              alert_id=alert_id, detail=detail, client_address=client)
 
         def delivered(error: KafkaError | None, _message: Message) -> None:
             if error is not None:
@@ -401,7 +399,7 @@ class ConsoleFeeds:
                 log.error("audit record %s (%s %s) not delivered: %s", record["audit_id"], what, actor, error.str())
 
         self.producer.produce(AUDIT, key=actor[:200].encode(), on_delivery=delivered,
-                              value=self.serde.serialize(AUDIT, "AuditRecord", record))
+                              value=self.serde.serialize(AUDIT, AUDIT_SCHEMA, record))
         with self.state.lock:
             self.state.add_audit(record)
         return record

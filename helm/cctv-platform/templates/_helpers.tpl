@@ -56,6 +56,12 @@ console:
   consumerGroup: ""
   topic: ""
   lagScaled: false
+clipWriter:
+  name: clip-writer
+  command: cctv-clip-writer
+  consumerGroup: cctv-clip-writer
+  topic: cctv.alerts.v1
+  lagScaled: true
 {{- end }}
 
 {{/* Labels on every object. */}}

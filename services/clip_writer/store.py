@@ -1,0 +1,185 @@
+"""Evidence objects in any S3-compatible store (boto3): clips, manifests, legal holds.
+
+Layout under the configured prefix (clips are found by alert id):
+  <prefix><alert_id>/segment-000.mp4 ...   the clip, one object per segment
+  <prefix><alert_id>/manifest.json          canonical JSON (see manifest.py)
+  <prefix><alert_id>/manifest.sig           sha256 + Ed25519 signature of manifest.json
+  <prefix><alert_id>/hold.json              present while the clip is on legal hold (who, why, when)
+Keys are deterministic, so a clip written twice (a writer restarted mid-clip) overwrites itself with
+the same bytes instead of leaving duplicates.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+from pydantic import BaseModel, Field, SecretStr
+
+from services.clip_writer.core import check_alert_id
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+SIGNATURE = "manifest.sig"
+HOLD = "hold.json"
+# A missing bucket means nothing was stored yet: absent, not an outage.
+_ABSENT = ("404", "NoSuchKey", "NotFound", "NoSuchBucket")
+
+
+class S3Settings(BaseModel):
+    """Where evidence is stored. Credentials come from a Secret (CCTV_S3__ACCESS_KEY_ID / SECRET_ACCESS_KEY)."""
+
+    endpoint_url: str | None = None  # None: AWS itself; e.g. http://seaweedfs:8333 or https://minio.example
+    region: str = "us-east-1"
+    bucket: str = "cctv-evidence"
+    prefix: str = "evidence/"
+    access_key_id: SecretStr | None = None
+    secret_access_key: SecretStr | None = None
+    # Path-style URLs work with every S3-compatible server (virtual hosts need DNS per bucket).
+    path_style: bool = True
+    create_bucket: bool = True
+    presign_ttl_s: int = Field(default=300, ge=30, le=86_400)
+    timeout_s: float = Field(default=10.0, gt=0)
+
+
+class StorageUnavailable(Exception):
+    """The object store did not answer or refused the request; the clip is kept and retried."""
+
+
+class EvidenceStore:
+    def __init__(self, settings: S3Settings) -> None:
+        self.settings = settings
+        self.bucket = settings.bucket
+        self.prefix = settings.prefix
+        self.client = boto3.client(
+            "s3", endpoint_url=settings.endpoint_url, region_name=settings.region,
+            aws_access_key_id=settings.access_key_id.get_secret_value() if settings.access_key_id else None,
+            aws_secret_access_key=settings.secret_access_key.get_secret_value() if settings.secret_access_key else None,
+            config=Config(
+                s3={"addressing_style": "path" if settings.path_style else "auto"},
+                connect_timeout=settings.timeout_s, read_timeout=settings.timeout_s,
+                retries={"max_attempts": 2, "mode": "standard"},
+                # SeaweedFS and older S3-compatible servers reject the newer default checksum trailers.
+                request_checksum_calculation="when_required", response_checksum_validation="when_required",
+            ),
+        )
+        self._bucket_ready = False
+
+    def key(self, alert_id: str, name: str) -> str:
+        return f"{self.prefix}{check_alert_id(alert_id)}/{name}"
+
+    def ensure_bucket(self) -> None:
+        if self._bucket_ready:
+            return
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") not in ("404", "NoSuchBucket") or not self.settings.create_bucket:
+                raise StorageUnavailable(f"bucket {self.bucket}: {_describe(error)}") from None
+            try:
+                self.client.create_bucket(Bucket=self.bucket)
+            except ClientError as create_error:
+                if create_error.response.get("Error", {}).get("Code") not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                    raise StorageUnavailable(f"creating bucket {self.bucket}: {_describe(create_error)}") from None
+        except BotoCoreError as error:
+            raise StorageUnavailable(f"{self.settings.endpoint_url or 'S3'}: {error}") from None
+        self._bucket_ready = True
+
+    def put(self, key: str, data: bytes, content_type: str, sha256: str | None = None) -> None:
+        self.ensure_bucket()
+        metadata = {"sha256": sha256} if sha256 else {}
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type, Metadata=metadata)
+        except (ClientError, BotoCoreError) as error:
+            self._bucket_ready = False
+            raise StorageUnavailable(f"storing {key}: {_describe(error)}") from None
+
+    def stored_sha256(self, key: str) -> str | None:
+        """The sha256 recorded when the object was stored, or None if the object is absent."""
+        try:
+            head = self.client.head_object(Bucket=self.bucket, Key=key)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in _ABSENT:
+                return None
+            raise StorageUnavailable(f"checking {key}: {_describe(error)}") from None
+        except BotoCoreError as error:
+            raise StorageUnavailable(f"checking {key}: {error}") from None
+        return head.get("Metadata", {}).get("sha256", "")
+
+    def get(self, key: str) -> bytes | None:
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in _ABSENT:
+                return None
+            raise StorageUnavailable(f"reading {key}: {_describe(error)}") from None
+        except BotoCoreError as error:
+            raise StorageUnavailable(f"reading {key}: {error}") from None
+
+    def manifest(self, alert_id: str) -> dict[str, Any] | None:
+        data = self.get(self.key(alert_id, MANIFEST))
+        return json.loads(data) if data is not None else None
+
+    def hold(self, alert_id: str) -> dict[str, Any] | None:
+        data = self.get(self.key(alert_id, HOLD))
+        return json.loads(data) if data is not None else None
+
+    def set_hold(self, alert_id: str, hold: dict[str, Any]) -> None:
+        self.put(self.key(alert_id, HOLD), json.dumps(hold, sort_keys=True).encode(), "application/json")
+
+    def clear_hold(self, alert_id: str) -> None:
+        self._delete([self.key(alert_id, HOLD)])
+
+    def alert_ids(self) -> Iterator[str]:
+        """Every alert id with a manifest (a clip is listed only once it is complete)."""
+        self.ensure_bucket()
+        paginator = self.client.get_paginator("list_objects_v2")
+        try:
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix):
+                for item in page.get("Contents", []):
+                    rest = item["Key"][len(self.prefix):]
+                    alert_id, _, name = rest.partition("/")
+                    if name == MANIFEST:
+                        yield alert_id
+        except (ClientError, BotoCoreError) as error:
+            raise StorageUnavailable(f"listing {self.bucket}/{self.prefix}: {_describe(error)}") from None
+
+    def delete_clip(self, alert_id: str) -> list[str]:
+        """Delete every object of the clip (segments first, the manifest last); returns the keys."""
+        prefix = self.key(alert_id, "")
+        keys: list[str] = []
+        try:
+            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+                keys += [item["Key"] for item in page.get("Contents", [])]
+        except (ClientError, BotoCoreError) as error:
+            raise StorageUnavailable(f"listing {prefix}: {_describe(error)}") from None
+        ordered = sorted(keys, key=lambda k: k.endswith((MANIFEST, SIGNATURE)))
+        self._delete(ordered)
+        return ordered
+
+    def _delete(self, keys: list[str]) -> None:
+        for key in keys:  # one by one: DeleteObjects needs Content-MD5, which not every server accepts
+            try:
+                self.client.delete_object(Bucket=self.bucket, Key=key)
+            except (ClientError, BotoCoreError) as error:
+                raise StorageUnavailable(f"deleting {key}: {_describe(error)}") from None
+
+    def presigned_url(self, key: str, ttl_s: int | None = None) -> str:
+        return self.client.generate_presigned_url(
+            "get_object", Params={"Bucket": self.bucket, "Key": key},
+            ExpiresIn=ttl_s or self.settings.presign_ttl_s,
+        )
+
+
+def _describe(error: Exception) -> str:
+    """Error text without request signatures or credentials."""
+    if isinstance(error, ClientError):
+        details = error.response.get("Error", {})
+        return f"{details.get('Code', '?')}: {details.get('Message', '')}".strip()
+    return type(error).__name__ + ": " + str(error).split("\n")[0]
