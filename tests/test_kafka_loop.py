@@ -99,18 +99,50 @@ def test_round_trip_through_loop_poison_goes_to_dlq_and_loop_continues(
 
 
 def test_graceful_stop_flushes_and_closes(kafka_settings: KafkaSettings, unique: str) -> None:
-    source = f"test.stop.{unique}"
-    new_topics(kafka_settings, source)
+    """Stopping delivers what is still queued in the producer, and the consumer leaves its group at once
+    (its partitions move to another replica now, not after the session timeout)."""
+    from confluent_kafka import ConsumerGroupState, TopicPartition
+
+    from libs.kafka import make_admin
+
+    source, sink = f"test.stop.{unique}", f"test.stop-out.{unique}"
+    new_topics(kafka_settings, source, sink)
+    feeder = make_producer(kafka_settings, "feeder")
+    for index in range(3):
+        feeder.produce(source, key=b"cam", value=SERDE.serialize(source, "CameraActivity", activity(f"cam-{index}", 0.1)))
+    assert feeder.flush(30) == 0
     stop = threading.Event()
     group = f"g-{unique}"
+    # A linger far longer than the test: only an explicit flush sends a queued record in time.
+    producer = make_producer(kafka_settings, "t", **{"linger.ms": 600_000, "message.timeout.ms": 900_000})
     loop = ConsumeProduceLoop(
         service="test", group_id=group, topics=[source], schema_for=lambda _t: "CameraActivity",
-        consumer=make_consumer(kafka_settings, group), producer=make_producer(kafka_settings, "t"),
-        serde=SERDE, handler=lambda batch: ([], []), health=Health(60),
+        consumer=make_consumer(kafka_settings, group), producer=producer, serde=SERDE,
+        handler=lambda batch: ([Outgoing(sink, r.key, "CameraActivity", r.value) for r in batch], []),
+        health=Health(60),
     )
     worker = threading.Thread(target=loop.run, args=(stop.is_set,))
     worker.start()
-    wait_for(lambda: loop.health.ready, 30, "partition assignment")
-    stop.set()
-    worker.join(30)
+    try:
+        wait_for(lambda: loop.health.ready, 30, "partition assignment")
+        read_topic(kafka_settings, sink, 3, timeout_s=60)  # the batch went through (flushed per batch)
+        # Queued while the loop idles: nothing but the shutdown flush can deliver it within the test.
+        loop.producing.send(Outgoing(sink, b"last", "CameraActivity", activity("cam-last", 0.9)))
+    finally:
+        stop.set()
+        worker.join(60)
     assert not worker.is_alive()
+    last = read_topic(kafka_settings, sink, 1, timeout_s=20, predicate=lambda m: m.key() == b"last")
+    assert SERDE.deserialize(sink, "CameraActivity", last[0].value())["camera_id"] == "cam-last"
+
+    admin = make_admin(kafka_settings)
+    (described,) = admin.describe_consumer_groups([group]).values()
+    description = described.result(timeout=30)
+    assert description.state == ConsumerGroupState.EMPTY and description.members == [], description
+    # Querying committed offsets does not join the group.
+    committed = Consumer(kafka_settings.client_config() | {"group.id": group})
+    try:
+        (offset,) = committed.committed([TopicPartition(source, 0)], timeout=10)
+    finally:
+        committed.close()
+    assert offset.offset == 3
