@@ -13,7 +13,7 @@ from libs.serde import AvroSerde, shipped_catalog
 from libs.settings import KafkaSettings
 from libs.topics import CAMERA_ACTIVITY, DLQ, FRAMES, VIDEO_PACKETS, pipeline_topics
 from services.ingest.core import CameraPuller, PacketRecord, PullSettings
-from tests.kafka_helpers import TopicWatcher, wait_for
+from tests.kafka_helpers import GRACEFUL_STOP_S, TopicWatcher, wait_for
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "samples" / "vtest-h264.mp4"
@@ -59,7 +59,7 @@ def test_sampler_service_motion_frames_activity_dlq_and_rebalance(
     group = f"cctv-frame-sampler-{unique}"
     frames = TopicWatcher(kafka_settings, FRAMES, "Frame", SERDE, lambda v: v["camera_id"] == camera)
     activity = TopicWatcher(kafka_settings, CAMERA_ACTIVITY, "CameraActivity", SERDE, lambda v: v["camera_id"] == camera)
-    letters = TopicWatcher(kafka_settings, DLQ, "DeadLetter", SERDE, lambda v: v["key"] == camera.encode())
+    letters = TopicWatcher(kafka_settings, DLQ, "DeadLetter", SERDE, keys=[camera.encode()])
     first = sampler(f"s1-{unique}", kafka_settings, group, tmp_path)
     second = None
     producer = make_producer(kafka_settings, "test")
@@ -85,7 +85,7 @@ def test_sampler_service_motion_frames_activity_dlq_and_rebalance(
     finally:
         for process in (first, second):
             if process is not None:
-                process.stop()
+                process.stop(timeout_s=GRACEFUL_STOP_S)
         for watcher in (frames, activity, letters):
             watcher.close()
     assert first.process.returncode == 0, first.log_text()[-2000:]
