@@ -42,7 +42,7 @@ def router(kafka: KafkaSettings, app_id: str, tmp_path: Path, tag: str) -> Servi
     return ServiceProcess("alert-router", {
         "CCTV_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers, "CCTV_HTTP__PORT": "0", "CCTV_APP_ID": app_id,
         "CCTV_DATA_DIR": str(tmp_path / f"faust-{tag}"), "CCTV_INCIDENTS__END_GRACE_S": str(END_GRACE_S),
-        "CCTV_INCIDENTS__UPDATE_INTERVAL_S": "60", "CCTV_LOG__FORMAT": "text",
+        "CCTV_INCIDENTS__UPDATE_INTERVAL_S": "60", "CCTV_EXPIRE_INTERVAL_S": "0.5", "CCTV_LOG__FORMAT": "text",
     }, tmp_path / f"router-{tag}.log").start()
 
 
@@ -140,6 +140,9 @@ def test_killed_router_resumes_incident_without_second_new_and_ends_it(
         for _ in range(3):  # the person is still there
             send([PERSON])
         wait_for(committed_all_sent, 90, "the restarted router to process the person's frames")
+        # Its expiry timer (every 0.5 s) has run meanwhile: the resumed incident is still open, unsplit.
+        assert open_incidents(changelog, camera) == [alert_id], (alerts.snapshot(), second.log_text()[-2000:])
+        assert [a["kind"] for a in alerts.snapshot()].count("END") == 0
         # The person leaves; the camera's clock runs past the end grace: END.
         wait_for(lambda: send([], clock_ahead_s=END_GRACE_S + 1) or any(a["kind"] == "END" for a in alerts.snapshot()),
                  60, "the END alert", interval_s=0.4)
