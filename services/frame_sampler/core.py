@@ -376,6 +376,19 @@ def _grid_median(difference: np.ndarray) -> np.float32:
     return (ordered[middle - 1] + ordered[middle]) / np.float32(2)
 
 
+_TONE_LEVELS = np.linspace(0.1, 0.9, 9)
+
+
+def _tone_shift(current: np.ndarray, previous: np.ndarray) -> float:
+    """Typical change of the grey levels' deciles between two frames (on the every-third-pixel grid).
+
+    A moving person shifts few deciles; a switched light, gain or gamma change shifts them all (a median
+    subtraction cannot absorb that: bright pixels move more than dark ones, and some saturate).
+    """
+    deciles = np.quantile(current[::3, ::3], _TONE_LEVELS) - np.quantile(previous[::3, ::3], _TONE_LEVELS)
+    return float(np.median(np.abs(deciles)))
+
+
 def _changed_beyond(difference: np.ndarray, threshold: float) -> np.ndarray:
     """Pixels whose change, less the frame-wide shift, exceeds the threshold (works in place on `difference`)."""
     difference -= _grid_median(difference)
@@ -415,7 +428,10 @@ class MotionDetector:
 
     def score(self, frame: av.VideoFrame, time_ms: int) -> float:
         current = self.small_gray(frame).astype(np.float32)
-        if self._background is None or self._previous is None or self._background.shape != current.shape:
+        if (self._background is None or self._previous is None or self._background.shape != current.shape
+                or _tone_shift(current, self._previous) > self.config.pixel_threshold):
+            # First frame, or the whole picture changed tone at once (lights switched, IR mode, exposure
+            # jump): that is the light, not motion. Start the models afresh from this frame.
             self._background = current
             self._previous = current
             self._previous_time_ms = time_ms
@@ -628,6 +644,11 @@ class CameraDecoder:
         output = SamplerOutput()
         self.counters.packets_received += 1
         if not self._accept_in_order(packet, output):
+            return output
+        if self._context is None and not packet.is_keyframe and not packet.codec:
+            # A camera taken over mid-GOP (rebalance): its codec is known from its next keyframe, and nothing
+            # before that keyframe is decodable anyway. Wait for it; an unnamed codec is no issue here.
+            self.counters.packets_skipped_awaiting_keyframe += 1
             return output
         if self._context is None and not self._open_decoder(packet, output):
             return output
