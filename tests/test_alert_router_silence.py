@@ -53,8 +53,9 @@ def test_silent_camera_ended_by_timer_aged_out_evidence_and_invalid_zone_skipped
     }), on_delivery=lambda _e, m: delivered.append((m.partition(), m.offset())))
     producer.flush(30)
     frame_partition, frame_offset = delivered[0]
-    (cut,) = make_admin(kafka_settings).delete_records([TopicPartition(FRAMES, frame_partition, frame_offset + 1)]).values()
-    assert cut.result(timeout=30).offset == frame_offset + 1
+    admin = make_admin(kafka_settings)  # kept referenced until its future is done
+    (cut,) = admin.delete_records([TopicPartition(FRAMES, frame_partition, frame_offset + 1)]).values()
+    assert cut.result(timeout=30).low_watermark == frame_offset + 1
 
     sequence = iter(range(10_000))
     last_capture_us: dict[str, int] = {}
