@@ -376,17 +376,11 @@ def _grid_median(difference: np.ndarray) -> np.float32:
     return (ordered[middle - 1] + ordered[middle]) / np.float32(2)
 
 
-_TONE_LEVELS = np.linspace(0.1, 0.9, 9)
-
-
-def _tone_shift(current: np.ndarray, previous: np.ndarray) -> float:
-    """Typical change of the grey levels' deciles between two frames (on the every-third-pixel grid).
-
-    A moving person shifts few deciles; a switched light, gain or gamma change shifts them all (a median
-    subtraction cannot absorb that: bright pixels move more than dark ones, and some saturate).
-    """
-    deciles = np.quantile(current[::3, ::3], _TONE_LEVELS) - np.quantile(previous[::3, ::3], _TONE_LEVELS)
-    return float(np.median(np.abs(deciles)))
+def _deciles(gray: np.ndarray) -> np.ndarray:
+    """Grey-level deciles of a frame (every third pixel both ways; nearest rank, by partition: ~20 µs)."""
+    sample = gray[::3, ::3].ravel()
+    ranks = (np.arange(1, 10) * (sample.size - 1)) // 10
+    return np.partition(sample, ranks)[ranks]
 
 
 def _changed_beyond(difference: np.ndarray, threshold: float) -> np.ndarray:
@@ -409,6 +403,7 @@ class MotionDetector:
         self.config = config
         self._background: np.ndarray | None = None
         self._previous: np.ndarray | None = None
+        self._previous_deciles: np.ndarray | None = None
         self._previous_time_ms: int | None = None
         # A reformatter keeps its swscale context between frames of the same size (set-up costs ~2 ms).
         self._reformatter = VideoReformatter()
@@ -416,6 +411,7 @@ class MotionDetector:
     def reset(self) -> None:
         self._background = None
         self._previous = None
+        self._previous_deciles = None
         self._previous_time_ms = None
 
     def small_gray(self, frame: av.VideoFrame) -> np.ndarray:
@@ -428,10 +424,14 @@ class MotionDetector:
 
     def score(self, frame: av.VideoFrame, time_ms: int) -> float:
         current = self.small_gray(frame).astype(np.float32)
+        deciles, previous_deciles = _deciles(current), self._previous_deciles
+        self._previous_deciles = deciles
         if (self._background is None or self._previous is None or self._background.shape != current.shape
-                or _tone_shift(current, self._previous) > self.config.pixel_threshold):
+                or previous_deciles is None
+                or float(np.median(np.abs(deciles - previous_deciles))) > self.config.pixel_threshold):
             # First frame, or the whole picture changed tone at once (lights switched, IR mode, exposure
-            # jump): that is the light, not motion. Start the models afresh from this frame.
+            # jump: every decile moves, bright parts more than dark ones, some saturate; a moving person
+            # moves few). That is the light, not motion: start the models afresh from this frame.
             self._background = current
             self._previous = current
             self._previous_time_ms = time_ms
