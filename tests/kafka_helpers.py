@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from typing import Any, TypeVar
 
 from confluent_kafka import Consumer, Message
@@ -15,6 +15,9 @@ from libs.serde import SerdeError
 from libs.settings import KafkaSettings
 
 T = TypeVar("T")
+# How long a test lets a service shut down after SIGTERM before ServiceProcess kills it. The exit code
+# is what tests assert (a clean flush and commit), not the speed: a loaded 2-core CI machine is slow.
+GRACEFUL_STOP_S = 120.0
 
 
 def free_port() -> int:
@@ -79,10 +82,15 @@ def new_topics(settings: KafkaSettings, *names: str, partitions: int = 1, config
 
 
 class TopicWatcher:
-    """Collects decoded records of a topic, from the moment it is created, on a background thread."""
+    """Collects decoded records of a topic, from the moment it is created, on a background thread.
+
+    A record that cannot be decoded is never dropped silently: snapshot() then fails, naming it, since
+    a check that something is absent would otherwise pass on records nobody could read. `keys` narrows
+    the watch to records with those Kafka keys (others are skipped undecoded: another test's business)."""
 
     def __init__(self, settings: KafkaSettings, topic: str, schema: str, serde: Any,
-                 keep: Callable[[dict[str, Any]], bool] = lambda _v: True) -> None:
+                 keep: Callable[[dict[str, Any]], bool] = lambda _v: True,
+                 keys: Collection[bytes] | None = None) -> None:
         import threading
         import uuid
 
@@ -90,7 +98,8 @@ class TopicWatcher:
 
         self.records: list[dict[str, Any]] = []
         self.messages: list[tuple[int, int]] = []  # (partition, offset) of each kept record
-        self.foreign = 0
+        self.keys = None if keys is None else frozenset(keys)
+        self.undecodable: list[str] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._consumer = Consumer(settings.client_config() | {
@@ -112,10 +121,14 @@ class TopicWatcher:
             for message in self._consumer.consume(500, 0.2):
                 if message.error() or message.value() is None:
                     continue
+                if self.keys is not None and message.key() not in self.keys:
+                    continue
                 try:
                     value = self.serde.deserialize(self.topic, self.schema, message.value())
-                except SerdeError:  # another test's record in the other framing: not ours
-                    self.foreign += 1
+                except SerdeError as error:
+                    with self._lock:
+                        self.undecodable.append(f"partition {message.partition()} offset {message.offset()} "
+                                                f"key {message.key()!r}: {error}")
                     continue
                 if self.keep(value):
                     with self._lock:
@@ -125,6 +138,9 @@ class TopicWatcher:
 
     def snapshot(self) -> list[dict[str, Any]]:
         with self._lock:
+            if self.undecodable:
+                raise AssertionError(f"{len(self.undecodable)} records on {self.topic} could not be decoded as "
+                                     f"{self.schema}; first: {self.undecodable[0]}")
             return list(self.records)
 
     def close(self) -> None:

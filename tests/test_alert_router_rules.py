@@ -389,7 +389,7 @@ def test_rule_defaults_are_sensible() -> None:
     assert isinstance(loitering, LoiteringRule) and isinstance(crowding, CrowdingRule)
     assert intrusion.classes == ["person"] and running.classes == ["person"]
     assert loitering.min_dwell_s == 60
-    assert crowding.min_count >= 2
+    assert (crowding.min_count, crowding.min_duration_s) == (10, 10.0)  # a crowd, held for a while: not two passers-by
     assert set(abandoned.classes) == {"backpack", "handbag", "suitcase"}
 
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
+from typing import Any
 
 import av
+from confluent_kafka import Consumer, TopicPartition
 
 from cctv.devstack.services import ServiceProcess
 from libs.cameras import CameraEntry
@@ -30,12 +33,43 @@ def real_frame_jpeg() -> bytes:
         return buffer.getvalue()
 
 
+# Longer than any restart on a loaded machine: the restarted router's wall-clock expiry must not END
+# the incident before its backlog of frames is read. The test's camera clock jumps past it at the end.
+END_GRACE_S = 120
+
+
 def router(kafka: KafkaSettings, app_id: str, tmp_path: Path, tag: str) -> ServiceProcess:
     return ServiceProcess("alert-router", {
         "CCTV_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers, "CCTV_HTTP__PORT": "0", "CCTV_GROUP_ID": app_id,
-        "CCTV_DATA_DIR": str(tmp_path / f"faust-{tag}"), "CCTV_INCIDENTS__END_GRACE_S": "2",
-        "CCTV_INCIDENTS__UPDATE_INTERVAL_S": "60", "CCTV_LOG__FORMAT": "text",
+        "CCTV_DATA_DIR": str(tmp_path / f"faust-{tag}"), "CCTV_INCIDENTS__END_GRACE_S": str(END_GRACE_S),
+        "CCTV_INCIDENTS__UPDATE_INTERVAL_S": "60", "CCTV_EXPIRE_INTERVAL_S": "0.5", "CCTV_LOG__FORMAT": "text",
     }, tmp_path / f"router-{tag}.log").start()
+
+
+class Changelog:
+    """The router's table changelog (JSON values), read as it grows: what a restarted router recovers."""
+
+    def __init__(self, kafka: KafkaSettings, topic: str) -> None:
+        self.topic = topic
+        self.consumer = Consumer(kafka.client_config() | {"group.id": f"read-{topic}", "enable.auto.commit": False,
+                                                          "auto.offset.reset": "earliest"})
+        self.consumer.subscribe([topic])
+        self.latest: dict[bytes, Any] = {}
+
+    def read(self) -> dict[bytes, Any]:
+        for message in self.consumer.consume(500, 0.5):
+            if not message.error() and message.key() is not None:
+                self.latest[message.key()] = None if message.value() is None else json.loads(message.value())
+        return self.latest
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+def open_incidents(changelog: Changelog, camera: str) -> list[str]:
+    """Alert ids of the camera's open incidents in the newest changelog entry for it."""
+    states = [v for k, v in changelog.read().items() if camera.encode() in k and v]
+    return [i["alert_id"] for s in states[-1:] for i in s["pipeline"]["incidents"]["open"].values()]
 
 
 def test_killed_router_resumes_incident_without_second_new_and_ends_it(
@@ -54,20 +88,31 @@ def test_killed_router_resumes_incident_without_second_new_and_ends_it(
     producer.flush(30)
     partition, offset = frame_offsets[0]
     sequence = iter(range(10_000))
+    sent: list[tuple[int, int]] = []  # (partition, offset) of each detections record
 
-    def send(objects: list[dict]) -> None:
+    def send(objects: list[dict], clock_ahead_s: float = 0.0) -> None:
+        capture = time.time_ns() // 1000 + int(clock_ahead_s * 1e6)
         producer.produce(DETECTIONS, key=camera, value=SERDE.serialize(DETECTIONS, "Detections", {
             "camera_id": camera, "frame": {"topic": FRAMES, "partition": partition, "offset": offset},
-            "session_id": "s", "sequence": next(sequence), "capture_time": time.time_ns() // 1000,
+            "session_id": "s", "sequence": next(sequence), "capture_time": capture,
             "width": 768, "height": 576, "objects": objects,
             "model": {"name": "m", "version": "1", "sha256": "0" * 64}, "inference_ms": 1.0,
             "detected_at": time.time_ns() // 1000,
-        }))
+        }), on_delivery=lambda _e, m: sent.append((m.partition(), m.offset())))
         producer.flush(10)
 
-    alerts = TopicWatcher(kafka_settings, ALERTS, "Alert", SERDE, lambda v: v["camera_id"] == camera)
-    letters = TopicWatcher(kafka_settings, DLQ, "DeadLetter", SERDE, lambda v: v["key"] == camera.encode())
     app_id = f"router-{unique}"
+    probe = Consumer(kafka_settings.client_config() | {"group.id": app_id})  # reads commits, never joins
+
+    def committed_all_sent() -> bool:
+        """The router's group committed past the last detections record sent (it processed them all)."""
+        last_partition, last_offset = sent[-1]
+        (committed,) = probe.committed([TopicPartition(DETECTIONS, last_partition)], timeout=10)
+        return committed.offset > last_offset
+
+    alerts = TopicWatcher(kafka_settings, ALERTS, "Alert", SERDE, lambda v: v["camera_id"] == camera)
+    letters = TopicWatcher(kafka_settings, DLQ, "DeadLetter", SERDE, keys=[camera.encode()])
+    changelog = Changelog(kafka_settings, f"{app_id}-camera-state-changelog")
     first = router(kafka_settings, app_id, tmp_path, "1")
     second = None
     try:
@@ -81,21 +126,26 @@ def test_killed_router_resumes_incident_without_second_new_and_ends_it(
         person_until(lambda: any(a["kind"] == "NEW" for a in alerts.snapshot()), "the NEW alert")
         alert_id = alerts.snapshot()[0]["alert_id"]
         assert alerts.snapshot()[0]["snapshot_jpeg"][:2] == b"\xff\xd8"
-        for _ in range(5):  # the incident goes on; state reaches the changelog
+        for _ in range(3):  # the incident goes on
             send([PERSON])
-            time.sleep(0.3)
-        # Wait until the router has committed what it processed (its state is in the changelog then).
-        time.sleep(3)
+        # Kill only once the open incident is in the changelog and every record sent is committed:
+        # the restarted router must resume it, not replay it.
+        wait_for(committed_all_sent, 60, "the router to commit the detections it processed")
+        wait_for(lambda: open_incidents(changelog, camera) == [alert_id], 60, "the open incident in the changelog")
+        assert [a["kind"] for a in alerts.snapshot()] == ["NEW"], "the incident must still be open at the kill"
         first.kill()  # SIGKILL mid-incident: no goodbye, no final commit
 
         second = router(kafka_settings, app_id, tmp_path, "2")
         person_until(lambda: "recovery complete" in second.log_text(), "the restarted router to recover its table")
-        for _ in range(8):
+        for _ in range(3):  # the person is still there
             send([PERSON])
-            time.sleep(0.4)
-        # The person leaves: END after the 2 s grace.
-        wait_for(lambda: send([]) or any(a["kind"] == "END" for a in alerts.snapshot()), 60, "the END alert",
-                 interval_s=0.4)
+        wait_for(committed_all_sent, 90, "the restarted router to process the person's frames")
+        # Its expiry timer (every 0.5 s) has run meanwhile: the resumed incident is still open, unsplit.
+        assert open_incidents(changelog, camera) == [alert_id], (alerts.snapshot(), second.log_text()[-2000:])
+        assert [a["kind"] for a in alerts.snapshot()].count("END") == 0
+        # The person leaves; the camera's clock runs past the end grace: END.
+        wait_for(lambda: send([], clock_ahead_s=END_GRACE_S + 1) or any(a["kind"] == "END" for a in alerts.snapshot()),
+                 60, "the END alert", interval_s=0.4)
         producer.produce(DETECTIONS, key=camera, value=b"\x00\x00\x00\x00\x63garbage")
         producer.flush(10)
         wait_for(lambda: letters.snapshot(), 30, "the poison detections on the DLQ")
@@ -105,10 +155,13 @@ def test_killed_router_resumes_incident_without_second_new_and_ends_it(
                 process.stop()
         alerts.close()
         letters.close()
-    mine = [a for a in alerts.snapshot() if a["alert_id"] == alert_id]
+        changelog.close()
+        probe.close()
+    # Every alert of this camera and zone, whatever its id: one incident across the restart.
+    mine = [a for a in alerts.snapshot() if a["zone_id"] == "gate"]
     kinds = [a["kind"] for a in mine]
-    assert kinds.count("NEW") == 1, (kinds, second.log_text()[-2000:])
-    assert kinds[-1] == "END" and kinds.count("END") == 1
-    assert [a["sequence"] for a in mine] == sorted(a["sequence"] for a in mine)
+    assert kinds.count("NEW") == 1 and kinds.count("END") == 1 and kinds[-1] == "END", (kinds, second.log_text()[-2000:])
+    assert {a["alert_id"] for a in mine} == {alert_id}, "the restart split the incident"
+    assert [a["sequence"] for a in mine] == list(range(len(mine))), "steps lost or repeated across the restart"
     assert "police" in mine[0]["destinations"]
     assert letters.snapshot()[0]["source_topic"] == DETECTIONS

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -49,7 +51,12 @@ def assert_box_is_sane(detection: Detection) -> None:
 
 # ---------------------------------------------------------------- real model, real stills
 def test_default_model_identity_and_classes(detector: Detector) -> None:
-    assert detector.identity.sha256 == file_sha256(DEFAULT_MODEL_PATH)
+    # The identity carried on every Detections record is the hash pinned in the model card, i.e. of the
+    # model file's bytes (not of its path, nor of a re-serialised graph).
+    pinned = re.search(r"^\| sha256 \| `([0-9a-f]{64})` \|$", (DEFAULT_MODEL_PATH.parent / "MODEL_CARD.md").read_text(),
+                       re.MULTILINE)
+    assert pinned is not None, "models/MODEL_CARD.md lists the model's sha256"
+    assert detector.identity.sha256 == pinned.group(1) == file_sha256(DEFAULT_MODEL_PATH)
     assert detector.identity.name == "centernet-mobilenetv3-coco"
     assert detector.model.class_names == COCO_CLASS_NAMES  # read from the model's own metadata
     assert detector.model.fixed_batch is None  # the conversion made the batch axis dynamic
@@ -305,12 +312,28 @@ def test_cpu_limit_follows_the_cgroup_quota(tmp_path: Path) -> None:
     cpu_max = tmp_path / "cpu.max"
     cpu_max.write_text("100000 100000\n")
     assert container_cpu_limit(cpu_max) == 1
+    cpu_max.write_text("250000 100000\n")  # 2.5 CPUs of quota: three threads may run at once
+    assert container_cpu_limit(cpu_max) == min(3, len(os.sched_getaffinity(0)))
+    visible = len(os.sched_getaffinity(0))
     cpu_max.write_text("max 100000\n")
-    unlimited = container_cpu_limit(cpu_max)
-    assert unlimited >= 1
+    assert container_cpu_limit(cpu_max) == visible
     cpu_max.write_text("1000000000 100000\n")  # quota far above the machine: capped at visible cores
-    assert container_cpu_limit(cpu_max) == unlimited
-    assert container_cpu_limit(tmp_path / "absent") == unlimited
+    assert container_cpu_limit(cpu_max) == visible
+    assert container_cpu_limit(tmp_path / "absent") == visible
+
+
+def test_cpu_limit_counts_the_cores_this_process_may_use(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A pinned process (taskset, a Kubernetes static CPU policy) sees fewer cores than the machine has.
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0, 1, 2, 3, 4, 5, 6, 7})
+    cpu_max = tmp_path / "cpu.max"
+    cpu_max.write_text("250000 100000\n")
+    assert container_cpu_limit(cpu_max) == 3
+    cpu_max.write_text("max 100000\n")
+    assert container_cpu_limit(cpu_max) == 8
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {5})
+    assert container_cpu_limit(cpu_max) == 1
+    cpu_max.write_text("250000 100000\n")
+    assert container_cpu_limit(cpu_max) == 1
 
 
 def test_provider_choice_prefers_tensorrt_then_cuda_then_cpu() -> None:
@@ -345,14 +368,21 @@ def test_tensorrt_gets_a_batch_profile_an_engine_cache_and_fp16(tmp_path: Path) 
 
 
 def test_unwritable_tensorrt_cache_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # This machine's onnxruntime has no TensorRT; pretend it has so the option checks run. (onnxruntime
-    # itself then warns that the provider is absent and runs on the CPU, which the second half uses.)
+    # Holds with and without a real TensorRT: where onnxruntime has none, pretend it has so the option
+    # checks run (onnxruntime then warns that the provider is absent and runs on the CPU).
     available = onnxruntime.get_available_providers()
-    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["TensorrtExecutionProvider", *available])
+    really_has_tensorrt = "TensorrtExecutionProvider" in available
+    if not really_has_tensorrt:
+        monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["TensorrtExecutionProvider", *available])
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     with pytest.raises(ModelLoadError, match="tensorrt_cache_dir to a writable directory"):
         Detector(DetectorModelConfig(tensorrt_cache_dir=blocker / "trt"))
-    detector = Detector(DetectorModelConfig(tensorrt_cache_dir=tmp_path / "engines"))
+    cfg = DetectorModelConfig(tensorrt_cache_dir=tmp_path / "engines",
+                              providers=["TensorrtExecutionProvider", "CPUExecutionProvider"])
+    detector = Detector(cfg)
     assert (tmp_path / "engines").is_dir()
-    assert detector.model.providers == ("CPUExecutionProvider",)
+    providers = detector.model.providers
+    assert providers[-1] == "CPUExecutionProvider" and set(providers) <= set(cfg.providers), providers
+    if not really_has_tensorrt:
+        assert providers == ("CPUExecutionProvider",)

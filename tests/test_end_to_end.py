@@ -20,6 +20,7 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 from cctv.devstack.services import PIPELINE_SERVICES, ServiceProcess
 from libs.cameras import CameraEntry, Sampling
 from libs.settings import KafkaSettings
+from tests.kafka_helpers import GRACEFUL_STOP_S
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "samples" / "vtest-h264.mp4"
@@ -87,7 +88,7 @@ def test_sample_footage_raises_routed_alerts_end_to_end(
                               env=cli_env, capture_output=True, text=True, timeout=120, input="")
     finally:
         downstream.close()
-        codes = {service.name: service.stop() for service in services}
+        codes = {service.name: service.stop(timeout_s=GRACEFUL_STOP_S) for service in services}
     alerts = received[main_topic]
     assert alerts, "no alert within 150 s; logs:\n" + "\n".join(s.log_text()[-1500:] for s in services)
     first_after = (receive_times[0] - time.time()) + (time.monotonic() - started)

@@ -27,6 +27,9 @@ from tests.kafka_helpers import free_port, refusing_port, wait_for
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "samples" / "vtest-h264.mp4"
 FAST = PullSettings(open_timeout_s=5, read_timeout_s=3, backoff_initial_s=0.2, backoff_max_s=1.0, status_interval_s=1)
+# For sources whose test is not about silence: on a loaded 2-core machine a server can stall for more
+# than FAST's 3 s, and a spurious read timeout would cut the session the test counts.
+PATIENT = FAST.model_copy(update={"read_timeout_s": 30.0})
 
 
 
@@ -254,7 +257,7 @@ def test_mjpeg_over_http_camera_is_stamped_with_its_arrival_clock(tmp_path: Path
     )
     recorder = Recorder()
     puller = CameraPuller(CameraEntry(camera_id="mjpeg-1", stream_url=f"http://127.0.0.1:{port}/video.mjpg"),
-                          recorder.packet, recorder.status, FAST)
+                          recorder.packet, recorder.status, PATIENT)
     puller.start()
     try:
         wait_for(lambda: len(recorder.packets) >= 61, 60, f"4 s of MJPEG frames ({camera.poll()=})")
@@ -267,7 +270,9 @@ def test_mjpeg_over_http_camera_is_stamped_with_its_arrival_clock(tmp_path: Path
     assert {p.codec for p in packets if p.is_keyframe} == {"mjpeg"} and all(p.is_keyframe for p in packets)
     pts_span_s = (packets[-1].pts_us - packets[0].pts_us) / 1e6
     capture_span_s = (packets[-1].capture_time - packets[0].capture_time) / 1e6
-    assert abs(pts_span_s - capture_span_s) < 0.05 and 3.5 < pts_span_s < 4.5, (pts_span_s, capture_span_s)
+    # 61 frames: 2.4 s at FFmpeg's invented 25 fps, 4 s at the camera's real 15 fps (-re cannot send
+    # faster; a loaded machine may deliver slower, which the arrival clock must then show, not hide).
+    assert abs(pts_span_s - capture_span_s) < 0.05 and pts_span_s > 3.3, (pts_span_s, capture_span_s)
     decoder = CameraDecoder("mjpeg-1", FrameSamplerConfig.model_validate(
         {"sampling": {"mode": "fps", "fps": 2, "heartbeat_s": 0.001}}))
     frames = []
@@ -276,7 +281,8 @@ def test_mjpeg_over_http_camera_is_stamped_with_its_arrival_clock(tmp_path: Path
             "mjpeg-1", "mjpeg", None, (1, 1_000_000), p.pts_us, p.dts_us, True, p.data, p.sequence, p.session_id,
             p.capture_time // 1000)).finish().frames
     frames += decoder.flush().finish().frames
-    assert 7 <= len(frames) <= 10, (len(frames), decoder.counters.as_dict())  # 2 per second of ~4 s
+    # 2 per second of stamped time, however long the arrival took.
+    assert abs(len(frames) - 2 * pts_span_s) <= 2, (len(frames), pts_span_s, decoder.counters.as_dict())
     assert (frames[0].source_width, frames[0].source_height) == (640, 360)
 
 
@@ -291,7 +297,7 @@ def test_http_camera_streams_and_reconnects_when_the_stream_ends() -> None:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     recorder = Recorder()
     url = f"http://127.0.0.1:{server.server_address[1]}/{SAMPLE.name}"
-    puller = CameraPuller(CameraEntry(camera_id="http-1", stream_url=url), recorder.packet, recorder.status, FAST).start()
+    puller = CameraPuller(CameraEntry(camera_id="http-1", stream_url=url), recorder.packet, recorder.status, PATIENT).start()
     try:
         wait_for(lambda: len({p.session_id for p in recorder.packets}) >= 2, 60, "a second session after the first ended")
     finally:
@@ -336,7 +342,7 @@ def test_hls_camera_streams_a_live_playlist_that_the_frame_sampler_decodes(gstre
         wait_for(lambda: (hls / "live.m3u8").is_file() and (hls / "live.m3u8").read_text().count(".ts") >= 2, 30,
                  f"hlssink2 to write a playlist with two segments ({segmenter.poll()=})")
         url = f"http://127.0.0.1:{server.server_address[1]}/live.m3u8"
-        puller = CameraPuller(CameraEntry(camera_id="hls-1", stream_url=url), recorder.packet, recorder.status, FAST)
+        puller = CameraPuller(CameraEntry(camera_id="hls-1", stream_url=url), recorder.packet, recorder.status, PATIENT)
         puller.start()
         wait_for(lambda: len(recorder.packets) >= 60, 60, "60 packets from the HLS playlist")
     finally:

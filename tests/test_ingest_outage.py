@@ -17,7 +17,7 @@ from libs.kafka import create_topics
 from libs.serde import AvroSerde, shipped_catalog
 from libs.settings import KafkaSettings
 from libs.topics import VIDEO_PACKETS, pipeline_topics
-from tests.kafka_helpers import TopicWatcher, free_port, wait_for
+from tests.kafka_helpers import GRACEFUL_STOP_S, TopicWatcher, free_port, wait_for
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "samples" / "vtest-360p15.mp4"
@@ -80,5 +80,5 @@ def test_broker_outage_drops_whole_gops_and_recovers(tmp_path: Path) -> None:
         wait_for(lambda: readiness(metrics_port) == 200, 30, "/readyz to pass again after the outage")
     finally:
         if ingest is not None:
-            assert ingest.stop() == 0, ingest.log_text()[-2000:]
+            assert ingest.stop(timeout_s=GRACEFUL_STOP_S) == 0, ingest.log_text()[-2000:]
         broker.stop()

@@ -14,7 +14,7 @@ from libs.kafka import create_topics
 from libs.serde import AvroSerde, shipped_catalog
 from libs.settings import KafkaSettings
 from libs.topics import CAMERA_STATUS, VIDEO_PACKETS, pipeline_topics
-from tests.kafka_helpers import TopicWatcher, wait_for
+from tests.kafka_helpers import GRACEFUL_STOP_S, TopicWatcher, wait_for
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "samples" / "vtest-360p15.mp4"
@@ -87,7 +87,7 @@ def test_replicas_split_cameras_and_survivor_takes_over(
     finally:
         for replica in (replica_a, replica_b):
             if replica is not None:
-                replica.stop()
+                replica.stop(timeout_s=GRACEFUL_STOP_S)
         status_watch.close()
         packet_watch.close()
     assert replica_a.process.returncode == 0, replica_a.log_text()[-3000:]

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from cctv.inventory import InventoryError, parse_csv, parse_yaml, read_inventory
-from libs.cameras import CameraEntry
 from libs.kafka import create_topics
 from libs.serde import AvroSerde, shipped_catalog
 from libs.settings import KafkaSettings
@@ -129,8 +128,11 @@ def test_district_scale_import(kafka_settings: KafkaSettings, unique: str, tmp_p
     for index in range(3609):
         site = index % 1141
         # Loopback discard port: nothing is ever contacted, even if an ingest replica pulled these.
+        lat, lon, tag = f"{37.5 + rng.random() / 10:.6f}", f"{127.0 + rng.random() / 10:.6f}", rng.choice(tags)
         rows.append(f"d{unique}-{index:04d},Camera {index},site-{site:04d},rtsp://127.0.0.1:9/site{site}/cam{index % 4},"
-                    f"{37.5 + rng.random() / 10:.6f},{127.0 + rng.random() / 10:.6f},{rng.choice(tags)},fps:2")
+                    f"{lat},{lon},{tag},fps:2")
+        if index == 2042:  # one row checked field by field after the round trip
+            row_2042 = (float(lat), float(lon), tag)
     csv_file = tmp_path / "district.csv"
     csv_file.write_text("\n".join(rows) + "\n")
     imported = cli("cameras", "import", str(csv_file), kafka=kafka_settings)
@@ -140,6 +142,10 @@ def test_district_scale_import(kafka_settings: KafkaSettings, unique: str, tmp_p
     mine = {k: v for k, v in inventory.items() if k.startswith(f"d{unique}-")}
     assert len(mine) == 3609
     assert len({c.site_id for c in mine.values()}) == 1141
-    assert isinstance(mine[f"d{unique}-0042"], CameraEntry)
+    # Every column of a row survives CSV -> Avro -> inventory (row 2042 is at site 2042 % 1141 = 901).
+    entry = mine[f"d{unique}-2042"]
+    assert (entry.name, entry.site_id, entry.stream_url) == ("Camera 2042", "site-0901", "rtsp://127.0.0.1:9/site901/cam2")
+    assert entry.location is not None and (entry.location.lat, entry.location.lon, *entry.tags) == row_2042
+    assert (entry.sampling.mode, entry.sampling.fps) == ("fps", 2.0) and entry.enabled
     removed = cli("cameras", "delete", *sorted(mine), kafka=kafka_settings)
     assert removed.returncode == 0, removed.stderr

@@ -99,18 +99,128 @@ def test_round_trip_through_loop_poison_goes_to_dlq_and_loop_continues(
 
 
 def test_graceful_stop_flushes_and_closes(kafka_settings: KafkaSettings, unique: str) -> None:
-    source = f"test.stop.{unique}"
-    new_topics(kafka_settings, source)
+    """Stopping delivers what is still queued in the producer, and the consumer leaves its group at once
+    (its partitions move to another replica now, not after the session timeout)."""
+    from confluent_kafka import ConsumerGroupState, TopicPartition
+
+    from libs.kafka import make_admin
+
+    source, sink = f"test.stop.{unique}", f"test.stop-out.{unique}"
+    new_topics(kafka_settings, source, sink)
+    feeder = make_producer(kafka_settings, "feeder")
+    for index in range(3):
+        feeder.produce(source, key=b"cam", value=SERDE.serialize(source, "CameraActivity", activity(f"cam-{index}", 0.1)))
+    assert feeder.flush(30) == 0
     stop = threading.Event()
     group = f"g-{unique}"
+    # A linger far longer than the test: only an explicit flush sends a queued record in time.
+    producer = make_producer(kafka_settings, "t", **{"linger.ms": 600_000, "message.timeout.ms": 900_000})
     loop = ConsumeProduceLoop(
         service="test", group_id=group, topics=[source], schema_for=lambda _t: "CameraActivity",
-        consumer=make_consumer(kafka_settings, group), producer=make_producer(kafka_settings, "t"),
-        serde=SERDE, handler=lambda batch: ([], []), health=Health(60),
+        consumer=make_consumer(kafka_settings, group), producer=producer, serde=SERDE,
+        handler=lambda batch: ([Outgoing(sink, r.key, "CameraActivity", r.value) for r in batch], []),
+        health=Health(60),
     )
     worker = threading.Thread(target=loop.run, args=(stop.is_set,))
     worker.start()
-    wait_for(lambda: loop.health.ready, 30, "partition assignment")
-    stop.set()
-    worker.join(30)
+    try:
+        wait_for(lambda: loop.health.ready, 30, "partition assignment")
+        read_topic(kafka_settings, sink, 3, timeout_s=60)  # the batch went through (flushed per batch)
+        # Queued while the loop idles: nothing but the shutdown flush can deliver it within the test.
+        loop.producing.send(Outgoing(sink, b"last", "CameraActivity", activity("cam-last", 0.9)))
+    finally:
+        stop.set()
+        worker.join(60)
     assert not worker.is_alive()
+    last = read_topic(kafka_settings, sink, 1, timeout_s=20, predicate=lambda m: m.key() == b"last")
+    assert SERDE.deserialize(sink, "CameraActivity", last[0].value())["camera_id"] == "cam-last"
+
+    admin = make_admin(kafka_settings)
+    (described,) = admin.describe_consumer_groups([group]).values()
+    description = described.result(timeout=30)
+    assert description.state == ConsumerGroupState.EMPTY and description.members == [], description
+    # Querying committed offsets does not join the group.
+    committed = Consumer(kafka_settings.client_config() | {"group.id": group})
+    try:
+        (offset,) = committed.committed([TopicPartition(source, 0)], timeout=10)
+    finally:
+        committed.close()
+    assert offset.offset == 3
+
+
+def test_delivery_failure_reprocesses_the_batch_nothing_lost_nothing_doubled_after_dedup(
+    kafka_settings: KafkaSettings, unique: str
+) -> None:
+    """A batch whose output cannot be delivered (here: a record over the evidence topic's size limit,
+    until an operator raises it) is neither committed nor skipped: it is processed again until every
+    output is delivered. Outputs delivered by a failed attempt come again (at least once), so a
+    consumer deduplicating by key finds each exactly once."""
+    import random
+
+    from confluent_kafka import TopicPartition
+    from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource
+
+    from libs.kafka import make_admin
+
+    source, sink, evidence = f"test.redo.{unique}", f"test.redo-out.{unique}", f"test.redo-evidence.{unique}"
+    new_topics(kafka_settings, source, sink)
+    new_topics(kafka_settings, evidence, config={"max.message.bytes": "2048"})
+    feeder = make_producer(kafka_settings, "feeder")
+    cameras = [f"cam-{index}" for index in range(5)]
+    for camera in cameras:
+        feeder.produce(source, key=camera.encode(), value=SERDE.serialize(source, "CameraActivity", activity(camera, 0.5)))
+    assert feeder.flush(30) == 0
+    big_jpeg = random.Random(5).randbytes(8192)  # incompressible: over the 2 KiB limit even with lz4
+    attempts: dict[str, int] = {}
+
+    def handler(batch: list[Incoming]) -> tuple[list[Outgoing], list[Rejected]]:
+        outputs = []
+        for record in batch:
+            camera = record.value["camera_id"]
+            attempts[camera] = attempts.get(camera, 0) + 1
+            outputs.append(Outgoing(sink, record.key, "CameraActivity", record.value | {"state": "IDLE"}))
+            if camera == "cam-3":
+                outputs.append(Outgoing(evidence, record.key, "Frame", {
+                    "camera_id": camera, "session_id": "s", "sequence": record.offset, "capture_time": 1, "pts_us": 0,
+                    "source_partition": record.partition, "source_offset": record.offset, "width": 64, "height": 64,
+                    "jpeg": big_jpeg, "motion_score": 0.5, "reason": "MOTION", "sampled_at": 1,
+                }))
+        return outputs, []
+
+    group = f"redo-{unique}"
+    loop = ConsumeProduceLoop(
+        service="test", group_id=group, topics=[source], schema_for=lambda _t: "CameraActivity",
+        consumer=make_consumer(kafka_settings, group), producer=make_producer(kafka_settings, "redo"),
+        serde=SERDE, handler=handler, health=Health(60),
+    )
+    stop = threading.Event()
+    worker = threading.Thread(target=loop.run, args=(stop.is_set,))
+    worker.start()
+    probe = Consumer(kafka_settings.client_config() | {"group.id": group})  # reads commits, never joins
+    try:
+        wait_for(lambda: attempts.get("cam-3", 0) >= 3, 60, "the undeliverable batch to be processed again")
+        (committed,) = probe.committed([TopicPartition(source, 0)], timeout=10)
+        assert committed.offset < 0, "a batch with an undelivered output must not be committed"
+        # The operator raises the limit: the next attempt delivers everything and commits.
+        admin = make_admin(kafka_settings)
+        resource = ConfigResource(ConfigResource.Type.TOPIC, evidence, incremental_configs=[
+            ConfigEntry("max.message.bytes", "1048576", incremental_operation=AlterConfigOpType.SET)])
+        for future in admin.incremental_alter_configs([resource]).values():
+            future.result(timeout=30)
+        wait_for(lambda: probe.committed([TopicPartition(source, 0)], timeout=10)[0].offset == len(cameras), 60,
+                 "the batch to be delivered and committed")
+    finally:
+        stop.set()
+        worker.join(60)
+        probe.close()
+    assert not worker.is_alive()
+
+    # Every attempt delivered its sink outputs: one per record processed, re-processed ones included.
+    outputs = read_topic(kafka_settings, sink, sum(attempts.values()), timeout_s=30)
+    decoded = [SERDE.deserialize(sink, "CameraActivity", m.value()) for m in outputs]
+    by_key = {m.key(): value for m, value in zip(outputs, decoded, strict=True)}
+    assert sorted(by_key) == [c.encode() for c in cameras] and {v["state"] for v in by_key.values()} == {"IDLE"}
+    assert len(outputs) > len(cameras), "failed attempts delivered the other outputs again (at least once)"
+    (delivered,) = read_topic(kafka_settings, evidence, 1, timeout_s=30)
+    frame = SERDE.deserialize(evidence, "Frame", delivered.value())
+    assert delivered.key() == b"cam-3" and frame["jpeg"] == big_jpeg

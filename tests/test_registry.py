@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import json
+import re
 import struct
+from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
-from confluent_kafka.schema_registry.error import SchemaRegistryError
 from confluent_kafka.serialization import MessageField, SerializationContext
-from fastavro.utils import generate_many
 
-from libs.serde import AvroSerde, shipped_catalog
+from libs.serde import AvroSerde, SerdeError, shipped_catalog
+from tests.seeded import sample_records, seed_for
 from tests.test_serde import EXPECTED, assert_same
 
 CATALOG = shipped_catalog()
@@ -28,7 +30,7 @@ def test_confluent_round_trip_and_downstream_deserializer(client: SchemaRegistry
     serde = AvroSerde(CATALOG, client)
     topic = f"test.{name.lower()}.{unique}"
     downstream = AvroDeserializer(client)  # what a downstream team uses, knowing nothing of our code
-    for record in generate_many(CATALOG.get(name).parsed, 10):
+    for record in sample_records(CATALOG.get(name).parsed, 10, seed_for(name)):
         data = serde.serialize(topic, name, record)
         magic, schema_id = struct.unpack(">bI", data[:5])
         assert magic == 0 and schema_id > 0
@@ -36,7 +38,25 @@ def test_confluent_round_trip_and_downstream_deserializer(client: SchemaRegistry
         # A fresh serde (new process) resolves the writer schema by id from the registry.
         assert_same(record, AvroSerde(CATALOG, client).deserialize(topic, name, data))
         decoded = downstream(data, SerializationContext(topic, MessageField.VALUE))
-        assert decoded["camera_id" if "camera_id" in record else next(iter(record))] is not None
+        assert_same_downstream(record, decoded)
+
+
+def assert_same_downstream(ours: Any, theirs: Any, path: str = "") -> None:
+    """A downstream deserializer applies Avro logical types: our epoch integers come back as datetimes."""
+    if isinstance(theirs, datetime):
+        since_epoch = theirs - datetime(1970, 1, 1, tzinfo=UTC)
+        micros = (since_epoch.days * 86_400 + since_epoch.seconds) * 1_000_000 + since_epoch.microseconds
+        assert ours in (micros, micros // 1000), f"{path}: {ours} != {theirs}"
+    elif isinstance(ours, dict):
+        assert ours.keys() == theirs.keys(), path
+        for key in ours:
+            assert_same_downstream(ours[key], theirs[key], f"{path}.{key}")
+    elif isinstance(ours, list):
+        assert len(ours) == len(theirs), path
+        for index, (a, b) in enumerate(zip(ours, theirs, strict=True)):
+            assert_same_downstream(a, b, f"{path}[{index}]")
+    else:
+        assert_same(ours, theirs, path)
 
 
 def test_bytes_identical_to_confluent_serializer(client: SchemaRegistryClient, unique: str) -> None:
@@ -48,18 +68,31 @@ def test_bytes_identical_to_confluent_serializer(client: SchemaRegistryClient, u
     assert ours.serialize(topic, "CameraActivity", record) == theirs(record, SerializationContext(topic, MessageField.VALUE))
 
 
-def test_registry_enforces_backward_compatibility(client: SchemaRegistryClient, unique: str) -> None:
-    subject = f"test.compat.{unique}-value"
+def test_serde_reports_a_schema_the_registry_refuses_and_registers_a_compatible_one(
+    client: SchemaRegistryClient, unique: str
+) -> None:
+    """A subject already holds a version our shipped schema cannot read (BACKWARD): our serde must fail
+    with a clear SerdeError naming schema and subject, never produce under an id consumers cannot read."""
     definition = CATALOG.get("CameraActivity").definition
-    client.register_schema(subject, Schema(json.dumps(definition), "AVRO"))
-    client.set_compatibility(subject, "BACKWARD")
-    breaking = json.loads(json.dumps(definition))
-    breaking["fields"].append({"name": "operator", "type": "string", "doc": "no default"})
-    with pytest.raises(SchemaRegistryError):
-        client.register_schema(subject, Schema(json.dumps(breaking), "AVRO"))
-    compatible = json.loads(json.dumps(definition))
-    compatible["fields"].append({"name": "operator", "type": ["null", "string"], "default": None, "doc": "ok"})
-    assert client.register_schema(subject, Schema(json.dumps(compatible), "AVRO")) > 0
+    record = {"camera_id": "cam-7", "state": "IDLE", "motion_score": 0.25, "since": 123, "timestamp": 456}
+    refused_topic = f"test.compat.refused.{unique}"
+    incompatible = json.loads(json.dumps(definition))
+    next(f for f in incompatible["fields"] if f["name"] == "motion_score")["type"] = "string"
+    client.register_schema(f"{refused_topic}-value", Schema(json.dumps(incompatible), "AVRO"))
+    client.set_compatibility(f"{refused_topic}-value", "BACKWARD")
+    with pytest.raises(SerdeError, match=f"refused CameraActivity for subject {re.escape(refused_topic)}-value"):
+        AvroSerde(CATALOG, client).serialize(refused_topic, "CameraActivity", record)
+    assert len(client.get_versions(f"{refused_topic}-value")) == 1
+
+    # A compatible earlier version (one more optional field, dropped since): ours registers as version 2.
+    accepted_topic = f"test.compat.accepted.{unique}"
+    earlier = json.loads(json.dumps(definition))
+    earlier["fields"].append({"name": "operator", "type": ["null", "string"], "default": None, "doc": "dropped"})
+    client.register_schema(f"{accepted_topic}-value", Schema(json.dumps(earlier), "AVRO"))
+    client.set_compatibility(f"{accepted_topic}-value", "BACKWARD")
+    data = AvroSerde(CATALOG, client).serialize(accepted_topic, "CameraActivity", record)
+    assert len(client.get_versions(f"{accepted_topic}-value")) == 2
+    assert AvroSerde(CATALOG, client).deserialize(accepted_topic, "CameraActivity", data) == record
 
 
 def test_cli_registry_start_is_idempotent(schema_registry) -> None:

@@ -87,6 +87,11 @@ class FrameFetcher:
         key = (ref.topic, ref.partition, ref.offset)
         if key in self.cache:
             return self.cache[key]
+        # A frame already deleted by retention is known from the partition's low watermark at once;
+        # polling for it would stall the router (and every camera's alerts) for the whole timeout.
+        low, high = self.consumer.get_watermark_offsets(TopicPartition(ref.topic, ref.partition), timeout=timeout_s)
+        if not low <= ref.offset < high:
+            return None
         self.consumer.assign([TopicPartition(ref.topic, ref.partition, ref.offset)])
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

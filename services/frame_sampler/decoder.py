@@ -123,6 +123,11 @@ class CameraDecoder:
         self.counters.packets_received += 1
         if not self._accept_in_order(packet, output):
             return output
+        if self._context is None and not packet.is_keyframe and not packet.codec:
+            # A camera taken over mid-GOP (rebalance): its codec is known from its next keyframe, and nothing
+            # before that keyframe is decodable anyway. Wait for it; an unnamed codec is no issue here.
+            self.counters.packets_skipped_awaiting_keyframe += 1
+            return output
         if self._context is None and not self._open_decoder(packet, output):
             return output
         if self._awaiting_keyframe:
