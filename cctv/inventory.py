@@ -74,7 +74,7 @@ def _validate_all(candidates: list[tuple[int, Any]], errors: list[EntryError]) -
         entry, error = validate_entry(data, line)
         if error:
             errors.append(error)
-        else:
+        elif entry is not None:
             entries.append((line, entry))
     first_line: dict[str, int] = {}
     for line, entry in entries:

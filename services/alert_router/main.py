@@ -157,8 +157,7 @@ class CameraDirectory:
         rules, rejected = {}, {}
         for camera_id, entry in self.inventory.snapshot().items():
             try:
-                rules[camera_id] = CameraConfig(camera_id=camera_id, name=entry.name, site_id=entry.site_id,
-                                                tags=entry.tags, zones=entry.zones)
+                rules[camera_id] = CameraConfig.from_entry(entry)
             except ValidationError as error:
                 reason = "; ".join(e["msg"].removeprefix("Value error, ") for e in error.errors())
                 rejected[camera_id] = reason
@@ -217,7 +216,9 @@ def build_app(runtime: ServiceRuntime[AlertRouterSettings], inventory: Inventory
         partition = partition_of.get(camera_id, zlib.crc32(camera_id.encode()) % partitions)
         state.data[camera_id] = value
         state.changelog_topic.send_soon(key=camera_id, value=value, partition=partition,
-                                        key_serializer=state.key_serializer, value_serializer=state.value_serializer)
+                                        # Table has both serializers; Faust's TableT stub does not declare them.
+                                        key_serializer=state.key_serializer,  # type: ignore[attr-defined]
+                                        value_serializer=state.value_serializer)  # type: ignore[attr-defined]
 
     def topic_for(destination: str) -> faust.TopicT:
         if destination not in destination_topics:
@@ -298,7 +299,7 @@ def build_app(runtime: ServiceRuntime[AlertRouterSettings], inventory: Inventory
 
     @app.task
     async def report_ready() -> None:
-        await app.tables.recovery.completed.wait()
+        await app.tables.recovery.completed.wait()  # type: ignore[attr-defined]  # TableManager has it; the stub not
         runtime.health.set_ready(True)
         log.info("table recovery complete; evaluating detections")
 

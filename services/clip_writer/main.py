@@ -12,6 +12,7 @@ import logging
 import time
 import zlib
 from collections.abc import Callable
+from functools import partial
 
 from confluent_kafka import (
     Consumer,
@@ -22,7 +23,7 @@ from confluent_kafka import (
 )
 from prometheus_client import Counter, Gauge
 
-from libs.kafka import DeadLetterPublisher, make_consumer, make_producer
+from libs.kafka import DeadLetterPublisher, coordinates, make_consumer, make_producer
 from libs.serde import AvroSerde, SerdeError
 from libs.service import ServiceRuntime, start_service
 from libs.settings import KafkaSettings
@@ -95,7 +96,8 @@ class KafkaPacketSource:
                 for message in messages:
                     if message.error():
                         continue
-                    position = message.offset() + 1
+                    _, packet_partition, packet_offset = coordinates(message)
+                    position = packet_offset + 1
                     if message.key() != camera_id.encode():
                         continue
                     try:
@@ -104,7 +106,7 @@ class KafkaPacketSource:
                         continue  # the frame-sampler dead-letters it; a clip simply lacks that packet
                     if value["capture_time"] > end_us + self.slack_ms * 1000:
                         return packets
-                    packets.append(Packet.from_record(message.partition(), message.offset(), value))
+                    packets.append(Packet.from_record(packet_partition, packet_offset, value))
         finally:
             self.consumer.unassign()
         return packets
@@ -141,18 +143,20 @@ class ClipWriterLoop:
             self.consumer.pause(partitions)
 
     def _take(self, message: Message) -> None:
-        if message.error():
-            if message.error().code() != KafkaError._PARTITION_EOF:
-                log.warning("consumer error: %s", message.error().str())
+        error = message.error()
+        if error is not None:
+            if error.code() != KafkaError._PARTITION_EOF:
+                log.warning("consumer error: %s", error.str())
             return
+        _, partition, offset = coordinates(message)
         try:
             alert = self.runtime.serde.deserialize(ALERTS, "Alert", message.value())
             incident = Incident.from_alert(alert)
-        except (SerdeError, KeyError, ValueError) as error:
-            self.dead_letters.publish(message, error)
-            self.clips.seen(message.partition(), message.offset())
+        except (SerdeError, KeyError, ValueError) as bad:
+            self.dead_letters.publish(message, bad)
+            self.clips.seen(partition, offset)
             return
-        self.clips.alert(message.partition(), message.offset(), alert["kind"], incident)
+        self.clips.alert(partition, offset, alert["kind"], incident)
 
     def _commit(self) -> None:
         offsets = [TopicPartition(ALERTS, p, o) for p, o in self.clips.commit_offsets().items()
@@ -191,9 +195,9 @@ class ClipWriterLoop:
                 if not job.ended and now_us >= job.retry_at_us:
                     job.retry_at_us = now_us + int(policy.segment_s * 1_000_000)
                     if now_us - job.incident.started_at_us > policy.segment_s * 1_000_000:
-                        self._guarded(job, lambda j=job: self.builder.store_closed_segments(j))
+                        self._guarded(job, partial(self.builder.store_closed_segments, job))
                 continue
-            self._guarded(job, lambda j=job: self._finish(j))
+            self._guarded(job, partial(self._finish, job))
             if time.monotonic() < self.storage_retry_at:
                 return  # storage is down: retry later, keep the queue
 

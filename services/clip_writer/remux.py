@@ -30,9 +30,13 @@ def _write(segment: Segment, path: str) -> None:
     container = av.open(path, "w", format="mp4", options={"movflags": "+faststart"})
     try:
         try:
-            stream = container.add_stream(header.codec)
+            stream = container.add_stream(header.codec or "")
         except (ValueError, av.FFmpegError) as error:
             raise ClipError(f"codec {header.codec!r} cannot be muxed by this PyAV build: {error}") from error
+        if not isinstance(stream, av.VideoStream):
+            raise ClipError(f"codec {header.codec!r} is not a video codec")
+        if header.width is None or header.height is None:
+            raise ClipError("the camera's keyframe carries no frame size: cannot write an MP4 header")
         stream.width, stream.height, stream.time_base = header.width, header.height, MICROS
         # PyAV streams made by add_stream() carry an encoder context that it opens before writing the
         # header, and opening replaces the extradata. Open it first, then put back the camera's own
@@ -70,7 +74,7 @@ def frame_jpeg(mp4: bytes, offset_s: float, quality: int = 90) -> bytes:
     retrievable from the clip after cctv.frames.v1 has dropped it (minutes of retention)."""
     import io
 
-    with av.open(io.BytesIO(mp4)) as container:
+    with av.open(io.BytesIO(mp4), "r") as container:
         stream = container.streams.video[0]
         chosen = None
         for frame in container.decode(stream):
