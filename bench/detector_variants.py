@@ -93,13 +93,14 @@ def match(reference: list[DetectedObject], candidate: list[DetectedObject]) -> l
 
 
 def agreement(reference: list[list[DetectedObject]], candidate: list[list[DetectedObject]],
-              classes: tuple[str, ...]) -> dict[str, Any]:
-    """Recall of the reference's boxes of `classes` (same class, IoU >= 0.5), IoU and score change."""
+              classes: tuple[str, ...], min_reference_score: float = 0.0) -> dict[str, Any]:
+    """Recall of the reference's boxes of `classes` (same class, IoU >= 0.5), IoU and score change.
+    With `min_reference_score`, only reference boxes that confident count (the variant's at 0.2 may match)."""
     ref_total = cand_total = 0
     ious: list[float] = []
     score_deltas: list[float] = []
     for ref_frame, cand_frame in zip(reference, candidate):
-        refs = [d for d in ref_frame if d.class_name in classes]
+        refs = [d for d in ref_frame if d.class_name in classes and d.score >= min_reference_score]
         cands = [d for d in cand_frame if d.class_name in classes]
         ref_total, cand_total = ref_total + len(refs), cand_total + len(cands)
         for ref, cand, overlap in match(refs, [c for c in cands]):
@@ -140,6 +141,8 @@ def measure(variants: list[Variant], rounds: int, batches: tuple[int, ...]) -> d
                         for name, d in detectors.items()}
     reference = detections["fp32-512"]
     accuracy = {name: {"person": agreement(reference, found, ("person",)),
+                       "person_fp32_score_at_least_0.3": agreement(reference, found, ("person",), 0.3),
+                       "person_fp32_score_at_least_0.4": agreement(reference, found, ("person",), 0.4),
                        "vehicle": agreement(reference, found, VEHICLES),
                        "all_classes": agreement(reference, found, tuple(d.class_name for f in reference for d in f))}
                 for name, found in detections.items()}
@@ -185,7 +188,7 @@ def measure(variants: list[Variant], rounds: int, batches: tuple[int, ...]) -> d
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=16)
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "detector-variants.json")
     args = parser.parse_args(argv)
@@ -206,7 +209,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report["speed"], indent=1))
-    print(json.dumps({k: v["person"] for k, v in report["accuracy_on_clip_eval_frames"].items()}, indent=1))
+    for name, found in report["accuracy_on_clip_eval_frames"].items():
+        print(name, {kind: (numbers["recall_of_fp32"], numbers["mean_iou"], numbers["mean_score_delta"])
+                     for kind, numbers in found.items()})
     return 0
 
 
