@@ -48,7 +48,7 @@ INT8_MODEL = MODELS_DIR / "centernet-mobilenetv3-coco-int8.onnx"
 SAMPLE_CLIP = REPO_ROOT / "samples" / "vtest-h264.mp4"
 CALIBRATION_FRAMES = 48
 CALIBRATION_SIZE = 512
-PINNED_INT8_SHA256 = ""  # filled in from the first reproducible run; see MODEL_CARD.md
+PINNED_INT8_SHA256 = "5b702f54ec9a93a3af10b42bd8c8ba498e39f54acca9f46eec942e600c717613"  # onnxruntime 1.32.0
 
 # Names in the converted graph (models/convert_centernet.py, tf2onnx) that carry the 512-only shape.
 HEATMAP_RESHAPE = "Reshape"        # [-1, 128*128*80] before top-k
