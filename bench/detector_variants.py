@@ -62,7 +62,7 @@ def build_variants() -> list[Variant]:
 def clip_jpegs(first: float, last: float, count: int) -> list[bytes]:
     """JPEGs (q80, as the frame-sampler makes them) of evenly spaced frames of part of the sample clip."""
     import av
-    import simplejpeg
+    import simplejpeg  # type: ignore[import-untyped]
 
     with av.open(str(SAMPLE_H264)) as container:
         frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
@@ -192,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "detector-variants.json")
     args = parser.parse_args(argv)
-    import onnxruntime
+    import onnxruntime  # type: ignore[import-untyped]
 
     variants = build_variants()
     load_before = Path("/proc/loadavg").read_text().split()[:3]

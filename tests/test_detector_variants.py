@@ -108,6 +108,18 @@ def test_any_size_graph_is_identical_to_the_converted_model_at_512() -> None:
     assert small[:, :, :4].max() <= 330, "boxes are in the 320-pixel input's coordinates"
 
 
+def test_service_settings_select_int8_and_size_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from services.detector.main import DetectorSettings
+
+    monkeypatch.setenv("CCTV_MODEL__PRECISION", "int8")
+    monkeypatch.setenv("CCTV_MODEL__INPUT_SIZE", "384")
+    settings = DetectorSettings()
+    assert (settings.model.path, settings.model.input_size) == (INT8_MODEL_PATH, 384)
+    monkeypatch.setenv("CCTV_MODEL__INPUT_SIZE", "400")
+    with pytest.raises(ValidationError, match="multiple of 32"):
+        DetectorSettings()
+
+
 def test_bad_precision_size_or_path_is_a_clear_error_at_start(tmp_path: Path) -> None:
     with pytest.raises(ValidationError, match="'fp32' or 'int8'"):
         DetectorModelConfig(precision="int4")  # type: ignore[arg-type]
