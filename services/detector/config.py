@@ -10,6 +10,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_MODEL_PATH = REPO_ROOT / "models" / "centernet-mobilenetv3-coco.onnx"
+# The same detector quantised to INT8, any input size a multiple of 32 (models/quantize_centernet.py).
+INT8_MODEL_PATH = REPO_ROOT / "models" / "centernet-mobilenetv3-coco-int8.onnx"
+SHIPPED_MODELS: dict[str, Path] = {"fp32": DEFAULT_MODEL_PATH, "int8": INT8_MODEL_PATH}
 DEFAULT_TENSORRT_CACHE_DIR = REPO_ROOT / ".cache" / "tensorrt"
 
 # COCO-80 in the order both the default CenterNet model and Ultralytics COCO models use.
@@ -32,6 +35,7 @@ PROVIDER_PREFERENCE: tuple[str, ...] = (
 
 ModelFormat = Literal["centernet", "yolo"]
 ResizeMode = Literal["letterbox", "stretch"]
+Precision = Literal["fp32", "int8"]
 
 
 class BadImageError(ValueError):
@@ -48,7 +52,10 @@ class DetectorModelConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    path: Path = Field(default=DEFAULT_MODEL_PATH, description="ONNX model file")
+    precision: Precision = Field(
+        default="fp32", description="which shipped CenterNet file to run when path is not set: fp32 or int8"
+    )
+    path: Path = Field(default=DEFAULT_MODEL_PATH, description="ONNX model file; default: the shipped one of precision")
     format: ModelFormat = Field(default="centernet", description="output layout: centernet or yolo")
     name: str | None = Field(default=None, description="model name reported with results; default: file stem")
     version: str = Field(default="1", min_length=1, description="model version reported with results")
@@ -84,6 +91,13 @@ class DetectorModelConfig(BaseModel):
         description="where TensorRT keeps built engines and timing caches (minutes to build, so keep it on a volume)",
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _path_from_precision(cls, data: object) -> object:
+        if isinstance(data, dict) and data.get("path") is None and data.get("precision") in SHIPPED_MODELS:
+            return {**data, "path": SHIPPED_MODELS[data["precision"]]}
+        return data
+
     @field_validator("path")
     @classmethod
     def _model_file_exists(cls, path: Path) -> Path:
@@ -113,9 +127,12 @@ class DetectorModelConfig(BaseModel):
         return providers
 
     @model_validator(mode="after")
-    def _yolo_input_is_stride_aligned(self) -> DetectorModelConfig:
-        if self.format == "yolo" and self.input_size % 32:
-            raise ValueError(f"yolo input_size must be a multiple of 32, got {self.input_size}")
+    def _input_is_stride_aligned(self) -> DetectorModelConfig:
+        # Both families downsample by 32 and upsample back; other sides break the feature-map adds.
+        if self.input_size % 32:
+            raise ValueError(
+                f"{self.format} input_size must be a multiple of 32 (e.g. 512, 384, 320), got {self.input_size}"
+            )
         return self
 
     @property

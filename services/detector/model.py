@@ -190,7 +190,8 @@ def load_model(cfg: DetectorModelConfig) -> LoadedModel:
     if any(isinstance(side, int) and side != cfg.input_size for side in spatial):
         raise ModelLoadError(
             f"{cfg.path} expects {spatial} input pixels but input_size is {cfg.input_size}; "
-            f"set input_size to match the model (or check the format, currently {cfg.format!r})"
+            f"set input_size to match the model (or check the format, currently {cfg.format!r}); "
+            f"the INT8 CenterNet (precision int8) takes any multiple of 32"
         )
     metadata = dict(session.get_modelmeta().custom_metadata_map)
     class_names = tuple(cfg.class_names) if cfg.class_names else (
