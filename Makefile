@@ -7,8 +7,10 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 ORT ?= cpu
 PYTEST_ARGS ?=
+RUN_ARGS ?=
+BENCH_ARGS ?=
 
-.PHONY: run test setup system-deps venv helm bench clean stop
+.PHONY: run test setup system-deps venv helm bench clean stop reset
 
 setup: system-deps venv
 
@@ -21,26 +23,38 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[$(ORT),test]"
+	$(PY) -m pip install -q -e ".[$(ORT),test,plan]"
 	touch $(STAMP)
 
 helm:
 	bash scripts/install-helm.sh
 
+# `make run` refuses (one line) while another `make run` / `cctv up` uses the same broker port; it says
+# which state it starts from. Extra options: make run RUN_ARGS="--cameras mycams.yaml".
 run: setup
-	$(PY) -m cctv.cli up
+	$(PY) -m cctv.cli up $(RUN_ARGS)
 
+# Stops the running `make run` (its services, Kafka, registry) and names each thing it stopped.
 stop:
-	-$(PY) -m cctv.cli down
+	@if [ -x $(PY) ]; then $(PY) -m cctv.cli down; else echo "no $(VENV): nothing to stop"; fi
+
+# Back to a fresh state: stops the stack and deletes broker data, registry database and run/ (cameras,
+# backlog, alerts, logs, dev credentials). Downloaded jars and the venv stay.
+reset:
+	@if [ -x $(PY) ]; then $(PY) -m cctv.cli down --purge; \
+	 else rm -rf .cache/kafka/node-* .cache/registry/node-* run && echo "removed broker data and run/"; fi
 
 # pytest exits 5 when it collects no test: report it instead of failing on it.
 test: setup helm
 	@set +e; $(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests (exit 5)"; exit 0; fi; exit $$rc
 
+# Results go to run/bench/; `make bench BENCH_ARGS=--publish` updates docs/benchmarks. Other options the
+# same way: make bench BENCH_ARGS="--quick --only detector" (plain `make bench --quick` is read by make).
 bench: setup
-	$(PY) -m pip install -q -e ".[$(ORT),test,bench]"
+	$(PY) -m pip install -q -e ".[$(ORT),test,plan,bench]"
 	$(PY) -m bench $(BENCH_ARGS)
 
-clean:
+# Everything `make setup` and `make run` created: the stack's state (as `make reset`), then the venv.
+clean: reset
 	rm -rf $(VENV) .pytest_cache

@@ -1,17 +1,33 @@
-"""`python -m bench [--only STAGE ...] [--quick]`: measure each stage against its bare limit, write
-docs/benchmarks/results.json, README.md and results.png."""
+"""`python -m bench [--only STAGE ...] [--quick] [--publish]`: measure each stage against its bare limit,
+write results JSON, a Markdown table and a chart under run/bench/ (a new set per run), or, with
+--publish, update the tracked docs/benchmarks/results.json, README.md and results.png."""
 
 from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
-from bench.common import BENCH_KAFKA_PORT, RESULTS_DIR, Result, bench_broker, machine_description, now_iso
+from bench.common import (
+    BENCH_KAFKA_PORT,
+    REPO,
+    RESULTS_DIR,
+    Result,
+    bench_broker,
+    machine_description,
+    now_iso,
+)
 
 STAGES = ("ingest", "frame-sampler", "detector", "kafka", "e2e")
 app = typer.Typer(add_completion=False)
@@ -23,6 +39,13 @@ def _steps(quick: bool, only: set[str], detector_batches: int) -> int:
               "kafka": 6,
               "e2e": 2 if quick else 3}
     return sum(count for stage, count in counts.items() if stage in only)
+
+
+def output_location(results_name: str, publish: bool, stamp: str) -> tuple[Path, str]:
+    """Where a run's files go: the tracked docs/benchmarks only when published, else a new set in run/bench/."""
+    if publish:
+        return RESULTS_DIR, results_name
+    return REPO / "run" / "bench", f"{results_name}-{stamp}"
 
 
 @app.command()
@@ -37,6 +60,8 @@ def main(
         help="also run the detector through the real Kafka loop (starts a broker)")] = True,
     results_name: Annotated[str, typer.Option(
         help="results file stem under docs/benchmarks (a GPU run keeps its own, e.g. results-gpu-cuda)")] = "results",
+    publish: Annotated[bool, typer.Option(
+        help="update the tracked files in docs/benchmarks (default: a new set under run/bench/)")] = False,
 ) -> None:
     selected = set(only or STAGES)
     unknown = selected - set(STAGES)
@@ -95,16 +120,18 @@ def main(
         progress.update(current, description="done")
 
     entries = [result.as_dict() | {"machine": machine, "date": date, "quick": quick} for result in results]
-    path = RESULTS_DIR / f"{results_name}.json"
-    if merge and path.exists():
-        ran = {("frame-sampler" if s == "frame-sampler" else s) for s in selected}
-        entries = [e for e in json.loads(path.read_text()) if e["stage"] not in ran] + entries
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    published = RESULTS_DIR / f"{results_name}.json"
+    if merge and published.exists():  # stages not run now keep their published figures
+        entries = [e for e in json.loads(published.read_text()) if e["stage"] not in selected] + entries
+    directory, name = output_location(results_name, publish, time.strftime("%Y%m%d-%H%M%S"))
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{name}.json"
     path.write_text(json.dumps(entries, indent=2, ensure_ascii=False) + "\n")
     from bench import report
-    report.write(entries, results_name)
+    report.write(entries, name, directory)
     console.print(report.table(entries))
-    console.print(f"results in {path} ({time.monotonic() - started:.0f} s)")
+    console.print(f"results in {path} ({time.monotonic() - started:.0f} s)"
+                  + ("" if publish else "; `make bench BENCH_ARGS=--publish` updates docs/benchmarks"))
 
 
 def run() -> None:

@@ -1,7 +1,9 @@
-"""docs/benchmarks/README.md (table), results.png (ratios and end-to-end latency) and a console table."""
+"""docs/benchmarks/README.md (table), results.png (ratios and end-to-end latency) and a console table;
+or the same files under run/bench/ for a run that is not published."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from rich.table import Table
@@ -34,10 +36,12 @@ def markdown(entries: list[dict[str, Any]], name: str = "results") -> str:
     lines = [
         "# Benchmarks",
         "",
-        "`make bench` (`python -m bench`, `--quick`, `--only ingest|frame-sampler|detector|kafka|e2e`) measures every",
-        "stage and, in the same run on the same input, the bare limit of that work. **ratio** = how close the",
-        "service comes to the bare limit (throughput: service/bare; cost: bare/service; 1.0 = as cheap as the bare",
-        f"loop). Stages under 0.8 are profiled below. Raw entries: [{name}.json]({name}.json).",
+        "`make bench` measures every stage and, in the same run on the same input, the bare limit of that work.",
+        "Options go through `BENCH_ARGS` (`make bench --quick` would be read by make):",
+        "`make bench BENCH_ARGS=\"--quick --only detector\"`; stages `ingest|frame-sampler|detector|kafka|e2e`.",
+        "Results go to a new set under `run/bench/`; `make bench BENCH_ARGS=--publish` updates these files.",
+        "**ratio** = how close the service comes to the bare limit (throughput: service/bare; cost: bare/service;",
+        f"1.0 = as cheap as the bare loop). Stages under 0.8 are profiled below. Raw entries: [{name}.json]({name}.json).",
         "",
         f"Machine: {machine.get('cpu_model')}, {machine.get('cores')} cores, Python {machine.get('python')}, "
         f"onnxruntime {machine.get('onnxruntime')} ({', '.join(machine.get('onnxruntime_providers', []))}), "
@@ -58,19 +62,19 @@ def markdown(entries: list[dict[str, Any]], name: str = "results") -> str:
     return "\n".join(lines) + "\n"
 
 
-def write(entries: list[dict[str, Any]], name: str = "results") -> None:
-    """`results`: docs/benchmarks/README.md + results.png; any other name (a GPU run's): NAME.md + NAME.png."""
-    readme = RESULTS_DIR / ("README.md" if name == "results" else f"{name}.md")
+def write(entries: list[dict[str, Any]], name: str = "results", directory: Path = RESULTS_DIR) -> None:
+    """`results` in docs/benchmarks: README.md + results.png; any other name or directory: NAME.md + NAME.png."""
+    readme = directory / ("README.md" if name == "results" and directory == RESULTS_DIR else f"{name}.md")
     kept = ""
     if readme.exists():
         text = readme.read_text()
         if KEPT_SECTION in text:
             kept = "\n" + text[text.index(KEPT_SECTION):]
     readme.write_text(markdown(entries, name) + kept)
-    chart(entries, name)
+    chart(entries, name, directory)
 
 
-def chart(entries: list[dict[str, Any]], name: str = "results") -> None:
+def chart(entries: list[dict[str, Any]], name: str = "results", directory: Path = RESULTS_DIR) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -105,7 +109,7 @@ def chart(entries: list[dict[str, Any]], name: str = "results") -> None:
     right.set_title("End to end (4 services)")
     right.legend()
     figure.tight_layout()
-    figure.savefig(RESULTS_DIR / f"{name}.png", dpi=110)
+    figure.savefig(directory / f"{name}.png", dpi=110)
     plt.close(figure)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Callable, Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ SERVICE_GROUPS = {  # service → (consumer group, input topic)
 
 
 def local_time(micros: int) -> str:
-    return datetime.fromtimestamp(micros / 1e6, tz=timezone.utc).astimezone().strftime("%H:%M:%S")
+    return datetime.fromtimestamp(micros / 1e6, tz=UTC).astimezone().strftime("%H:%M:%S")
 
 
 def alert_row(alert: dict[str, Any]) -> list[str]:
@@ -44,6 +44,14 @@ def alert_row(alert: dict[str, Any]) -> list[str]:
         ", ".join(alert["destinations"]) or "-",
         alert["alert_id"][:8],
     ]
+
+
+def alert_line(alert: dict[str, Any]) -> str:
+    """One alert as a plain line (for pipes and logs): full camera id, no colours."""
+    time_, _camera, event, zone, _severity, destinations, _id = alert_row(alert)
+    camera = alert["camera_id"] + (f" ({alert['camera_name']})" if alert["camera_name"] else "")
+    return (f"{time_}  {camera}  {event}  zone {zone}  {alert['severity'].lower()}  -> {destinations}  "
+            f"{alert['alert_id']}")
 
 
 def alert_table(alerts: deque[dict[str, Any]], title: str = "Alerts") -> Table:
@@ -87,19 +95,19 @@ def save_snapshot(alert: dict[str, Any], folder: Path) -> Path | None:
 
 def group_lag(settings: KafkaSettings, group: str, topic: str) -> tuple[str, int | None, int]:
     """(state, total lag or None when nothing is committed, committed offset sum)."""
-    from confluent_kafka import ConsumerGroupTopicPartitions
-
     admin = AdminClient(settings.client_config())
     try:
         description = admin.describe_consumer_groups([group])[group].result(timeout=10)
         state = f"{description.state.name.lower()} ({len(description.members)} members)"
-    except Exception as error:  # group unknown
+    except Exception as error:  # noqa: BLE001 — group unknown
         state = f"unknown ({type(error).__name__})"
-    consumer = make_reader(settings, "lag")
+    # The group's committed offsets through a consumer of that group that never joins it (no subscribe, no
+    # commit). Not AdminClient.list_consumer_group_offsets: librdkafka crashes (SIGSEGV in
+    # rd_kafka_cgrp_op) when a just-started broker answers it with COORDINATOR_LOAD_IN_PROGRESS.
+    consumer = make_reader(settings, "lag", **{"group.id": group})
     try:
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        request = ConsumerGroupTopicPartitions(group, [TopicPartition(topic, p) for p in partitions])
-        committed = admin.list_consumer_group_offsets([request])[group].result(timeout=10).topic_partitions
+        committed = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
         lag, total, any_committed = 0, 0, False
         for tp in committed:
             high = high_watermark(consumer, topic, tp.partition)

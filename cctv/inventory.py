@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import time
 import uuid
 from dataclasses import dataclass
@@ -60,8 +61,7 @@ def validate_entry(data: Any, line: int) -> tuple[CameraEntry | None, EntryError
     try:
         entry = CameraEntry.model_validate(data)
         # Zones and rules are checked by the alert-router's own models, so errors here match its errors at start.
-        RuleCameraConfig(camera_id=entry.camera_id, name=entry.name, site_id=entry.site_id,
-                         tags=entry.tags, zones=entry.zones)
+        RuleCameraConfig.from_entry(entry)
     except ValidationError as error:
         return None, EntryError(line, camera_id, _explain(error))
     return entry, None
@@ -87,14 +87,26 @@ def _validate_all(candidates: list[tuple[int, Any]], errors: list[EntryError]) -
     return [entry for _, entry in entries]
 
 
+def _yaml_problem(error: yaml.YAMLError) -> EntryError:
+    """One readable line: where the construct started, what went wrong and where (PyYAML's own text is
+    several lines with '<unicode string>' in each)."""
+    if not isinstance(error, yaml.MarkedYAMLError) or error.problem_mark is None:
+        return EntryError(0, None, f"not valid YAML: {error}")
+    problem = error.problem_mark
+    if error.context and error.context_mark is not None:
+        start = error.context_mark
+        return EntryError(start.line + 1, None, f"not valid YAML: {error.context} (column {start.column + 1}): "
+                                                f"{error.problem} at line {problem.line + 1}, column {problem.column + 1}")
+    return EntryError(problem.line + 1, None, f"not valid YAML: {error.problem} (column {problem.column + 1})")
+
+
 def parse_yaml(text: str) -> list[CameraEntry]:
     """`cameras:` list (or a bare list) of camera mappings; errors carry the item's line number."""
     try:
         root = yaml.compose(text)
         data = yaml.safe_load(text)
     except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        raise InventoryError([EntryError(mark.line + 1 if mark else 0, None, f"not valid YAML: {error}")]) from None
+        raise InventoryError([_yaml_problem(error)]) from None
     node, items = root, data
     if isinstance(data, dict):
         items = data.get("cameras")
@@ -156,10 +168,17 @@ def load_file(path: Path) -> list[CameraEntry]:
     return parse_csv(text) if path.suffix.lower() == ".csv" else parse_yaml(text)
 
 
+_LIBRDKAFKA_LOG = logging.getLogger("cctv.inventory.librdkafka")
+_LIBRDKAFKA_LOG.setLevel(logging.ERROR)
+
+
 def publish(settings: KafkaSettings, serde: AvroSerde, entries: list[CameraEntry],
             remove: list[str] | None = None) -> int:
     """Publish entries (and tombstones for `remove`) in one transaction. Returns records written."""
     producer = Producer(settings.client_config() | {
+        # librdkafka's "GETPID ... retrying" warnings while a fresh broker loads its transaction
+        # coordinator are routine; errors still reach the terminal.
+        "logger": _LIBRDKAFKA_LOG,
         "transactional.id": f"cctv-inventory-{uuid.uuid4()}",
         "enable.idempotence": True,
         "acks": "all",

@@ -6,6 +6,7 @@ records back through it. Zone and rule semantics are validated by the alert-rout
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from typing import Any, Literal
@@ -179,7 +180,10 @@ def _zone_to_record(zone: dict[str, Any]) -> dict[str, Any]:
 
 
 def _rule_to_record(rule: dict[str, Any]) -> dict[str, Any]:
-    params = {key: float(value) for key, value in rule.items() if key not in _RULE_FIXED_KEYS}
+    extra = {key: value for key, value in rule.items() if key not in _RULE_FIXED_KEYS}
+    # Numbers travel typed in `params`; anything else (lists, strings, booleans) as one JSON object.
+    params = {key: float(v) for key, v in extra.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+    options = {key: v for key, v in extra.items() if key not in params}
     return {
         "type": rule["type"],
         "name": rule.get("name"),
@@ -188,6 +192,7 @@ def _rule_to_record(rule: dict[str, Any]) -> dict[str, Any]:
         "line": _points_to_record(rule["line"]) if rule.get("line") else None,
         "direction": rule.get("direction"),
         "params": params,
+        "options_json": json.dumps(options, sort_keys=True) if options else None,
     }
 
 
@@ -207,6 +212,8 @@ def _zone_from_record(zone: dict[str, Any]) -> dict[str, Any]:
 
 def _rule_from_record(rule: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"type": rule["type"], **rule.get("params", {})}
+    if rule.get("options_json"):
+        out.update(json.loads(rule["options_json"]))
     for key in ("name", "severity", "direction"):
         if rule.get(key) is not None:
             out[key] = rule[key]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 from collections.abc import Callable
@@ -11,21 +12,16 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from services.alert_router.config import (
-    AlertRouterConfig,
-    CameraConfig,
-    CrowdingRule,
-    IncidentSettings,
-    IntrusionRule,
-    LoiteringRule,
-    RunningRule,
-    SeverityPolicy,
-    ZoneConfig,
-)
+from cctv.inventory import InventoryError, parse_yaml
+from libs.cameras import CameraEntry
+from services.alert_router.config import CameraConfig, IncidentSettings, SeverityPolicy, ZoneConfig
 from services.alert_router.incidents import alert_id_for
 from services.alert_router.model import AlertEvent, AlertKind, Det, FrameDetections, FrameRef, Severity
-from services.alert_router.pipeline import CameraMismatchError, CameraPipeline, UnknownCameraError, process_frame
-from services.alert_router.rules import speed_heights_per_s
+from services.alert_router.pipeline import CameraMismatchError, CameraPipeline
+from services.alert_router.rules.crowding import CrowdingRule
+from services.alert_router.rules.intrusion import IntrusionRule
+from services.alert_router.rules.loitering import LoiteringRule
+from services.alert_router.rules.running import RunningRule, speed_heights_per_s
 from services.alert_router.schedule import WeeklySchedule
 from services.alert_router.tracking import HistoryPoint, Track
 
@@ -448,23 +444,6 @@ def test_schedule_validation_and_midnight_wrap() -> None:
     assert kolkata.is_active(NOON_MS)  # 12:00 UTC = 17:30 IST
 
 
-def test_router_config_loads_from_yaml(tmp_path: Any) -> None:
-    path = tmp_path / "alert-router.yaml"
-    path.write_text(
-        "cameras:\n"
-        "  - camera_id: cam-1\n    tags: [park]\n    zones:\n"
-        "      - name: pond\n        polygon: [[0.1, 0.1], [0.9, 0.1], [0.5, 0.9]]\n"
-        "        rules:\n          - {type: loitering, min_dwell_s: 120}\n"
-        "incidents: {end_grace_s: 5}\n",
-        encoding="utf-8",
-    )
-    config = AlertRouterConfig.from_yaml(path)
-    assert config.camera("cam-1").zones[0].rules[0].min_dwell_s == 120  # type: ignore[union-attr]
-    assert config.incidents.end_grace_s == 5
-    with pytest.raises(UnknownCameraError, match="cam-2"):
-        CameraPipeline.for_camera(config, "cam-2")
-
-
 # --------------------------------------------------------------------------- severity
 def test_severity_by_rule_type_and_camera_tags() -> None:
     policy = SeverityPolicy()
@@ -490,7 +469,7 @@ def test_incident_lifecycle_new_update_rate_limited_end() -> None:
     new, *updates, end = events
     assert len({e.alert_id for e in events}) == 1
     emitted = [new.detected_at] + [u.detected_at for u in updates]
-    assert all(b - a >= 30_000 for a, b in zip(emitted, emitted[1:], strict=False))
+    assert all(b - a >= 30_000 for a, b in itertools.pairwise(emitted))
     assert end.ended_at == NOON_MS + 100_000  # last frame the person was in the zone
     assert end.detected_at - end.ended_at >= 10_000  # grace honoured
     assert end.frame_ref == FrameRef("cctv.frames.v1", 0, 1000 + 200)  # evidence = last frame with the person
@@ -552,16 +531,7 @@ def test_expire_ends_incident_when_camera_goes_silent() -> None:
     assert kinds(ended) == ["end"] and ended[0].alert_id == events[0].alert_id
 
 
-def test_process_frame_functional_form_and_wrong_camera() -> None:
-    cam = camera([{"type": "intrusion"}])
-    config = AlertRouterConfig(cameras=[cam])
-    state: dict[str, Any] | None = None
-    events: list[AlertEvent] = []
-    for frame in scene([("person", still(0.5, 0.6))], duration_s=3, fps=2):
-        new_events, state = process_frame(config, state, frame)
-        events.extend(new_events)
-    assert kinds(events) == ["new"]
-    json.dumps(state)  # JSON-compatible
+def test_frame_of_another_camera_is_refused() -> None:
     stray = scene([("person", still(0.5, 0.6))], duration_s=0, fps=1)[0]
     other = CameraConfig(camera_id="cam-2")
     with pytest.raises(CameraMismatchError, match="cam-1.*cam-2"):
@@ -578,13 +548,38 @@ def test_removed_rule_ends_its_open_incident_after_reload() -> None:
     assert kinds(after) == ["end"] and after[0].alert_id == events[0].alert_id
 
 
-def test_example_config_file_is_valid() -> None:
+def test_default_inventory_zones_validate_after_the_record_round_trip() -> None:
+    """samples/cameras.yaml (what `make run` publishes) as the alert-router reads it back: CameraEntry ->
+    cctv.cameras.v1 record -> CameraEntry -> CameraConfig."""
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[1] / "services" / "alert_router" / "config.example.yaml"
-    config = AlertRouterConfig.from_yaml(path)
-    camera_config = config.camera("sample-vtest")
-    assert camera_config is not None and {z.name for z in camera_config.zones} == {"walkway", "facade"}
+    text = (Path(__file__).resolve().parents[1] / "samples" / "cameras.yaml").read_text(encoding="utf-8")
+    entries = parse_yaml(text.replace("{repo}", "/srv/cctv").replace("{rtsp}", "rtsp://127.0.0.1:8554/campus"))
+    configs = {}
+    for entry in entries:
+        read_back = CameraEntry.from_record(entry.to_record(updated_at_ms=NOON_MS))
+        configs[entry.camera_id] = CameraConfig.from_entry(read_back)
+    campus = configs["campus-file"]
+    assert [z.name for z in campus.zones] == ["road", "crossing"]
+    assert [r.type for r in campus.zones[0].rules] == ["intrusion", "loitering", "crowding"]
+    crowding = campus.zones[0].rules[2]
+    assert isinstance(crowding, CrowdingRule) and crowding.min_count == 4  # a float param in the record
+    assert [r.type for r in campus.zones[1].rules] == ["line_crossing", "running"]
+
+
+def test_inventory_rule_errors_name_line_camera_and_parameter() -> None:
+    text = (
+        "cameras:\n"
+        "  - camera_id: gate-1\n    stream_url: rtsp://127.0.0.1:9/s\n    zones:\n"
+        "      - name: yard\n        polygon: [[0.1, 0.1], [0.9, 0.1], [0.5, 0.9]]\n"
+        "        rules: [{type: loitering, min_dwell_s: 0}, {type: teleport}]\n"
+    )
+    with pytest.raises(InventoryError) as caught:
+        parse_yaml(text)
+    (problem,) = [str(e) for e in caught.value.errors]
+    assert problem.startswith("line 2 (gate-1)"), problem
+    assert "zones.0.rules.0.loitering.min_dwell_s: Input should be greater than 0" in problem, problem
+    assert "zones.0.rules.1: Input tag 'teleport'" in problem and "'intrusion'" in problem, problem
 
 
 def test_unreadable_stored_state_gives_clear_error() -> None:
@@ -595,3 +590,41 @@ def test_unreadable_stored_state_gives_clear_error() -> None:
     broken = {**good, "tracker": {**good["tracker"], "tracks": [{"id": 1}]}}
     with pytest.raises(ValueError, match="cam-1.*unreadable.*delete the table entry"):
         CameraPipeline(cam, state=broken)
+
+
+def test_non_numeric_rule_parameters_survive_the_inventory_record() -> None:
+    """A list parameter (abandoned_object.person_classes) used to crash `cctv cameras apply` (every
+    parameter was cast to float); it now travels in the record's options_json and comes back typed."""
+    text = (
+        "cameras:\n"
+        "  - camera_id: hall-1\n    stream_url: rtsp://127.0.0.1:9/s\n    zones:\n"
+        "      - name: lobby\n        polygon: [[0.1, 0.1], [0.9, 0.1], [0.5, 0.9]]\n"
+        "        rules: [{type: abandoned_object, min_unattended_s: 45, person_classes: [person, bicycle]}]\n"
+    )
+    (entry,) = parse_yaml(text)
+    record = entry.to_record(updated_at_ms=NOON_MS)
+    rule_record = record["zones"][0]["rules"][0]
+    assert rule_record["params"] == {"min_unattended_s": 45.0}
+    assert json.loads(rule_record["options_json"]) == {"person_classes": ["person", "bicycle"]}
+    from libs.serde import AvroSerde, shipped_catalog
+
+    serde = AvroSerde(shipped_catalog())
+    decoded = serde.deserialize("t", "CameraConfig", serde.serialize("t", "CameraConfig", record))
+    rule = CameraConfig.from_entry(CameraEntry.from_record(decoded)).zones[0].rules[0]
+    assert rule.type == "abandoned_object"
+    assert rule.person_classes == ["person", "bicycle"] and rule.min_unattended_s == 45
+
+
+def test_a_bad_polygon_and_a_bad_rule_are_reported_together() -> None:
+    """Errors come in one pass, not one layer at a time (fix the polygon, only then learn the rule is wrong)."""
+    with pytest.raises(ValidationError) as error:
+        CameraConfig.model_validate(
+            {
+                "camera_id": "gate-cam-7",
+                "zones": [{"name": "bay", "polygon": [[0.1, 0.1], [0.5, 0.1]],
+                           "rules": [{"type": "loitering", "min_dwell_s": 0}, {"type": "teleport"}]}],
+            }
+        )
+    text = str(error.value)
+    assert "camera 'gate-cam-7' zone 'bay': polygon" in text and "at least 3 points" in text
+    assert "min_dwell_s" in text and "teleport" in text

@@ -375,14 +375,21 @@ def test_credentials_come_only_from_existing_secrets() -> None:
         assert "password" not in text and "sasl_username" not in text
 
 
-def test_camera_credentials_reach_ingest_only_as_prefixed_env_from_the_secret() -> None:
+def test_camera_credentials_reach_ingest_only_as_files_of_the_mounted_secret() -> None:
+    # Files, not env vars: the kubelet updates a mounted Secret in place and ingest re-reads it.
     deployments = by_component(render(VALUE_SETS["production"]), "Deployment")
-    ingest = deployments["ingest"]["spec"]["template"]["spec"]["containers"][0]
-    assert ingest["envFrom"] == [
-        {"prefix": "CCTV_CAMERA_CREDENTIALS__", "secretRef": {"name": "cctv-camera-credentials"}}
-    ]
+    pod = deployments["ingest"]["spec"]["template"]["spec"]
+    ingest = pod["containers"][0]
+    env = {e["name"]: e for e in ingest["env"]}
+    assert env["CCTV_INGEST__CREDENTIALS_DIR"]["value"] == "/etc/cctv/camera-credentials"
+    mount = next(m for m in ingest["volumeMounts"] if m["name"] == "camera-credentials")
+    assert mount == {"name": "camera-credentials", "mountPath": "/etc/cctv/camera-credentials", "readOnly": True}
+    volume = next(v for v in pod["volumes"] if v["name"] == "camera-credentials")
+    assert volume["secret"]["secretName"] == "cctv-camera-credentials" and "envFrom" not in ingest
     for component in ("frame-sampler", "detector", "alert-router"):
-        assert "envFrom" not in deployments[component]["spec"]["template"]["spec"]["containers"][0]
+        spec = deployments[component]["spec"]["template"]["spec"]
+        assert "envFrom" not in spec["containers"][0]
+        assert all(v["name"] != "camera-credentials" for v in spec["volumes"])
 
 
 def test_each_service_reads_the_shared_config_plus_only_its_own_section() -> None:

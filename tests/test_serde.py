@@ -12,7 +12,8 @@ from fastavro.utils import generate_many
 from libs.serde import SINGLE_OBJECT_MAGIC, AvroSerde, SerdeError, shipped_catalog
 
 CATALOG = shipped_catalog()
-EXPECTED = {"Alert", "CameraActivity", "CameraConfig", "CameraStatus", "DeadLetter", "Detections", "Frame", "VideoPacket"}
+EXPECTED = {"Alert", "CameraActivity", "CameraConfig", "CameraStatus", "DeadLetter", "Detections", "Frame", "PlatformEvent",
+            "VideoPacket"}
 
 
 def assert_same(a: Any, b: Any, path: str = "") -> None:

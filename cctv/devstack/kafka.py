@@ -42,7 +42,7 @@ def ensure_jars() -> Path:
         f"-DoutputDirectory={partial}", "-DincludeScope=runtime",
     ]
     log.info("fetching Kafka jars from Maven Central into %s", target)
-    result = subprocess.run(command, capture_output=True, text=True)
+    result = subprocess.run(command, check=False, capture_output=True, text=True)
     if result.returncode != 0:
         raise DevStackError(f"Maven could not fetch Kafka: {result.stdout[-2000:]}{result.stderr[-2000:]}")
     (partial / ".pom-sha256").write_text(wanted)
@@ -122,7 +122,7 @@ class KafkaBroker(LocalServer):
         try:
             AdminClient({"bootstrap.servers": self.bootstrap}).list_topics(timeout=timeout_s)
             return True
-        except Exception:
+        except Exception:  # noqa: BLE001 — any failure means not ready
             return False
 
     answers_metadata = ready
@@ -133,7 +133,7 @@ class KafkaBroker(LocalServer):
         if not (self.home / "data" / "meta.properties").exists():
             result = subprocess.run(
                 self._java("kafka.tools.StorageTool", "format", "-t", _random_cluster_id(), "-c", str(config)),
-                capture_output=True, text=True,
+                check=False, capture_output=True, text=True,
             )
             if result.returncode != 0:
                 raise DevStackError(f"formatting KRaft storage failed: {result.stdout}{result.stderr}")

@@ -16,9 +16,15 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from cctv.devstack.process import DevStackError, LocalServer, cache_dir, port_open, read_pid
+from cctv.devstack.process import (
+    DevStackError,
+    LocalServer,
+    cache_dir,
+    port_open,
+    read_pid,
+)
 
-__all__ = ["DevStackError", "SchemaRegistry", "APICURIO_VERSION"]
+__all__ = ["APICURIO_VERSION", "DevStackError", "SchemaRegistry"]
 
 APICURIO_VERSION = "2.6.13.Final"
 MAVEN_DIR = Path(__file__).with_name("registry_maven")
@@ -43,7 +49,7 @@ def ensure_distribution() -> Path:
         "mvn", "-B", "-q", "-s", str(MAVEN_DIR / "settings.xml"), "-f", str(MAVEN_DIR / "pom.xml"), "package",
         f"-Dregistry.home={registry_home()}", f"-Dapicurio.version={APICURIO_VERSION}",
     ]
-    result = subprocess.run(command, capture_output=True, text=True)
+    result = subprocess.run(command, check=False, capture_output=True, text=True)
     if result.returncode != 0 or not runner_jar().is_file():
         raise DevStackError(f"Maven could not fetch Apicurio Registry: {result.stdout[-2000:]}{result.stderr[-2000:]}")
     return runner_jar()
@@ -89,12 +95,37 @@ class SchemaRegistry(LocalServer):
         ]
 
 
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+
+def is_local_broker(bootstrap: str, broker_port: int = 9092) -> bool:
+    """`bootstrap` names the dev stack's broker on this machine, however the host is spelled."""
+    host, _, port = bootstrap.split(",")[0].strip().rpartition(":")
+    return host.lower() in LOCAL_HOSTS and port == str(broker_port)
+
+
 def dev_stack_registry_url(bootstrap: str, broker_port: int = 9092, registry_port: int = 8081) -> str | None:
-    """The local registry's URL when `bootstrap` is the local dev-stack broker and that registry was
-    started by `cctv up` / `cctv registry start` (its PID file names a live process); else None.
+    """The local registry's URL when `bootstrap` is the local dev-stack broker (127.0.0.1 or localhost)
+    and that registry runs (started by `cctv up` / `cctv registry start`, or answering on its port); else None.
 
     The dev stack's services frame records with the registry, so the CLI beside them must use it too."""
     registry = SchemaRegistry(port=registry_port)
-    if bootstrap != f"{HOST}:{broker_port}" or read_pid(registry.pid_file) is None:
+    if not is_local_broker(bootstrap, broker_port):
+        return None
+    if read_pid(registry.pid_file) is None and not registry.ready():
         return None
     return registry.url
+
+
+def local_stack_registry_url(bootstrap: str) -> str | None:
+    """The registry of the `cctv up` running with this local broker (whatever its ports), else that of
+    the default dev stack (9092 / 8081) when it runs; None for any other cluster."""
+    from cctv.devstack.lock import holder
+
+    host, _, port = bootstrap.split(",")[0].strip().rpartition(":")
+    if host.lower() in LOCAL_HOSTS and port.isdigit():
+        running = holder(int(port))
+        if running is not None and "registry_url" in running:
+            url: str | None = running["registry_url"]
+            return url
+    return dev_stack_registry_url(bootstrap)

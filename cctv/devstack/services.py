@@ -1,4 +1,9 @@
-"""Run the pipeline's services as separate processes (for `cctv up` and end-to-end tests)."""
+"""The services `cctv up` runs, declared once, and one service process (also used by end-to-end tests).
+
+Adding a service to the dev stack is one more `ServiceSpec` in `DEV_STACK_SERVICES`: its module, its
+HTTP (metrics/health) port, extra environment, and an optional line to show once it started (a URL
+and where its login is).
+"""
 
 from __future__ import annotations
 
@@ -6,15 +11,73 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-SERVICE_MODULES = {
-    "ingest": "services.ingest.main",
-    "frame-sampler": "services.frame_sampler.main",
-    "detector": "services.detector.main",
-    "alert-router": "services.alert_router.main",
-}
+
+@dataclass(frozen=True)
+class StackContext:
+    """What a service of the dev stack may need to know about the stack it runs in."""
+
+    bootstrap: str
+    registry_url: str | None
+    state_dir: Path  # run/: logs, credentials written for the developer, lock files
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """One service of the dev stack, declaratively."""
+
+    name: str
+    module: str  # run as `python -m <module>`
+    http_port: int  # its /metrics and /health port (0 = any free port)
+    extra_env: Callable[[StackContext], Mapping[str, str]] = lambda _ctx: {}
+    # Called once before the first start (e.g. create dev users); returns lines to print (never secrets
+    # that are not meant for the developer at the terminal).
+    prepare: Callable[[StackContext], list[str]] = lambda _ctx: []
+
+    def environment(self, context: StackContext) -> dict[str, str]:
+        env = {
+            "CCTV_KAFKA__BOOTSTRAP_SERVERS": context.bootstrap,
+            "CCTV_HTTP__PORT": str(self.http_port),
+            "CCTV_INSTANCE_ID": f"{self.name}-local",
+        }
+        if context.registry_url:
+            env["CCTV_REGISTRY__URL"] = context.registry_url
+        return env | dict(self.extra_env(context))
+
+
+def camera_credentials_dir(context: StackContext) -> Path:
+    return context.state_dir / "camera-credentials"
+
+
+def _prepare_credentials(context: StackContext) -> list[str]:
+    directory = camera_credentials_dir(context)
+    directory.mkdir(parents=True, exist_ok=True)
+    directory.chmod(0o700)
+    line = (f"camera credentials: one file per credentials_ref in {directory}/ (content user:password), "
+            "read when it changes; no restart needed")
+    return [line]
+
+
+DEV_STACK_SERVICES: tuple[ServiceSpec, ...] = (
+    ServiceSpec("ingest", "services.ingest.main", 9101,
+                extra_env=lambda ctx: {"CCTV_INGEST__CREDENTIALS_DIR": str(camera_credentials_dir(ctx))},
+                prepare=_prepare_credentials),
+    ServiceSpec("frame-sampler", "services.frame_sampler.main", 9102),
+    ServiceSpec("detector", "services.detector.main", 9103),
+    ServiceSpec("alert-router", "services.alert_router.main", 9104),
+)
+
+# A further service is one more entry; the console, for instance (its HTTP port is its web page):
+#   ServiceSpec("console", "services.console.main", 8080,
+#               extra_env=lambda ctx: {"CCTV_CONSOLE__USERS_DIR": str(ctx.state_dir / "console-users")},
+#               prepare=lambda ctx: ["console: http://127.0.0.1:8080, logins in "
+#                                    f"{ctx.state_dir / 'console-credentials'}"]),
+
+# name → module, for tests and benchmarks that start single services.
+SERVICE_MODULES = {spec.name: spec.module for spec in DEV_STACK_SERVICES}
 
 
 @dataclass
@@ -27,7 +90,7 @@ class ServiceProcess:
     module: str = ""
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
-    def start(self) -> "ServiceProcess":
+    def start(self) -> ServiceProcess:
         module = self.module or SERVICE_MODULES[self.name.split("#")[0]]
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_file, "ab") as log:
@@ -40,6 +103,14 @@ class ServiceProcess:
     @property
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None else None
+
+    def exit_code(self) -> int | None:
+        """None while it runs (or was never started); negative = killed by that signal."""
+        return self.process.poll() if self.process is not None else None
 
     def stop(self, timeout_s: float = 30.0) -> int | None:
         """SIGTERM (graceful: flush, commit, close), SIGKILL if it does not exit in time."""
@@ -62,3 +133,19 @@ class ServiceProcess:
 
     def log_text(self) -> str:
         return self.log_file.read_text(errors="replace") if self.log_file.exists() else ""
+
+
+def describe_exit(code: int | None) -> str:
+    """'stopped' for a graceful SIGTERM exit, 'exit code N' or 'killed by SIGKILL' otherwise."""
+    if code is None:
+        return "still running"
+    if code in (0, -signal.SIGTERM):
+        return "stopped"
+    if code in (-signal.SIGINT, 128 + signal.SIGINT):
+        return "stopped (Ctrl-C)"
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"

@@ -93,10 +93,11 @@ def decode_latest(
 def read_compacted(settings: KafkaSettings, serde: AvroSerde, topic: str, schema: str,
                    timeout_s: float = 15.0) -> dict[str, dict[str, Any]]:
     """Latest record per key of a compacted topic, read from the beginning to the current end
-    (undecodable records are skipped with a warning)."""
+    (undecodable records are skipped and summarised in one warning, not one line per record)."""
+    undecodable: list[str] = []
 
     def skip(message: Message, error: Exception) -> None:
-        log.warning("skipping undecodable record at %s[%d]@%d: %s", topic, message.partition(), message.offset(), error)
+        undecodable.append(f"{topic}[{message.partition()}]@{message.offset()}: {error}")
 
     consumer = make_reader(settings, "compacted-reader")
     latest: dict[str, dict[str, Any]] = {}
@@ -115,4 +116,6 @@ def read_compacted(settings: KafkaSettings, serde: AvroSerde, topic: str, schema
             catch_up.reached()
     finally:
         consumer.close()
+    if undecodable:
+        log.warning("skipped %d undecodable records of %s, e.g. %s", len(undecodable), topic, undecodable[0])
     return latest

@@ -1,139 +1,29 @@
-"""Pydantic configuration: cameras, zones, rules, severity policy, incident and tracker settings."""
+"""Pydantic configuration: cameras and their zones, severity policy, incident and tracker settings.
+
+Rule parameters live with each rule type, in rules/<type>.py.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from .geometry import polygon_problem
 from .model import Severity
+from .rules.base import AnyRuleConfig, on_rule_registered, registered_rules
 from .schedule import WeeklySchedule
 
-NormalisedPoint = tuple[Annotated[float, Field(ge=0.0, le=1.0)], Annotated[float, Field(ge=0.0, le=1.0)]]
-
-PERSON_CLASSES: tuple[str, ...] = ("person",)
-LUGGAGE_CLASSES: tuple[str, ...] = ("backpack", "handbag", "suitcase")
-
-
-class _RuleBase(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    # Unique within its zone; defaults to the rule type. Part of the alert id, so keep it stable.
-    name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
-    # Overrides the severity policy for this rule when set.
-    severity: Severity | None = None
-
-    @property
-    def key(self) -> str:
-        return self.name or self.type  # type: ignore[attr-defined]
-
-
-class IntrusionRule(_RuleBase):
-    """A watched-class object's foot point is inside the (restricted) zone."""
-
-    type: Literal["intrusion"] = "intrusion"
-    classes: list[str] = Field(default_factory=lambda: list(PERSON_CLASSES), min_length=1)
-
-
-class LoiteringRule(_RuleBase):
-    """The same track stays inside the zone for longer than `min_dwell_s`."""
-
-    type: Literal["loitering"] = "loitering"
-    classes: list[str] = Field(default_factory=lambda: list(PERSON_CLASSES), min_length=1)
-    min_dwell_s: float = Field(default=60.0, gt=0)
-
-
-class CrowdingRule(_RuleBase):
-    """At least `min_count` watched objects inside the zone for at least `min_duration_s`."""
-
-    type: Literal["crowding"] = "crowding"
-    classes: list[str] = Field(default_factory=lambda: list(PERSON_CLASSES), min_length=1)
-    min_count: int = Field(default=10, ge=2)
-    min_duration_s: float = Field(default=10.0, ge=0)
-
-
-class LineCrossingRule(_RuleBase):
-    """A track's foot point moves across `line` (two normalised points, first -> second).
-
-    `a_to_b` = from the left-hand side to the right-hand side of the directed segment first -> second,
-    as seen on screen; `b_to_a` the opposite way; `both` either way. The zone polygon is not consulted.
-    """
-
-    type: Literal["line_crossing"] = "line_crossing"
-    classes: list[str] = Field(default_factory=lambda: list(PERSON_CLASSES), min_length=1)
-    line: tuple[NormalisedPoint, NormalisedPoint]
-    direction: Literal["a_to_b", "b_to_a", "both"] = "both"
-
-    @field_validator("line")
-    @classmethod
-    def _line_has_length(
-        cls, value: tuple[NormalisedPoint, NormalisedPoint]
-    ) -> tuple[NormalisedPoint, NormalisedPoint]:
-        (ax, ay), (bx, by) = value
-        if abs(ax - bx) < 1e-6 and abs(ay - by) < 1e-6:
-            raise ValueError(f"line endpoints {value[0]} and {value[1]} coincide; a crossing line needs length")
-        return value
-
-
-class RunningRule(_RuleBase):
-    """Track foot-point speed, in body heights per second (distance-independent), above a threshold."""
-
-    type: Literal["running"] = "running"
-    classes: list[str] = Field(default_factory=lambda: list(PERSON_CLASSES), min_length=1)
-    # Walking is about 0.8 body heights/s, jogging 2+, so 1.6 separates them at any distance.
-    min_speed_heights_per_s: float = Field(default=1.6, gt=0)
-    # Speed is measured over (at least) this window to smooth detector jitter.
-    window_s: float = Field(default=2.0, gt=0)
-    # Shorter spans amplify box jitter into fake speed, so they are not measured.
-    min_span_s: float = Field(default=0.25, gt=0)
-    # The speed must hold in this many consecutive spans: a jump or two (identity switches) is not running.
-    # (At 0.5 fps three spans take 6 s of running in view; at 2 fps, 1.5 s.)
-    min_segments: int = Field(default=3, ge=1)
-    # At very low frame rates observations are further apart than the window; bridge gaps up to here.
-    max_gap_s: float = Field(default=3.0, gt=0)
-
-    @model_validator(mode="after")
-    def _spans_consistent(self) -> RunningRule:
-        if self.min_span_s > self.window_s:
-            raise ValueError(f"min_span_s ({self.min_span_s}) must not exceed window_s ({self.window_s})")
-        if self.max_gap_s < self.window_s:
-            raise ValueError(f"max_gap_s ({self.max_gap_s}) must be at least window_s ({self.window_s})")
-        return self
-
-
-class AbandonedObjectRule(_RuleBase):
-    """A luggage-class object stays put for `min_unattended_s` with no person near it.
-
-    "Near" is `person_radius_factor` times the object's size, so it scales with camera distance.
-    """
-
-    type: Literal["abandoned_object"] = "abandoned_object"
-    classes: list[str] = Field(default_factory=lambda: list(LUGGAGE_CLASSES), min_length=1)
-    person_classes: list[str] = Field(default_factory=lambda: list(PERSON_CLASSES), min_length=1)
-    min_unattended_s: float = Field(default=30.0, gt=0)
-    person_radius_factor: float = Field(default=5.0, gt=0)
-    # Movement (in object sizes) below this counts as stationary: detector boxes jitter.
-    stationary_tolerance: float = Field(default=0.5, gt=0)
-    # How long a still object's timers survive it going undetected (missed detections, a person in
-    # front of it); seen again within stationary_tolerance of where it stood, it continues its timers.
-    memory_s: float = Field(default=120.0, ge=0)
-
-
-RuleConfig = Annotated[
-    IntrusionRule | LoiteringRule | CrowdingRule | LineCrossingRule | RunningRule | AbandonedObjectRule,
-    Field(discriminator="type"),
-]
-RULE_TYPES: tuple[str, ...] = (
-    "intrusion",
-    "loitering",
-    "crowding",
-    "line_crossing",
-    "running",
-    "abandoned_object",
-)
+if TYPE_CHECKING:
+    from libs.cameras import CameraEntry
 
 
 class ZoneConfig(BaseModel):
@@ -144,7 +34,8 @@ class ZoneConfig(BaseModel):
     schedule: WeeklySchedule | None = None
     # When set, rules in this zone only consider these classes (intersected with each rule's classes).
     classes: list[str] | None = None
-    rules: list[RuleConfig] = Field(min_length=1)
+    # Each entry is validated by the model its `type` registered (see rules/base.py).
+    rules: list[AnyRuleConfig] = Field(min_length=1)
 
     @model_validator(mode="after")
     def _rule_names_unique(self) -> ZoneConfig:
@@ -174,33 +65,39 @@ class CameraConfig(BaseModel):
     tags: list[str] = Field(default_factory=list)
     zones: list[ZoneConfig] = Field(default_factory=list)
 
+    @classmethod
+    def from_entry(cls, entry: CameraEntry) -> CameraConfig:
+        """The rule side of an inventory entry; its zones (plain dicts there) are validated here."""
+        return cls.model_validate(
+            {"camera_id": entry.camera_id, "name": entry.name, "site_id": entry.site_id, "tags": entry.tags,
+             "zones": entry.zones}
+        )
+
     @field_validator("zones", mode="before")
     @classmethod
     def _zones_valid(cls, zones: object, info: ValidationInfo) -> object:
-        """Check polygons here (not in ZoneConfig) so every message names the camera as well as the zone."""
+        """Check polygons here (not in ZoneConfig) so every message names the camera as well as the zone.
+        When a polygon is wrong, the zone's other errors (rules, schedule) are reported in the same
+        message, so an operator fixes the entry in one pass instead of one layer at a time."""
         camera_id = info.data.get("camera_id", "?")
         if not isinstance(zones, list):
             return zones
         seen: set[str] = set()
+        problems: list[str] = []
         for index, zone in enumerate(zones):
             if not isinstance(zone, dict):
                 continue
             zone_name = zone.get("name", f"#{index}")
+            where = f"camera {camera_id!r} zone {zone_name!r}"
             if zone_name in seen:
-                raise ValueError(f"camera {camera_id!r}: zone name {zone_name!r} is used more than once")
+                problems.append(f"camera {camera_id!r}: zone name {zone_name!r} is used more than once")
             seen.add(zone_name)
-            polygon = zone.get("polygon")
-            try:
-                points = [(float(point[0]), float(point[1])) for point in polygon]  # type: ignore[union-attr]
-                if any(len(point) != 2 for point in polygon):  # type: ignore[union-attr]
-                    raise ValueError
-            except (TypeError, ValueError, IndexError) as error:
-                raise ValueError(
-                    f"camera {camera_id!r} zone {zone_name!r}: polygon must be a list of [x, y] pairs, got {polygon!r}"
-                ) from error
-            problem = polygon_problem(points)
+            problem = _polygon_problem_of(zone.get("polygon"))
             if problem is not None:
-                raise ValueError(f"camera {camera_id!r} zone {zone_name!r}: polygon {problem}")
+                problems.append(f"{where}: polygon {problem}")
+                problems += [f"{where}: {error}" for error in _other_zone_errors(zone)]
+        if problems:
+            raise ValueError("; ".join(problems))
         return zones
 
     @model_validator(mode="after")
@@ -229,15 +126,9 @@ class SeverityPolicy(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     default: Severity = Severity.MEDIUM
+    # Defaults to each registered rule type's own `default_severity`.
     by_rule_type: dict[str, Severity] = Field(
-        default_factory=lambda: {
-            "intrusion": Severity.MEDIUM,
-            "loitering": Severity.LOW,
-            "crowding": Severity.MEDIUM,
-            "line_crossing": Severity.LOW,
-            "running": Severity.LOW,
-            "abandoned_object": Severity.MEDIUM,
-        }
+        default_factory=lambda: {name: entry.config.default_severity for name, entry in registered_rules().items()}
     )
     overrides: list[SeverityOverride] = Field(
         default_factory=lambda: [
@@ -302,32 +193,29 @@ class TrackerSettings(BaseModel):
         return self
 
 
-class AlertRouterConfig(BaseModel):
-    """Everything the per-camera rule engine needs; loadable from YAML."""
+def _rebuild_rule_models() -> None:
+    """A rule type registered after import (a plugin): zone and camera validation must know it too."""
+    ZoneConfig.model_rebuild(force=True)
+    CameraConfig.model_rebuild(force=True)
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
-    cameras: list[CameraConfig] = Field(default_factory=list)
-    severity: SeverityPolicy = Field(default_factory=SeverityPolicy)
-    incidents: IncidentSettings = Field(default_factory=IncidentSettings)
-    tracker: TrackerSettings = Field(default_factory=TrackerSettings)
+on_rule_registered(_rebuild_rule_models)
 
-    @model_validator(mode="after")
-    def _camera_ids_unique(self) -> AlertRouterConfig:
-        ids = [camera.camera_id for camera in self.cameras]
-        duplicates = sorted({camera_id for camera_id in ids if ids.count(camera_id) > 1})
-        if duplicates:
-            raise ValueError(f"camera ids {duplicates} appear more than once")
-        return self
 
-    def camera(self, camera_id: str) -> CameraConfig | None:
-        for camera in self.cameras:
-            if camera.camera_id == camera_id:
-                return camera
-        return None
+def _polygon_problem_of(polygon: object) -> str | None:
+    try:
+        points = [(float(point[0]), float(point[1])) for point in polygon]  # type: ignore[attr-defined]
+        if any(len(point) != 2 for point in polygon):  # type: ignore[attr-defined]
+            raise ValueError
+    except (TypeError, ValueError, IndexError):
+        return f"must be a list of [x, y] pairs, got {polygon!r}"
+    return polygon_problem(points)
 
-    @classmethod
-    def from_yaml(cls, path: str | Path) -> AlertRouterConfig:
-        with open(path, encoding="utf-8") as handle:
-            data = yaml.safe_load(handle) or {}
-        return cls.model_validate(data)
+
+def _other_zone_errors(zone: dict[str, object]) -> list[str]:
+    """The zone's errors apart from its polygon, as `path: message` strings."""
+    try:
+        ZoneConfig.model_validate({**zone, "polygon": []})
+    except ValidationError as error:
+        return [f"{'.'.join(str(part) for part in e['loc'])}: {e['msg']}" for e in error.errors()]
+    return []

@@ -50,9 +50,7 @@ def segments_intersect(p1: Point, p2: Point, q1: Point, q2: Point) -> bool:
         return True
     if abs(d3) <= _EPS and _on_segment(p1, p2, q1):
         return True
-    if abs(d4) <= _EPS and _on_segment(p1, p2, q2):
-        return True
-    return False
+    return abs(d4) <= _EPS and _on_segment(p1, p2, q2)
 
 
 def polygon_problem(polygon: Sequence[Point]) -> str | None:

@@ -7,11 +7,11 @@ from typing import Any
 
 from .config import IncidentSettings, SeverityPolicy
 from .model import AlertEvent, AlertKind, FrameRef, Severity, TrackedBox
-from .rules import RuleResult
+from .rules.engine import RuleResult
 
-# Fixed namespace: alert ids are uuid5(namespace, camera|zone|rule|start time) and must never change.
 # Track ids remembered per incident (the newest ones).
 MAX_TRACK_IDS = 50
+# Fixed namespace: alert ids are uuid5(namespace, camera|zone|rule|start time) and must never change.
 ALERT_ID_NAMESPACE = uuid.UUID("6f1c3c0e-6a8e-5d7b-9a43-2f7c9d0b1e55")
 
 

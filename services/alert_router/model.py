@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,10 +116,3 @@ class AlertEvent:
     boxes: list[TrackedBox]
     frame_ref: FrameRef | None
     description: str
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-compatible dict (enums as their string values)."""
-        data = asdict(self)
-        data["kind"] = str(self.kind)
-        data["severity"] = str(self.severity)
-        return data

@@ -5,17 +5,13 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from .config import AlertRouterConfig, CameraConfig, IncidentSettings, SeverityPolicy, TrackerSettings
+from .config import CameraConfig, IncidentSettings, SeverityPolicy, TrackerSettings
 from .incidents import IncidentTracker
 from .model import AlertEvent, FrameDetections
 from .rules import RuleEngine
 from .tracking import TimeAwareTracker
 
 PIPELINE_STATE_VERSION = 1
-
-
-class UnknownCameraError(KeyError):
-    """Detections arrived for a camera that has no entry in the alert-router configuration."""
 
 
 class CameraMismatchError(ValueError):
@@ -65,22 +61,6 @@ class CameraPipeline:
                 "delete the table entry to start fresh"
             ) from error
 
-    @classmethod
-    def for_camera(
-        cls, config: AlertRouterConfig, camera_id: str, state: dict[str, Any] | None = None
-    ) -> CameraPipeline:
-        camera = config.camera(camera_id)
-        if camera is None:
-            raise UnknownCameraError(
-                f"camera {camera_id!r} is not in the alert-router configuration; add it under `cameras:`"
-            )
-        return cls(camera, config.tracker, config.incidents, config.severity, state)
-
-    @classmethod
-    def from_state(cls, config: AlertRouterConfig, camera_id: str, state: dict[str, Any] | None) -> CameraPipeline:
-        """Same as `for_camera`; `state=None` starts fresh."""
-        return cls.for_camera(config, camera_id, state)
-
     def process(self, frame: FrameDetections) -> list[AlertEvent]:
         if frame.camera_id != self.camera.camera_id:
             raise CameraMismatchError(
@@ -108,12 +88,3 @@ class CameraPipeline:
                 "incidents": self.incidents.to_state(),
             }
         )
-
-
-def process_frame(
-    config: AlertRouterConfig, state: dict[str, Any] | None, frame: FrameDetections
-) -> tuple[list[AlertEvent], dict[str, Any]]:
-    """Functional form for a table-backed stream: (config, stored state, frame) -> (events, new state)."""
-    pipeline = CameraPipeline.for_camera(config, frame.camera_id, state)
-    events = pipeline.process(frame)
-    return events, pipeline.to_state()

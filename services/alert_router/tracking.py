@@ -15,12 +15,11 @@ reaching into a library's private objects (and without its opencv-python depende
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
+from scipy.optimize import linear_sum_assignment  # type: ignore[import-untyped]
 
 from .config import TrackerSettings
 from .model import Det, FrameDetections, TrackedBox
@@ -82,10 +81,6 @@ class Track:
 
     def box(self) -> TrackedBox:
         return TrackedBox(self.track_id, self.class_name, round(self.score, 4), self.x1, self.y1, self.x2, self.y2)
-
-    def previous_point(self) -> HistoryPoint | None:
-        """The observation before the latest one (None for a track seen once)."""
-        return self.history[-2] if len(self.history) >= 2 else None
 
     def to_state(self) -> dict[str, Any]:
         return {
@@ -341,7 +336,3 @@ def _suppress_duplicates(dets: list[Det], overlap: float = 0.7) -> list[Det]:
         if all(k.class_name != det.class_name or _iou((k.x1, k.y1, k.x2, k.y2), box) < overlap for k in kept):
             kept.append(det)
     return kept
-
-
-def confirmed_boxes(tracks: Iterable[Track]) -> list[TrackedBox]:
-    return [t.box() for t in tracks]

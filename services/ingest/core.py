@@ -7,7 +7,6 @@ loop in main.py turns them into Avro records on Kafka.
 from __future__ import annotations
 
 import logging
-import os
 import random
 import threading
 import time
@@ -24,10 +23,14 @@ from pydantic import BaseModel, Field
 
 from libs.cameras import CameraEntry
 from libs.redact import redact_text
+from services.ingest.credentials import (
+    CredentialResolver,
+    CredentialsNotFound,
+    takes_credentials,
+)
 
 log = logging.getLogger(__name__)
 
-CREDENTIALS_ENV_PREFIX = "CCTV_CAMERA_CREDENTIALS__"
 
 
 class PullSettings(BaseModel):
@@ -118,19 +121,20 @@ class GopGate:
         self.dropped += 1
 
 
-def camera_credentials(entry: CameraEntry, environ: dict[str, str] | None = None) -> str | None:
-    """'user:password' from CCTV_CAMERA_CREDENTIALS__<REF> (a mounted Kubernetes Secret), if referenced."""
-    if not entry.credentials_ref:
+def camera_credentials(entry: CameraEntry, environ: dict[str, str] | None = None,
+                       resolver: CredentialResolver | None = None) -> str | None:
+    """'user:password' for the camera's credentials_ref (see services/ingest/credentials.py); None when it
+    has none or its source takes none (a file:// camera never gets credentials in its URL)."""
+    if not entry.credentials_ref or not takes_credentials(entry.stream_url):
         return None
-    environ = environ if environ is not None else dict(os.environ)
-    value = environ.get(CREDENTIALS_ENV_PREFIX + entry.credentials_ref.upper())
-    if value is None:
-        raise CameraError(f"credentials {entry.credentials_ref!r} not found (set {CREDENTIALS_ENV_PREFIX}{entry.credentials_ref.upper()})")
-    return value
+    try:
+        return (resolver or CredentialResolver(environ=environ)).resolve(entry.credentials_ref)
+    except CredentialsNotFound as error:
+        raise CameraError(str(error)) from None
 
 
 def url_with_credentials(url: str, credentials: str | None) -> str:
-    if not credentials:
+    if not credentials or not takes_credentials(url):
         return url
     user, _, password = credentials.partition(":")
     parts = urlsplit(url)
@@ -223,12 +227,14 @@ class CameraPuller:
         settings: PullSettings | None = None,
         environ: dict[str, str] | None = None,
         rng: random.Random | None = None,
+        credentials: CredentialResolver | None = None,
     ) -> None:
         self.entry = entry
         self.on_packet = on_packet
         self.on_status = on_status
         self.settings = settings or PullSettings()
         self.environ = environ
+        self.credentials = credentials or CredentialResolver(environ=environ)
         self.rng = rng or random.Random()
         self.stop_event = threading.Event()
         self.sequence = 0
@@ -273,7 +279,7 @@ class CameraPuller:
             self.on_status(StatusChange(camera_id, state, self.session_id, reconnect_attempt=attempt))
             credentials: str | None = None
             try:
-                credentials = camera_credentials(self.entry, self.environ)
+                credentials = camera_credentials(self.entry, resolver=self.credentials)
                 finished = self._pull_session(credentials)
                 if finished:  # a file camera without loop reached its end
                     self.on_status(StatusChange(camera_id, CameraState.STOPPED, self.session_id, reason="end of file"))

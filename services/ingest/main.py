@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
@@ -26,6 +27,7 @@ from libs.service import ServiceRuntime, start_service
 from libs.settings import CommonSettings
 from libs.topics import CAMERA_STATUS, CAMERAS, VIDEO_PACKETS
 from services.ingest.core import CameraPuller, GopGate, PacketRecord, PullSettings, StatusChange
+from services.ingest.credentials import CredentialResolver
 
 log = logging.getLogger(__name__)
 SERVICE = "ingest"
@@ -43,6 +45,9 @@ class IngestSettings(CommonSettings):
     # Bound on what may wait for Kafka; beyond it whole GOPs are dropped instead of growing memory.
     max_buffered_mb: int = Field(default=256, ge=8)
     max_buffered_messages: int = Field(default=200_000, ge=1000)
+    # Camera credentials: one file per credentials_ref (a mounted Kubernetes Secret), re-read when it
+    # changes; CCTV_CAMERA_CREDENTIALS__<REF> variables are the fallback.
+    credentials_dir: Path | None = None
 
 
 class Ingest:
@@ -63,6 +68,7 @@ class Ingest:
         })
         self.dead_letters = DeadLetterPublisher(self.producer, self.serde, SERVICE, self.config.group_id)
         self.pullers: dict[str, CameraPuller] = {}
+        self.credentials = CredentialResolver(self.config.credentials_dir)
         self.entries: dict[str, tuple[int, CameraEntry]] = {}  # camera → (partition, entry)
         self.per_camera: dict[str, tuple[GopGate, Any, Any, Any]] = {}
         # Partitions being re-read after assignment: the end to reach, and the latest entry per camera.
@@ -122,7 +128,8 @@ class Ingest:
                                           DROPPED.labels(camera_id))
             log.info("pulling camera %s from %s", entry.camera_id, redact_url(entry.stream_url),
                      extra={"camera_id": entry.camera_id})
-            self.pullers[entry.camera_id] = CameraPuller(entry, self.on_packet, self.on_status, self.config.pull).start()
+            self.pullers[entry.camera_id] = CameraPuller(entry, self.on_packet, self.on_status, self.config.pull,
+                                                         credentials=self.credentials).start()
             CAMERAS_OWNED.set(len(self.pullers))
 
     def stop_camera(self, camera_id: str, reason: str) -> None:
