@@ -65,8 +65,8 @@ def test_keypoints_travel_with_a_person_and_their_absence_stays_none() -> None:
     got_person, got_car = Detections.from_avro(through_the_wire(DETECTIONS, "Detections", detections.to_avro())).objects
     assert got_car.keypoints is None
     assert got_person.keypoints is not None and len(got_person.keypoints) == 17
-    assert [(k.x, k.y, k.score) for k in got_person.keypoints] == pytest.approx(
-        [(k.x, k.y, k.score) for k in points], abs=1e-6)
+    assert [v for k in got_person.keypoints for v in (k.x, k.y, k.score)] == pytest.approx(
+        [v for k in points for v in (k.x, k.y, k.score)], abs=1e-6)
 
 
 def test_camera_activity_and_video_packet_from_the_wire() -> None:
