@@ -9,7 +9,7 @@ they get up or leave. Defaults and how they were measured: docs/quality.md.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
@@ -96,10 +96,10 @@ def evaluate_fall(rule: FallRule, frame: RuleFrame) -> Firing | None:
         entry = people.setdefault(str(track.track_id), {})
         seen = posture(track, frame.aspect, rule)
         if seen == "upright":
-            entry["up"] = frame.now_ms
+            foot_x, foot_y = track.foot
+            entry.update(up=frame.now_ms, foot=[foot_x, foot_y], height=track.height)
             entry.pop("down", None)
-        elif (seen == "lying" and "down" not in entry and "up" in entry
-              and frame.now_ms - entry["up"] <= rule.upright_within_s * 1000):
+        elif seen == "lying" and "down" not in entry and _was_upright(entry, track, people, frame, rule):
             entry["down"] = frame.now_ms
         if "down" in entry and seen != "upright":
             down_s = (frame.now_ms - entry["down"]) / 1000.0
@@ -109,6 +109,19 @@ def evaluate_fall(rule: FallRule, frame: RuleFrame) -> Firing | None:
         return None
     return Firing([t for t, _ in fallen], "; ".join(
         f"{track_label(t)} down in zone '{frame.zone.name}' for {s:.0f} s" for t, s in fallen))
+
+
+def _was_upright(entry: dict[str, Any], track: Track, people: dict[str, Any], frame: RuleFrame, rule: FallRule) -> bool:
+    """Upright recently: this track, or — as a fall shrinks a box's height more than the tracker lets one
+    track change size — a person who stood where this lying one is (within one of their heights)."""
+    since_ms = frame.now_ms - rule.upright_within_s * 1000
+    if entry.get("up", -math.inf) >= since_ms:
+        return True
+    centre_x, centre_y = track.center
+    return any(
+        other.get("up", -math.inf) >= since_ms and math.hypot(
+            (other["foot"][0] - centre_x) * frame.aspect, other["foot"][1] - centre_y) <= other["height"]
+        for other in people.values() if other is not entry)
 
 
 register_rule(FallRule, evaluate_fall, forget_tracks=forget_gone_tracks("people"))
