@@ -153,3 +153,31 @@ def test_fall_thresholds_must_be_ordered() -> None:
         FallRule(upright_max_deg=70, lying_min_deg=60)
     with pytest.raises(ValidationError, match="lying_max_ratio"):
         FallRule(upright_min_ratio=0.7, lying_max_ratio=0.8)
+
+
+def test_the_detection_stage_adds_keypoints_only_for_cameras_with_a_pose_rule(stills) -> None:
+    from libs.kafka import Incoming
+    from libs.records import Detections, Frame
+    from services.detector.stage import DetectionStage
+
+    def frame_record(camera_id: str, still: str, offset: int) -> Incoming:
+        jpeg = fetch_stills(DEFAULT_CACHE_DIR)[still].read_bytes()
+        height, width = stills[still].shape[:2]
+        frame = Frame(camera_id=camera_id, session_id="s", sequence=offset, capture_time_us=T0 * 1000, pts_us=None,
+                      source_partition=0, source_offset=offset, width=width, height=height, jpeg=jpeg,
+                      motion_score=0.1, reason="motion", sampled_at_us=T0 * 1000)
+        # `raw` (the confluent Message) is not read by the stage.
+        return Incoming("cctv.frames.v1", 0, offset, camera_id.encode(), frame.to_avro(), None, None)  # type: ignore[arg-type]
+
+    estimator = CountingEstimator(PoseModelConfig())
+    detector = Detector(DetectorModelConfig())
+    stage = DetectionStage(detector, PoseStage(estimator, needs_pose=lambda camera: camera.startswith("falls-")))
+    batch = [frame_record("falls-bus", "bus.jpg", 1), frame_record("plain", "zidane.jpg", 2),
+             frame_record("falls-office", "zidane.jpg", 3)]
+    outputs, rejected = stage.handle(batch)
+    detector.close()
+    assert not rejected and estimator.calls == [2]  # both pose cameras' frames in one call
+    by_camera = {d.camera_id: d for d in (Detections.from_avro(o.value) for o in outputs)}
+    for camera in ("falls-bus", "falls-office"):
+        assert any(o.keypoints is not None for o in by_camera[camera].objects if o.class_name == "person")
+    assert all(o.keypoints is None for o in by_camera["plain"].objects)

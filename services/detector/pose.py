@@ -180,11 +180,15 @@ class PoseStage:
         self.person_classes = person_classes
         self.frames_run = 0
 
+    def wants(self, camera_id: str, objects: list[DetectedObject]) -> bool:
+        """Whether a frame goes through the pose model: its camera needs pose and someone is in it."""
+        return self.needs_pose(camera_id) and any(o.class_name in self.person_classes for o in objects)
+
     def add_keypoints(self, camera_ids: Sequence[str], images: Sequence[np.ndarray | None],
                       results: list[list[DetectedObject]]) -> list[list[DetectedObject]]:
+        """`images[i]` may be None for a frame `wants` says no to (the caller need not decode it)."""
         chosen = [i for i, (camera_id, image, objects) in enumerate(zip(camera_ids, images, results, strict=True))
-                  if image is not None and self.needs_pose(camera_id)
-                  and any(o.class_name in self.person_classes for o in objects)]
+                  if image is not None and self.wants(camera_id, objects)]
         poses = self.estimator.estimate([images[i] for i in chosen])  # type: ignore[misc]
         self.frames_run += len(chosen)
         out = list(results)
