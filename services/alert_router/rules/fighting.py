@@ -35,7 +35,7 @@ class FightingRule(RuleConfigBase):
 
     type: Literal["fighting"] = "fighting"
     # Wrist/elbow speed relative to the torso (body heights per second) that counts as a fast limb.
-    min_limb_speed: float = Field(default=3.0, gt=0)
+    min_limb_speed: float = Field(default=1.5, gt=0)
     # People count as close when their box centres are within this many (mean) body heights.
     proximity_heights: float = Field(default=1.0, gt=0)
     # Fast-limb frames of a close pair must keep coming, no gap longer than `max_gap_s`, for `min_duration_s`,
