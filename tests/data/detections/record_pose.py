@@ -2,15 +2,19 @@
 """Records tests/data/detections/vtest_pose.jsonl and prints the measurements behind the fall and fighting
 defaults (docs/quality.md): limb speeds (body heights/s, relative to torso) and torso angles of the walking people of vtest, 2 fps,
 through the real detector, pose stage (512 px) and tracker."""
-import av, numpy as np, json
-from libs.records import DetectedObject
+import json
+
+import av
+import numpy as np
+
+from services.alert_router.model import Det, FrameDetections, FrameRef
+from services.alert_router.rules.fall import torso_angle_deg
+from services.alert_router.rules.fighting import limb_offsets, limb_speed
+from services.alert_router.tracking import TimeAwareTracker
 from services.detector.config import DetectorModelConfig
 from services.detector.detector import Detector
 from services.detector.pose import PoseEstimator, PoseModelConfig, attach_keypoints
-from services.alert_router.model import Det, FrameDetections, FrameRef
-from services.alert_router.tracking import TimeAwareTracker
-from services.alert_router.rules.fighting import limb_offsets, limb_speed
-from services.alert_router.rules.fall import torso_angle_deg
+
 det = Detector(DetectorModelConfig()); pose = PoseEstimator(PoseModelConfig())
 c = av.open('samples/vtest-h264.mp4'); frames = []
 for i, f in enumerate(c.decode(video=0)):
@@ -38,6 +42,7 @@ q = lambda v: [round(float(np.percentile(v, p)), 2) for p in (50, 90, 95, 99, 10
 print("limb speed samples", len(speeds), "pct 50/90/95/99/100", q(speeds))
 print("torso angle samples", len(angles), "pct 50/90/95/99/100", q(angles))
 from pathlib import Path
+
 r = lambda v: round(v, 4)
 with (Path(__file__).resolve().parent / "vtest_pose.jsonl").open("w") as out:
     out.write(json.dumps({"source": "samples/vtest-h264.mp4", "source_sha256": "443d07a0240b9d522f6dd0e823c442ffa85cb6d1d3f2acce055ae8d91521f436",
