@@ -19,8 +19,9 @@ def evaluate(annotation_file: Path, clips_dir: Path, model_path: Path | None = N
     """Every annotated clip through the production cores; scores per event type."""
     from services.detector.config import DetectorModelConfig
     from services.detector.detector import Detector
+    from services.detector.pose import PoseEstimator, PoseModelConfig, PoseStage
 
-    from .runner import run_clip
+    from .runner import POSE_RULE_TYPES, run_clip
 
     annotations = load_annotations(annotation_file, clips_dir)
     overrides: dict[str, object] = {}
@@ -29,8 +30,15 @@ def evaluate(annotation_file: Path, clips_dir: Path, model_path: Path | None = N
     if model_format is not None:
         overrides["format"] = model_format
     detector = Detector(DetectorModelConfig.model_validate(overrides))
+    pose: PoseStage | None = None
+    if any(rule.get("type") in POSE_RULE_TYPES for clip in annotations.clips for zone in clip.zones
+           for rule in zone.get("rules") or []):
+        pose = PoseStage(PoseEstimator(PoseModelConfig()), needs_pose=lambda _camera: True)
     try:
-        runs = [run_clip(clips_dir / clip.clip, clip, detector) for clip in annotations.clips]
+        runs = [run_clip(clips_dir / clip.clip, clip, detector,
+                         pose if any(r.get("type") in POSE_RULE_TYPES for z in clip.zones for r in z.get("rules") or [])
+                         else None)
+                for clip in annotations.clips]
     finally:
         detector.close()
     events = [LabelledEvent(c.clip_id, e.type, e.start_s, e.end_s, e.zone) for c in annotations.clips for e in c.events]

@@ -25,6 +25,8 @@ from services.alert_router.model import (
 )
 from services.alert_router.pipeline import CameraPipeline
 from services.detector.detector import Detector
+from services.detector.pose import PoseStage
+from services.detector.preprocess import decode_jpeg
 from services.frame_sampler.config import FrameSamplerConfig
 from services.frame_sampler.decoder import CameraDecoder
 from services.frame_sampler.outputs import EncodedPacket, SampledFrame
@@ -111,10 +113,15 @@ def _frame_detections(frame: SampledFrame, objects: list, index: int) -> FrameDe
     )
 
 
+# Rule types that need keypoints: their clips go through the pose stage too.
+POSE_RULE_TYPES = frozenset({"fall", "fighting"})
+
+
 def run_clip(
     path: Path,
     annotation: ClipAnnotation,
     detector: Detector,
+    pose: PoseStage | None = None,
     sampler: FrameSamplerConfig | None = None,
     tracker: TrackerSettings | None = None,
     incidents: IncidentSettings | None = None,
@@ -135,7 +142,12 @@ def run_clip(
             return
         result = detector.detect_jpegs([f.jpeg for f in frames])
         run.detector_ms += result.timings.total_ms
-        for frame, objects in zip(frames, result.results, strict=True):
+        results = result.results
+        if pose is not None:
+            images = [decode_jpeg(f.jpeg, pose.estimator.cfg.input_size) if pose.wants(EVAL_CAMERA_ID, objects)
+                      else None for f, objects in zip(frames, results, strict=True)]
+            results = pose.add_keypoints([EVAL_CAMERA_ID] * len(frames), images, results)
+        for frame, objects in zip(frames, results, strict=True):
             run.frames_sampled += 1
             events = pipeline.process(_frame_detections(frame, objects, run.frames_sampled))
             _collect(events, annotation, run)
