@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import onnxruntime
+import onnxruntime  # type: ignore[import-untyped]
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
