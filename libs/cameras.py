@@ -176,6 +176,7 @@ def _zone_to_record(zone: dict[str, Any]) -> dict[str, Any]:
             ],
         },
         "rules": [_rule_to_record(rule) for rule in zone.get("rules") or []],
+        "filters_json": json.dumps(zone["filters"], sort_keys=True) if zone.get("filters") else None,
     }
 
 
@@ -207,6 +208,8 @@ def _zone_from_record(zone: dict[str, Any]) -> dict[str, Any]:
         out["classes"] = zone["classes"]
     if zone.get("schedule") is not None:
         out["schedule"] = zone["schedule"]
+    if zone.get("filters_json"):
+        out["filters"] = json.loads(zone["filters_json"])
     return out
 
 

@@ -41,21 +41,37 @@ class Box:
 
 
 @dataclass(frozen=True, slots=True)
+class Keypoint:
+    """One body keypoint in normalised image coordinates, with its confidence."""
+
+    x: float
+    y: float
+    score: float
+
+
+@dataclass(frozen=True, slots=True)
 class DetectedObject(Box):
-    """One object found by the detector: a box with its class and confidence."""
+    """One object found by the detector: a box with its class and confidence, and for a person the 17
+    COCO keypoints when the pose stage ran (None otherwise)."""
 
     class_id: int
     class_name: str
     score: float
+    keypoints: tuple[Keypoint, ...] | None = None
 
     def to_avro(self) -> dict[str, Any]:  # the DetectedObject record nests its Box
+        keypoints = None if self.keypoints is None else [
+            {"x": k.x, "y": k.y, "score": k.score} for k in self.keypoints]
         return {"class_id": self.class_id, "class_name": self.class_name, "score": self.score,
-                "box": Box.to_avro(self)}
+                "box": Box.to_avro(self), "keypoints": keypoints}
 
     @classmethod
     def from_avro(cls, value: dict[str, Any]) -> DetectedObject:
         box = value["box"]
-        return cls(box["x1"], box["y1"], box["x2"], box["y2"], value["class_id"], value["class_name"], value["score"])
+        points = value.get("keypoints")  # absent in records written before the pose stage existed
+        keypoints = None if points is None else tuple(Keypoint(p["x"], p["y"], p["score"]) for p in points)
+        return cls(box["x1"], box["y1"], box["x2"], box["y2"], value["class_id"], value["class_name"], value["score"],
+                   keypoints)
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ from libs.records import (
     Detections,
     Frame,
     FrameRef,
+    Keypoint,
     ModelId,
     VideoPacket,
     ms_to_us,
@@ -51,6 +52,21 @@ def test_detections_round_trip_with_the_shared_box() -> None:
     assert isinstance(got, Box) and (got.class_name, got.class_id) == ("person", 0)
     # Avro floats are 32-bit: the box comes back within float precision, not bit-identical.
     assert (got.x1, got.y1, got.x2, got.y2, got.score) == pytest.approx((0.1, 0.2, 0.3, 0.9, 0.875), abs=1e-6)
+
+
+def test_keypoints_travel_with_a_person_and_their_absence_stays_none() -> None:
+    points = tuple(Keypoint(0.1 + i * 0.01, 0.2 + i * 0.02, 0.5) for i in range(17))
+    person = DetectedObject(0.1, 0.2, 0.3, 0.9, class_id=0, class_name="person", score=0.875, keypoints=points)
+    car = DetectedObject(0.5, 0.5, 0.7, 0.6, class_id=2, class_name="car", score=0.6)
+    detections = Detections(camera_id="gate-1", frame=FrameRef(FRAMES, 2, 99), session_id="s1", sequence=7,
+                            capture_time_us=CAPTURE_US, width=768, height=576, objects=[person, car],
+                            model=ModelId("centernet", "1", "ab" * 32), inference_ms=12.5,
+                            detected_at_us=CAPTURE_US + 40_000)
+    got_person, got_car = Detections.from_avro(through_the_wire(DETECTIONS, "Detections", detections.to_avro())).objects
+    assert got_car.keypoints is None
+    assert got_person.keypoints is not None and len(got_person.keypoints) == 17
+    assert [v for k in got_person.keypoints for v in (k.x, k.y, k.score)] == pytest.approx(
+        [v for k in points for v in (k.x, k.y, k.score)], abs=1e-6)
 
 
 def test_camera_activity_and_video_packet_from_the_wire() -> None:

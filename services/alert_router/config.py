@@ -17,6 +17,7 @@ from pydantic import (
     model_validator,
 )
 
+from .filters import ObjectFilter
 from .geometry import polygon_problem
 from .model import Severity
 from .rules.base import AnyRuleConfig, on_rule_registered, registered_rules
@@ -36,6 +37,8 @@ class ZoneConfig(BaseModel):
     classes: list[str] | None = None
     # Each entry is validated by the model its `type` registered (see rules/base.py).
     rules: list[AnyRuleConfig] = Field(min_length=1)
+    # False-alarm controls: which confirmed tracks this zone's rules count at all (see filters.py).
+    filters: ObjectFilter | None = None
 
     @model_validator(mode="after")
     def _rule_names_unique(self) -> ZoneConfig:

@@ -26,6 +26,8 @@ class Det:
     y1: float
     x2: float
     y2: float
+    # A person's 17 COCO keypoints as (x, y, score), normalised; None when no pose stage ran.
+    keypoints: tuple[tuple[float, float, float], ...] | None = None
 
     def __post_init__(self) -> None:
         if not (self.x2 > self.x1 and self.y2 > self.y1):

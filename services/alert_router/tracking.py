@@ -57,6 +57,8 @@ class Track:
     last_seen_ms: int
     hits: int
     history: list[HistoryPoint] = field(default_factory=list)
+    # The latest detection's keypoints as [x, y, score] (pose stage), None when it had none.
+    keypoints: list[list[float]] | None = None
 
     @property
     def velocity(self) -> tuple[float, float]:
@@ -95,6 +97,7 @@ class Track:
             "last": self.last_seen_ms,
             "hits": self.hits,
             "hist": [[p.time_ms, p.foot_x, p.foot_y, p.width, p.height] for p in self.history],
+            **({"kp": self.keypoints} if self.keypoints is not None else {}),
         }
 
     @classmethod
@@ -117,6 +120,7 @@ class Track:
             history=[
                 HistoryPoint(int(t), float(fx), float(fy), float(w), float(h)) for t, fx, fy, w, h in data["hist"]
             ],
+            keypoints=[[float(v) for v in point] for point in data["kp"]] if data.get("kp") is not None else None,
         )
 
 
@@ -261,6 +265,7 @@ class TimeAwareTracker:
         track.x1, track.y1, track.x2, track.y2 = det.x1, det.y1, det.x2, det.y2
         track.score = det.score
         track.class_id = det.class_id
+        track.keypoints = _keypoints_of(det)
         track.last_seen_ms = now
         track.hits += 1
         self._remember(track, now)
@@ -293,6 +298,7 @@ class TimeAwareTracker:
             first_seen_ms=now,
             last_seen_ms=now,
             hits=1,
+            keypoints=_keypoints_of(det),
         )
         self.next_id += 1
         self._remember(track, now)
@@ -305,6 +311,10 @@ class TimeAwareTracker:
         # Keep one point older than the horizon so speed over a long gap can still be measured.
         while len(track.history) > 2 and track.history[1].time_ms < horizon:
             track.history.pop(0)
+
+
+def _keypoints_of(det: Det) -> list[list[float]] | None:
+    return None if det.keypoints is None else [list(point) for point in det.keypoints]
 
 
 def _kalman_predict(state: list[float], dt: float, accel_variance: float) -> None:

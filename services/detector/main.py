@@ -13,6 +13,7 @@ import logging
 from prometheus_client import Gauge
 from pydantic import Field, model_validator
 
+from libs.inventory import InventoryFollower
 from libs.kafka import make_consumer, make_producer
 from libs.service import ServiceRuntime, start_service
 from libs.settings import CommonSettings
@@ -20,6 +21,7 @@ from libs.topics import FRAMES
 from services.detector.batching import BatchingLoop
 from services.detector.config import DetectorModelConfig
 from services.detector.detector import Detector
+from services.detector.pose import PoseEstimator, PoseModelConfig, PoseStage
 from services.detector.stage import DetectionStage
 
 log = logging.getLogger(__name__)
@@ -43,6 +45,10 @@ class DetectorSettings(CommonSettings):
     # model runs on a GPU, where preprocessing would otherwise leave it idle; on a CPU both halves
     # compete for the same cores.
     overlap_preprocessing: bool | None = None
+    # The pose stage (keypoints for falls and fighting); off unless set. Runs only for cameras whose
+    # inventory entry has a rule of one of `pose_rule_types`.
+    pose: PoseModelConfig | None = None
+    pose_rule_types: list[str] = Field(default_factory=lambda: ["fall", "fighting"])
 
     @model_validator(mode="after")
     def _watermarks_ordered(self) -> DetectorSettings:
@@ -51,11 +57,25 @@ class DetectorSettings(CommonSettings):
         return self
 
 
-def build_loop(runtime: ServiceRuntime[DetectorSettings], detector: Detector) -> BatchingLoop:
+def pose_stage(settings: DetectorSettings, inventory: InventoryFollower | None) -> PoseStage | None:
+    if settings.pose is None or inventory is None:
+        return None
+    wanted = set(settings.pose_rule_types)
+
+    def needs_pose(camera_id: str) -> bool:
+        entry = inventory.get(camera_id)
+        return entry is not None and any(rule.get("type") in wanted for zone in entry.zones
+                                         for rule in zone.get("rules") or [])
+
+    return PoseStage(PoseEstimator(settings.pose), needs_pose)
+
+
+def build_loop(runtime: ServiceRuntime[DetectorSettings], detector: Detector,
+               inventory: InventoryFollower | None = None) -> BatchingLoop:
     settings = runtime.settings
     consumer = make_consumer(settings.kafka, settings.group_id, runtime.health,
                              **{"queued.max.messages.kbytes": settings.prefetch_mb * 1024})
-    stage = DetectionStage(detector)
+    stage = DetectionStage(detector, pose_stage(settings, inventory))
     overlap = settings.overlap_preprocessing
     if overlap is None:
         overlap = detector.model.providers[0] != "CPUExecutionProvider"
@@ -79,9 +99,14 @@ def main() -> None:
              detector.identity.name, detector.identity.sha256[:12], detector.model.session.get_providers()[0],
              detector.batch_size, warm_ms, detector.model.intra_op_threads, detector.preprocess_threads)
     EXECUTION_PROVIDER.labels(detector.model.providers[0]).set(1)
+    # Which cameras need keypoints is in the camera inventory: followed only when the pose stage is on.
+    inventory = (InventoryFollower(runtime.settings.kafka, runtime.serde).start()
+                 if runtime.settings.pose is not None else None)
     try:
-        build_loop(runtime, detector).run(lambda: runtime.shutdown.requested)
+        build_loop(runtime, detector, inventory).run(lambda: runtime.shutdown.requested)
     finally:
+        if inventory is not None:
+            inventory.stop()
         detector.close()
         runtime.close()
 

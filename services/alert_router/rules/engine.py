@@ -62,12 +62,14 @@ class RuleEngine:
                     self.state.pop(key, None)  # timers restart when the schedule opens again
                     continue
                 watched_classes = zone.watched_classes(rule.classes)
+                # The zone's false-alarm controls decide which tracks count at all, for every rule.
+                counted = seen if zone.filters is None else [t for t in seen if zone.filters.admits(t, now_ms)]
                 frame = RuleFrame(
                     zone=zone,
                     now_ms=now_ms,
                     aspect=aspect,
-                    watched=[t for t in seen if t.class_name in watched_classes],
-                    seen=seen,
+                    watched=[t for t in counted if t.class_name in watched_classes],
+                    seen=counted,
                     state=self.state.setdefault(key, {}),
                 )
                 firing = rule_type(rule.type).evaluate(rule, frame)
