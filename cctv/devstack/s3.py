@@ -111,6 +111,9 @@ class ObjectStore(LocalServer):
             str(binary), "server", f"-dir={data}", f"-ip={HOST}", f"-ip.bind={HOST}",
             f"-master.port={self.port + 1}", f"-volume.port={self.port + 2}", f"-filer.port={self.port + 3}",
             "-master.volumeSizeLimitMB=64", "-volume.max=0", "-s3", f"-s3.port={self.port}",
+            # Off: the Iceberg and Lance catalogs would listen on fixed ports (8181, 9101: a metrics port
+            # of the dev stack) that no caller of ours uses.
+            "-s3.port.iceberg=0", "-s3.port.lance=0",
             f"-s3.config={self._identities()}",
         ]
 
