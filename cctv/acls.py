@@ -117,7 +117,10 @@ def _operator_grants(present: set[str]) -> list[Grant]:
     grants = [Grant(principal, "topic", t, "literal", READ) for t in sorted(present) if t != VIDEO_PACKETS]
     grants += [Grant(principal, "topic", t, "literal", WRITE) for t in (CAMERAS, PLATFORM_EVENTS) if t in present]
     grants.append(Grant(principal, "transactional-id", "cctv-inventory-", "prefixed", ("WRITE", "DESCRIBE")))
-    grants.append(Grant(principal, "group", "cctv-", "prefixed", ("READ", "DESCRIBE")))
+    # Its own short-lived readers; DESCRIBE on every pipeline group so `cctv status` can show their lag.
+    grants += [Grant(principal, "group", g, "prefixed", ("READ", "DESCRIBE"))
+               for g in ("cctv-status-", "cctv-alerts-tail-", INVENTORY_READER_GROUP)]
+    grants.append(Grant(principal, "group", "cctv-", "prefixed", ("DESCRIBE",)))
     return grants
 
 
@@ -158,7 +161,13 @@ def strimzi_users(grants: Iterable[Grant], cluster: str, namespace: str | None =
 
 def acl_bindings(grants: Iterable[Grant]) -> list[Any]:
     """confluent-kafka AclBindings (ALLOW, any host) for the admin API."""
-    from confluent_kafka.admin import AclBinding, AclOperation, AclPermissionType, ResourcePatternType, ResourceType
+    from confluent_kafka.admin import (
+        AclBinding,
+        AclOperation,
+        AclPermissionType,
+        ResourcePatternType,
+        ResourceType,
+    )
 
     kinds = {"topic": ResourceType.TOPIC, "group": ResourceType.GROUP, "transactional-id": ResourceType.TRANSACTIONAL_ID}
     patterns = {"literal": ResourcePatternType.LITERAL, "prefixed": ResourcePatternType.PREFIXED}
@@ -179,7 +188,11 @@ def apply_acls(admin: Any, grants: Iterable[Grant], timeout_s: float = 30.0) -> 
 
 def upsert_scram_users(admin: Any, passwords: Mapping[str, str], timeout_s: float = 30.0) -> None:
     """Create or change SCRAM-SHA-512 credentials (the broker stores only salted hashes)."""
-    from confluent_kafka.admin import ScramCredentialInfo, ScramMechanism, UserScramCredentialUpsertion
+    from confluent_kafka.admin import (
+        ScramCredentialInfo,
+        ScramMechanism,
+        UserScramCredentialUpsertion,
+    )
 
     info = ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 8192)
     upserts = [UserScramCredentialUpsertion(user, info, password.encode()) for user, password in passwords.items()]

@@ -467,6 +467,9 @@ def down(
     raise typer.Exit(code)
 
 
+app.add_typer(__import__("cctv.acls_cli", fromlist=["app"]).app, name="acls")  # defined last: it imports this module
+
+
 def main() -> None:
     app(prog_name="cctv")
 
