@@ -107,7 +107,19 @@ def plan(topics: Iterable[str]) -> list[Grant]:
         grants.append(Grant(principal, "topic", destination_topic(destination), "literal", READ))
         grants.append(Grant(principal, "group", principal, "prefixed", ("READ", "DESCRIBE")))
     grants += _operator_grants(present)
-    return sorted(grants)
+    return _merged(grants)
+
+
+def _merged(grants: list[Grant]) -> list[Grant]:
+    """One grant per principal and resource, its operations the union (the broker rejects duplicates)."""
+    operations: dict[tuple[str, ResourceKind, str, Pattern], list[str]] = {}
+    for grant in grants:
+        ops = operations.setdefault((grant.principal, grant.kind, grant.name, grant.pattern), [])
+        ops += [op for op in grant.operations if op not in ops]
+    return sorted(Grant(*key, tuple(sorted(ops, key=_OPERATION_ORDER.index))) for key, ops in operations.items())
+
+
+_OPERATION_ORDER = ["CREATE", "READ", "WRITE", "DESCRIBE", "DESCRIBE_CONFIGS"]
 
 
 def _operator_grants(present: set[str]) -> list[Grant]:
