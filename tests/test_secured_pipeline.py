@@ -35,7 +35,7 @@ from libs.topics import FRAMES, pipeline_topics
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "samples" / "vtest-h264.mp4"
 ROAD = [[0.30, 0.30], [0.90, 0.20], [0.99, 0.42], [0.55, 0.64], [0.30, 0.52]]
-SECURED_PORT = int(os.environ.get("CCTV_TEST_SECURED_KAFKA_PORT", "28250"))
+SECURED_PORT = int(os.environ.get("CCTV_TEST_SECURED_KAFKA_PORT", "19392"))
 SERVICE_PRINCIPALS = {"ingest": "cctv-ingest", "frame-sampler": "cctv-frame-sampler",
                       "detector": "cctv-detector", "alert-router": "cctv-alert-router"}
 
