@@ -29,6 +29,7 @@ from services.ingest.credentials import (
     CredentialsNotFound,
     takes_credentials,
 )
+from services.ingest.rate import ConnectRateLimiter
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,10 @@ class PullSettings(BaseModel):
     status_interval_s: float = Field(default=10.0, gt=0)
     # Socket receive buffer for RTSP over UDP/TCP (FFmpeg's buffer_size), so bursts of a keyframe fit.
     rtsp_buffer_size: int = Field(default=1024 * 1024, gt=0)
+    # Connection attempts per second for the whole replica (all its cameras), and how many may go at once
+    # after a quiet spell; attempts beyond wait for a jittered slot. Bounds reconnect storms.
+    max_connects_per_s: float = Field(default=100.0, gt=0)
+    connect_burst: int = Field(default=100, ge=1)
 
 
 class CameraState(StrEnum):
@@ -252,8 +257,10 @@ class CameraPuller:
         environ: dict[str, str] | None = None,
         rng: random.Random | None = None,
         credentials: CredentialResolver | None = None,
+        connect_gate: ConnectRateLimiter | None = None,
     ) -> None:
         self.entry = entry
+        self.connect_gate = connect_gate
         self.on_packet = on_packet
         self.on_status = on_status
         self.settings = settings or PullSettings()
@@ -328,6 +335,9 @@ class CameraPuller:
         self.on_status(StatusChange(camera_id, CameraState.STOPPED, self.session_id, reason=self._stop_reason))
 
     def _open(self, url: str) -> Any:
+        gated = self.connect_gate is not None and not url.startswith("file://")
+        if gated and not self.connect_gate.wait(self.stop_event):  # type: ignore[union-attr]
+            raise CameraError("stopping")
         options: dict[str, str] = {}
         if url.startswith(("rtsp://", "rtsps://")):
             options["rtsp_transport"] = self.entry.rtsp_transport
