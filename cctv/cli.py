@@ -264,26 +264,41 @@ def cameras_delete(camera_ids: Annotated[list[str], typer.Argument(help="Camera 
 
 
 @cameras_app.command("list")
-def cameras_list(bootstrap: BootstrapOption = None,
-                 tag: Annotated[str | None, typer.Option(help="Only cameras with this tag.")] = None) -> None:
-    """Show the current inventory as a table (stream URLs with credentials redacted)."""
-    from cctv.inventory import read_inventory
+def cameras_list(
+    bootstrap: BootstrapOption = None,
+    tag: Annotated[str | None, typer.Option(help="Only cameras with this tag.")] = None,
+    site: Annotated[str | None, typer.Option(help="Only cameras of this site.")] = None,
+    match: Annotated[str | None, typer.Option(help="Only camera ids matching this glob, e.g. 'gangnam-*'.")] = None,
+    enabled: Annotated[bool | None, typer.Option("--enabled/--disabled", help="Only enabled / disabled cameras.")] = None,
+    limit: Annotated[int, typer.Option(min=0, help="Cameras per page (0 = all).")] = 100,
+    after: Annotated[str | None, typer.Option(help="Start after this camera id (the next page).")] = None,
+) -> None:
+    """Show the current inventory as a table, filtered and paged (stream URLs with credentials redacted)."""
+    from cctv.inventory_list import CameraQuery, latest_records, page
     from libs.redact import redact_url
     from libs.serde import make_serde
+    from libs.topics import CAMERAS
 
     config = settings(bootstrap)
+    serde = make_serde(config.registry)
+    query = CameraQuery(match=match, site=site, tag=tag, enabled=enabled, after=after, limit=limit)
     try:
-        cameras = read_inventory(config.kafka, make_serde(config.registry))
+        result = page(latest_records(config.kafka), lambda raw: serde.deserialize(CAMERAS, "CameraConfig", raw), query)
     except Exception as error:  # noqa: BLE001 — reported to the operator
         fail(f"{type(error).__name__}: {error}")
-    shown = [c for c in sorted(cameras.values(), key=lambda c: c.camera_id) if tag is None or tag in c.tags]
     rows = []
-    for camera in shown:
-        sampling = camera.sampling.mode + (f" {camera.sampling.fps:g}/s" if camera.sampling.mode == "fps" else "")
-        rows.append([camera.camera_id, escape(camera.name), escape(camera.site_id), escape(redact_url(camera.stream_url)),
-                     escape(",".join(camera.tags)), sampling, str(len(camera.zones)), "yes" if camera.enabled else "no"])
+    for camera in result.cameras:
+        sampling = camera["sampling"]
+        mode = sampling["mode"].lower()
+        rows.append([camera["camera_id"], escape(camera["name"]), escape(camera["site_id"]),
+                     escape(redact_url(camera["stream_url"])), escape(",".join(camera["tags"])),
+                     mode + (f" {sampling['fps']:g}/s" if mode == "fps" and sampling.get("fps") else ""),
+                     str(len(camera["zones"])), "yes" if camera["enabled"] else "no"])
     show(["camera", "name", "site", "stream", "tags", "sampling", "zones", "enabled"], rows)
-    err_console.print(f"{len(shown)} cameras")
+    footer = f"{len(rows)} cameras shown of {result.matching} matching ({result.total} in the inventory)"
+    if result.next_after is not None:
+        footer += f"; next page: --after {result.next_after}"
+    err_console.print(escape(footer))
 
 
 alerts_app = typer.Typer(help="Alerts as control rooms and agencies receive them.", no_args_is_help=True)
