@@ -15,7 +15,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    Message,
+    TopicPartition,
+)
 
 from libs.kafka import high_watermark
 from libs.settings import KafkaSettings
@@ -24,8 +30,9 @@ from libs.topics import CAMERAS
 BATCH = 10_000
 
 
-def latest_records(settings: KafkaSettings, topic: str = CAMERAS, timeout_s: float = 120.0) -> dict[str, bytes]:
-    """camera id → its latest record (tombstoned cameras left out), read to the end that existed at start."""
+def read_to_end(settings: KafkaSettings, topic: str, handle: Callable[[Message], None],
+                timeout_s: float = 120.0) -> None:
+    """Every committed record of `topic` up to the end that existed at start, in large batches."""
     consumer = Consumer(settings.client_config() | {
         "group.id": f"cctv-inventory-{uuid.uuid4().hex[:8]}", "enable.auto.commit": False,
         "isolation.level": "read_committed", "enable.partition.eof": True,
@@ -38,7 +45,6 @@ def latest_records(settings: KafkaSettings, topic: str = CAMERAS, timeout_s: flo
         ends = {p: high_watermark(consumer, topic, p) for p in metadata.partitions}
         remaining = {p for p, end in ends.items() if end > 0}
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in remaining])
-        latest: dict[str, bytes] = {}
         deadline = time.monotonic() + timeout_s
         while remaining:
             if time.monotonic() > deadline:
@@ -50,17 +56,27 @@ def latest_records(settings: KafkaSettings, topic: str = CAMERAS, timeout_s: flo
                         raise RuntimeError(f"reading {topic}: {error.str()}")
                     remaining.discard(message.partition())
                     continue
-                key = (message.key() or b"").decode(errors="replace")
-                value = message.value()
-                if value is None:
-                    latest.pop(key, None)
-                else:
-                    latest[key] = value
+                handle(message)
                 if message.offset() >= ends[message.partition()] - 1:
                     remaining.discard(message.partition())
-        return latest
     finally:
         consumer.close()
+
+
+def latest_records(settings: KafkaSettings, topic: str = CAMERAS, timeout_s: float = 120.0) -> dict[str, bytes]:
+    """camera id → its latest record (tombstoned cameras left out), read to the end that existed at start."""
+    latest: dict[str, bytes] = {}
+
+    def keep(message: Message) -> None:
+        key = (message.key() or b"").decode(errors="replace")
+        value = message.value()
+        if value is None:
+            latest.pop(key, None)
+        else:
+            latest[key] = value
+
+    read_to_end(settings, topic, keep, timeout_s)
+    return latest
 
 
 @dataclass(frozen=True)
