@@ -3,6 +3,9 @@ the producers' partitioner picks, with its newest value (issue 20, item 7)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 from confluent_kafka import Message, Producer
 from confluent_kafka.admin import NewPartitions
 
@@ -10,7 +13,7 @@ from cctv.inventory_list import read_to_end
 from cctv.topic_growth import grow_keyed_topic, key_partition, plan_moves
 from libs.kafka import create_topics, make_admin
 from libs.settings import KafkaSettings
-from libs.topics import TopicSpec
+from libs.topics import TopicSpec, scale_for_cameras
 
 
 def _produce_all(settings: KafkaSettings, topic: str, records: dict[bytes, bytes]) -> dict[bytes, int]:
@@ -82,7 +85,18 @@ def test_growing_the_inventory_topic_neither_loses_nor_duplicates_a_camera(
         assert list(copies) == [key_partition(key, 12)], (key, copies)
         assert copies[key_partition(key, 12)] == updated.get(key, cameras[key]), key  # the newest value won
     # Nothing left to move: a second run changes nothing; later writes land on the same partition.
-    assert grow_keyed_topic(kafka_settings, topic, 12).moved == 0
+    rerun = subprocess.run([sys.executable, "-m", "cctv.cli", "topics", "grow", topic, "--partitions", "12",
+                            "-b", kafka_settings.bootstrap_servers], capture_output=True, text=True, timeout=120,
+                           check=False)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "12 -> 12 partitions; 0 of 600 keys moved" in rerun.stdout
     after = _produce_all(kafka_settings, topic, {b"cam-0007": b"v3"})
     assert after[b"cam-0007"] == next(iter(live[b"cam-0007"]))
     admin.delete_topics([topic])[topic].result()
+
+
+def test_partitions_are_sized_for_the_largest_deployment() -> None:
+    # 1,000 cameras per ingest replica and 25 % headroom: 12 inventory partitions serve 9,600 cameras.
+    assert [scale_for_cameras(n) for n in (1, 4605, 9600, 9601)] == [1, 1, 1, 2]
+    # Seoul-wide, 110,000 cameras: 138 replicas needed, 144 partitions.
+    assert 12 * scale_for_cameras(110_000) == 144
