@@ -57,8 +57,9 @@ def read_to_end(settings: KafkaSettings, topic: str, handle: Callable[[Message],
                     remaining.discard(message.partition())
                     continue
                 handle(message)
-                if message.offset() >= ends[message.partition()] - 1:
-                    remaining.discard(message.partition())
+                partition, offset = message.partition(), message.offset()
+                if partition is not None and offset is not None and offset >= ends[partition] - 1:
+                    remaining.discard(partition)
     finally:
         consumer.close()
 

@@ -75,13 +75,13 @@ def grow_keyed_topic(settings: KafkaSettings, topic: str, partitions: int, timeo
     placements: dict[bytes, dict[int, tuple[int, bytes]]] = {}
 
     def keep(message: Message) -> None:
-        key = message.key() or b""
+        key, partition, value = message.key() or b"", message.partition(), message.value()
+        assert partition is not None  # a consumed record always has one
         copies = placements.setdefault(key, {})
-        value = message.value()
         if value is None:
-            copies.pop(message.partition(), None)
+            copies.pop(partition, None)
         else:
-            copies[message.partition()] = (message.timestamp()[1], value)
+            copies[partition] = (message.timestamp()[1], value)
 
     read_to_end(settings, topic, keep, timeout_s)
     live = {key: copies for key, copies in placements.items() if copies}

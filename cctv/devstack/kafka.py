@@ -101,7 +101,7 @@ class KafkaBroker(LocalServer):
         """Extra `kafka-storage format` arguments (e.g. SCRAM users for a secured broker)."""
         return []
 
-    def client_config(self) -> dict[str, str]:
+    def client_config(self) -> dict[str, str | int | float | bool]:
         """librdkafka properties of an administrator connection to this broker."""
         return {"bootstrap.servers": self.bootstrap}
 

@@ -79,7 +79,7 @@ class SecuredKafkaBroker(KafkaBroker):
     def _format_args(self) -> list[str]:
         return ["--add-scram", f"{SCRAM}=[name={ADMIN},password={self.admin_password}]"]
 
-    def client_config(self, user: str = ADMIN, password: str | None = None) -> dict[str, str]:
+    def client_config(self, user: str = ADMIN, password: str | None = None) -> dict[str, str | int | float | bool]:
         return {
             "bootstrap.servers": self.bootstrap, "security.protocol": "SASL_SSL", "sasl.mechanism": SCRAM,
             "sasl.username": user, "sasl.password": self.admin_password if password is None else password,
