@@ -233,6 +233,8 @@ class _Rates:
         return fps, bps
 
 
+# Codecs IP cameras and video files of the pipeline use; the frame sampler decodes all of them.
+CAMERA_CODECS = frozenset({"h264", "hevc", "mjpeg", "mpeg4", "mpeg2video", "vp8", "vp9", "av1"})
 AVFMT_NOTIMESTAMPS = 0x0080  # libavformat flag: the container format carries no timestamps
 
 
@@ -366,6 +368,10 @@ class CameraPuller:
                 video = next((s for s in container.streams if s.type == "video"), None)
                 if video is None:
                     raise CameraError("no video stream in source")
+                if video.codec_context.name not in CAMERA_CODECS:
+                    # FFmpeg probes anything: random bytes read as "bin" art or raw audio are not a camera.
+                    raise CameraError(f"not a camera video codec: {video.codec_context.name} "
+                                      "(expected H.264, H.265, MJPEG, MPEG-4, VP8/9 or AV1)")
                 # MJPEG over HTTP (and other raw live streams) carry no timestamps: the demuxer invents a
                 # 25 fps clock, which makes fps sampling wrong. The arrival time is the only true clock.
                 untimed = not is_file and bool(container.format.flags & AVFMT_NOTIMESTAMPS)
