@@ -89,7 +89,8 @@ class Ingest:
         self.per_camera: dict[str, tuple[GopGate, Any, Any, Any]] = {}
         # Partitions being re-read after assignment: end offset to reach, and the latest entry per camera.
         self.catching_up: dict[int, int] = {}
-        self.pending: dict[int, dict[str, CameraEntry | None]] = {}
+        # Raw latest record per camera while a partition's history is read: decoded once, at its end.
+        self.pending: dict[int, dict[str, Message]] = {}
         self.orphaned: set[int] = set()  # partitions whose assignment was lost, cameras still running
         # Owned and enabled but not pulled yet (started in batches, up to max_cameras), in arrival order.
         self.waiting: dict[str, tuple[int, CameraEntry]] = {}
@@ -219,7 +220,8 @@ class Ingest:
         for tp in positions:
             if tp.offset >= self.catching_up[tp.partition] or self.catching_up[tp.partition] == 0:
                 del self.catching_up[tp.partition]
-                for entry in self.pending.pop(tp.partition, {}).values():
+                for message in self.pending.pop(tp.partition, {}).values():
+                    entry = self.decode(message)
                     if entry is not None:
                         self.queue_camera(tp.partition, entry)
 
@@ -263,19 +265,27 @@ class Ingest:
                 log.warning("inventory consumer error: %s", message.error().str())
             return
         camera_id = (message.key() or b"").decode(errors="replace")
-        entry: CameraEntry | None = None
-        if message.value() is not None:
-            try:
-                entry = CameraEntry.from_record(self.serde.deserialize(CAMERAS, "CameraConfig", message.value()))
-            except (SerdeError, ValueError) as error:
-                self.dead_letters.publish(message, error)
-                return
-        if message.partition() in self.pending:  # still reading this partition's history: remember the latest
-            self.pending[message.partition()][camera_id] = entry
-        elif entry is None:
+        partition = message.partition()
+        if partition in self.pending:
+            # Still reading this partition's history: keep only the latest record per camera (a city
+            # inventory holds superseded records until compaction); a superseded bad one is moot.
+            self.pending[partition][camera_id] = message
+            return
+        entry = self.decode(message)
+        if message.value() is None:
             self.stop_camera(camera_id, "removed from inventory")
-        else:
-            self.queue_camera(message.partition(), entry)
+        elif entry is not None and partition is not None:
+            self.queue_camera(partition, entry)
+
+    def decode(self, message: Message) -> CameraEntry | None:
+        """The camera of an inventory record; None for a tombstone or a bad record (dead-lettered)."""
+        if message.value() is None:
+            return None
+        try:
+            return CameraEntry.from_record(self.serde.deserialize(CAMERAS, "CameraConfig", message.value()))
+        except (SerdeError, ValueError) as error:
+            self.dead_letters.publish(message, error)
+            return None
 
     def run(self) -> None:
         self.consumer.subscribe([CAMERAS], on_assign=self.on_assign, on_revoke=self.on_revoke, on_lost=self.on_lost)
@@ -284,8 +294,7 @@ class Ingest:
         try:
             while not shutdown.requested:
                 self.runtime.health.beat()
-                message = self.consumer.poll(0.2)
-                if message is not None:
+                for message in self.consumer.consume(500, 0.2):  # batches: a city inventory is long
                     self.handle(message)
                 self.check_caught_up()
                 self.start_waiting()
