@@ -158,11 +158,15 @@ def topics_create(
     destination: DestinationsOption = None,
     scale: Annotated[int, typer.Option(min=1, help="Multiply per-camera partitions (12 x scale).")] = 1,
     replication_factor: Annotated[int, typer.Option(help="-1 = broker default.")] = -1,
+    cameras: Annotated[int | None, typer.Option(
+        min=1, help="Size partitions for this many cameras (the largest deployment planned); overrides --scale.")] = None,
 ) -> None:
     """Create every pipeline topic that is missing (idempotent)."""
     from libs.kafka import create_topics, wait_for_broker
-    from libs.topics import DEFAULT_DESTINATIONS, pipeline_topics
+    from libs.topics import DEFAULT_DESTINATIONS, pipeline_topics, scale_for_cameras
 
+    if cameras is not None:
+        scale = scale_for_cameras(cameras)
     config = settings(bootstrap)
     try:
         wait_for_broker(config.kafka, timeout_s=30)
@@ -173,6 +177,25 @@ def topics_create(
     show(["topic", "partitions", "result", "config"],
          [[spec.name, str(spec.partitions), outcome[spec.name], ", ".join(f"{k}={v}" for k, v in spec.config.items())]
           for spec in specs])
+
+
+@topics_app.command("grow")
+def topics_grow(
+    partitions: Annotated[int, typer.Option(min=1, help="The new partition count.")],
+    topic: Annotated[str, typer.Argument(help="A compacted, keyed topic.")] = "cctv.cameras.v1",
+    bootstrap: BootstrapOption = None,
+) -> None:
+    """Add partitions to a compacted keyed topic and move every key the partitioner now places elsewhere, in
+    one transaction: no key lost, none in two partitions. Pause writes to the topic while it runs."""
+    from cctv.topic_growth import grow_keyed_topic
+
+    config = settings(bootstrap)
+    try:
+        growth = grow_keyed_topic(config.kafka, topic, partitions)
+    except Exception as error:  # noqa: BLE001 — reported to the operator
+        fail(f"{type(error).__name__}: {error}")
+    console.print(f"{topic}: {growth.partitions_before} -> {growth.partitions_after} partitions; "
+                  f"{growth.moved} of {growth.keys} keys moved to their new partition")
 
 
 @topics_app.command("check")
@@ -264,26 +287,41 @@ def cameras_delete(camera_ids: Annotated[list[str], typer.Argument(help="Camera 
 
 
 @cameras_app.command("list")
-def cameras_list(bootstrap: BootstrapOption = None,
-                 tag: Annotated[str | None, typer.Option(help="Only cameras with this tag.")] = None) -> None:
-    """Show the current inventory as a table (stream URLs with credentials redacted)."""
-    from cctv.inventory import read_inventory
+def cameras_list(
+    bootstrap: BootstrapOption = None,
+    tag: Annotated[str | None, typer.Option(help="Only cameras with this tag.")] = None,
+    site: Annotated[str | None, typer.Option(help="Only cameras of this site.")] = None,
+    match: Annotated[str | None, typer.Option(help="Only camera ids matching this glob, e.g. 'gangnam-*'.")] = None,
+    enabled: Annotated[bool | None, typer.Option("--enabled/--disabled", help="Only enabled / disabled cameras.")] = None,
+    limit: Annotated[int, typer.Option(min=0, help="Cameras per page (0 = all).")] = 100,
+    after: Annotated[str | None, typer.Option(help="Start after this camera id (the next page).")] = None,
+) -> None:
+    """Show the current inventory as a table, filtered and paged (stream URLs with credentials redacted)."""
+    from cctv.inventory_list import CameraQuery, latest_records, page
     from libs.redact import redact_url
     from libs.serde import make_serde
+    from libs.topics import CAMERAS
 
     config = settings(bootstrap)
+    serde = make_serde(config.registry)
+    query = CameraQuery(match=match, site=site, tag=tag, enabled=enabled, after=after, limit=limit)
     try:
-        cameras = read_inventory(config.kafka, make_serde(config.registry))
+        result = page(latest_records(config.kafka), lambda raw: serde.deserialize(CAMERAS, "CameraConfig", raw), query)
     except Exception as error:  # noqa: BLE001 — reported to the operator
         fail(f"{type(error).__name__}: {error}")
-    shown = [c for c in sorted(cameras.values(), key=lambda c: c.camera_id) if tag is None or tag in c.tags]
     rows = []
-    for camera in shown:
-        sampling = camera.sampling.mode + (f" {camera.sampling.fps:g}/s" if camera.sampling.mode == "fps" else "")
-        rows.append([camera.camera_id, escape(camera.name), escape(camera.site_id), escape(redact_url(camera.stream_url)),
-                     escape(",".join(camera.tags)), sampling, str(len(camera.zones)), "yes" if camera.enabled else "no"])
+    for camera in result.cameras:
+        sampling = camera["sampling"]
+        mode = sampling["mode"].lower()
+        rows.append([camera["camera_id"], escape(camera["name"]), escape(camera["site_id"]),
+                     escape(redact_url(camera["stream_url"])), escape(",".join(camera["tags"])),
+                     mode + (f" {sampling['fps']:g}/s" if mode == "fps" and sampling.get("fps") else ""),
+                     str(len(camera["zones"])), "yes" if camera["enabled"] else "no"])
     show(["camera", "name", "site", "stream", "tags", "sampling", "zones", "enabled"], rows)
-    err_console.print(f"{len(shown)} cameras")
+    footer = f"{len(rows)} cameras shown of {result.matching} matching ({result.total} in the inventory)"
+    if result.next_after is not None:
+        footer += f"; next page: --after {result.next_after}"
+    err_console.print(escape(footer))
 
 
 alerts_app = typer.Typer(help="Alerts as control rooms and agencies receive them.", no_args_is_help=True)
@@ -476,6 +514,9 @@ def down(
     for line in lines:
         console.print(line)
     raise typer.Exit(code)
+
+
+app.add_typer(__import__("cctv.acls_cli", fromlist=["app"]).app, name="acls")  # defined last: it imports this module
 
 
 def main() -> None:

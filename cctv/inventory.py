@@ -190,16 +190,25 @@ def publish(settings: KafkaSettings, serde: AvroSerde, entries: list[CameraEntry
     now = int(time.time() * 1000)
     try:
         for entry in entries:
-            producer.produce(CAMERAS, key=entry.camera_id.encode(),
-                             value=serde.serialize(CAMERAS, "CameraConfig", entry.to_record(now)))
-            producer.poll(0)
+            _produce(producer, entry.camera_id.encode(), serde.serialize(CAMERAS, "CameraConfig", entry.to_record(now)))
         for camera_id in remove or []:
-            producer.produce(CAMERAS, key=camera_id.encode(), value=None)
+            _produce(producer, camera_id.encode(), None)
         producer.commit_transaction(60)
     except Exception:
         producer.abort_transaction(30)
         raise
     return len(entries) + len(remove or [])
+
+
+def _produce(producer: Producer, key: bytes, value: bytes | None) -> None:
+    """Produce, waiting for deliveries while the local queue is full (a city-wide import or removal)."""
+    while True:
+        try:
+            producer.produce(CAMERAS, key=key, value=value)
+            producer.poll(0)
+            return
+        except BufferError:
+            producer.poll(0.5)
 
 
 def read_inventory(settings: KafkaSettings, serde: AvroSerde, timeout_s: float = 30.0) -> dict[str, CameraEntry]:

@@ -36,38 +36,52 @@ class InventoryFollower:
         self._lock = threading.Lock()
         self._consumer = make_reader(settings, "inventory", **{"isolation.level": "read_committed"})
         self._catch_up = assign_from_beginning(self._consumer, topic)
+        # While catching up, only the latest raw record per camera (decoded once, at the end).
+        self._history: dict[str, Message] = {}
         if not self._catch_up.pending:
             self.caught_up.set()
         self._thread: threading.Thread | None = None
 
     def poll_once(self, timeout_s: float = 0.2) -> None:
-        message = self._consumer.poll(timeout_s)
-        # `is not None`, not truthiness: a Message's len() is its value's, so a tombstone is falsy.
-        decoded = None if message is None else decode_latest(self.serde, self.topic, "CameraConfig", message,
-                                                              self._invalid)
-        if message is not None and decoded is not None:
-            camera_id, record = decoded
-            if record is None:
-                with self._lock:
-                    if self.cameras.pop(camera_id, None) is not None:
-                        self.version += 1
+        # Batches, and while catching up only the latest raw record per camera: a city inventory
+        # (110,000 cameras, plus superseded records not compacted yet) is decoded once per camera.
+        for message in self._consumer.consume(1000, timeout_s):
+            if message.error():
+                continue
+            if self._catch_up.pending:
+                self._history[(message.key() or b"").decode(errors="replace")] = message
             else:
-                try:
-                    entry = CameraEntry.from_record(record)
-                except ValueError as error:
-                    self._invalid(message, error)
-                else:
-                    with self._lock:
-                        self.cameras[entry.camera_id] = entry
-                        self.version += 1
+                self._apply(message)
         if self._catch_up.pending:
             self._catch_up.reached()
             if not self._catch_up.pending:
+                for message in self._history.values():
+                    self._apply(message)
+                self._history.clear()
                 self.caught_up.set()
+
+    def _apply(self, message: Message) -> None:
+        decoded = decode_latest(self.serde, self.topic, "CameraConfig", message, self._invalid)
+        if decoded is None:
+            return
+        camera_id, record = decoded
+        if record is None:
+            with self._lock:
+                if self.cameras.pop(camera_id, None) is not None:
+                    self.version += 1
+            return
+        try:
+            entry = CameraEntry.from_record(record)
+        except ValueError as error:
+            self._invalid(message, error)
+        else:
+            with self._lock:
+                self.cameras[entry.camera_id] = entry
+                self.version += 1
 
     def _invalid(self, message: Message, error: Exception) -> None:
         self.invalid += 1
-        log.error("inventory record for %s at offset %d ignored: %s",
+        log.error("inventory record for %s at offset %s ignored: %s",
                   (message.key() or b"").decode(errors="replace"), message.offset(), error)
 
     def read_to_end(self, timeout_s: float = 30.0) -> dict[str, CameraEntry]:

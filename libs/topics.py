@@ -31,6 +31,19 @@ HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS
 
 
+# What one ingest replica serves at most (its camera limit, CPU-bound); the inventory's partitions bound
+# the number of replicas, so they are sized from the largest deployment at creation.
+CAMERAS_PER_INGEST_REPLICA = 1000
+
+
+def scale_for_cameras(cameras: int, cameras_per_replica: int = CAMERAS_PER_INGEST_REPLICA) -> int:
+    """The `scale` for pipeline_topics that lets enough ingest replicas share `cameras`, with 25 % headroom
+    for growth and for replicas lost to a zone outage (a topic's partitions can grow later, see
+    cctv/topic_growth.py, but growing a keyed topic is an operation; sizing right avoids it)."""
+    replicas = -(-cameras * 5 // (4 * cameras_per_replica))  # ceil(cameras * 1.25 / per replica)
+    return max(1, -(-replicas // 12))
+
+
 def destination_topic(destination: str) -> str:
     """cctv.alerts.<destination>.v1 — the routed copy of alerts for one agency (the only place that
     builds these names)."""

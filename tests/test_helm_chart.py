@@ -761,3 +761,18 @@ def test_production_console_uses_an_existing_secret_behind_a_tls_ingress_only() 
 ])
 def test_console_auth_values_are_checked(assignment: str, key: str) -> None:
     assert key in render_failure([assignment])
+def test_each_service_logs_in_as_its_own_kafka_principal() -> None:
+    """kafka.principalPerService: the least-privilege users of docs/security.md (Strimzi KafkaUsers in
+    kafka-acls/), each password from the Secret named after its user; the jobs keep the admin Secret."""
+    manifests = render(VALUE_SETS["production"], ["kafka.principalPerService=true"])
+    users = {doc["metadata"]["name"] for doc in yaml.safe_load_all((CHART / "kafka-acls" / "kafka-users.yaml").read_text())}
+    deployments = by_component(manifests, "Deployment")
+    assert set(deployments) == set(COMPONENTS)
+    for component, deployment in deployments.items():
+        env = env_of(pod_spec(deployment)["containers"][0])
+        assert env["CCTV_KAFKA__SASL_USERNAME"]["value"] == f"cctv-{component}" in users
+        assert env["CCTV_KAFKA__SASL_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": f"cctv-{component}",
+                                                                                 "key": "password"}
+    for job in of_kind(manifests, "Job").values():
+        env = env_of(pod_spec(job)["containers"][0])
+        assert env["CCTV_KAFKA__SASL_USERNAME"]["valueFrom"]["secretKeyRef"]["name"] == "cctv-kafka"

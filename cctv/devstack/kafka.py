@@ -68,9 +68,10 @@ class KafkaBroker(LocalServer):
     def _controller_port(self) -> int:
         return self.controller_port or self.port + 1
 
-    def _write_config(self) -> Path:
+    def _properties(self) -> dict[str, str]:
+        """server.properties; a secured broker (cctv/devstack/secure_kafka.py) overrides the listeners."""
         data = self.home / "data"
-        properties = {
+        return {
             "process.roles": "broker,controller",
             "node.id": "1",
             "controller.quorum.voters": f"1@{HOST}:{self._controller_port()}",
@@ -95,8 +96,18 @@ class KafkaBroker(LocalServer):
             "log.retention.hours": "24",
             "log.segment.bytes": str(64 * 1024 * 1024),
         }
+
+    def _format_args(self) -> list[str]:
+        """Extra `kafka-storage format` arguments (e.g. SCRAM users for a secured broker)."""
+        return []
+
+    def client_config(self) -> dict[str, str | int | float | bool]:
+        """librdkafka properties of an administrator connection to this broker."""
+        return {"bootstrap.servers": self.bootstrap}
+
+    def _write_config(self) -> Path:
         config = self.home / "server.properties"
-        config.write_text("".join(f"{key}={value}\n" for key, value in properties.items()))
+        config.write_text("".join(f"{key}={value}\n" for key, value in self._properties().items()))
         (self.home / "log4j2.properties").write_text(
             "rootLogger.level=INFO\nrootLogger.appenderRef.stdout.ref=STDOUT\n"
             "appender.stdout.type=Console\nappender.stdout.name=STDOUT\n"
@@ -120,7 +131,7 @@ class KafkaBroker(LocalServer):
         if not port_open(HOST, self.port):
             return False
         try:
-            AdminClient({"bootstrap.servers": self.bootstrap}).list_topics(timeout=timeout_s)
+            AdminClient(self.client_config()).list_topics(timeout=timeout_s)
             return True
         except Exception:  # noqa: BLE001 — any failure means not ready
             return False
@@ -132,7 +143,8 @@ class KafkaBroker(LocalServer):
         config = self._write_config()
         if not (self.home / "data" / "meta.properties").exists():
             result = subprocess.run(
-                self._java("kafka.tools.StorageTool", "format", "-t", _random_cluster_id(), "-c", str(config)),
+                self._java("kafka.tools.StorageTool", "format", "-t", _random_cluster_id(), "-c", str(config),
+                           *self._format_args()),
                 check=False, capture_output=True, text=True,
             )
             if result.returncode != 0:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import threading
 import time
 import uuid
@@ -28,6 +29,7 @@ from services.ingest.credentials import (
     CredentialsNotFound,
     takes_credentials,
 )
+from services.ingest.rate import ConnectRateLimiter
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +46,10 @@ class PullSettings(BaseModel):
     status_interval_s: float = Field(default=10.0, gt=0)
     # Socket receive buffer for RTSP over UDP/TCP (FFmpeg's buffer_size), so bursts of a keyframe fit.
     rtsp_buffer_size: int = Field(default=1024 * 1024, gt=0)
+    # Connection attempts per second for the whole replica (all its cameras), and how many may go at once
+    # after a quiet spell; attempts beyond wait for a jittered slot. Bounds reconnect storms.
+    max_connects_per_s: float = Field(default=100.0, gt=0)
+    connect_burst: int = Field(default=100, ge=1)
 
 
 class CameraState(StrEnum):
@@ -160,28 +166,51 @@ class CameraError(Exception):
     """A camera problem described for operators (already free of credentials)."""
 
 
+_UNAUTHORIZED = re.compile(r"\b401\b|unauthorized", re.IGNORECASE)
+_FORBIDDEN = re.compile(r"\b403\b|forbidden", re.IGNORECASE)
+# Only the status code: FFmpeg's "Demuxer/Option/Protocol not found" are not a missing stream.
+_NOT_FOUND = re.compile(r"\b404\b")
+_URL = re.compile(r"[a-z][a-z0-9+.-]*://\S+", re.IGNORECASE)
+
+
+def _own_message(error: BaseException) -> str:
+    """The error's own message, without the URL it names (a URL such as rtsp://h:40401/cam-0403 must
+    never read as an HTTP status) and without FFmpeg's log excerpt, which libav keeps per process, not
+    per thread, so under many concurrent cameras it may belong to another camera."""
+    if isinstance(error, OSError) and error.strerror:
+        return str(error.strerror)
+    filename = getattr(error, "filename", None)
+    text = str(error).replace(str(filename), "") if filename else str(error)
+    return _URL.sub("<url>", text)
+
+
 def describe_error(error: BaseException, secrets: tuple[str, ...], read_timeout_s: float) -> str:
-    """A short, credential-free reason for a status record."""
+    """A short, credential-free reason for a status record, classified by the error's type first and
+    only then by its own message (never by the URL, never by another thread's FFmpeg log)."""
     if isinstance(error, CameraError):
         return str(error)
     name = type(error).__name__
-    text = str(error)
-    if isinstance(error, av.error.ExitError) or "Immediate exit" in text:
+    message = _own_message(error)
+    if isinstance(error, av.error.ExitError) or "Immediate exit" in message:
         reason = f"no data for {read_timeout_s:g} s (timeout)"
-    elif "401" in text or "Unauthorized" in name:
-        reason = "authentication refused (401 Unauthorized)"
-    elif "403" in text or "Forbidden" in name:
-        reason = "access forbidden (403)"
-    elif "404" in text or isinstance(error, FileNotFoundError):
-        reason = "stream not found (404 / no such file)"
-    elif isinstance(error, ConnectionRefusedError) or "Connection refused" in text:
+    elif isinstance(error, ConnectionRefusedError):
         reason = "connection refused"
-    elif isinstance(error, TimeoutError) or "timed out" in text.lower():
+    elif isinstance(error, TimeoutError):
+        reason = "connection timed out"
+    elif isinstance(error, av.error.HTTPUnauthorizedError) or _UNAUTHORIZED.search(message):
+        reason = "authentication refused (401 Unauthorized)"
+    elif isinstance(error, av.error.HTTPForbiddenError) or _FORBIDDEN.search(message):
+        reason = "access forbidden (403)"
+    elif isinstance(error, av.error.HTTPNotFoundError | FileNotFoundError) or _NOT_FOUND.search(message):
+        reason = "stream not found (404 / no such file)"
+    elif "connection refused" in message.lower():
+        reason = "connection refused"
+    elif "timed out" in message.lower():
         reason = "connection timed out"
     elif isinstance(error, av.error.InvalidDataError):
         reason = "invalid data in stream (not a supported video)"
     else:
-        reason = f"{name}: {text}"
+        reason = f"{name}: {error!s}"
     return redact_text(reason, secrets)
 
 
@@ -204,6 +233,8 @@ class _Rates:
         return fps, bps
 
 
+# Codecs IP cameras and video files of the pipeline use; the frame sampler decodes all of them.
+CAMERA_CODECS = frozenset({"h264", "hevc", "mjpeg", "mpeg4", "mpeg2video", "vp8", "vp9", "av1"})
 AVFMT_NOTIMESTAMPS = 0x0080  # libavformat flag: the container format carries no timestamps
 
 
@@ -228,8 +259,10 @@ class CameraPuller:
         environ: dict[str, str] | None = None,
         rng: random.Random | None = None,
         credentials: CredentialResolver | None = None,
+        connect_gate: ConnectRateLimiter | None = None,
     ) -> None:
         self.entry = entry
+        self.connect_gate = connect_gate
         self.on_packet = on_packet
         self.on_status = on_status
         self.settings = settings or PullSettings()
@@ -246,7 +279,7 @@ class CameraPuller:
 
     # ---- lifecycle --------------------------------------------------------------------------------------
 
-    def start(self) -> "CameraPuller":
+    def start(self) -> CameraPuller:
         self._thread = threading.Thread(target=self.run, name=f"pull-{self.entry.camera_id}", daemon=True)
         self._thread.start()
         return self
@@ -304,6 +337,9 @@ class CameraPuller:
         self.on_status(StatusChange(camera_id, CameraState.STOPPED, self.session_id, reason=self._stop_reason))
 
     def _open(self, url: str) -> Any:
+        gated = self.connect_gate is not None and not url.startswith("file://")
+        if gated and not self.connect_gate.wait(self.stop_event):  # type: ignore[union-attr]
+            raise CameraError("stopping")
         options: dict[str, str] = {}
         if url.startswith(("rtsp://", "rtsps://")):
             options["rtsp_transport"] = self.entry.rtsp_transport
@@ -312,7 +348,7 @@ class CameraPuller:
         elif url.startswith(("http://", "https://")):
             options["rw_timeout"] = str(int(self.settings.read_timeout_s * 1_000_000))
             options["reconnect"] = "0"
-        path = url[len("file://"):] if url.startswith("file://") else url
+        path = url.removeprefix("file://")
         return av.open(path, options=options, timeout=(self.settings.open_timeout_s, self.settings.read_timeout_s))
 
     def _pull_session(self, credentials: str | None) -> bool:
@@ -332,6 +368,10 @@ class CameraPuller:
                 video = next((s for s in container.streams if s.type == "video"), None)
                 if video is None:
                     raise CameraError("no video stream in source")
+                if video.codec_context.name not in CAMERA_CODECS:
+                    # FFmpeg probes anything: random bytes read as "bin" art or raw audio are not a camera.
+                    raise CameraError(f"not a camera video codec: {video.codec_context.name} "
+                                      "(expected H.264, H.265, MJPEG, MPEG-4, VP8/9 or AV1)")
                 # MJPEG over HTTP (and other raw live streams) carry no timestamps: the demuxer invents a
                 # 25 fps clock, which makes fps sampling wrong. The arrival time is the only true clock.
                 untimed = not is_file and bool(container.format.flags & AVFMT_NOTIMESTAMPS)

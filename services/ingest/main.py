@@ -16,18 +16,38 @@ import time
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    Message,
+    TopicPartition,
+)
 from prometheus_client import Counter, Gauge
 from pydantic import Field
 
 from libs.cameras import CameraEntry
-from libs.kafka import BrokerProbe, CatchUp, DeadLetterPublisher, decode_latest, make_consumer, make_producer
+from libs.kafka import (
+    BrokerProbe,
+    CatchUp,
+    DeadLetterPublisher,
+    make_consumer,
+    make_producer,
+)
 from libs.redact import redact_url
+from libs.serde import SerdeError
 from libs.service import ServiceRuntime, start_service
 from libs.settings import CommonSettings
 from libs.topics import CAMERA_STATUS, CAMERAS, VIDEO_PACKETS
-from services.ingest.core import CameraPuller, GopGate, PacketRecord, PullSettings, StatusChange
+from services.ingest.core import (
+    CameraPuller,
+    GopGate,
+    PacketRecord,
+    PullSettings,
+    StatusChange,
+)
 from services.ingest.credentials import CredentialResolver
+from services.ingest.rate import ConnectRateLimiter
 
 log = logging.getLogger(__name__)
 SERVICE = "ingest"
@@ -37,6 +57,10 @@ BYTES = Counter("cctv_ingest_bytes_total", "Video bytes produced", ["camera_id"]
 DROPPED = Counter("cctv_ingest_dropped_packets_total", "Packets dropped (whole GOPs) because Kafka could not keep up", ["camera_id"])
 RECONNECTS = Counter("cctv_ingest_reconnects_total", "Connection attempts after a failure or a drop", ["camera_id"])
 CAMERAS_OWNED = Gauge("cctv_ingest_cameras_owned", "Cameras this replica is pulling")
+CAMERAS_WAITING = Gauge("cctv_ingest_cameras_waiting",
+                        "Cameras of this replica's partitions not pulled: over its camera limit or not started yet "
+                        "(scale out on this)")
+CAMERA_LIMIT = Gauge("cctv_ingest_camera_limit", "Cameras one replica pulls at most (0 = no limit)")
 
 
 class IngestSettings(CommonSettings):
@@ -48,6 +72,12 @@ class IngestSettings(CommonSettings):
     # Camera credentials: one file per credentials_ref (a mounted Kubernetes Secret), re-read when it
     # changes; CCTV_CAMERA_CREDENTIALS__<REF> variables are the fallback.
     credentials_dir: Path | None = None
+    # A replica pulls at most this many cameras (what its CPU can serve); the rest of its partitions'
+    # cameras wait, counted in cctv_ingest_cameras_waiting, for more replicas. 0 = no limit.
+    max_cameras: int = Field(default=0, ge=0)
+    # Cameras started per loop turn: the loop keeps answering the group protocol and SIGTERM while a
+    # partition of thousands of cameras comes up.
+    start_batch: int = Field(default=50, ge=1)
 
 
 class Ingest:
@@ -71,10 +101,15 @@ class Ingest:
         self.credentials = CredentialResolver(self.config.credentials_dir)
         self.entries: dict[str, tuple[int, CameraEntry]] = {}  # camera → (partition, entry)
         self.per_camera: dict[str, tuple[GopGate, Any, Any, Any]] = {}
-        # Partitions being re-read after assignment: the end to reach, and the latest entry per camera.
+        # Partitions being re-read after assignment: the end to reach, and the latest raw record per
+        # camera meanwhile (decoded once, at the partition's end: a city inventory holds superseded records).
         self.catching_up = CatchUp(self.consumer, CAMERAS)
-        self.pending: dict[int, dict[str, CameraEntry | None]] = {}
+        self.pending: dict[int, dict[str, Message]] = {}
         self.orphaned: set[int] = set()  # partitions whose assignment was lost, cameras still running
+        # Owned and enabled but not pulled yet (started in batches, up to max_cameras), in arrival order.
+        self.waiting: dict[str, tuple[int, CameraEntry]] = {}
+        self.connect_gate = ConnectRateLimiter(self.config.pull.max_connects_per_s, self.config.pull.connect_burst)
+        CAMERA_LIMIT.set(self.config.max_cameras)
         self.lock = threading.Lock()
         self.room_limit = int(self.config.max_buffered_messages * 0.9)
 
@@ -129,13 +164,47 @@ class Ingest:
             log.info("pulling camera %s from %s", entry.camera_id, redact_url(entry.stream_url),
                      extra={"camera_id": entry.camera_id})
             self.pullers[entry.camera_id] = CameraPuller(entry, self.on_packet, self.on_status, self.config.pull,
-                                                         credentials=self.credentials).start()
+                                                         credentials=self.credentials,
+                                                         connect_gate=self.connect_gate).start()
             CAMERAS_OWNED.set(len(self.pullers))
 
     def stop_camera(self, camera_id: str, reason: str) -> None:
         with self.lock:
             self._stop_camera_locked(camera_id, reason)
             self.entries.pop(camera_id, None)
+            self.waiting.pop(camera_id, None)
+            CAMERAS_WAITING.set(len(self.waiting))
+
+    def queue_camera(self, partition: int, entry: CameraEntry) -> None:
+        """A camera to (re)start: a running one with unchanged settings is only re-recorded; others wait
+        for start_waiting (a changed camera stops now: it must not keep pulling with old settings)."""
+        with self.lock:
+            previous = self.entries.get(entry.camera_id)
+            if previous and previous[1] == entry and entry.camera_id in self.pullers:
+                self.entries[entry.camera_id] = (partition, entry)
+                return
+            if entry.camera_id in self.pullers:
+                self._stop_camera_locked(entry.camera_id, "configuration changed")
+            self.entries[entry.camera_id] = (partition, entry)
+            self.waiting.pop(entry.camera_id, None)
+            if entry.enabled:
+                self.waiting[entry.camera_id] = (partition, entry)
+            CAMERAS_WAITING.set(len(self.waiting))
+
+    def start_waiting(self) -> int:
+        """Start up to start_batch waiting cameras, never beyond max_cameras; returns how many."""
+        limit = self.config.max_cameras or None
+        started = 0
+        while self.waiting and started < self.config.start_batch and not self.runtime.shutdown.requested:
+            if limit is not None and len(self.pullers) >= limit:
+                break
+            with self.lock:
+                camera_id, (partition, entry) = next(iter(self.waiting.items()))
+                del self.waiting[camera_id]
+            self.start_camera(partition, entry)
+            started += 1
+        CAMERAS_WAITING.set(len(self.waiting))
+        return started
 
     def _stop_camera_locked(self, camera_id: str, reason: str) -> None:
         puller = self.pullers.pop(camera_id, None)
@@ -159,15 +228,18 @@ class Ingest:
 
     def check_caught_up(self) -> None:
         for partition in self.catching_up.reached():
-            for entry in self.pending.pop(partition, {}).values():
+            for message in self.pending.pop(partition, {}).values():
+                entry = self.decode(message)
                 if entry is not None:
-                    self.start_camera(partition, entry)
+                    self.queue_camera(partition, entry)
 
     def on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         revoked = {p.partition for p in partitions}
         self.catching_up.drop(revoked)
         for partition in revoked:
             self.pending.pop(partition, None)
+        with self.lock:
+            self.waiting = {c: queued for c, queued in self.waiting.items() if queued[0] not in revoked}
         for camera_id, (partition, _entry) in list(self.entries.items()):
             if partition in revoked:
                 self.stop_camera(camera_id, "reassigned to another ingest replica")
@@ -200,23 +272,28 @@ class Ingest:
             if message.error().code() != KafkaError._PARTITION_EOF:
                 log.warning("inventory consumer error: %s", message.error().str())
             return
-        decoded = decode_latest(self.serde, CAMERAS, "CameraConfig", message, self.dead_letters.publish)
-        if decoded is None:
+        camera_id = (message.key() or b"").decode(errors="replace")
+        partition = message.partition()
+        if partition in self.pending:
+            # Still reading this partition's history: keep only the latest record per camera (a city
+            # inventory holds superseded records until compaction); a superseded bad one is moot.
+            self.pending[partition][camera_id] = message
             return
-        camera_id, record = decoded
-        entry: CameraEntry | None = None
-        if record is not None:
-            try:
-                entry = CameraEntry.from_record(record)
-            except ValueError as error:
-                self.dead_letters.publish(message, error)
-                return
-        if message.partition() in self.pending:  # still reading this partition's history: remember the latest
-            self.pending[message.partition()][camera_id] = entry
-        elif entry is None:
+        entry = self.decode(message)
+        if message.value() is None:
             self.stop_camera(camera_id, "removed from inventory")
-        else:
-            self.start_camera(message.partition(), entry)
+        elif entry is not None and partition is not None:
+            self.queue_camera(partition, entry)
+
+    def decode(self, message: Message) -> CameraEntry | None:
+        """The camera of an inventory record; None for a tombstone or a bad record (dead-lettered)."""
+        if message.value() is None:
+            return None
+        try:
+            return CameraEntry.from_record(self.serde.deserialize(CAMERAS, "CameraConfig", message.value()))
+        except (SerdeError, ValueError) as error:
+            self.dead_letters.publish(message, error)
+            return None
 
     def run(self) -> None:
         self.consumer.subscribe([CAMERAS], on_assign=self.on_assign, on_revoke=self.on_revoke, on_lost=self.on_lost)
@@ -225,10 +302,10 @@ class Ingest:
         try:
             while not shutdown.requested:
                 self.runtime.health.beat()
-                message = self.consumer.poll(0.2)
-                if message is not None:
+                for message in self.consumer.consume(500, 0.2):  # batches: a city inventory is long
                     self.handle(message)
                 self.check_caught_up()
+                self.start_waiting()
                 self.producer.poll(0)
                 probe.check()
         finally:
@@ -239,8 +316,13 @@ class Ingest:
             pullers = list(self.pullers.values())
             for puller in pullers:
                 puller.stop("ingest shutting down")
+        # One deadline for all: a camera stuck in a connect must not add its own wait to every other's.
+        deadline = time.monotonic() + 15
         for puller in pullers:
-            puller.join(15)
+            puller.join(max(0.0, deadline - time.monotonic()))
+        stuck = sum(puller.alive for puller in pullers)
+        if stuck:
+            log.warning("%d camera threads still in a connect at shutdown; exiting without them", stuck)
         self.pullers.clear()
         remaining = self.producer.flush(10)  # bounded: during an outage nothing more can be delivered
         if remaining:

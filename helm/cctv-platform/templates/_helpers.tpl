@@ -129,7 +129,8 @@ seccompProfile:
 
 {{/*
 Environment shared by every container: Kafka, registry, HTTP and logging. Secrets come only from
-Secret references. Call with (dict "root" $ "configFile" "ingest.yaml").
+Secret references. Call with (dict "root" $ "configFile" "ingest.yaml"), plus "principal" "cctv-ingest" for
+a service (its own Kafka user when kafka.principalPerService is on).
 */}}
 {{- define "cctv.env" -}}
 {{- $v := .root.Values -}}
@@ -143,7 +144,15 @@ Secret references. Call with (dict "root" $ "configFile" "ingest.yaml").
 - name: CCTV_KAFKA__SASL_MECHANISM
   value: {{ $v.kafka.saslMechanism | quote }}
 {{- end }}
-{{- if $v.kafka.existingSecret }}
+{{- if and $v.kafka.principalPerService .principal }}
+- name: CCTV_KAFKA__SASL_USERNAME
+  value: {{ .principal | quote }}
+- name: CCTV_KAFKA__SASL_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ .principal }}
+      key: password
+{{- else if $v.kafka.existingSecret }}
 - name: CCTV_KAFKA__SASL_USERNAME
   valueFrom:
     secretKeyRef:
