@@ -12,7 +12,7 @@ from pathlib import Path
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from cctv.devstack.services import SERVICE_MODULES, ServiceProcess
+from cctv.devstack.services import PIPELINE_SERVICES, ServiceProcess
 from libs.cameras import CameraEntry
 from libs.kafka import create_topics
 from libs.serde import make_serde
@@ -60,8 +60,8 @@ def test_every_consumer_dead_letters_every_bad_record(
     groups = {"ingest": {"CCTV_GROUP_ID": f"cctv-ingest-fuzz-{unique}"},
               "frame-sampler": {"CCTV_GROUP_ID": f"cctv-frame-sampler-fuzz-{unique}"},
               "detector": {"CCTV_GROUP_ID": f"cctv-detector-fuzz-{unique}"},
-              "alert-router": {"CCTV_APP_ID": f"cctv-alert-router-fuzz-{unique}", "CCTV_DATA_DIR": str(tmp_path / "f")}}
-    services = [ServiceProcess(name, env | groups[name], tmp_path / f"{name}.log").start() for name in SERVICE_MODULES]
+              "alert-router": {"CCTV_GROUP_ID": f"cctv-alert-router-fuzz-{unique}", "CCTV_DATA_DIR": str(tmp_path / "f")}}
+    services = [ServiceProcess(name, env | groups[name], tmp_path / f"{name}.log").start() for name in PIPELINE_SERVICES]
     producer = Producer(kafka_settings.client_config() | {"message.max.bytes": 8 * 1024 * 1024})
     for topic in READERS:
         for name, value in cases.items():
@@ -97,5 +97,5 @@ def test_every_consumer_dead_letters_every_bad_record(
             assert letter["service"] == READERS[topic], (topic, key, letter["service"])
             assert letter["value"] == cases[key.removeprefix(f"fuzz-{unique}-")]  # original bytes kept
             assert letter["error_message"], (topic, key)
-    assert codes == dict.fromkeys(SERVICE_MODULES, 0), codes
+    assert codes == dict.fromkeys(PIPELINE_SERVICES, 0), codes
     print(f"\n{len(expected)} bad records on {len(READERS)} consumers: all dead-lettered, no crash")

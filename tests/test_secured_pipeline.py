@@ -24,7 +24,7 @@ from confluent_kafka import (
 
 from cctv.acls import plan, principals
 from cctv.devstack.secure_kafka import SecuredKafkaBroker
-from cctv.devstack.services import SERVICE_MODULES, ServiceProcess
+from cctv.devstack.services import PIPELINE_SERVICES, ServiceProcess
 from cctv.inventory import publish
 from libs.cameras import CameraEntry, Sampling
 from libs.kafka import create_topics
@@ -119,12 +119,12 @@ def test_pipeline_runs_on_secured_broker_with_least_privilege(
     groups = {"ingest": {"CCTV_GROUP_ID": f"cctv-ingest-{unique}"},
               "frame-sampler": {"CCTV_GROUP_ID": f"cctv-frame-sampler-{unique}"},
               "detector": {"CCTV_GROUP_ID": f"cctv-detector-{unique}"},
-              "alert-router": {"CCTV_APP_ID": f"cctv-alert-router-{unique}", "CCTV_DATA_DIR": str(tmp_path / "faust")}}
+              "alert-router": {"CCTV_GROUP_ID": f"cctv-alert-router-{unique}", "CCTV_DATA_DIR": str(tmp_path / "faust")}}
     common = {"CCTV_REGISTRY__URL": schema_registry.url, "CCTV_HTTP__PORT": "0", "CCTV_LOG__FORMAT": "text"}
     services = [
         ServiceProcess(name, common | broker.service_env(SERVICE_PRINCIPALS[name], passwords[SERVICE_PRINCIPALS[name]])
                        | groups[name], tmp_path / f"{name}.log").start()
-        for name in SERVICE_MODULES
+        for name in PIPELINE_SERVICES
     ]
     alert = None
     try:
@@ -141,7 +141,7 @@ def test_pipeline_runs_on_secured_broker_with_least_privilege(
         codes = {service.name: service.stop() for service in services}
     logs = {service.name: service.log_text() for service in services}
     assert alert is not None, "no police alert within 180 s; logs:\n" + "\n".join(t[-2000:] for t in logs.values())
-    assert codes == dict.fromkeys(SERVICE_MODULES, 0), codes
+    assert codes == dict.fromkeys(PIPELINE_SERVICES, 0), codes
 
     # The agency is refused another agency's alerts and the raw pipeline (frames of every camera).
     police.close()
