@@ -109,7 +109,8 @@ def test_apply_list_and_delete_round_trip(kafka_settings: KafkaSettings, unique:
     assert rules[2]["line"] == [[0.2, 0.6], [0.8, 0.6]] and rules[2]["direction"] == "a_to_b"
     assert gate.zones[0]["schedule"]["windows"][0]["start"] == "22:00"
 
-    listed = cli("cameras", "list", "--tag", "school-zone", kafka=kafka_settings)
+    # The shared test broker may hold other tests' cameras: this test's own ids, then the tag filter.
+    listed = cli("cameras", "list", "--tag", "school-zone", "--match", f"*-{unique}", kafka=kafka_settings)
     assert listed.returncode == 0 and f"gate-{unique}" in listed.stdout and f"river-{unique}" not in listed.stdout
 
     deleted = cli("cameras", "delete", f"gate-{unique}", kafka=kafka_settings)
