@@ -1,0 +1,198 @@
+"""Dispatcher service loop: routed alerts → agencies' webhooks.
+
+Consumes: cctv.alerts.<destination>.v1 for every destination with endpoints (group cctv-dispatcher).
+Produces: HTTP POSTs (signed CloudEvents), cctv.dlq.v1 (undecodable alerts, events given up on).
+An alert's offset is committed once every endpoint of its destination accepted it or it was
+dead-lettered. A destination whose endpoints fall behind is paused on its own; others keep flowing.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import time
+from pathlib import Path
+
+from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
+from pydantic import Field
+
+from libs.destinations import DestinationDelivery
+from libs.kafka import DeadLetterPublisher, SourceRecord, make_consumer, make_producer
+from libs.serde import SerdeError
+from libs.service import ServiceRuntime, start_service
+from libs.settings import CommonSettings
+from libs.topics import destination_topic
+from services.alert_router.routing import (
+    DEFAULT_ROUTES_PATH,
+    RoutingConfigError,
+    RoutingTable,
+)
+from services.dispatcher.core import OffsetTracker
+from services.dispatcher.events import cloud_event
+from services.dispatcher.worker import DeliveryGaveUp, EndpointWorker, Job, RetryPolicy
+
+log = logging.getLogger(__name__)
+SERVICE = "dispatcher"
+
+
+class DispatcherSettings(CommonSettings):
+    group_id: str = "cctv-dispatcher"
+    routes_file: Path = DEFAULT_ROUTES_PATH
+    # Events queued per endpoint before its destination's topic is paused (the bound on memory).
+    max_queued_per_endpoint: int = Field(default=500, ge=1)
+    retry_initial_s: float = Field(default=1.0, gt=0)
+    retry_max_s: float = Field(default=60.0, gt=0)
+    commit_interval_s: float = Field(default=2.0, gt=0)
+
+
+def build_workers(endpoints: dict[str, DestinationDelivery], policy: RetryPolicy,
+                  finished: queue.SimpleQueue[tuple[Job, DeliveryGaveUp | None]]) -> dict[str, list[EndpointWorker]]:
+    """One worker per endpoint; raises ValueError naming a secret that cannot be read."""
+    workers: dict[str, list[EndpointWorker]] = {}
+    for destination, delivery in endpoints.items():
+        workers[destination] = [
+            EndpointWorker(destination, endpoint, endpoint.secret.read(), policy,
+                           lambda job, outcome: finished.put((job, outcome)))
+            for endpoint in delivery.webhooks
+        ]
+    return {d: w for d, w in workers.items() if w}
+
+
+class DispatcherLoop:
+    def __init__(self, runtime: ServiceRuntime[DispatcherSettings], table: RoutingTable) -> None:
+        settings = self.settings = runtime.settings
+        self.runtime = runtime
+        self.finished: queue.SimpleQueue[tuple[Job, DeliveryGaveUp | None]] = queue.SimpleQueue()
+        self.workers = build_workers(table.endpoints, RetryPolicy(settings.retry_initial_s, settings.retry_max_s),
+                                     self.finished)
+        self.topics = {destination_topic(d): d for d in self.workers}
+        self.consumer = make_consumer(settings.kafka, settings.group_id, runtime.health)
+        self.producer = make_producer(settings.kafka, SERVICE, runtime.health)
+        self.dead_letters = DeadLetterPublisher(self.producer, runtime.serde, SERVICE, settings.group_id)
+        self.tracker = OffsetTracker()
+        self.paused: set[str] = set()
+        self.next_commit = time.monotonic() + settings.commit_interval_s
+
+    def _assigned(self, _consumer: object, partitions: list[TopicPartition]) -> None:
+        self.runtime.health.set_ready(True)
+        log.info("assigned %d routed-alert partitions", len(partitions))
+        paused = [p for p in partitions if p.topic in self.paused]
+        if paused:
+            self.consumer.pause(paused)
+
+    def _revoked(self, _consumer: object, partitions: list[TopicPartition]) -> None:
+        self._commit()
+        # Events still queued for these partitions are delivered anyway; the next owner may send them
+        # again, which receivers deduplicate on the event id.
+        self.tracker.forget({(p.topic, p.partition) for p in partitions})
+
+    def _take(self, message: Message) -> None:
+        error = message.error()
+        if error is not None:
+            if error.code() != KafkaError._PARTITION_EOF:
+                log.warning("consumer error: %s", error.str())
+            return
+        topic, partition, offset = message.topic(), message.partition(), message.offset()
+        destination = self.topics[topic]
+        try:
+            alert = self.runtime.serde.deserialize(topic, "Alert", message.value())
+            event = cloud_event(alert, destination)
+        except (SerdeError, KeyError, ValueError) as error:
+            self.dead_letters.publish(message, error)
+            self.tracker.add(topic, partition, offset, 0)
+            return
+        workers = self.workers[destination]
+        self.tracker.add(topic, partition, offset, len(workers))
+        job = Job(event, SourceRecord.of(message), int(alert["produced_at"]))
+        for worker in workers:
+            worker.submit(job)
+
+    def _drain_finished(self) -> None:
+        while True:
+            try:
+                job, gave_up = self.finished.get_nowait()
+            except queue.Empty:
+                return
+            if gave_up is not None:
+                self.dead_letters.publish(job.source, gave_up)
+            self.tracker.done(job.source.topic, job.source.partition, job.source.offset)
+
+    def _backpressure(self) -> None:
+        """Pause a destination whose slowest endpoint has a full queue; resume it at half."""
+        limit = self.settings.max_queued_per_endpoint
+        assignment = self.consumer.assignment()
+        for topic, destination in self.topics.items():
+            backlog = max(w.backlog() for w in self.workers[destination])
+            partitions = [p for p in assignment if p.topic == topic]
+            if topic not in self.paused and backlog >= limit:
+                self.paused.add(topic)
+                self.consumer.pause(partitions)
+                log.warning("%s: %d events queued for a slow endpoint; this destination is paused", destination, backlog)
+            elif topic in self.paused and backlog <= limit // 2:
+                self.paused.discard(topic)
+                self.consumer.resume(partitions)
+                log.info("%s: endpoint caught up; resumed", destination)
+
+    def _commit(self) -> None:
+        offsets = [TopicPartition(t, p, o) for (t, p), o in self.tracker.committable().items()]
+        if not offsets:
+            return
+        if self.producer.flush(30):  # dead letters must be on the DLQ before their offsets are committed
+            log.warning("dead letters not yet acknowledged: commit postponed")
+            return
+        try:
+            self.consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as error:
+            log.warning("offset commit failed (events may be sent again; ids deduplicate): %s", error)
+
+    def run(self) -> None:
+        for workers in self.workers.values():
+            for worker in workers:
+                worker.start()
+        if not self.workers:
+            log.warning("no destination in %s has webhooks: nothing to deliver", self.settings.routes_file)
+            self.runtime.health.set_ready(True)
+        else:
+            self.consumer.subscribe(sorted(self.topics), on_assign=self._assigned,
+                                    on_revoke=self._revoked, on_lost=self._revoked)
+        try:
+            while not self.runtime.shutdown.requested:
+                if self.topics:
+                    for message in self.consumer.consume(100, 0.2):
+                        self._take(message)
+                else:
+                    time.sleep(0.5)  # idle until stopped; the health endpoint still answers
+                self.runtime.health.beat()
+                self._drain_finished()
+                self._backpressure()
+                self.producer.poll(0)
+                if time.monotonic() >= self.next_commit:
+                    self.next_commit = time.monotonic() + self.settings.commit_interval_s
+                    self._commit()
+        finally:
+            for workers in self.workers.values():
+                for worker in workers:
+                    worker.stop()
+            self._drain_finished()
+            self._commit()
+            self.consumer.close()
+            self.producer.flush(10)
+
+
+def main() -> None:
+    runtime = start_service(SERVICE, DispatcherSettings)
+    try:  # endpoints and their secrets are read at start: a wrong file or a missing Secret stops with the reason
+        table = RoutingTable.from_yaml(runtime.settings.routes_file)
+        loop = DispatcherLoop(runtime, table)
+    except (RoutingConfigError, ValueError) as error:
+        log.error("dispatcher configuration: %s", error)
+        runtime.close()
+        raise SystemExit(2) from None
+    try:
+        loop.run()
+    finally:
+        runtime.close()
+
+
+if __name__ == "__main__":
+    main()
