@@ -233,3 +233,18 @@ def test_dispatcher_delivers_signed_events_retries_dead_letters_and_isolates_end
             receiver.stop()
     assert "not delivered after 2 attempt(s)" in log_file.read_text()
     assert SECRET.decode() not in log_file.read_text()
+
+
+def test_the_verifier_printed_in_the_consumers_guide_accepts_real_signatures_and_rejects_forgeries() -> None:
+    guide = (Path(__file__).resolve().parents[1] / "docs" / "consumers.md").read_text()
+    (block,) = [b.split("\n", 1)[1] for b in guide.split("```")[1::2] if b.startswith("python\nimport hashlib")]
+    namespace: dict = {}
+    exec(compile(block, "docs/consumers.md", "exec"), namespace)  # noqa: S102 (the guide's own code, run as an agency copies it)
+    documented = namespace["verify"]
+    body = encode(cloud_event(alert("doc-1"), "police"))
+    now = int(time.time())
+    headers = signed_headers(SECRET, now, body, {"id": "doc-1:new:0"})
+    assert documented(SECRET, headers[TIMESTAMP_HEADER], headers[SIGNATURE_HEADER], body)
+    assert not documented(SECRET, headers[TIMESTAMP_HEADER], headers[SIGNATURE_HEADER], body + b" ")
+    assert not documented(b"guess", headers[TIMESTAMP_HEADER], headers[SIGNATURE_HEADER], body)
+    assert not documented(SECRET, headers[TIMESTAMP_HEADER], headers[SIGNATURE_HEADER], body, now=now + 301)
