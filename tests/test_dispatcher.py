@@ -3,6 +3,8 @@ real HTTP receivers on 127.0.0.1 (tests/webhook_receiver.py)."""
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import random
 import threading
@@ -10,9 +12,11 @@ import time
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 import yaml
 from confluent_kafka import Consumer, TopicPartition
+from PIL import Image
 from pydantic import ValidationError
 
 from cctv.devstack.services import ServiceProcess
@@ -20,7 +24,7 @@ from libs.destinations import DestinationDelivery, SecretRef
 from libs.kafka import create_topics, high_watermark, make_producer
 from libs.serde import AvroSerde, shipped_catalog
 from libs.settings import KafkaSettings
-from libs.topics import DLQ, destination_topic, pipeline_topics
+from libs.topics import AUDIT, DLQ, destination_topic, pipeline_topics
 from services.alert_router.routing import RoutingConfigError, RoutingTable
 from services.dispatcher.core import OffsetTracker, backoff_delay, retryable
 from services.dispatcher.events import (
@@ -31,7 +35,9 @@ from services.dispatcher.events import (
     signed_headers,
 )
 from services.dispatcher.verify import verify
-from tests.kafka_helpers import read_topic, wait_for
+from tests.assets_fetch import fetch_stills
+from tests.kafka_helpers import TopicWatcher, read_topic, wait_for
+from tests.test_masking import shared_detail
 from tests.webhook_receiver import Receiver
 
 SERDE = AvroSerde(shipped_catalog())
@@ -233,6 +239,52 @@ def test_dispatcher_delivers_signed_events_retries_dead_letters_and_isolates_end
             receiver.stop()
     assert "not delivered after 2 attempt(s)" in log_file.read_text()
     assert SECRET.decode() not in log_file.read_text()
+
+
+def test_snapshots_leave_masked_unless_the_destination_may_have_them_unmasked_and_each_release_is_audited(
+        kafka_settings: KafkaSettings, unique: str, tmp_path: Path) -> None:
+    create_topics(kafka_settings, pipeline_topics())
+    group = f"dispatcher-snap-{unique}"
+    position_group_at_end(kafka_settings, group)
+    still = fetch_stills()["zidane.jpg"].read_bytes()
+    faces = json.loads((Path(__file__).parent / "data" / "masking" / "faces.json").read_text())["images"]["zidane.jpg"]
+    police, fire = Receiver(SECRET).start(), Receiver(SECRET).start()
+    routes = tmp_path / "routes.yaml"
+    secret = {"env": "CCTV_TEST_HOOK_SECRET"}
+    routes.write_text(yaml.safe_dump({"routes": [], "endpoints": {
+        "police": {"webhooks": [{"name": "hq", "url": police.url, "secret": secret}]},
+        "fire": {"unmasked": True, "webhooks": [{"name": "station", "url": fire.url, "secret": secret}]},
+    }}))
+    env = {"CCTV_KAFKA__BOOTSTRAP_SERVERS": kafka_settings.bootstrap_servers, "CCTV_HTTP__PORT": "0",
+           "CCTV_LOG__FORMAT": "text", "CCTV_GROUP_ID": group, "CCTV_ROUTES_FILE": str(routes),
+           "CCTV_TEST_HOOK_SECRET": SECRET.decode()}
+    alert_id = f"{unique}-snap"
+    watcher = TopicWatcher(kafka_settings, AUDIT, "AuditRecord", SERDE, keep=lambda r: r["alert_id"] == alert_id)
+    service = ServiceProcess("dispatcher", env, tmp_path / "dispatcher.log", module="services.dispatcher.main").start()
+    try:
+        record = alert(alert_id) | {"snapshot_jpeg": still}
+        publish(kafka_settings, "police", record)
+        publish(kafka_settings, "fire", record)
+        wait_for(lambda: police.accepted and fire.accepted, 60, "both snapshots delivered")
+        ledger = wait_for(lambda: len(watcher.snapshot()) >= 2 and watcher.snapshot(), 30, "two release records")
+    finally:
+        service.stop()
+        watcher.close()
+        police.stop()
+        fire.stop()
+    masked_snapshot = police.accepted[0]["data"]["snapshot"]
+    assert masked_snapshot["masked"] is True
+    original = np.asarray(Image.open(io.BytesIO(still)).convert("RGB"))
+    masked = np.asarray(Image.open(io.BytesIO(base64.b64decode(masked_snapshot["jpeg_base64"]))).convert("RGB"))
+    for x1, y1, x2, y2 in faces:
+        inner = [x1 + (x2 - x1) // 4, y1 + (y2 - y1) // 4, x2 - (x2 - x1) // 4, y2 - (y2 - y1) // 4]
+        assert shared_detail(original, masked, inner) < 0.3
+    unmasked_snapshot = fire.accepted[0]["data"]["snapshot"]
+    assert unmasked_snapshot["masked"] is False and base64.b64decode(unmasked_snapshot["jpeg_base64"]) == still
+    by_agency = {r["actor"]: r for r in ledger}
+    assert by_agency["police"]["what"] == "webhook.snapshot" and "masked=true; faces_masked=2" in by_agency["police"]["detail"]
+    assert by_agency["fire"]["what"] == "webhook.snapshot.unmasked" and by_agency["fire"]["camera_id"] == "cam-1"
+    assert {r["outcome"] for r in ledger} == {"ALLOWED"} and len(ledger) == 2
 
 
 def test_the_verifier_printed_in_the_consumers_guide_accepts_real_signatures_and_rejects_forgeries() -> None:

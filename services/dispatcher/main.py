@@ -1,27 +1,33 @@
 """Dispatcher service loop: routed alerts → agencies' webhooks.
 
 Consumes: cctv.alerts.<destination>.v1 for every destination with endpoints (group cctv-dispatcher).
-Produces: HTTP POSTs (signed CloudEvents), cctv.dlq.v1 (undecodable alerts, events given up on).
+Produces: HTTP POSTs (signed CloudEvents; snapshots masked unless the destination is `unmasked`),
+cctv.audit.v1 (every snapshot released), cctv.dlq.v1 (undecodable alerts, events given up on).
 An alert's offset is committed once every endpoint of its destination accepted it or it was
 dead-lettered. A destination whose endpoints fall behind is paused on its own; others keep flowing.
 """
 
 from __future__ import annotations
 
+import base64
 import logging
 import queue
 import time
+from functools import partial
 from pathlib import Path
 
 from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
+from prometheus_client import Histogram
 from pydantic import Field
 
+from libs.audit import SCHEMA, audit_record
 from libs.destinations import DestinationDelivery
 from libs.kafka import DeadLetterPublisher, SourceRecord, make_consumer, make_producer
+from libs.masking import FaceDetector, mask_jpeg
 from libs.serde import SerdeError
 from libs.service import ServiceRuntime, start_service
 from libs.settings import CommonSettings
-from libs.topics import destination_topic
+from libs.topics import AUDIT, destination_topic
 from services.alert_router.routing import (
     DEFAULT_ROUTES_PATH,
     RoutingConfigError,
@@ -29,10 +35,40 @@ from services.alert_router.routing import (
 )
 from services.dispatcher.core import OffsetTracker
 from services.dispatcher.events import cloud_event
-from services.dispatcher.worker import DeliveryGaveUp, EndpointWorker, Job, RetryPolicy
+from services.dispatcher.worker import (
+    DeliveryGaveUp,
+    EndpointWorker,
+    Job,
+    RetryPolicy,
+    SnapshotRelease,
+)
 
 log = logging.getLogger(__name__)
 SERVICE = "dispatcher"
+MASKING_SECONDS = Histogram("cctv_dispatcher_masking_seconds", "Masking one snapshot (decode, detect, pixelate, encode)",
+                            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5))
+
+
+FinishedQueue = queue.SimpleQueue[tuple[Job, DeliveryGaveUp | None, SnapshotRelease | None]]
+
+
+def snapshot_for(job: Job, *, unmasked: bool, detector: FaceDetector | None) -> tuple[dict | None, SnapshotRelease | None]:
+    """The event's `snapshot`: masked (faces, heads of tracked people) unless the destination may have it
+    unmasked. A snapshot that cannot be masked is not sent; the event still is, saying why."""
+    assert job.snapshot is not None
+    if unmasked:
+        return ({"jpeg_base64": base64.b64encode(job.snapshot).decode(), "masked": False},
+                SnapshotRelease(masked=False, faces=0))
+    if detector is None:
+        return {"withheld": "masking unavailable"}, None
+    try:
+        result = mask_jpeg(job.snapshot, detector, list(job.people))
+    except ValueError as error:
+        log.warning("alert %s: snapshot withheld: %s", job.event["incident"], error)
+        return {"withheld": "snapshot could not be masked"}, None
+    MASKING_SECONDS.observe(result.seconds)
+    return ({"jpeg_base64": base64.b64encode(result.jpeg).decode(), "masked": True},
+            SnapshotRelease(masked=True, faces=len(result.faces)))
 
 
 class DispatcherSettings(CommonSettings):
@@ -43,16 +79,19 @@ class DispatcherSettings(CommonSettings):
     retry_initial_s: float = Field(default=1.0, gt=0)
     retry_max_s: float = Field(default=60.0, gt=0)
     commit_interval_s: float = Field(default=2.0, gt=0)
+    # 2 finds 6-9 px CCTV faces CenterFace misses at 1, at 4-5x the cost (docs/benchmarks/masking.md).
+    masking_upscale: int = Field(default=1, ge=1, le=4)
 
 
-def build_workers(endpoints: dict[str, DestinationDelivery], policy: RetryPolicy,
-                  finished: queue.SimpleQueue[tuple[Job, DeliveryGaveUp | None]]) -> dict[str, list[EndpointWorker]]:
+def build_workers(endpoints: dict[str, DestinationDelivery], policy: RetryPolicy, finished: FinishedQueue,
+                  detector: FaceDetector | None) -> dict[str, list[EndpointWorker]]:
     """One worker per endpoint; raises ValueError naming a secret that cannot be read."""
     workers: dict[str, list[EndpointWorker]] = {}
     for destination, delivery in endpoints.items():
+        snapshots = partial(snapshot_for, unmasked=delivery.unmasked, detector=detector)
         workers[destination] = [
             EndpointWorker(destination, endpoint, endpoint.secret.read(), policy,
-                           lambda job, outcome: finished.put((job, outcome)))
+                           lambda job, outcome, release: finished.put((job, outcome, release)), snapshots)
             for endpoint in delivery.webhooks
         ]
     return {d: w for d, w in workers.items() if w}
@@ -62,9 +101,11 @@ class DispatcherLoop:
     def __init__(self, runtime: ServiceRuntime[DispatcherSettings], table: RoutingTable) -> None:
         settings = self.settings = runtime.settings
         self.runtime = runtime
-        self.finished: queue.SimpleQueue[tuple[Job, DeliveryGaveUp | None]] = queue.SimpleQueue()
+        self.finished: FinishedQueue = queue.SimpleQueue()
+        masking_needed = any(not d.unmasked and d.webhooks for d in table.endpoints.values())
+        detector = FaceDetector(upscale=settings.masking_upscale) if masking_needed else None
         self.workers = build_workers(table.endpoints, RetryPolicy(settings.retry_initial_s, settings.retry_max_s),
-                                     self.finished)
+                                     self.finished, detector)
         self.topics = {destination_topic(d): d for d in self.workers}
         self.consumer = make_consumer(settings.kafka, settings.group_id, runtime.health)
         self.producer = make_producer(settings.kafka, SERVICE, runtime.health)
@@ -103,19 +144,33 @@ class DispatcherLoop:
             return
         workers = self.workers[destination]
         self.tracker.add(topic, partition, offset, len(workers))
-        job = Job(event, SourceRecord.of(message), int(alert["produced_at"]))
+        job = Job(event, SourceRecord.of(message), int(alert["produced_at"]), alert.get("snapshot_jpeg"),
+                  tuple(alert.get("objects") or ()))
         for worker in workers:
             worker.submit(job)
 
     def _drain_finished(self) -> None:
         while True:
             try:
-                job, gave_up = self.finished.get_nowait()
+                job, gave_up, release = self.finished.get_nowait()
             except queue.Empty:
                 return
             if gave_up is not None:
                 self.dead_letters.publish(job.source, gave_up)
+            if release is not None:
+                self._record_release(job, release)
             self.tracker.done(job.source.topic, job.source.partition, job.source.offset)
+
+    def _record_release(self, job: Job, release: SnapshotRelease) -> None:
+        """The release ledger: every snapshot that left the centre, masked or not, on cctv.audit.v1."""
+        data = job.event["data"]
+        record = audit_record(
+            job.event["destination"], "webhook.snapshot" if release.masked else "webhook.snapshot.unmasked",
+            allowed=True, instance=self.settings.instance_id, role="agency", camera_id=data.get("camera_id"),
+            alert_id=data.get("alert_id"),
+            detail=f"event {job.event['id']}; masked={str(release.masked).lower()}; faces_masked={release.faces}",
+        )
+        self.producer.produce(AUDIT, key=record["audit_id"], value=self.runtime.serde.serialize(AUDIT, SCHEMA, record))
 
     def _backpressure(self) -> None:
         """Pause a destination whose slowest endpoint has a full queue; resume it at half."""

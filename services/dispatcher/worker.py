@@ -40,6 +40,17 @@ class Job:
     event: dict[str, Any]
     source: SourceRecord
     produced_at_us: int
+    snapshot: bytes | None = None  # the alert's JPEG, as captured: masked (or not) per destination
+    people: tuple[dict[str, Any], ...] = ()  # the alert's objects: heads of tracked people are masked too
+
+
+@dataclass(frozen=True)
+class SnapshotRelease:
+    """A snapshot an endpoint accepted: what the release ledger records."""
+
+    masked: bool
+    faces: int
+    error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -49,14 +60,16 @@ class RetryPolicy:
 
 
 _STOPPED = object()
-Finished = Callable[[Job, DeliveryGaveUp | None], None]
+Finished = Callable[[Job, DeliveryGaveUp | None, SnapshotRelease | None], None]
+# Turns a job's snapshot into the event's `snapshot` field and what to record (None: nothing to send).
+SnapshotPolicy = Callable[[Job], tuple[dict[str, Any] | None, SnapshotRelease | None]]
 
 
 class EndpointWorker:
     def __init__(self, destination: str, endpoint: WebhookEndpoint, secret: bytes, policy: RetryPolicy,
-                 finished: Finished) -> None:
+                 finished: Finished, snapshots: SnapshotPolicy) -> None:
         self.destination, self.endpoint, self.policy = destination, endpoint, policy
-        self._secret, self._finished = secret, finished
+        self._secret, self._finished, self._snapshots = secret, finished, snapshots
         self._queue: queue.Queue[Job | None] = queue.Queue()
         self._stop = threading.Event()
         cert = (str(endpoint.client_cert.cert_file), str(endpoint.client_cert.key_file)) if endpoint.client_cert else None
@@ -87,10 +100,14 @@ class EndpointWorker:
             job = self._queue.get()
             if job is None:
                 return
-            outcome = self._deliver(job)
+            # Masking runs here, in the endpoint's own thread: its cost never holds up another destination.
+            snapshot, release = self._snapshots(job) if job.snapshot is not None else (None, None)
+            event = job.event if snapshot is None else job.event | {"data": job.event["data"] | {"snapshot": snapshot}}
+            outcome = self._deliver(job, event)
             if outcome is _STOPPED:
                 return  # shutting down mid-retry: not finished, so not committed; redelivered after restart
-            self._finished(job, outcome if isinstance(outcome, DeliveryGaveUp) else None)
+            gave_up = outcome if isinstance(outcome, DeliveryGaveUp) else None
+            self._finished(job, gave_up, release if gave_up is None else None)
             QUEUED.labels(*self._labels).set(self._queue.qsize())
 
     def _attempt(self, body: bytes, event: dict[str, Any]) -> tuple[bool, bool, str]:
@@ -106,12 +123,12 @@ class EndpointWorker:
             return True, False, ""
         return False, retryable(response.status_code), f"HTTP {response.status_code}"
 
-    def _deliver(self, job: Job) -> DeliveryGaveUp | None | object:
+    def _deliver(self, job: Job, event: dict[str, Any]) -> DeliveryGaveUp | None | object:
         """None when accepted, the reason when given up, _STOPPED when shutdown interrupted the retries."""
-        body = encode(job.event)
+        body = encode(event)
         reason = ""
         for attempt in range(1, self.endpoint.max_attempts + 1):
-            accepted, again, reason = self._attempt(body, job.event)
+            accepted, again, reason = self._attempt(body, event)
             if accepted:
                 SENT.labels(*self._labels).inc()
                 LATENCY.labels(*self._labels).observe(max(0.0, time.time() - job.produced_at_us / 1e6))
