@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +16,8 @@ import onnxruntime as ort
 from PIL import Image
 
 CENTERFACE_PATH = Path(__file__).resolve().parents[1] / "models" / "centerface.onnx"
+PPOCR_DET_PATH = Path(__file__).resolve().parents[1] / "models" / "ppocr-v4-det.onnx"
+VEHICLE_CLASSES = frozenset({"car", "truck", "bus", "motorcycle"})
 _STRIDE = 4  # heat-map cell size in input pixels
 
 
@@ -95,6 +97,52 @@ class FaceDetector:
                 for i in _nms(boxes, scores, 0.3)]
 
 
+class PlateDetector:
+    """Licence plates as text regions (PP-OCRv4 DBNet) inside vehicle boxes: the detector reads no
+    characters, it only says where text is, which is what masking needs."""
+
+    def __init__(self, path: Path = PPOCR_DET_PATH, threads: int = 1, threshold: float = 0.3,
+                 min_side: int = 320) -> None:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.log_severity_level = 3
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.threshold, self.min_side = threshold, min_side
+
+    def detect(self, rgb: np.ndarray, vehicles: list[Region]) -> list[Region]:
+        from scipy import ndimage
+
+        found = []
+        for vehicle in vehicles:
+            crop = rgb[vehicle.y1:vehicle.y2, vehicle.x1:vehicle.x2]
+            if crop.shape[0] < 8 or crop.shape[1] < 8:
+                continue
+            # Small (distant) vehicles are enlarged so a plate spans enough of the 4x-reduced map.
+            zoom = max(1.0, self.min_side / min(crop.shape[:2]))
+            h, w = (max(32, round(n * zoom / 32) * 32) for n in crop.shape[:2])
+            resized = np.asarray(Image.fromarray(crop).resize((w, h), Image.BILINEAR), dtype=np.float32)
+            blob = ((resized[:, :, ::-1] / 255.0 - 0.5) / 0.5).transpose(2, 0, 1)[None]  # BGR, [-1, 1]
+            (probability,) = self.session.run(None, {"x": np.ascontiguousarray(blob)})
+            labels, _count = ndimage.label(probability[0, 0] > self.threshold)
+            scale_x, scale_y = crop.shape[1] / w, crop.shape[0] / h
+            for rows, cols in ndimage.find_objects(labels):
+                if (rows.stop - rows.start) * (cols.stop - cols.start) < 4:
+                    continue  # specks of one or two map cells: noise, not text
+                # DBNet's map shrinks text boxes: grow them back by half their height on every side.
+                pad = (rows.stop - rows.start) / 2
+                found.append(Region(
+                    vehicle.x1 + max(0, int((cols.start - pad) * scale_x)), vehicle.y1 + max(0, int((rows.start - pad) * scale_y)),
+                    vehicle.x1 + min(crop.shape[1], int(np.ceil((cols.stop + pad) * scale_x))),
+                    vehicle.y1 + min(crop.shape[0], int(np.ceil((rows.stop + pad) * scale_y)))))
+        return found
+
+
+def vehicle_regions(objects: list[dict], width: int, height: int) -> list[Region]:
+    return [Region(max(0, int(o["x1"] * width)), max(0, int(o["y1"] * height)),
+                   min(width, int(np.ceil(o["x2"] * width))), min(height, int(np.ceil(o["y2"] * height))))
+            for o in objects if o.get("class_name") in VEHICLE_CLASSES]
+
+
 def pixelate(rgb: np.ndarray, regions: list[Region], blocks: int = 6) -> np.ndarray:
     """A copy with each region replaced by at most `blocks` x `blocks` flat cells (not reversible,
     unlike a light blur)."""
@@ -130,12 +178,14 @@ class MaskResult:
     jpeg: bytes
     faces: list[Region]
     seconds: float
+    plates: list[Region] = field(default_factory=list)
 
 
 def mask_jpeg(jpeg: bytes, detector: FaceDetector, people: list[dict] | None = None, grow: float = 1.3,
-              quality: int = 85) -> MaskResult:
-    """Decode, find faces, pixelate them (boxes grown by `grow`) and the heads of `people` (an Alert's
-    objects), re-encode. Raises ValueError on bytes that are not an image."""
+              quality: int = 85, plates: PlateDetector | None = None) -> MaskResult:
+    """Decode, find faces, pixelate them (boxes grown by `grow`), the heads of the people among `people`
+    (an Alert's objects) and, with `plates`, text regions inside its vehicles; re-encode. Raises
+    ValueError on bytes that are not an image."""
     started = time.perf_counter()
     try:
         image = Image.open(io.BytesIO(jpeg)).convert("RGB")
@@ -144,7 +194,9 @@ def mask_jpeg(jpeg: bytes, detector: FaceDetector, people: list[dict] | None = N
     rgb = np.asarray(image)
     faces = detector.detect(rgb)
     height, width = rgb.shape[:2]
-    masked = pixelate(rgb, [f.grown(grow, width, height) for f in faces] + head_regions(people or [], width, height))
+    regions = [f.grown(grow, width, height) for f in faces] + head_regions(people or [], width, height)
+    plate_regions = plates.detect(rgb, vehicle_regions(people or [], width, height)) if plates is not None else []
+    masked = pixelate(rgb, regions + plate_regions)
     buffer = io.BytesIO()
     Image.fromarray(masked).save(buffer, format="JPEG", quality=quality)
-    return MaskResult(buffer.getvalue(), faces, time.perf_counter() - started)
+    return MaskResult(buffer.getvalue(), faces, time.perf_counter() - started, plate_regions)

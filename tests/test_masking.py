@@ -86,3 +86,19 @@ def test_pixelation_keeps_at_most_blocks_by_blocks_distinct_cells_and_clips_to_t
 def test_bytes_that_are_not_an_image_are_refused_with_a_clear_error(detector: FaceDetector) -> None:
     with pytest.raises(ValueError, match="not a readable image"):
         mask_jpeg(b"\xff\xd8 not really a jpeg", detector)
+
+
+def test_text_inside_a_vehicle_box_is_pixelated_as_a_plate_would_be(detector: FaceDetector,
+                                                                    stills: dict[str, Path]) -> None:
+    from libs.masking import PlateDetector
+
+    jpeg = stills["bus.jpg"].read_bytes()
+    original = np.asarray(Image.open(io.BytesIO(jpeg)).convert("RGB"))
+    height, width = original.shape[:2]
+    bus = {"class_name": "bus", "x1": 10 / width, "y1": 225 / height, "x2": 805 / width, "y2": 730 / height}
+    result = mask_jpeg(jpeg, detector, [bus], plates=PlateDetector())
+    masked = np.asarray(Image.open(io.BytesIO(result.jpeg)).convert("RGB"))
+    route_sign = [45, 330, 145, 368]  # "M1 SOL SEVILLA" on the bus's front, boxed by hand
+    assert shared_detail(original, masked, route_sign) < 0.3
+    assert all(10 <= r.x1 and r.x2 <= 805 and 225 <= r.y1 and r.y2 <= 730 for r in result.plates)  # inside the bus only
+    assert shared_detail(original, masked, [0, 0, width, 200]) > 0.95  # the building above is untouched

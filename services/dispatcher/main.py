@@ -23,7 +23,7 @@ from pydantic import Field
 from libs.audit import SCHEMA, audit_record
 from libs.destinations import DestinationDelivery
 from libs.kafka import DeadLetterPublisher, SourceRecord, make_consumer, make_producer
-from libs.masking import FaceDetector, mask_jpeg
+from libs.masking import FaceDetector, PlateDetector, mask_jpeg
 from libs.serde import SerdeError
 from libs.service import ServiceRuntime, start_service
 from libs.settings import CommonSettings
@@ -52,7 +52,8 @@ MASKING_SECONDS = Histogram("cctv_dispatcher_masking_seconds", "Masking one snap
 FinishedQueue = queue.SimpleQueue[tuple[Job, DeliveryGaveUp | None, SnapshotRelease | None]]
 
 
-def snapshot_for(job: Job, *, unmasked: bool, detector: FaceDetector | None) -> tuple[dict | None, SnapshotRelease | None]:
+def snapshot_for(job: Job, *, unmasked: bool, detector: FaceDetector | None,
+                 plates: PlateDetector | None = None) -> tuple[dict | None, SnapshotRelease | None]:
     """The event's `snapshot`: masked (faces, heads of tracked people) unless the destination may have it
     unmasked. A snapshot that cannot be masked is not sent; the event still is, saying why."""
     assert job.snapshot is not None
@@ -62,13 +63,13 @@ def snapshot_for(job: Job, *, unmasked: bool, detector: FaceDetector | None) -> 
     if detector is None:
         return {"withheld": "masking unavailable"}, None
     try:
-        result = mask_jpeg(job.snapshot, detector, list(job.people))
+        result = mask_jpeg(job.snapshot, detector, list(job.people), plates=plates)
     except ValueError as error:
         log.warning("alert %s: snapshot withheld: %s", job.event["incident"], error)
         return {"withheld": "snapshot could not be masked"}, None
     MASKING_SECONDS.observe(result.seconds)
     return ({"jpeg_base64": base64.b64encode(result.jpeg).decode(), "masked": True},
-            SnapshotRelease(masked=True, faces=len(result.faces)))
+            SnapshotRelease(masked=True, faces=len(result.faces), plates=len(result.plates)))
 
 
 class DispatcherSettings(CommonSettings):
@@ -84,11 +85,11 @@ class DispatcherSettings(CommonSettings):
 
 
 def build_workers(endpoints: dict[str, DestinationDelivery], policy: RetryPolicy, finished: FinishedQueue,
-                  detector: FaceDetector | None) -> dict[str, list[EndpointWorker]]:
+                  detector: FaceDetector | None, plates: PlateDetector | None = None) -> dict[str, list[EndpointWorker]]:
     """One worker per endpoint; raises ValueError naming a secret that cannot be read."""
     workers: dict[str, list[EndpointWorker]] = {}
     for destination, delivery in endpoints.items():
-        snapshots = partial(snapshot_for, unmasked=delivery.unmasked, detector=detector)
+        snapshots = partial(snapshot_for, unmasked=delivery.unmasked, detector=detector, plates=plates)
         workers[destination] = [
             EndpointWorker(destination, endpoint, endpoint.secret.read(), policy,
                            lambda job, outcome, release: finished.put((job, outcome, release)), snapshots)
@@ -104,8 +105,9 @@ class DispatcherLoop:
         self.finished: FinishedQueue = queue.SimpleQueue()
         masking_needed = any(not d.unmasked and d.webhooks for d in table.endpoints.values())
         detector = FaceDetector(upscale=settings.masking_upscale) if masking_needed else None
+        plates = PlateDetector() if masking_needed else None
         self.workers = build_workers(table.endpoints, RetryPolicy(settings.retry_initial_s, settings.retry_max_s),
-                                     self.finished, detector)
+                                     self.finished, detector, plates)
         self.topics = {destination_topic(d): d for d in self.workers}
         self.consumer = make_consumer(settings.kafka, settings.group_id, runtime.health)
         self.producer = make_producer(settings.kafka, SERVICE, runtime.health)
@@ -168,7 +170,8 @@ class DispatcherLoop:
             job.event["destination"], "webhook.snapshot" if release.masked else "webhook.snapshot.unmasked",
             allowed=True, instance=self.settings.instance_id, role="agency", camera_id=data.get("camera_id"),
             alert_id=data.get("alert_id"),
-            detail=f"event {job.event['id']}; masked={str(release.masked).lower()}; faces_masked={release.faces}",
+            detail=f"event {job.event['id']}; masked={str(release.masked).lower()}; faces_masked={release.faces}; "
+                   f"text_regions_masked={release.plates}",
         )
         self.producer.produce(AUDIT, key=record["audit_id"], value=self.runtime.serde.serialize(AUDIT, SCHEMA, record))
 

@@ -50,7 +50,7 @@ class SnapshotRelease:
 
     masked: bool
     faces: int
-    error: str | None = None
+    plates: int = 0
 
 
 @dataclass(frozen=True)
