@@ -36,7 +36,7 @@ from services.dispatcher.events import (
 )
 from services.dispatcher.verify import verify
 from tests.assets_fetch import fetch_stills
-from tests.kafka_helpers import TopicWatcher, read_topic, wait_for
+from tests.kafka_helpers import TopicWatcher, free_port, read_topic, wait_for
 from tests.test_masking import shared_detail
 from tests.webhook_receiver import Receiver
 
@@ -183,7 +183,8 @@ def test_dispatcher_delivers_signed_events_retries_dead_letters_and_isolates_end
         "fire": hook("station", dead, secret={"file": str(secret_file)}, timeout_s=60, max_attempts=2),
         "disaster-management": hook("ndms", healthy, secret={"file": str(secret_file)}),
     }}))
-    env = {"CCTV_KAFKA__BOOTSTRAP_SERVERS": kafka_settings.bootstrap_servers, "CCTV_HTTP__PORT": "0",
+    metrics_port = free_port()
+    env = {"CCTV_KAFKA__BOOTSTRAP_SERVERS": kafka_settings.bootstrap_servers, "CCTV_HTTP__PORT": str(metrics_port),
            "CCTV_LOG__FORMAT": "text", "CCTV_GROUP_ID": group, "CCTV_ROUTES_FILE": str(routes),
            "CCTV_RETRY_INITIAL_S": "0.2", "CCTV_RETRY_MAX_S": "1", "CCTV_COMMIT_INTERVAL_S": "0.5",
            "CCTV_TEST_POLICE_HOOK_SECRET": SECRET.decode()}
@@ -233,6 +234,14 @@ def test_dispatcher_delivers_signed_events_retries_dead_letters_and_isolates_end
         publish(kafka_settings, "fire", alert(fire_3))
         wait_for(lambda: dead.accepted_ids() == [f"{fire_3}:new:0"], 30, "the fire endpoint's next event")
         assert service.alive
+
+        # Metrics per destination and endpoint.
+        metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
+        assert 'cctv_dispatcher_sent_total{destination="police",endpoint="hq"} 3.0' in metrics
+        assert 'cctv_dispatcher_retries_total{destination="police",endpoint="hq"} 3.0' in metrics
+        assert 'cctv_dispatcher_failed_total{destination="fire",endpoint="station",reason="exhausted"} 2.0' in metrics
+        assert 'cctv_dispatcher_sent_total{destination="disaster-management",endpoint="ndms"} 1.0' in metrics
+        assert 'cctv_dispatcher_delivery_seconds_count{destination="police",endpoint="hq"} 3.0' in metrics
     finally:
         service.stop()
         for receiver in (flaky, dead, healthy):
