@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
+import onnxruntime as ort  # type: ignore[import-untyped]
 from PIL import Image
 
 CENTERFACE_PATH = Path(__file__).resolve().parents[1] / "models" / "centerface.onnx"
@@ -71,7 +71,7 @@ class FaceDetector:
     def detect(self, rgb: np.ndarray) -> list[Region]:
         if self.upscale > 1:
             height, width = rgb.shape[:2]
-            big = np.asarray(Image.fromarray(rgb).resize((width * self.upscale, height * self.upscale), Image.BICUBIC))
+            big = np.asarray(Image.fromarray(rgb).resize((width * self.upscale, height * self.upscale), Image.Resampling.BICUBIC))
             k = self.upscale
             return [Region(r.x1 // k, r.y1 // k, min(width, -(-r.x2 // k)), min(height, -(-r.y2 // k)), r.score)
                     for r in self._detect(big)]
@@ -110,7 +110,7 @@ class PlateDetector:
         self.threshold, self.min_side = threshold, min_side
 
     def detect(self, rgb: np.ndarray, vehicles: list[Region]) -> list[Region]:
-        from scipy import ndimage
+        from scipy import ndimage  # type: ignore[import-untyped]
 
         found = []
         for vehicle in vehicles:
@@ -120,7 +120,7 @@ class PlateDetector:
             # Small (distant) vehicles are enlarged so a plate spans enough of the 4x-reduced map.
             zoom = max(1.0, self.min_side / min(crop.shape[:2]))
             h, w = (max(32, round(n * zoom / 32) * 32) for n in crop.shape[:2])
-            resized = np.asarray(Image.fromarray(crop).resize((w, h), Image.BILINEAR), dtype=np.float32)
+            resized = np.asarray(Image.fromarray(crop).resize((w, h), Image.Resampling.BILINEAR), dtype=np.float32)
             blob = ((resized[:, :, ::-1] / 255.0 - 0.5) / 0.5).transpose(2, 0, 1)[None]  # BGR, [-1, 1]
             (probability,) = self.session.run(None, {"x": np.ascontiguousarray(blob)})
             labels, _count = ndimage.label(probability[0, 0] > self.threshold)

@@ -22,7 +22,13 @@ from pydantic import Field
 
 from libs.audit import SCHEMA, audit_record
 from libs.destinations import DestinationDelivery
-from libs.kafka import DeadLetterPublisher, SourceRecord, make_consumer, make_producer
+from libs.kafka import (
+    DeadLetterPublisher,
+    SourceRecord,
+    coordinates,
+    make_consumer,
+    make_producer,
+)
 from libs.masking import FaceDetector, PlateDetector, mask_jpeg
 from libs.serde import SerdeError
 from libs.service import ServiceRuntime, start_service
@@ -130,12 +136,12 @@ class DispatcherLoop:
         self.tracker.forget({(p.topic, p.partition) for p in partitions})
 
     def _take(self, message: Message) -> None:
-        error = message.error()
-        if error is not None:
-            if error.code() != KafkaError._PARTITION_EOF:
-                log.warning("consumer error: %s", error.str())
+        consumer_error = message.error()
+        if consumer_error is not None:
+            if consumer_error.code() != KafkaError._PARTITION_EOF:
+                log.warning("consumer error: %s", consumer_error.str())
             return
-        topic, partition, offset = message.topic(), message.partition(), message.offset()
+        topic, partition, offset = coordinates(message)
         destination = self.topics[topic]
         try:
             alert = self.runtime.serde.deserialize(topic, "Alert", message.value())
