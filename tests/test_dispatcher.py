@@ -296,6 +296,36 @@ def test_snapshots_leave_masked_unless_the_destination_may_have_them_unmasked_an
     assert {r["outcome"] for r in ledger} == {"ALLOWED"} and len(ledger) == 2
 
 
+def test_an_event_still_being_retried_when_the_dispatcher_stops_is_delivered_after_restart_exactly_once(
+        kafka_settings: KafkaSettings, unique: str, tmp_path: Path) -> None:
+    create_topics(kafka_settings, pipeline_topics())
+    group = f"dispatcher-restart-{unique}"
+    position_group_at_end(kafka_settings, group)
+    receiver = Receiver(SECRET, fail_first=10**6).start()  # down until the test says otherwise
+    routes = tmp_path / "routes.yaml"
+    routes.write_text(yaml.safe_dump({"routes": [], "endpoints": {"police": {"webhooks": [
+        {"name": "hq", "url": receiver.url, "secret": {"env": "CCTV_TEST_HOOK_SECRET"}, "max_attempts": 100}]}}}))
+    env = {"CCTV_KAFKA__BOOTSTRAP_SERVERS": kafka_settings.bootstrap_servers, "CCTV_HTTP__PORT": "0",
+           "CCTV_LOG__FORMAT": "text", "CCTV_GROUP_ID": group, "CCTV_ROUTES_FILE": str(routes),
+           "CCTV_RETRY_INITIAL_S": "0.2", "CCTV_RETRY_MAX_S": "0.5", "CCTV_COMMIT_INTERVAL_S": "0.2",
+           "CCTV_TEST_HOOK_SECRET": SECRET.decode()}
+    incident = f"{unique}-restart"
+    first = ServiceProcess("dispatcher", env, tmp_path / "first.log", module="services.dispatcher.main").start()
+    try:
+        publish(kafka_settings, "police", alert(incident, "NEW", 0), alert(incident, "UPDATE", 1))
+        wait_for(lambda: len(receiver.attempts) >= 3, 60, "retries while the endpoint is down")
+    finally:
+        assert first.stop() == 0  # graceful: the undelivered events' offsets are not committed
+    receiver.fail_first = 0
+    second = ServiceProcess("dispatcher", env, tmp_path / "second.log", module="services.dispatcher.main").start()
+    try:
+        wait_for(lambda: len(receiver.accepted_ids()) >= 2, 60, "delivery by the restarted dispatcher")
+    finally:
+        second.stop()
+        receiver.stop()
+    assert receiver.accepted_ids() == [f"{incident}:new:0", f"{incident}:update:1"]  # none lost, none twice, in order
+
+
 def test_the_verifier_printed_in_the_consumers_guide_accepts_real_signatures_and_rejects_forgeries() -> None:
     guide = (Path(__file__).resolve().parents[1] / "docs" / "consumers.md").read_text()
     (block,) = [b.split("\n", 1)[1] for b in guide.split("```")[1::2] if b.startswith("python\nimport hashlib")]
