@@ -326,6 +326,45 @@ def test_an_event_still_being_retried_when_the_dispatcher_stops_is_delivered_aft
     assert receiver.accepted_ids() == [f"{incident}:new:0", f"{incident}:update:1"]  # none lost, none twice, in order
 
 
+def test_changed_endpoints_in_the_routing_file_take_effect_without_a_restart_and_a_broken_change_is_refused(
+        kafka_settings: KafkaSettings, unique: str, tmp_path: Path) -> None:
+    create_topics(kafka_settings, pipeline_topics())
+    group = f"dispatcher-reload-{unique}"
+    position_group_at_end(kafka_settings, group)
+    old, new, fire = Receiver(SECRET).start(), Receiver(SECRET).start(), Receiver(SECRET).start()
+    routes = tmp_path / "routes.yaml"
+    secret = {"env": "CCTV_TEST_HOOK_SECRET"}
+
+    def write(endpoints: dict) -> None:
+        routes.write_text(yaml.safe_dump({"routes": [], "endpoints": endpoints}))
+
+    write({"police": {"webhooks": [{"name": "hq", "url": old.url, "secret": secret}]}})
+    env = {"CCTV_KAFKA__BOOTSTRAP_SERVERS": kafka_settings.bootstrap_servers, "CCTV_HTTP__PORT": "0",
+           "CCTV_LOG__FORMAT": "text", "CCTV_GROUP_ID": group, "CCTV_ROUTES_FILE": str(routes),
+           "CCTV_TEST_HOOK_SECRET": SECRET.decode()}
+    log_file = tmp_path / "dispatcher.log"
+    service = ServiceProcess("dispatcher", env, log_file, module="services.dispatcher.main").start()
+    try:
+        publish(kafka_settings, "police", alert(f"{unique}-a"))
+        wait_for(lambda: old.accepted_ids() == [f"{unique}-a:new:0"], 60, "delivery to the first endpoint")
+        # A change whose secret cannot be read is refused; the current endpoints keep working.
+        write({"police": {"webhooks": [{"name": "hq", "url": new.url, "secret": {"env": "CCTV_TEST_UNSET_SECRET"}}]}})
+        wait_for(lambda: "CCTV_TEST_UNSET_SECRET" in log_file.read_text(), 30, "the refused change to be logged")
+        write({"police": {"webhooks": [{"name": "hq", "url": new.url, "secret": secret}]},
+               "fire": {"webhooks": [{"name": "station", "url": fire.url, "secret": secret}]}})
+        wait_for(lambda: "endpoints changed" in log_file.read_text(), 30, "the new endpoints to be taken")
+        publish(kafka_settings, "police", alert(f"{unique}-b"))
+        publish(kafka_settings, "fire", alert(f"{unique}-c"))
+        wait_for(lambda: new.accepted_ids() and fire.accepted_ids(), 60, "delivery to the new endpoints")
+        assert service.alive
+    finally:
+        service.stop()
+        for receiver in (old, new, fire):
+            receiver.stop()
+    assert old.accepted_ids() == [f"{unique}-a:new:0"]
+    assert new.accepted_ids() == [f"{unique}-b:new:0"] and fire.accepted_ids() == [f"{unique}-c:new:0"]
+
+
 def test_the_verifier_printed_in_the_consumers_guide_accepts_real_signatures_and_rejects_forgeries() -> None:
     guide = (Path(__file__).resolve().parents[1] / "docs" / "consumers.md").read_text()
     (block,) = [b.split("\n", 1)[1] for b in guide.split("```")[1::2] if b.startswith("python\nimport hashlib")]

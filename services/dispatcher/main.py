@@ -37,7 +37,7 @@ from libs.topics import AUDIT, destination_topic
 from services.alert_router.routing import (
     DEFAULT_ROUTES_PATH,
     RoutingConfigError,
-    RoutingTable,
+    RoutingTableLoader,
 )
 from services.dispatcher.core import OffsetTracker
 from services.dispatcher.events import cloud_event
@@ -51,6 +51,7 @@ from services.dispatcher.worker import (
 
 log = logging.getLogger(__name__)
 SERVICE = "dispatcher"
+ROUTES_CHECK_S = 2.0  # how often the routing file is checked for changed endpoints
 MASKING_SECONDS = Histogram("cctv_dispatcher_masking_seconds", "Masking one snapshot (decode, detect, pixelate, encode)",
                             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5))
 
@@ -105,9 +106,10 @@ def build_workers(endpoints: dict[str, DestinationDelivery], policy: RetryPolicy
 
 
 class DispatcherLoop:
-    def __init__(self, runtime: ServiceRuntime[DispatcherSettings], table: RoutingTable) -> None:
+    def __init__(self, runtime: ServiceRuntime[DispatcherSettings], routes: RoutingTableLoader) -> None:
         settings = self.settings = runtime.settings
-        self.runtime = runtime
+        self.runtime, self.routes = runtime, routes
+        table = self.table = routes.table
         self.finished: FinishedQueue = queue.SimpleQueue()
         masking_needed = any(not d.unmasked and d.webhooks for d in table.endpoints.values())
         detector = FaceDetector(upscale=settings.masking_upscale) if masking_needed else None
@@ -121,6 +123,26 @@ class DispatcherLoop:
         self.tracker = OffsetTracker()
         self.paused: set[str] = set()
         self.next_commit = time.monotonic() + settings.commit_interval_s
+        self.next_routes_check = time.monotonic() + ROUTES_CHECK_S
+
+    def _endpoints_changed(self) -> bool:
+        """True when the routing file now holds other endpoints whose secrets can all be read (an
+        invalid file or a missing secret keeps the current endpoints, with the reason logged)."""
+        if time.monotonic() < self.next_routes_check:
+            return False
+        self.next_routes_check = time.monotonic() + ROUTES_CHECK_S
+        if not self.routes.reload_if_changed() or self.routes.table.endpoints == self.table.endpoints:
+            return False
+        try:
+            for delivery in self.routes.table.endpoints.values():
+                for endpoint in delivery.webhooks:
+                    endpoint.secret.read()
+        except ValueError as error:
+            log.error("keeping the current endpoints: %s", error)
+            self.routes.table = self.table
+            return False
+        log.info("endpoints changed in %s: restarting delivery with them", self.settings.routes_file)
+        return True
 
     def _assigned(self, _consumer: object, partitions: list[TopicPartition]) -> None:
         self.runtime.health.set_ready(True)
@@ -209,7 +231,10 @@ class DispatcherLoop:
         except KafkaException as error:
             log.warning("offset commit failed (events may be sent again; ids deduplicate): %s", error)
 
-    def run(self) -> None:
+    def run(self) -> bool:
+        """Delivers until shutdown (returns False) or until the endpoints change (returns True: the caller
+        starts a new loop; undelivered events, not committed, are picked up again and ids deduplicate)."""
+        reload = False
         for workers in self.workers.values():
             for worker in workers:
                 worker.start()
@@ -221,6 +246,9 @@ class DispatcherLoop:
                                     on_revoke=self._revoked, on_lost=self._revoked)
         try:
             while not self.runtime.shutdown.requested:
+                if self._endpoints_changed():
+                    reload = True
+                    break
                 if self.topics:
                     for message in self.consumer.consume(100, 0.2):
                         self._take(message)
@@ -241,19 +269,21 @@ class DispatcherLoop:
             self._commit()
             self.consumer.close()
             self.producer.flush(10)
+        return reload
 
 
 def main() -> None:
     runtime = start_service(SERVICE, DispatcherSettings)
     try:  # endpoints and their secrets are read at start: a wrong file or a missing Secret stops with the reason
-        table = RoutingTable.from_yaml(runtime.settings.routes_file)
-        loop = DispatcherLoop(runtime, table)
+        routes = RoutingTableLoader(runtime.settings.routes_file)
+        loop = DispatcherLoop(runtime, routes)
     except (RoutingConfigError, ValueError) as error:
         log.error("dispatcher configuration: %s", error)
         runtime.close()
         raise SystemExit(2) from None
     try:
-        loop.run()
+        while loop.run():
+            loop = DispatcherLoop(runtime, routes)
     finally:
         runtime.close()
 
