@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -66,7 +67,7 @@ class Receiver:
                     self._answer(500)
                     return
                 with receiver.lock:
-                    receiver.accepted.append(event | {"_headers": dict(self.headers)})
+                    receiver.accepted.append(event | {"_headers": dict(self.headers), "_received_at": time.time()})
                 self._answer(200)
 
             def _answer(self, status: int) -> None:
