@@ -37,7 +37,7 @@ from services.dispatcher.events import (
 from services.dispatcher.verify import verify
 from tests.assets_fetch import fetch_stills
 from tests.kafka_helpers import TopicWatcher, free_port, read_topic, wait_for
-from tests.test_masking import shared_detail
+from tests.masking_helpers import shared_detail
 from tests.webhook_receiver import Receiver
 
 SERDE = AvroSerde(shipped_catalog())

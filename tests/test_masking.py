@@ -9,10 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageFilter
+from PIL import Image
 
 from libs.masking import FaceDetector, Region, head_regions, mask_jpeg, pixelate
 from tests.assets_fetch import fetch_stills
+from tests.masking_helpers import shared_detail
 
 ANNOTATIONS = json.loads((Path(__file__).parent / "data" / "masking" / "faces.json").read_text())["images"]
 
@@ -25,17 +26,6 @@ def detector() -> FaceDetector:
 @pytest.fixture(scope="module")
 def stills() -> dict[str, Path]:
     return fetch_stills()
-
-
-def fine_detail(rgb: np.ndarray, box: list[int]) -> np.ndarray:
-    """The region's high-pass component (grey minus a 2 px Gaussian blur): features, edges, texture."""
-    patch = Image.fromarray(rgb).crop(tuple(box)).convert("L")
-    return (np.asarray(patch, float) - np.asarray(patch.filter(ImageFilter.GaussianBlur(2)), float)).ravel()
-
-
-def shared_detail(a: np.ndarray, b: np.ndarray, box: list[int]) -> float:
-    """Correlation of the two images' fine detail in `box`: ~1 for the same picture, ~0 once it is gone."""
-    return float(np.corrcoef(fine_detail(a, box), fine_detail(b, box))[0, 1])
 
 
 def detail(rgb: np.ndarray, box: list[int]) -> float:
