@@ -19,12 +19,14 @@ from typing import Any, Literal
 
 from libs.topics import (
     ALERTS,
+    AUDIT,
     CAMERA_ACTIVITY,
     CAMERA_STATUS,
     CAMERAS,
     DETECTIONS,
     DLQ,
     FRAMES,
+    INCIDENT_ACTIONS,
     PLATFORM_EVENTS,
     VIDEO_PACKETS,
     destination_topic,
@@ -60,6 +62,10 @@ class ServiceAccess:
     group_prefixes: tuple[str, ...]
     # Topics the service creates itself (Faust changelogs), granted by prefix.
     owned_topic_prefix: str | None = None
+    # Transactional ids it produces under (the inventory publisher), granted by prefix.
+    transactional_prefix: str | None = None
+    # DESCRIBE on every pipeline group, to show their lag (the console's health view).
+    describes_groups: bool = False
 
 
 def service_access(destination_topics: tuple[str, ...]) -> list[ServiceAccess]:
@@ -72,6 +78,17 @@ def service_access(destination_topics: tuple[str, ...]) -> list[ServiceAccess]:
         ServiceAccess("alert-router", (DETECTIONS, CAMERAS, FRAMES), (ALERTS, DLQ, *destination_topics),
                       ("cctv-alert-router", INVENTORY_READER_GROUP, "cctv-alert-evidence-"),
                       owned_topic_prefix="cctv-alert-router"),
+        # Every replica rebuilds incidents from alerts + actions and shows frames, boxes, health and events.
+        ServiceAccess("console", (ALERTS, INCIDENT_ACTIONS, CAMERA_ACTIVITY, CAMERA_STATUS, DETECTIONS, FRAMES,
+                                  CAMERAS, PLATFORM_EVENTS, AUDIT), (INCIDENT_ACTIONS, AUDIT),
+                      ("cctv-console-", INVENTORY_READER_GROUP), describes_groups=True),
+        # Cuts clips from raw video around each incident; holds, downloads and deletions are audited.
+        ServiceAccess("clip-writer", (ALERTS, VIDEO_PACKETS), (AUDIT, DLQ), ("cctv-clip-writer",)),
+        # Webhooks: reads the routed copies, audits every snapshot released.
+        ServiceAccess("dispatcher", destination_topics, (AUDIT, DLQ), ("cctv-dispatcher",)),
+        # Camera resources → inventory (transactions), pipeline state → Camera status.
+        ServiceAccess("camera-controller", (CAMERA_STATUS, CAMERA_ACTIVITY, ALERTS, CAMERAS), (CAMERAS,),
+                      ("cctv-camera-controller", INVENTORY_READER_GROUP), transactional_prefix="cctv-inventory-"),
     ]
 
 
@@ -99,6 +116,10 @@ def plan(topics: Iterable[str]) -> list[Grant]:
         grants += [Grant(principal, "topic", t, "literal", READ) for t in access.reads if t in present]
         grants += [Grant(principal, "topic", t, "literal", WRITE) for t in access.writes if t in present]
         grants += [Grant(principal, "group", g, "prefixed", ("READ", "DESCRIBE")) for g in access.group_prefixes]
+        if access.transactional_prefix:
+            grants.append(Grant(principal, "transactional-id", access.transactional_prefix, "prefixed", WRITE))
+        if access.describes_groups:
+            grants.append(Grant(principal, "group", "cctv-", "prefixed", ("DESCRIBE",)))
         if access.owned_topic_prefix:
             grants.append(Grant(principal, "topic", access.owned_topic_prefix, "prefixed",
                                 ("CREATE", "READ", "WRITE", "DESCRIBE", "DESCRIBE_CONFIGS")))
@@ -131,7 +152,7 @@ def _operator_grants(present: set[str]) -> list[Grant]:
     grants.append(Grant(principal, "transactional-id", "cctv-inventory-", "prefixed", ("WRITE", "DESCRIBE")))
     # Its own short-lived readers; DESCRIBE on every pipeline group so `cctv status` can show their lag.
     grants += [Grant(principal, "group", g, "prefixed", ("READ", "DESCRIBE"))
-               for g in ("cctv-status-", "cctv-alerts-tail-", INVENTORY_READER_GROUP)]
+               for g in ("cctv-compacted-reader-", "cctv-alerts-tail-", "cctv-audit-ledger-", INVENTORY_READER_GROUP)]
     grants.append(Grant(principal, "group", "cctv-", "prefixed", ("DESCRIBE",)))
     return grants
 

@@ -327,6 +327,7 @@ def cameras_list(
 alerts_app = typer.Typer(help="Alerts as control rooms and agencies receive them.", no_args_is_help=True)
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(__import__("cctv.evidence", fromlist=["app"]).app, name="evidence")
+app.add_typer(__import__("cctv.ledger", fromlist=["app"]).app, name="audit")
 
 
 @alerts_app.command("tail")

@@ -18,7 +18,7 @@ ALERTS = "cctv.alerts.v1"  # producer: alert-router; consumers: control room, `c
 DLQ = "cctv.dlq.v1"  # producer: every service; consumer: SREs
 PLATFORM_EVENTS = "cctv.platform-events.v1"  # producer: process supervisor (`cctv up`); consumers: console, `cctv status`
 INCIDENT_ACTIONS = "cctv.incident-actions.v1"  # producer: console (operators' actions); consumers: every console replica
-AUDIT = "cctv.audit.v1"  # producers: console (logins, live views, actions, denials), clip-writer and `cctv evidence` (holds, downloads, deletions); consumers: console, `cctv audit`, auditors
+AUDIT = "cctv.audit.v1"  # producers: console (logins, live views, actions, denials), clip-writer and `cctv evidence` (holds, downloads, deletions), dispatcher (snapshots released); consumers: console, `cctv audit`, auditors
 
 DEFAULT_DESTINATIONS = ("police", "fire", "disaster-management", "social-welfare")
 # One topic-name segment: lowercase letters, digits and inner dashes (Kafka also allows '.' and '_', but

@@ -29,6 +29,7 @@ SETTINGS_CLASSES = {
     "camera-controller": "services.camera_controller.main:ControllerSettings",
     "console": "services.console.settings:ConsoleSettings",
     "clip-writer": "services.clip_writer.settings:ClipWriterSettings",
+    "dispatcher": "services.dispatcher.main:DispatcherSettings",
 }
 
 

@@ -31,6 +31,7 @@ PIPELINE_SERVICES = {
     "detector": "cctv-detector",
     "alert-router": "cctv-alert-router",
     "clip-writer": "cctv-clip-writer",
+    "dispatcher": "cctv-dispatcher",
 }
 ONE_SHOTS = {"topics-init": ["cctv", "topics", "create"], "cameras-init": None, "evidence-key-init": None}
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|CREDENTIAL|SASL_USERNAME|API_KEY", re.IGNORECASE)

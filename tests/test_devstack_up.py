@@ -161,3 +161,15 @@ def test_reset_removes_state_and_the_next_run_starts_with_only_the_sample_camera
         assert fresh.wait(30) == 0 and "stopped Kafka on port" in output.read_text()
     finally:
         cctv(*down, cwd=tmp_path, env=own_cache)
+
+
+def test_dev_stack_runs_the_dispatcher_on_its_own_port_from_its_module() -> None:
+    import importlib
+
+    from cctv.devstack.services import DEV_STACK_SERVICES
+
+    specs = {spec.name: spec for spec in DEV_STACK_SERVICES}
+    assert specs["dispatcher"].module == "services.dispatcher.main"
+    assert callable(importlib.import_module(specs["dispatcher"].module).main)
+    ports = [spec.http_port for spec in DEV_STACK_SERVICES]
+    assert len(set(ports)) == len(ports)

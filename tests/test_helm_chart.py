@@ -435,7 +435,8 @@ def test_each_service_reads_the_shared_config_plus_only_its_own_section() -> Non
     )
     config_map = of_kind(manifests, "ConfigMap")[f"{RELEASE}-cctv-platform-config"]
     files = {name: yaml.safe_load(text) for name, text in config_map["data"].items()}
-    assert sorted(files) == sorted(["common.yaml", *(f"{c}.yaml" for c in ALL_COMPONENTS)])
+    # Every component has its file, enabled or not (the dispatcher is off by default and in production).
+    assert sorted(files) == sorted(["common.yaml", *(f"{c}.yaml" for c in (*ALL_COMPONENTS, "dispatcher"))])
     shared = {"kafka": {"extra": {"socket.keepalive.enable": "true"}}}
     assert files["detector.yaml"] == {**shared, "model": {"score_threshold": 0.4}}
     for name in ("common.yaml", "ingest.yaml", "frame-sampler.yaml", "alert-router.yaml"):
@@ -767,7 +768,7 @@ def test_each_service_logs_in_as_its_own_kafka_principal() -> None:
     manifests = render(VALUE_SETS["production"], ["kafka.principalPerService=true"])
     users = {doc["metadata"]["name"] for doc in yaml.safe_load_all((CHART / "kafka-acls" / "kafka-users.yaml").read_text())}
     deployments = by_component(manifests, "Deployment")
-    assert set(deployments) == set(COMPONENTS)
+    assert set(deployments) == {*ALL_COMPONENTS, CONTROLLER}
     for component, deployment in deployments.items():
         env = env_of(pod_spec(deployment)["containers"][0])
         assert env["CCTV_KAFKA__SASL_USERNAME"]["value"] == f"cctv-{component}" in users
@@ -776,3 +777,31 @@ def test_each_service_logs_in_as_its_own_kafka_principal() -> None:
     for job in of_kind(manifests, "Job").values():
         env = env_of(pod_spec(job)["containers"][0])
         assert env["CCTV_KAFKA__SASL_USERNAME"]["valueFrom"]["secretKeyRef"]["name"] == "cctv-kafka"
+
+
+def test_dispatcher_reads_its_endpoints_from_the_config_map_and_secrets_as_files(tmp_path: Path) -> None:
+    from services.alert_router.routing import RoutingTable
+
+    assert "dispatcher" not in by_component(render(), "Deployment")  # off until endpoints are configured
+    hook = "services.dispatcher.endpoints.police.webhooks[0]"
+    manifests = render(set_values=[
+        "services.dispatcher.enabled=true", "services.dispatcher.secretsSecret=cctv-webhooks",
+        f"{hook}.name=hq", f"{hook}.url=https://112.example/hooks", f"{hook}.secret.file=/var/run/secrets/cctv-webhooks/police",
+    ])
+    spec = by_component(manifests, "Deployment")["dispatcher"]["spec"]["template"]["spec"]
+    (container,) = spec["containers"]
+    assert container["args"] == ["cctv-dispatcher"]
+    routes_file = env_of(container)["CCTV_ROUTES_FILE"]["value"]
+    config_map = of_kind(manifests, "ConfigMap")[f"{RELEASE}-cctv-platform-config"]
+    endpoints_file = tmp_path / "endpoints.yaml"
+    endpoints_file.write_text(config_map["data"][Path(routes_file).name])
+    table = RoutingTable.from_yaml(endpoints_file)  # what the dispatcher will load validates
+    assert table.endpoints["police"].webhooks[0].url == "https://112.example/hooks"
+    volumes = {volume["name"]: volume for volume in spec["volumes"]}
+    assert volumes["webhook-secrets"]["secret"]["secretName"] == "cctv-webhooks"
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "webhook-secrets")
+    assert mount["readOnly"] and str(table.endpoints["police"].webhooks[0].secret.file).startswith(mount["mountPath"])
+    egress = of_kind(manifests, "NetworkPolicy")[f"{RELEASE}-cctv-platform-dispatcher-webhooks"]["spec"]["egress"]
+    assert [p["port"] for p in egress[0]["ports"]] == [443]
+    refused = render_failure(["services.dispatcher.enabled=true", "services.dispatcher.endpoints.Police.webhooks[0].name=x"])
+    assert "'Police' does not match" in refused and "missing properties 'url', 'secret'" in refused

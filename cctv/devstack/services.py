@@ -83,6 +83,8 @@ DEV_STACK_SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("alert-router", "services.alert_router.main", 9104),
     # Runs only when the local S3 store runs (SeaweedFS built by `make s3`); see cctv/devstack/s3.py.
     ServiceSpec("clip-writer", "services.clip_writer.main", 9105, extra_env=lambda ctx: ctx.object_store_env),
+    # Idles unless the routing file (CCTV_ROUTES_FILE) gives destinations webhook endpoints.
+    ServiceSpec("dispatcher", "services.dispatcher.main", 9106),
     # Its HTTP port is the web page operators open.
     ServiceSpec("console", "services.console.main", CONSOLE_PORT,
                 extra_env=lambda ctx: {"CCTV_DEV_USERS_DIR": str(ctx.state_dir)}, prepare=_prepare_console),

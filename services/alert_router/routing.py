@@ -10,6 +10,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from libs.destinations import DestinationDelivery, check_destination_names
 from libs.topics import DESTINATION_PATTERN, DESTINATION_RULE
 
 from .config import CameraConfig
@@ -65,6 +66,8 @@ class RoutingTable(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     routes: list[Route] = Field(default_factory=list)
+    # Per destination, where the dispatcher delivers its alerts (webhooks); see libs/destinations.py.
+    endpoints: dict[str, DestinationDelivery] = Field(default_factory=dict)
 
     @field_validator("routes")
     @classmethod
@@ -74,6 +77,11 @@ class RoutingTable(BaseModel):
         if duplicates:
             raise ValueError(f"route names {duplicates} are used more than once")
         return routes
+
+    @field_validator("endpoints")
+    @classmethod
+    def _endpoint_destinations_topic_safe(cls, endpoints: dict[str, DestinationDelivery]) -> dict[str, DestinationDelivery]:
+        return check_destination_names(endpoints)
 
     def route(self, alert: AlertEvent, camera: CameraConfig) -> list[str]:
         """Destinations for this alert (sorted, unique); [] when no route matches."""

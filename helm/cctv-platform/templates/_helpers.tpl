@@ -62,6 +62,13 @@ clipWriter:
   consumerGroup: cctv-clip-writer
   topic: cctv.alerts.v1
   lagScaled: true
+dispatcher:
+  name: dispatcher
+  command: cctv-dispatcher
+  consumerGroup: cctv-dispatcher
+  # Reads one topic per destination (cctv.alerts.<destination>.v1): no single topic to scale on.
+  topic: ""
+  lagScaled: false
 {{- end }}
 
 {{/* Labels on every object. */}}
