@@ -29,11 +29,15 @@ def test_each_service_reads_only_its_inputs_and_writes_only_its_outputs() -> Non
     routed = {f"cctv.alerts.{d}.v1" for d in DEFAULT_DESTINATIONS}
     assert _topics_with(grants, "cctv-alert-router", "WRITE") == {"cctv.alerts.v1", "cctv.dlq.v1",
                                                                     "cctv-alert-router"} | routed
-    # Nobody but ingest writes raw video; nobody but the sampler reads it; nobody but super users deletes.
+    # Nobody but ingest writes raw video; only the sampler and the clip-writer (evidence clips) read it;
+    # nobody but super users deletes.
     assert {g.principal for g in grants if g.name == "cctv.video.packets.v1" and "WRITE" in g.operations} == {
         "cctv-ingest"}
     assert {g.principal for g in grants if g.name == "cctv.video.packets.v1" and "READ" in g.operations} == {
-        "cctv-frame-sampler"}
+        "cctv-frame-sampler", "cctv-clip-writer"}
+    # The console writes only operators' actions and the ledger; the webhook dispatcher reads only routed copies.
+    assert _topics_with(grants, "cctv-console", "WRITE") == {"cctv.incident-actions.v1", "cctv.audit.v1"}
+    assert _topics_with(grants, "cctv-dispatcher", "READ") == routed
     assert not [g for g in grants if {"DELETE", "ALTER", "ALL", "CLUSTER_ACTION"} & set(g.operations)]
 
 
