@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 RUN_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: run test setup system-deps venv helm k8s s3 bench clean stop reset
+.PHONY: run test lint setup system-deps venv helm k8s s3 bench clean stop reset
 
 setup: system-deps venv
 
@@ -53,8 +53,14 @@ reset:
 	@if [ -x $(PY) ]; then $(PY) -m cctv.cli down --purge; \
 	 else rm -rf .cache/kafka/node-* .cache/registry/node-* run && echo "removed broker data and run/"; fi
 
+# Lint (ruff) and format check, then types (mypy on libs/ and services/): part of `make test`, so of CI.
+lint: setup
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
+
 # pytest exits 5 when it collects no test: report it instead of failing on it.
-test: setup helm k8s s3
+test: setup helm k8s s3 lint
 	@set +e; $(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests (exit 5)"; exit 0; fi; exit $$rc
 

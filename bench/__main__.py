@@ -35,9 +35,14 @@ console = Console()
 
 
 def _steps(quick: bool, only: set[str], detector_batches: int) -> int:
-    counts = {"ingest": 5 if quick else 7, "frame-sampler": 2 if quick else 3, "detector": detector_batches + 3,
-              "kafka": 6,
-              "e2e": 2 if quick else 3, "console": 1}
+    counts = {
+        "ingest": 5 if quick else 7,
+        "frame-sampler": 2 if quick else 3,
+        "detector": detector_batches + 3,
+        "kafka": 6,
+        "e2e": 2 if quick else 3,
+        "console": 1,
+    }
     return sum(count for stage, count in counts.items() if stage in only)
 
 
@@ -54,14 +59,22 @@ def main(
     quick: Annotated[bool, typer.Option(help="short runs (under ~3 minutes), fewer cameras")] = False,
     merge: Annotated[bool, typer.Option(help="keep earlier results of stages not run now")] = True,
     batches: Annotated[str, typer.Option(help="detector batch sizes, e.g. 1,2,4,8,16,32,64")] = "1,4,8",
-    providers: Annotated[list[str] | None, typer.Option(
-        help="detector ONNX Runtime provider(s) in order, e.g. CUDAExecutionProvider; default: best present")] = None,
-    kafka_loop: Annotated[bool, typer.Option(
-        help="also run the detector through the real Kafka loop (starts a broker)")] = True,
-    results_name: Annotated[str, typer.Option(
-        help="results file stem under docs/benchmarks (a GPU run keeps its own, e.g. results-gpu-cuda)")] = "results",
-    publish: Annotated[bool, typer.Option(
-        help="update the tracked files in docs/benchmarks (default: a new set under run/bench/)")] = False,
+    providers: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="detector ONNX Runtime provider(s) in order, e.g. CUDAExecutionProvider; default: best present"
+        ),
+    ] = None,
+    kafka_loop: Annotated[
+        bool, typer.Option(help="also run the detector through the real Kafka loop (starts a broker)")
+    ] = True,
+    results_name: Annotated[
+        str,
+        typer.Option(help="results file stem under docs/benchmarks (a GPU run keeps its own, e.g. results-gpu-cuda)"),
+    ] = "results",
+    publish: Annotated[
+        bool, typer.Option(help="update the tracked files in docs/benchmarks (default: a new set under run/bench/)")
+    ] = False,
 ) -> None:
     selected = set(only or STAGES)
     unknown = selected - set(STAGES)
@@ -76,8 +89,15 @@ def main(
     machine, date = machine_description(), now_iso()
     results: list[Result] = []
     started = time.monotonic()
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TimeElapsedColumn(), console=console, transient=False) as progress:
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    ) as progress:
         overall = progress.add_task("bench", total=_steps(quick, selected, len(batch_sizes)))
         current = progress.add_task("", total=None)
 
@@ -95,21 +115,27 @@ def main(
             with bench_broker() as bootstrap:
                 if "ingest" in selected:
                     from bench import ingest
+
                     results += ingest.run(bootstrap, quick, step)
                 if "detector" in selected:
                     from bench import detector
+
                     results += detector.run(bootstrap if kafka_loop else None, quick, step, batch_sizes, providers)
                 if "kafka" in selected:
                     from bench import transport
+
                     results += transport.run(bootstrap, quick, step)
         elif "detector" in selected:  # handler vs bare session.run only: no broker needed
             from bench import detector
+
             results += detector.run(None, quick, step, batch_sizes, providers)
         if "frame-sampler" in selected:
             from bench import sampler
+
             results += sampler.run(quick, step)
         if "e2e" in selected:
             from bench import e2e
+
             plan = [(1, 20.0), (8, 25.0)] if quick else [(1, 45.0), (8, 60.0), (32, 75.0)]
             for cameras, duration in plan:
                 step(f"e2e: {cameras} camera(s), 4 services as processes, {duration:.0f} s")
@@ -118,6 +144,7 @@ def main(
                 results += e2e.summarise(cameras, measured)
         if "console" in selected:
             from bench import console as console_bench
+
             duration = 60.0 if quick else 150.0
             step(f"console: 3,609 cameras in the inventory, {duration:.0f} s")
             with bench_broker() as bootstrap:
@@ -135,10 +162,13 @@ def main(
     path = directory / f"{name}.json"
     path.write_text(json.dumps(entries, indent=2, ensure_ascii=False) + "\n")
     from bench import report
+
     report.write(entries, name, directory)
     console.print(report.table(entries))
-    console.print(f"results in {path} ({time.monotonic() - started:.0f} s)"
-                  + ("" if publish else "; `make bench BENCH_ARGS=--publish` updates docs/benchmarks"))
+    console.print(
+        f"results in {path} ({time.monotonic() - started:.0f} s)"
+        + ("" if publish else "; `make bench BENCH_ARGS=--publish` updates docs/benchmarks")
+    )
 
 
 def run() -> None:

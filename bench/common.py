@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -38,15 +38,15 @@ class Result:
     params: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def throughput(cls, stage: str, metric: str, unit: str, service: float, bare: float, **params: Any) -> "Result":
+    def throughput(cls, stage: str, metric: str, unit: str, service: float, bare: float, **params: Any) -> Result:
         return cls(stage, metric, unit, service, bare, _safe_ratio(service, bare), params)
 
     @classmethod
-    def cost(cls, stage: str, metric: str, unit: str, service: float, bare: float, **params: Any) -> "Result":
+    def cost(cls, stage: str, metric: str, unit: str, service: float, bare: float, **params: Any) -> Result:
         return cls(stage, metric, unit, service, bare, _safe_ratio(bare, service), params)
 
     @classmethod
-    def plain(cls, stage: str, metric: str, unit: str, service: float | None, **params: Any) -> "Result":
+    def plain(cls, stage: str, metric: str, unit: str, service: float | None, **params: Any) -> Result:
         return cls(stage, metric, unit, service, None, None, params)
 
     def as_dict(self) -> dict[str, Any]:
@@ -64,8 +64,13 @@ def _gpu_name() -> str | None:
 
     if shutil.which("nvidia-smi") is None:
         return None
-    result = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"],
-                            capture_output=True, text=True, check=False, timeout=30)
+    result = subprocess.run(
+        ["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=30,
+    )
     if result.returncode != 0:
         return None
     return "; ".join(result.stdout.strip().splitlines()) or None
@@ -94,7 +99,7 @@ def machine_description() -> dict[str, Any]:
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+    return datetime.now(UTC).replace(microsecond=0).isoformat()
 
 
 def process_cpu_s() -> float:
@@ -116,7 +121,7 @@ class CpuMeter:
     def __init__(self) -> None:
         self.cpu_s = self.wall_s = 0.0
 
-    def __enter__(self) -> "CpuMeter":
+    def __enter__(self) -> CpuMeter:
         self._cpu, self._wall = process_cpu_s(), time.perf_counter()
         return self
 
@@ -153,8 +158,9 @@ def run_worker(function: str, params: dict[str, Any], timeout_s: float = 600) ->
     """Run `bench.<module>:<function>(**params)` in a fresh interpreter, so its CPU accounting is its own.
     The worker prints its result as JSON on the last line of stdout."""
     command = [sys.executable, "-m", "bench.worker", function, json.dumps(params)]
-    completed = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=timeout_s,
-                               env=os.environ | {"PYTHONUNBUFFERED": "1"})
+    completed = subprocess.run(
+        command, cwd=REPO, capture_output=True, text=True, timeout=timeout_s, env=os.environ | {"PYTHONUNBUFFERED": "1"}
+    )
     if completed.returncode != 0:
         raise RuntimeError(f"bench worker {function} failed ({completed.returncode}):\n{completed.stderr[-4000:]}")
     lines = [line for line in completed.stdout.splitlines() if line.strip()]

@@ -69,10 +69,16 @@ def _inventory(count: int) -> list[Any]:
     from libs.cameras import CameraEntry, GeoPoint
 
     rng = random.Random(7)
-    return [CameraEntry(camera_id=f"bench-con-{index:04d}", name=f"district camera {index}", site_id=f"site-{index // 3:04d}",
-                        stream_url=f"rtsp://10.0.{index // 250}.{index % 250}/stream",
-                        location=GeoPoint(lat=37.55 + rng.random() * 0.05, lon=126.95 + rng.random() * 0.07))
-            for index in range(count)]
+    return [
+        CameraEntry(
+            camera_id=f"bench-con-{index:04d}",
+            name=f"district camera {index}",
+            site_id=f"site-{index // 3:04d}",
+            stream_url=f"rtsp://10.0.{index // 250}.{index % 250}/stream",
+            location=GeoPoint(lat=37.55 + rng.random() * 0.05, lon=126.95 + rng.random() * 0.07),
+        )
+        for index in range(count)
+    ]
 
 
 class Feeder:
@@ -102,34 +108,96 @@ class Feeder:
     def states(self) -> None:
         now_ms = int(time.time() * 1000)
         for camera in self.cameras:
-            self.send("cctv.camera-status.v1", "CameraStatus", camera, {
-                "camera_id": camera, "session_id": "s", "state": "ONLINE", "reason": None, "fps": 15.0,
-                "bitrate_bps": 2e6, "last_packet_time": now_ms, "reconnect_attempt": 0, "ingest_instance": "bench",
-                "timestamp": now_ms})
+            self.send(
+                "cctv.camera-status.v1",
+                "CameraStatus",
+                camera,
+                {
+                    "camera_id": camera,
+                    "session_id": "s",
+                    "state": "ONLINE",
+                    "reason": None,
+                    "fps": 15.0,
+                    "bitrate_bps": 2e6,
+                    "last_packet_time": now_ms,
+                    "reconnect_attempt": 0,
+                    "ingest_instance": "bench",
+                    "timestamp": now_ms,
+                },
+            )
             state = "ACTIVE" if camera in self.active else "IDLE"
-            self.send("cctv.camera-activity.v1", "CameraActivity", camera, {
-                "camera_id": camera, "state": state, "motion_score": 0.1, "since": now_ms * 1000,
-                "timestamp": now_ms * 1000})
+            self.send(
+                "cctv.camera-activity.v1",
+                "CameraActivity",
+                camera,
+                {
+                    "camera_id": camera,
+                    "state": state,
+                    "motion_score": 0.1,
+                    "since": now_ms * 1000,
+                    "timestamp": now_ms * 1000,
+                },
+            )
         self.producer.flush(60)
 
     def frame(self, camera: str) -> None:
         now_us = int(time.time() * 1e6)
         self._sequence += 1
-        self.send("cctv.frames.v1", "Frame", camera, {
-            "camera_id": camera, "session_id": "s", "sequence": self._sequence, "capture_time": now_us, "pts_us": None,
-            "source_partition": 0, "source_offset": self._sequence, "width": self.width, "height": self.height,
-            "jpeg": self.jpeg, "motion_score": 0.1, "reason": "MOTION", "sampled_at": now_us})
+        self.send(
+            "cctv.frames.v1",
+            "Frame",
+            camera,
+            {
+                "camera_id": camera,
+                "session_id": "s",
+                "sequence": self._sequence,
+                "capture_time": now_us,
+                "pts_us": None,
+                "source_partition": 0,
+                "source_offset": self._sequence,
+                "width": self.width,
+                "height": self.height,
+                "jpeg": self.jpeg,
+                "motion_score": 0.1,
+                "reason": "MOTION",
+                "sampled_at": now_us,
+            },
+        )
         self.frames += 1
 
     def alert(self, camera: str) -> None:
         now_us = int(time.time() * 1e6)
         alert_id = str(uuid.uuid4())
-        self.send("cctv.alerts.v1", "Alert", alert_id, {
-            "alert_id": alert_id, "kind": "NEW", "sequence": 0, "event_type": "intrusion", "rule_id": "intrusion",
-            "severity": "HIGH", "camera_id": camera, "camera_name": camera, "site_id": "bench", "location": None,
-            "tags": [], "zone_id": "road", "zone_name": "road", "started_at": now_us, "detected_at": now_us,
-            "ended_at": None, "track_ids": [], "objects": [], "frame": None, "snapshot_jpeg": self.jpeg,
-            "description": "bench intrusion", "destinations": [], "produced_at": now_us})
+        self.send(
+            "cctv.alerts.v1",
+            "Alert",
+            alert_id,
+            {
+                "alert_id": alert_id,
+                "kind": "NEW",
+                "sequence": 0,
+                "event_type": "intrusion",
+                "rule_id": "intrusion",
+                "severity": "HIGH",
+                "camera_id": camera,
+                "camera_name": camera,
+                "site_id": "bench",
+                "location": None,
+                "tags": [],
+                "zone_id": "road",
+                "zone_name": "road",
+                "started_at": now_us,
+                "detected_at": now_us,
+                "ended_at": None,
+                "track_ids": [],
+                "objects": [],
+                "frame": None,
+                "snapshot_jpeg": self.jpeg,
+                "description": "bench intrusion",
+                "destinations": [],
+                "produced_at": now_us,
+            },
+        )
 
     def run(self) -> None:
         """Active cameras at 2 fps; every other camera a heartbeat frame every 30 s; an alert every 5 s."""
@@ -139,7 +207,7 @@ class Feeder:
             for camera in self.active:
                 self.frame(camera)
             per_half_second = max(1, len(idle) // 60)
-            for camera in idle[(tick * per_half_second) % len(idle):][:per_half_second]:
+            for camera in idle[(tick * per_half_second) % len(idle) :][:per_half_second]:
                 self.frame(camera)
             if time.monotonic() >= next_alert:
                 self.alert(random.choice(self.active))
@@ -207,18 +275,26 @@ def run(bootstrap: str, duration_s: float, active: int, browser: bool) -> list[d
     entries = _inventory(CAMERAS)
     serde = AvroSerde(shipped_catalog())
     for start in range(0, len(entries), 500):
-        publish(kafka, serde, entries[start:start + 500])
+        publish(kafka, serde, entries[start : start + 500])
     feeder = Feeder(bootstrap, [e.camera_id for e in entries], active)
     feeder.states()
     workdir = Path(tempfile.mkdtemp(prefix="bench-console-"))
     users = workdir / "users.yaml"
-    users.write_text(json.dumps({"users": {"operator": {"password_hash": hash_password(PASSWORD), "role": "operator"}}}))
+    users.write_text(
+        json.dumps({"users": {"operator": {"password_hash": hash_password(PASSWORD), "role": "operator"}}})
+    )
     port = 18000 + os.getpid() % 1000
-    env = os.environ | {"CCTV_KAFKA__BOOTSTRAP_SERVERS": bootstrap, "CCTV_USERS_FILE": str(users),
-                        "CCTV_SESSION_KEY": uuid.uuid4().hex * 2, "CCTV_HTTP__PORT": str(port), "CCTV_LOG__FORMAT": "text"}
+    env = os.environ | {
+        "CCTV_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
+        "CCTV_USERS_FILE": str(users),
+        "CCTV_SESSION_KEY": uuid.uuid4().hex * 2,
+        "CCTV_HTTP__PORT": str(port),
+        "CCTV_LOG__FORMAT": "text",
+    }
     with open(workdir / "console.log", "wb") as log:  # the child keeps its own copy of the descriptor
-        process = subprocess.Popen([sys.executable, "-m", "services.console.main"], env=env, stdout=log,
-                                   stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "services.console.main"], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         started = time.monotonic()
@@ -234,8 +310,10 @@ def run(bootstrap: str, duration_s: float, active: int, browser: bool) -> list[d
         ready_s = time.monotonic() - started
         token = httpx.post(f"{url}/api/v1/login", json={"username": "operator", "password": PASSWORD}).json()["token"]
         stop, timings = threading.Event(), []
-        threads = [threading.Thread(target=feeder.run, daemon=True),
-                   threading.Thread(target=_wall_client, args=(url, token, stop, timings), daemon=True)]
+        threads = [
+            threading.Thread(target=feeder.run, daemon=True),
+            threading.Thread(target=_wall_client, args=(url, token, stop, timings), daemon=True),
+        ]
         for thread in threads:
             thread.start()
         samples: list[tuple[float, float]] = []
@@ -264,11 +342,18 @@ def run(bootstrap: str, duration_s: float, active: int, browser: bool) -> list[d
         xs = [t for t, _ in samples if t >= duration_s / 2]
         slope = statistics.linear_regression(xs, half).slope * 60
     result = {
-        "cameras_in_inventory": cameras, "active_cameras": active, "duration_s": duration_s,
-        "frames_published": feeder.frames, "frames_per_s": round(feeder.frames / duration_s, 1),
-        "ready_after_s": round(ready_s, 1), "tiles": len(wall["tiles"]), "idle_collapsed": wall["idle_count"],
-        "rss_mb_first_half_max": round(max(first), 1), "rss_mb_second_half_max": round(max(half), 1),
-        "rss_mb_end": round(samples[-1][1], 1), "rss_slope_mb_per_min_second_half": round(slope, 2),
+        "cameras_in_inventory": cameras,
+        "active_cameras": active,
+        "duration_s": duration_s,
+        "frames_published": feeder.frames,
+        "frames_per_s": round(feeder.frames / duration_s, 1),
+        "ready_after_s": round(ready_s, 1),
+        "tiles": len(wall["tiles"]),
+        "idle_collapsed": wall["idle_count"],
+        "rss_mb_first_half_max": round(max(first), 1),
+        "rss_mb_second_half_max": round(max(half), 1),
+        "rss_mb_end": round(samples[-1][1], 1),
+        "rss_slope_mb_per_min_second_half": round(slope, 2),
         "console_cores": round(cpu, 2),
         "wall_api_p50_ms": round(statistics.median(timings), 1),
         "wall_api_p95_ms": round(sorted(timings)[int(len(timings) * 0.95)], 1),
@@ -286,8 +371,12 @@ def summarise(measured: dict[str, Any]) -> list[Any]:
 
     params = {k: measured[k] for k in ("cameras_in_inventory", "active_cameras", "frames_per_s", "duration_s")}
     return [
-        Result.plain("console", "resident memory, second half (max)", "MB", measured["rss_mb_second_half_max"], **params),
-        Result.plain("console", "memory slope, second half", "MB/min", measured["rss_slope_mb_per_min_second_half"], **params),
+        Result.plain(
+            "console", "resident memory, second half (max)", "MB", measured["rss_mb_second_half_max"], **params
+        ),
+        Result.plain(
+            "console", "memory slope, second half", "MB/min", measured["rss_slope_mb_per_min_second_half"], **params
+        ),
         Result.plain("console", "CPU", "cores", measured["console_cores"], **params),
         Result.plain("console", "GET /api/v1/wall p50", "ms", measured["wall_api_p50_ms"], **params),
         Result.plain("console", "capture→pixels p50 (Chromium)", "ms", measured["capture_to_pixels_p50_ms"], **params),

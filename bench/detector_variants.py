@@ -48,14 +48,29 @@ def build_variants() -> list[Variant]:
     BUILD_DIR.mkdir(parents=True, exist_ok=True)
     fp32_any, qoperator = BUILD_DIR / "fp32-any-size.onnx", BUILD_DIR / "int8-qoperator.onnx"
     if not (fp32_any.is_file() and qoperator.is_file()):
-        subprocess.run([sys.executable, str(REPO / "models" / "quantize_centernet.py"), "--format", "qoperator",
-                        "--output", str(qoperator), "--fp32-dynamic-output", str(fp32_any)],
-                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run(
+            [
+                sys.executable,
+                str(REPO / "models" / "quantize_centernet.py"),
+                "--format",
+                "qoperator",
+                "--output",
+                str(qoperator),
+                "--fp32-dynamic-output",
+                str(fp32_any),
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
     return [
-        Variant("fp32-512", FP32, 512), Variant("int8-qdq-512", INT8, 512),
+        Variant("fp32-512", FP32, 512),
+        Variant("int8-qdq-512", INT8, 512),
         Variant("int8-qoperator-512", qoperator, 512),
-        Variant("fp32-384", fp32_any, 384), Variant("int8-qdq-384", INT8, 384),
-        Variant("fp32-320", fp32_any, 320), Variant("int8-qdq-320", INT8, 320),
+        Variant("fp32-384", fp32_any, 384),
+        Variant("int8-qdq-384", INT8, 384),
+        Variant("fp32-320", fp32_any, 320),
+        Variant("int8-qdq-320", INT8, 320),
     ]
 
 
@@ -68,8 +83,10 @@ def clip_jpegs(first: float, last: float, count: int) -> list[bytes]:
         frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
     start, stop = int(len(frames) * first), int(len(frames) * last)
     picks = np.linspace(start, stop - 1, count).round().astype(int)
-    return [simplejpeg.encode_jpeg(np.ascontiguousarray(frames[i]), quality=80, colorspace="RGB", fastdct=True)
-            for i in picks]
+    return [
+        simplejpeg.encode_jpeg(np.ascontiguousarray(frames[i]), quality=80, colorspace="RGB", fastdct=True)
+        for i in picks
+    ]
 
 
 def iou(a: DetectedObject, b: DetectedObject) -> float:
@@ -80,7 +97,9 @@ def iou(a: DetectedObject, b: DetectedObject) -> float:
     return inter / union if union > 0 else 0.0
 
 
-def match(reference: list[DetectedObject], candidate: list[DetectedObject]) -> list[tuple[DetectedObject, DetectedObject, float]]:
+def match(
+    reference: list[DetectedObject], candidate: list[DetectedObject]
+) -> list[tuple[DetectedObject, DetectedObject, float]]:
     """Greedy one-to-one matching, reference boxes by descending score, at IoU >= MATCH_IOU."""
     free = list(candidate)
     pairs = []
@@ -92,14 +111,18 @@ def match(reference: list[DetectedObject], candidate: list[DetectedObject]) -> l
     return pairs
 
 
-def agreement(reference: list[list[DetectedObject]], candidate: list[list[DetectedObject]],
-              classes: tuple[str, ...], min_reference_score: float = 0.0) -> dict[str, Any]:
+def agreement(
+    reference: list[list[DetectedObject]],
+    candidate: list[list[DetectedObject]],
+    classes: tuple[str, ...],
+    min_reference_score: float = 0.0,
+) -> dict[str, Any]:
     """Recall of the reference's boxes of `classes` (same class, IoU >= 0.5), IoU and score change.
     With `min_reference_score`, only reference boxes that confident count (the variant's at 0.2 may match)."""
     ref_total = cand_total = 0
     ious: list[float] = []
     score_deltas: list[float] = []
-    for ref_frame, cand_frame in zip(reference, candidate):
+    for ref_frame, cand_frame in zip(reference, candidate, strict=False):
         refs = [d for d in ref_frame if d.class_name in classes and d.score >= min_reference_score]
         cands = [d for d in cand_frame if d.class_name in classes]
         ref_total, cand_total = ref_total + len(refs), cand_total + len(cands)
@@ -108,7 +131,9 @@ def agreement(reference: list[list[DetectedObject]], candidate: list[list[Detect
                 ious.append(overlap)
                 score_deltas.append(cand.score - ref.score)
     return {
-        "reference_boxes": ref_total, "variant_boxes": cand_total, "matched": len(ious),
+        "reference_boxes": ref_total,
+        "variant_boxes": cand_total,
+        "matched": len(ious),
         "recall_of_fp32": round(len(ious) / ref_total, 3) if ref_total else None,
         "precision_vs_fp32": round(len(ious) / cand_total, 3) if cand_total else None,
         "mean_iou": round(statistics.fmean(ious), 3) if ious else None,
@@ -118,8 +143,10 @@ def agreement(reference: list[list[DetectedObject]], candidate: list[list[Detect
 
 
 def still_summary(detections: list[DetectedObject]) -> list[list[Any]]:
-    return [[d.class_name, round(d.score, 2), [round(v, 2) for v in (d.x1, d.y1, d.x2, d.y2)]]
-            for d in sorted(detections, key=lambda d: -d.score)]
+    return [
+        [d.class_name, round(d.score, 2), [round(v, 2) for v in (d.x1, d.y1, d.x2, d.y2)]]
+        for d in sorted(detections, key=lambda d: -d.score)
+    ]
 
 
 def measure(variants: list[Variant], rounds: int, batches: tuple[int, ...]) -> dict[str, Any]:
@@ -128,8 +155,9 @@ def measure(variants: list[Variant], rounds: int, batches: tuple[int, ...]) -> d
     from services.detector.model import run_batch
     from tests.assets_fetch import DEFAULT_CACHE_DIR, fetch_stills
 
-    detectors = {v.name: Detector(DetectorModelConfig(path=v.path, input_size=v.input_size, max_batch_size=8))
-                 for v in variants}
+    detectors = {
+        v.name: Detector(DetectorModelConfig(path=v.path, input_size=v.input_size, max_batch_size=8)) for v in variants
+    }
     for detector in detectors.values():
         detector.warmup(runs=1)
 
@@ -137,21 +165,35 @@ def measure(variants: list[Variant], rounds: int, batches: tuple[int, ...]) -> d
     eval_jpegs = clip_jpegs(0.5, 1.0, EVAL_FRAMES)
     stills = {name: path.read_bytes() for name, path in fetch_stills(DEFAULT_CACHE_DIR).items()}
     detections = {name: d.detect_jpegs(eval_jpegs).results for name, d in detectors.items()}
-    still_detections = {name: {still: d.detect_jpegs([payload]).results[0] for still, payload in stills.items()}
-                        for name, d in detectors.items()}
+    still_detections = {
+        name: {still: d.detect_jpegs([payload]).results[0] for still, payload in stills.items()}
+        for name, d in detectors.items()
+    }
     reference = detections["fp32-512"]
-    accuracy = {name: {"person": agreement(reference, found, ("person",)),
-                       "person_fp32_score_at_least_0.3": agreement(reference, found, ("person",), 0.3),
-                       "person_fp32_score_at_least_0.4": agreement(reference, found, ("person",), 0.4),
-                       "vehicle": agreement(reference, found, VEHICLES),
-                       "all_classes": agreement(reference, found, tuple(d.class_name for f in reference for d in f))}
-                for name, found in detections.items()}
+    accuracy = {
+        name: {
+            "person": agreement(reference, found, ("person",)),
+            "person_fp32_score_at_least_0.3": agreement(reference, found, ("person",), 0.3),
+            "person_fp32_score_at_least_0.4": agreement(reference, found, ("person",), 0.4),
+            "vehicle": agreement(reference, found, VEHICLES),
+            "all_classes": agreement(reference, found, tuple(d.class_name for f in reference for d in f)),
+        }
+        for name, found in detections.items()
+    }
     still_accuracy = {
-        name: {still: {"agreement_with_fp32_512": agreement([still_detections["fp32-512"][still]], [found], tuple(
-                   {d.class_name for d in still_detections["fp32-512"][still]})),
-                       "detections": still_summary(found)}
-               for still, found in by_still.items()}
-        for name, by_still in still_detections.items()}
+        name: {
+            still: {
+                "agreement_with_fp32_512": agreement(
+                    [still_detections["fp32-512"][still]],
+                    [found],
+                    tuple({d.class_name for d in still_detections["fp32-512"][still]}),
+                ),
+                "detections": still_summary(found),
+            }
+            for still, found in by_still.items()
+        }
+        for name, by_still in still_detections.items()
+    }
 
     # Speed: rotating order within each round; ratios are taken within the round.
     speed: dict[str, Any] = {}
@@ -161,7 +203,7 @@ def measure(variants: list[Variant], rounds: int, batches: tuple[int, ...]) -> d
         bare: dict[str, list[float]] = {v.name: [] for v in variants}
         full: dict[str, list[float]] = {v.name: [] for v in variants}
         for round_index in range(rounds):
-            order = variants[round_index % len(variants):] + variants[:round_index % len(variants)]
+            order = variants[round_index % len(variants) :] + variants[: round_index % len(variants)]
             for variant in order:
                 detector = detectors[variant.name]
                 started = time.perf_counter()
@@ -174,13 +216,18 @@ def measure(variants: list[Variant], rounds: int, batches: tuple[int, ...]) -> d
             v.name: {
                 "bare_ms_per_frame_median": round(statistics.median(bare[v.name]), 1),
                 "detector_ms_per_frame_median": round(statistics.median(full[v.name]), 1),
-                "speedup_vs_fp32_512_bare": round(statistics.median(
-                    ref / mine for ref, mine in zip(bare["fp32-512"], bare[v.name])), 3),
-                "speedup_vs_fp32_512_detector": round(statistics.median(
-                    ref / mine for ref, mine in zip(full["fp32-512"], full[v.name])), 3),
-                "bare_over_detector": round(statistics.median(
-                    b / f for b, f in zip(bare[v.name], full[v.name])), 3),
-            } for v in variants}
+                "speedup_vs_fp32_512_bare": round(
+                    statistics.median(ref / mine for ref, mine in zip(bare["fp32-512"], bare[v.name], strict=False)), 3
+                ),
+                "speedup_vs_fp32_512_detector": round(
+                    statistics.median(ref / mine for ref, mine in zip(full["fp32-512"], full[v.name], strict=False)), 3
+                ),
+                "bare_over_detector": round(
+                    statistics.median(b / f for b, f in zip(bare[v.name], full[v.name], strict=False)), 3
+                ),
+            }
+            for v in variants
+        }
     for detector in detectors.values():
         detector.close()
     return {"speed": speed, "accuracy_on_clip_eval_frames": accuracy, "stills": still_accuracy}
@@ -200,18 +247,29 @@ def main(argv: list[str] | None = None) -> int:
     results = measure(variants, args.rounds, tuple(args.batches))
     report = {
         "what": "detector model variants, interleaved in one run; ratios are same-round",
-        "machine": {"cpus": len(__import__("os").sched_getaffinity(0)), "python": platform.python_version(),
-                    "onnxruntime": onnxruntime.__version__, "loadavg_before": load_before,
-                    "loadavg_after": Path("/proc/loadavg").read_text().split()[:3]},
-        "rounds": args.rounds, "eval_frames": f"{EVAL_FRAMES} evenly spaced in the second half of {SAMPLE_H264.name}",
+        "machine": {
+            "cpus": len(__import__("os").sched_getaffinity(0)),
+            "python": platform.python_version(),
+            "onnxruntime": onnxruntime.__version__,
+            "loadavg_before": load_before,
+            "loadavg_after": Path("/proc/loadavg").read_text().split()[:3],
+        },
+        "rounds": args.rounds,
+        "eval_frames": f"{EVAL_FRAMES} evenly spaced in the second half of {SAMPLE_H264.name}",
         "variants": {v.name: {"file": str(v.path.relative_to(REPO)), "input_size": v.input_size} for v in variants},
-        "seconds": round(time.time() - started, 1), **results,
+        "seconds": round(time.time() - started, 1),
+        **results,
     }
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report["speed"], indent=1))
     for name, found in report["accuracy_on_clip_eval_frames"].items():
-        print(name, {kind: (numbers["recall_of_fp32"], numbers["mean_iou"], numbers["mean_score_delta"])
-                     for kind, numbers in found.items()})
+        print(
+            name,
+            {
+                kind: (numbers["recall_of_fp32"], numbers["mean_iou"], numbers["mean_score_delta"])
+                for kind, numbers in found.items()
+            },
+        )
     return 0
 
 

@@ -43,12 +43,27 @@ def main() -> None:
     def arrivals() -> dict[str, float]:
         with receiver.lock:
             return {e["id"]: e["_received_at"] for e in receiver.accepted}
+
     with tempfile.TemporaryDirectory() as scratch:
         routes = Path(scratch) / "routes.yaml"
-        routes.write_text(yaml.safe_dump({"routes": [], "endpoints": {"police": {"webhooks": [
-            {"name": "hq", "url": receiver.url, "secret": {"env": "BENCH_SECRET"}}]}}}))
-        env = {"CCTV_KAFKA__BOOTSTRAP_SERVERS": args.bootstrap, "CCTV_HTTP__PORT": "0", "CCTV_LOG__FORMAT": "text",
-               "CCTV_GROUP_ID": group, "CCTV_ROUTES_FILE": str(routes), "BENCH_SECRET": SECRET.decode()}
+        routes.write_text(
+            yaml.safe_dump(
+                {
+                    "routes": [],
+                    "endpoints": {
+                        "police": {"webhooks": [{"name": "hq", "url": receiver.url, "secret": {"env": "BENCH_SECRET"}}]}
+                    },
+                }
+            )
+        )
+        env = {
+            "CCTV_KAFKA__BOOTSTRAP_SERVERS": args.bootstrap,
+            "CCTV_HTTP__PORT": "0",
+            "CCTV_LOG__FORMAT": "text",
+            "CCTV_GROUP_ID": group,
+            "CCTV_ROUTES_FILE": str(routes),
+            "BENCH_SECRET": SECRET.decode(),
+        }
         service = ServiceProcess("dispatcher", env, Path(scratch) / "d.log", module="services.dispatcher.main").start()
         try:
             warm = f"warm-{uuid.uuid4().hex[:6]}"
@@ -79,8 +94,18 @@ def main() -> None:
     def pick(q: float) -> float:
         return latencies[min(len(latencies) - 1, int(q * len(latencies)))]
 
-    print(json.dumps({"alerts": args.alerts, "p50_ms": round(pick(0.5)), "p95_ms": round(pick(0.95)),
-                      "max_ms": round(latencies[-1]), "rate": args.rate or "burst", "events_per_s": round(args.alerts / elapsed, 1)}))
+    print(
+        json.dumps(
+            {
+                "alerts": args.alerts,
+                "p50_ms": round(pick(0.5)),
+                "p95_ms": round(pick(0.95)),
+                "max_ms": round(latencies[-1]),
+                "rate": args.rate or "burst",
+                "events_per_s": round(args.alerts / elapsed, 1),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

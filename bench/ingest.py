@@ -32,8 +32,12 @@ def service_worker(bootstrap: str, cameras: int, duration_s: float, warmup_s: fl
     runtime = ServiceRuntime("ingest", settings, Health(60), Shutdown(), make_serde(settings.registry), None)
     ingest = Ingest(runtime)
     for index in range(cameras):
-        ingest.start_camera(0, CameraEntry(camera_id=f"bench-sub-{index:04d}", stream_url=f"file://{SAMPLE_SUBSTREAM}",
-                                           loop=True, realtime=True))
+        ingest.start_camera(
+            0,
+            CameraEntry(
+                camera_id=f"bench-sub-{index:04d}", stream_url=f"file://{SAMPLE_SUBSTREAM}", loop=True, realtime=True
+            ),
+        )
 
     def packets() -> int:
         return sum(puller.packets for puller in list(ingest.pullers.values()))
@@ -124,8 +128,10 @@ def run(bootstrap: str, quick: bool, step: Any) -> list[Result]:
     unpaced_cpu_per_packet = unpaced["cpu_s"] / unpaced["packets"]
     for cameras in camera_counts:
         step(f"ingest: {cameras} cameras through Ingest → Kafka")
-        service = run_worker("ingest:service_worker", {"bootstrap": bootstrap, "cameras": cameras,
-                                                       "duration_s": duration, "warmup_s": warmup})
+        service = run_worker(
+            "ingest:service_worker",
+            {"bootstrap": bootstrap, "cameras": cameras, "duration_s": duration, "warmup_s": warmup},
+        )
         step(f"ingest: {cameras} cameras, bare paced demux")
         bare = run_worker("ingest:bare_worker", {"cameras": cameras, "duration_s": duration, "warmup_s": warmup})
         expected = STREAM_FPS * cameras
@@ -133,22 +139,52 @@ def run(bootstrap: str, quick: bool, step: Any) -> list[Result]:
         bare_pps = bare["packets"] / bare["wall_s"]
         service_cpu_per_packet = service["cpu_s"] / max(1, service["packets"])
         bare_cpu_per_packet = bare["cpu_s"] / max(1, bare["packets"])
-        params = {"cameras": cameras, "stream": "640x360 H.264 15 fps (vtest-360p15.mp4, file://, realtime, loop)",
-                  "duration_s": duration, "expected_packets_per_s": expected}
+        params = {
+            "cameras": cameras,
+            "stream": "640x360 H.264 15 fps (vtest-360p15.mp4, file://, realtime, loop)",
+            "duration_s": duration,
+            "expected_packets_per_s": expected,
+        }
         results += [
-            Result.throughput("ingest", "packets per second", "packets/s", round(service_pps, 1), round(bare_pps, 1),
-                              **params, dropped_packets=service["dropped"]),
-            Result.cost("ingest", "CPU per packet (paced)", "µs CPU/packet", round(service_cpu_per_packet * 1e6, 1),
-                        round(bare_cpu_per_packet * 1e6, 1), **params),
-            Result.cost("ingest", "CPU per camera", "cores/camera",
-                        round(service["cpu_s"] / service["wall_s"] / cameras, 5),
-                        round(bare["cpu_s"] / bare["wall_s"] / cameras, 5), **params,
-                        cores_used_service=round(service["cpu_s"] / service["wall_s"], 3),
-                        cores_used_bare=round(bare["cpu_s"] / bare["wall_s"], 3)),
+            Result.throughput(
+                "ingest",
+                "packets per second",
+                "packets/s",
+                round(service_pps, 1),
+                round(bare_pps, 1),
+                **params,
+                dropped_packets=service["dropped"],
+            ),
+            Result.cost(
+                "ingest",
+                "CPU per packet (paced)",
+                "µs CPU/packet",
+                round(service_cpu_per_packet * 1e6, 1),
+                round(bare_cpu_per_packet * 1e6, 1),
+                **params,
+            ),
+            Result.cost(
+                "ingest",
+                "CPU per camera",
+                "cores/camera",
+                round(service["cpu_s"] / service["wall_s"] / cameras, 5),
+                round(bare["cpu_s"] / bare["wall_s"] / cameras, 5),
+                **params,
+                cores_used_service=round(service["cpu_s"] / service["wall_s"], 3),
+                cores_used_bare=round(bare["cpu_s"] / bare["wall_s"], 3),
+            ),
         ]
     biggest = max(camera_counts)
     service_row = next(r for r in results if r.metric == "CPU per packet (paced)" and r.params["cameras"] == biggest)
-    results.append(Result.cost("ingest", "CPU per packet vs unpaced demux", "µs CPU/packet", service_row.service or 0,
-                               round(unpaced_cpu_per_packet * 1e6, 1), cameras=biggest,
-                               note="bare = one thread demuxing as fast as it can (no pacing, no threads)"))
+    results.append(
+        Result.cost(
+            "ingest",
+            "CPU per packet vs unpaced demux",
+            "µs CPU/packet",
+            service_row.service or 0,
+            round(unpaced_cpu_per_packet * 1e6, 1),
+            cameras=biggest,
+            note="bare = one thread demuxing as fast as it can (no pacing, no threads)",
+        )
+    )
     return results

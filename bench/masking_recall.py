@@ -44,8 +44,13 @@ def covered(face: list[int], found: list[Region], grow: float, width: int, heigh
     return False
 
 
-def measure(detector: FaceDetector, images: dict[str, np.ndarray], faces: dict[str, list[list[int]]],
-            grow: float = 1.3, repeats: int = 3) -> dict[str, tuple[int, int, float]]:
+def measure(
+    detector: FaceDetector,
+    images: dict[str, np.ndarray],
+    faces: dict[str, list[list[int]]],
+    grow: float = 1.3,
+    repeats: int = 3,
+) -> dict[str, tuple[int, int, float]]:
     """name → (faces found, faces present, median seconds per frame)."""
     results = {}
     for name, rgb in images.items():

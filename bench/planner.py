@@ -30,13 +30,27 @@ def city(n_demand: int, n_cameras: int, n_candidates: int, seed: int = 0) -> dic
     rng = np.random.default_rng(seed)
     centres = rng.uniform((0, 0), CITY_M, size=(400, 2))
     clustered = int(n_demand * 0.7)
-    demand = np.vstack([centres[rng.integers(0, 400, clustered)] + rng.normal(0, 250, (clustered, 2)),
-                        rng.uniform((0, 0), CITY_M, size=(n_demand - clustered, 2))])
-    cameras = np.vstack([centres[rng.integers(0, 400, n_cameras // 2)] + rng.normal(0, 400, (n_cameras // 2, 2)),
-                         rng.uniform((0, 0), CITY_M, size=(n_cameras - n_cameras // 2, 2))])
-    candidates = demand[rng.choice(n_demand, n_candidates, replace=n_candidates > n_demand)] + rng.normal(0, 20, (n_candidates, 2))
-    return {"demand": demand, "weight": rng.choice([1.0, 1.0, 1.0, 3.0, 10.0], n_demand), "cameras": cameras,
-            "candidates": candidates}
+    demand = np.vstack(
+        [
+            centres[rng.integers(0, 400, clustered)] + rng.normal(0, 250, (clustered, 2)),
+            rng.uniform((0, 0), CITY_M, size=(n_demand - clustered, 2)),
+        ]
+    )
+    cameras = np.vstack(
+        [
+            centres[rng.integers(0, 400, n_cameras // 2)] + rng.normal(0, 400, (n_cameras // 2, 2)),
+            rng.uniform((0, 0), CITY_M, size=(n_cameras - n_cameras // 2, 2)),
+        ]
+    )
+    candidates = demand[rng.choice(n_demand, n_candidates, replace=n_candidates > n_demand)] + rng.normal(
+        0, 20, (n_candidates, 2)
+    )
+    return {
+        "demand": demand,
+        "weight": rng.choice([1.0, 1.0, 1.0, 3.0, 10.0], n_demand),
+        "cameras": cameras,
+        "candidates": candidates,
+    }
 
 
 def run_case(n_demand: int, n_cameras: int, n_candidates: int, budget: int, time_limit_s: float) -> dict:
@@ -63,18 +77,31 @@ def run_case(n_demand: int, n_cameras: int, n_candidates: int, budget: int, time
     lap("lscp_s")
     hotspot_grid(data["demand"], data["weight"], Hotspots(cell_m=200, max_cells=40_000, permutations=99))
     lap("hotspots_s")
-    return {"demand": n_demand, "cameras": n_cameras, "candidates": n_candidates, "budget": budget,
-            "nonzeros": int(matrix.nnz), "patterns": int(reduced.patterns.shape[0]),
-            "useful_candidates": len(reduced.sites), "method": selection.method,
-            "covered_weight": round(selection.covered_weight, 1), "upper_bound": round(selection.upper_bound, 1),
-            "gap_pct": round(100 * selection.gap, 3), "lscp_cameras": len(cover.sites),
-            "lscp_lower_bound": cover.lower_bound, "lscp_method": cover.method, **timings,
-            "total_s": round(sum(timings.values()), 2)}
+    return {
+        "demand": n_demand,
+        "cameras": n_cameras,
+        "candidates": n_candidates,
+        "budget": budget,
+        "nonzeros": int(matrix.nnz),
+        "patterns": int(reduced.patterns.shape[0]),
+        "useful_candidates": len(reduced.sites),
+        "method": selection.method,
+        "covered_weight": round(selection.covered_weight, 1),
+        "upper_bound": round(selection.upper_bound, 1),
+        "gap_pct": round(100 * selection.gap, 3),
+        "lscp_cameras": len(cover.sites),
+        "lscp_lower_bound": cover.lower_bound,
+        "lscp_method": cover.method,
+        **timings,
+        "total_s": round(sum(timings.values()), 2),
+    }
 
 
 @app.command()
-def main(quick: Annotated[bool, typer.Option(help="the CI-sized sweep only (seconds)")] = False,
-         time_limit_s: Annotated[float, typer.Option(help="solver time limit per model")] = 60.0) -> None:
+def main(
+    quick: Annotated[bool, typer.Option(help="the CI-sized sweep only (seconds)")] = False,
+    time_limit_s: Annotated[float, typer.Option(help="solver time limit per model")] = 60.0,
+) -> None:
     base = (10_000, 1_000, 500) if quick else (100_000, 10_000, 5_000)
     full = (100_000, 10_000, 5_000) if quick else (1_000_000, 100_000, 50_000)
     cases = [base]
@@ -95,21 +122,48 @@ def main(quick: Annotated[bool, typer.Option(help="the CI-sized sweep only (seco
     write_markdown(stem, rows, date)
 
 
-COLUMNS = ["demand", "cameras", "candidates", "budget", "nonzeros", "patterns", "useful_candidates", "method",
-           "gap_pct", "lscp_cameras", "lscp_lower_bound", "existing_coverage_s", "candidate_coverage_s", "reduce_s",
-           "mclp_s", "lscp_s", "hotspots_s", "total_s"]
+COLUMNS = [
+    "demand",
+    "cameras",
+    "candidates",
+    "budget",
+    "nonzeros",
+    "patterns",
+    "useful_candidates",
+    "method",
+    "gap_pct",
+    "lscp_cameras",
+    "lscp_lower_bound",
+    "existing_coverage_s",
+    "candidate_coverage_s",
+    "reduce_s",
+    "mclp_s",
+    "lscp_s",
+    "hotspots_s",
+    "total_s",
+]
 
 
 def write_markdown(stem: str, rows: list[dict], date: str) -> None:
     machine = machine_description()
-    lines = [f"# Camera placement planner: scaling ({stem})", "",
-             ("`python -m bench.planner` (generated 600 km² city, clustered demand, 50 m camera radius, budget = "
-             "candidates / 100; one size varied at a time from the base case, then the whole city). Times in "
-             "seconds on the planner's core (files are not read). gap_pct: MCLP gap to the best upper bound; "
-             "lscp_lower_bound: no cover can use fewer cameras."), "",
-             (f"Machine: {machine.get('cpu_model')}, {machine.get('cores')} cores, shared with other work (load varies); "
-             f"date {date}."), "",
-             "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines = [
+        f"# Camera placement planner: scaling ({stem})",
+        "",
+        (
+            "`python -m bench.planner` (generated 600 km² city, clustered demand, 50 m camera radius, budget = "
+            "candidates / 100; one size varied at a time from the base case, then the whole city). Times in "
+            "seconds on the planner's core (files are not read). gap_pct: MCLP gap to the best upper bound; "
+            "lscp_lower_bound: no cover can use fewer cameras."
+        ),
+        "",
+        (
+            f"Machine: {machine.get('cpu_model')}, {machine.get('cores')} cores, shared with other work (load varies); "
+            f"date {date}."
+        ),
+        "",
+        "| " + " | ".join(COLUMNS) + " |",
+        "|" + "---|" * len(COLUMNS),
+    ]
     lines += ["| " + " | ".join(str(row[c]) for c in COLUMNS) + " |" for row in rows]
     (RESULTS_DIR / f"{stem}.md").write_text("\n".join(lines) + "\n")
 

@@ -46,8 +46,10 @@ def main() -> None:
         estimator.run_session(tensor)
         bare_s = time.perf_counter() - started
         people = sum(len(p) for p in poses) / len(frames)
-        print(f"| {size} | {people:.1f} | {len(frames) / stage_s:.1f} | {len(frames) / bare_s:.1f} | "
-              f"{(stage_s / bare_s - 1) * 100:.0f} % |")
+        print(
+            f"| {size} | {people:.1f} | {len(frames) / stage_s:.1f} | {len(frames) / bare_s:.1f} | "
+            f"{(stage_s / bare_s - 1) * 100:.0f} % |"
+        )
 
 
 if __name__ == "__main__":

@@ -11,11 +11,32 @@ from rich.table import Table
 from bench.common import RESULTS_DIR
 
 KEPT_SECTION = "## Profiles"  # written by hand after profiling; preserved when the table is regenerated
-SHOWN_PARAMS = ("cameras", "batch_size", "overlap", "record", "mean_record_bytes", "gop_frames", "cores_used_service",
-                "dropped_packets", "alerts", "p50_first_third_ms", "p50_last_third_ms", "lag_at_end",
-                "cores_per_service", "decode", "preprocess", "inference", "postprocess", "records",
-                "kafka_ms_per_frame", "inference_idle_ms_per_frame", "handler_ms_per_frame", "frames_published",
-                "providers", "preprocess_threads")
+SHOWN_PARAMS = (
+    "cameras",
+    "batch_size",
+    "overlap",
+    "record",
+    "mean_record_bytes",
+    "gop_frames",
+    "cores_used_service",
+    "dropped_packets",
+    "alerts",
+    "p50_first_third_ms",
+    "p50_last_third_ms",
+    "lag_at_end",
+    "cores_per_service",
+    "decode",
+    "preprocess",
+    "inference",
+    "postprocess",
+    "records",
+    "kafka_ms_per_frame",
+    "inference_idle_ms_per_frame",
+    "handler_ms_per_frame",
+    "frames_published",
+    "providers",
+    "preprocess_threads",
+)
 
 
 def _fmt(value: Any) -> str:
@@ -38,7 +59,7 @@ def markdown(entries: list[dict[str, Any]], name: str = "results") -> str:
         "",
         "`make bench` measures every stage and, in the same run on the same input, the bare limit of that work.",
         "Options go through `BENCH_ARGS` (`make bench --quick` would be read by make):",
-        "`make bench BENCH_ARGS=\"--quick --only detector\"`; stages `ingest|frame-sampler|detector|kafka|e2e`.",
+        '`make bench BENCH_ARGS="--quick --only detector"`; stages `ingest|frame-sampler|detector|kafka|e2e`.',
         "Results go to a new set under `run/bench/`; `make bench BENCH_ARGS=--publish` updates these files.",
         "**ratio** = how close the service comes to the bare limit (throughput: service/bare; cost: bare/service;",
         f"1.0 = as cheap as the bare loop). Stages under 0.8 are profiled below. Raw entries: [{name}.json]({name}.json).",
@@ -57,8 +78,10 @@ def markdown(entries: list[dict[str, Any]], name: str = "results") -> str:
     for entry in entries:
         ratio = entry.get("ratio")
         flag = " ⚠" if ratio is not None and ratio < 0.8 else ""
-        lines.append(f"| {entry['stage']} | {entry['metric']} | {entry['unit']} | {_fmt(entry['service'])} | "
-                     f"{_fmt(entry['bare'])} | {_fmt(ratio)}{flag} | {_params(entry)} |")
+        lines.append(
+            f"| {entry['stage']} | {entry['metric']} | {entry['unit']} | {_fmt(entry['service'])} | "
+            f"{_fmt(entry['bare'])} | {_fmt(ratio)}{flag} | {_params(entry)} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -69,7 +92,7 @@ def write(entries: list[dict[str, Any]], name: str = "results", directory: Path 
     if readme.exists():
         text = readme.read_text()
         if KEPT_SECTION in text:
-            kept = "\n" + text[text.index(KEPT_SECTION):]
+            kept = "\n" + text[text.index(KEPT_SECTION) :]
     readme.write_text(markdown(entries, name) + kept)
     chart(entries, name, directory)
 
@@ -82,10 +105,14 @@ def chart(entries: list[dict[str, Any]], name: str = "results", directory: Path 
 
     with_ratio = [e for e in entries if e.get("ratio") is not None]
     latency = [e for e in entries if e["stage"] == "e2e" and e.get("service") is not None]
-    figure, (left, right) = plt.subplots(1, 2, figsize=(16, max(5, 0.28 * len(with_ratio) + 1)),
-                                         gridspec_kw={"width_ratios": [3, 2]})
-    labels = [f"{e['stage']}: {e['metric']}" + "".join(
-        f" {k}={e['params'][k]}" for k in ("cameras", "batch_size") if k in e["params"]) for e in with_ratio]
+    figure, (left, right) = plt.subplots(
+        1, 2, figsize=(16, max(5, 0.28 * len(with_ratio) + 1)), gridspec_kw={"width_ratios": [3, 2]}
+    )
+    labels = [
+        f"{e['stage']}: {e['metric']}"
+        + "".join(f" {k}={e['params'][k]}" for k in ("cameras", "batch_size") if k in e["params"])
+        for e in with_ratio
+    ]
     colours = ["tab:red" if e["ratio"] < 0.8 else "tab:green" for e in with_ratio]
     left.barh(range(len(with_ratio)), [e["ratio"] for e in with_ratio], color=colours)
     left.set_yticks(range(len(with_ratio)), labels, fontsize=7)
@@ -101,8 +128,12 @@ def chart(entries: list[dict[str, Any]], name: str = "results", directory: Path 
     cameras = sorted(by_cameras)
     width = 0.25
     for offset, quantile in enumerate(("p50", "p95", "p99")):
-        right.bar([i + (offset - 1) * width for i in range(len(cameras))],
-                  [by_cameras[c].get(quantile, 0) for c in cameras], width, label=quantile)
+        right.bar(
+            [i + (offset - 1) * width for i in range(len(cameras))],
+            [by_cameras[c].get(quantile, 0) for c in cameras],
+            width,
+            label=quantile,
+        )
     right.set_xticks(range(len(cameras)), [f"{c} cameras" for c in cameras])
     right.set_yscale("log")
     right.set_ylabel("capture → alert latency, s (log)")
@@ -121,6 +152,13 @@ def table(entries: list[dict[str, Any]]) -> Table:
         ratio = entry.get("ratio")
         style = "red" if ratio is not None and ratio < 0.8 else None
         extra = "".join(f" {k}={entry['params'][k]}" for k in ("cameras", "batch_size") if k in entry["params"])
-        result.add_row(entry["stage"], entry["metric"] + extra, entry["unit"], _fmt(entry["service"]),
-                       _fmt(entry["bare"]), _fmt(ratio), style=style)
+        result.add_row(
+            entry["stage"],
+            entry["metric"] + extra,
+            entry["unit"],
+            _fmt(entry["service"]),
+            _fmt(entry["bare"]),
+            _fmt(ratio),
+            style=style,
+        )
     return result

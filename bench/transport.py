@@ -9,7 +9,6 @@ import time
 import uuid
 from typing import Any
 
-
 from bench.common import REPO, SAMPLE_H264, Result
 
 MIB = 1024 * 1024
@@ -33,12 +32,31 @@ def sample_values(kind: str, count: int) -> list[dict[str, Any]]:
 
         jpegs = sample_jpegs(32)
         return [frame_value(jpegs[i % len(jpegs)], i) for i in range(count)]
-    objects = [{"class_id": 0, "class_name": "person", "score": 0.5 + i / 40,
-                "box": {"x1": 0.1 + i / 50, "y1": 0.2, "x2": 0.15 + i / 50, "y2": 0.4}} for i in range(25)]
-    return [{"camera_id": f"bench-cam-{i % 16:02d}", "frame": {"topic": "cctv.frames.v1", "partition": i % 12, "offset": i},
-             "session_id": "bench", "sequence": i, "capture_time": time.time_ns() // 1000, "width": 768, "height": 576,
-             "objects": objects, "model": {"name": "centernet-mobilenetv3-coco", "version": "1", "sha256": "0" * 64},
-             "inference_ms": 35.0, "detected_at": time.time_ns() // 1000} for i in range(count)]
+    objects = [
+        {
+            "class_id": 0,
+            "class_name": "person",
+            "score": 0.5 + i / 40,
+            "box": {"x1": 0.1 + i / 50, "y1": 0.2, "x2": 0.15 + i / 50, "y2": 0.4},
+        }
+        for i in range(25)
+    ]
+    return [
+        {
+            "camera_id": f"bench-cam-{i % 16:02d}",
+            "frame": {"topic": "cctv.frames.v1", "partition": i % 12, "offset": i},
+            "session_id": "bench",
+            "sequence": i,
+            "capture_time": time.time_ns() // 1000,
+            "width": 768,
+            "height": 576,
+            "objects": objects,
+            "model": {"name": "centernet-mobilenetv3-coco", "version": "1", "sha256": "0" * 64},
+            "inference_ms": 35.0,
+            "detected_at": time.time_ns() // 1000,
+        }
+        for i in range(count)
+    ]
 
 
 def _topic(bootstrap: str, name: str) -> None:
@@ -46,8 +64,9 @@ def _topic(bootstrap: str, name: str) -> None:
     from libs.settings import KafkaSettings
     from libs.topics import TopicSpec
 
-    create_topics(KafkaSettings(bootstrap_servers=bootstrap),
-                  [TopicSpec(name, "bench", 12, {"max.message.bytes": str(8 * MIB)})])
+    create_topics(
+        KafkaSettings(bootstrap_servers=bootstrap), [TopicSpec(name, "bench", 12, {"max.message.bytes": str(8 * MIB)})]
+    )
 
 
 def ours_worker(bootstrap: str, kind: str, count: int) -> dict[str, Any]:
@@ -93,13 +112,26 @@ def ours_worker(bootstrap: str, kind: str, count: int) -> dict[str, Any]:
             received += 1
     consume_s = time.perf_counter() - (first or time.perf_counter())
     consumer.close()
-    return {"count": count, "bytes": total_bytes, "mean_size": total_bytes / count, "produce_s": produce_s,
-            "consume_s": consume_s, "received": received, "topic": topic}
+    return {
+        "count": count,
+        "bytes": total_bytes,
+        "mean_size": total_bytes / count,
+        "produce_s": produce_s,
+        "consume_s": consume_s,
+        "received": received,
+        "topic": topic,
+    }
 
 
 def _java(main_class: str, *args: str, timeout_s: float = 300) -> str:
-    command = ["java", "-Xmx512m", "-cp", str(REPO / ".cache" / "kafka" / "lib" / "*"),
-               f"org.apache.kafka.tools.{main_class}", *args]
+    command = [
+        "java",
+        "-Xmx512m",
+        "-cp",
+        str(REPO / ".cache" / "kafka" / "lib" / "*"),
+        f"org.apache.kafka.tools.{main_class}",
+        *args,
+    ]
     completed = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)
     if completed.returncode != 0:
         raise RuntimeError(f"{main_class} failed: {completed.stderr[-2000:]}")
@@ -109,19 +141,48 @@ def _java(main_class: str, *args: str, timeout_s: float = 300) -> str:
 def kafka_tools(bootstrap: str, kind: str, count: int, record_size: int) -> dict[str, Any]:
     topic = f"bench.transport.tools.{kind}.{uuid.uuid4().hex[:6]}"
     _topic(bootstrap, topic)
-    out = _java("ProducerPerformance", "--topic", topic, "--num-records", str(count), "--record-size",
-                str(record_size), "--throughput", "-1", "--producer-props", f"bootstrap.servers={bootstrap}",
-                "acks=all", "enable.idempotence=true", "linger.ms=5", f"compression.type={RECORD_KINDS[kind]['compression']}",
-                "max.request.size=8388608")
+    out = _java(
+        "ProducerPerformance",
+        "--topic",
+        topic,
+        "--num-records",
+        str(count),
+        "--record-size",
+        str(record_size),
+        "--throughput",
+        "-1",
+        "--producer-props",
+        f"bootstrap.servers={bootstrap}",
+        "acks=all",
+        "enable.idempotence=true",
+        "linger.ms=5",
+        f"compression.type={RECORD_KINDS[kind]['compression']}",
+        "max.request.size=8388608",
+    )
     summary = [line for line in out.splitlines() if "records sent" in line][-1]
     produce_rps = float(re.search(r"([\d.]+) records/sec", summary).group(1))
-    out = _java("ConsumerPerformance", "--bootstrap-server", bootstrap, "--topic", topic, "--messages", str(count),
-                "--timeout", "60000", "--group", f"bench-tools-{uuid.uuid4().hex[:6]}")
+    out = _java(
+        "ConsumerPerformance",
+        "--bootstrap-server",
+        bootstrap,
+        "--topic",
+        topic,
+        "--messages",
+        str(count),
+        "--timeout",
+        "60000",
+        "--group",
+        f"bench-tools-{uuid.uuid4().hex[:6]}",
+    )
     lines = [line for line in out.splitlines() if line.strip()]
     header = [h.strip() for h in lines[-2].split(",")]
-    row = dict(zip(header, (v.strip() for v in lines[-1].split(","))))
-    return {"produce_rps": produce_rps, "produce_mbps": produce_rps * record_size / MIB,
-            "consume_rps": float(row["fetch.nMsg.sec"]), "consume_mbps": float(row["fetch.MB.sec"])}
+    row = dict(zip(header, (v.strip() for v in lines[-1].split(",")), strict=False))
+    return {
+        "produce_rps": produce_rps,
+        "produce_mbps": produce_rps * record_size / MIB,
+        "consume_rps": float(row["fetch.nMsg.sec"]),
+        "consume_mbps": float(row["fetch.MB.sec"]),
+    }
 
 
 def run(bootstrap: str, quick: bool, step: Any) -> list[Result]:
@@ -137,19 +198,50 @@ def run(bootstrap: str, quick: bool, step: Any) -> list[Result]:
         size = round(ours["mean_size"])
         step(f"kafka: {count} records of {size} B, ProducerPerformance / ConsumerPerformance")
         tools = kafka_tools(bootstrap, kind, count, size)
-        params = {"record": kind, "count": count, "mean_record_bytes": size,
-                  "compression": RECORD_KINDS[kind]["compression"], "acks": "all", "idempotent": True,
-                  "partitions": 12, "note": "MB = 2^20 bytes of record values"}
+        params = {
+            "record": kind,
+            "count": count,
+            "mean_record_bytes": size,
+            "compression": RECORD_KINDS[kind]["compression"],
+            "acks": "all",
+            "idempotent": True,
+            "partitions": 12,
+            "note": "MB = 2^20 bytes of record values",
+        }
         produce_rps = count / ours["produce_s"]
         consume_rps = ours["received"] / max(1e-9, ours["consume_s"])
         results += [
-            Result.throughput("kafka", f"produce {kind} records/s", "records/s", round(produce_rps),
-                              round(tools["produce_rps"]), **params),
-            Result.throughput("kafka", f"produce {kind} MB/s", "MB/s", round(produce_rps * size / MIB, 2),
-                              round(tools["produce_mbps"], 2), **params),
-            Result.throughput("kafka", f"consume {kind} records/s", "records/s", round(consume_rps),
-                              round(tools["consume_rps"]), **params),
-            Result.throughput("kafka", f"consume {kind} MB/s", "MB/s", round(consume_rps * size / MIB, 2),
-                              round(tools["consume_mbps"], 2), **params),
+            Result.throughput(
+                "kafka",
+                f"produce {kind} records/s",
+                "records/s",
+                round(produce_rps),
+                round(tools["produce_rps"]),
+                **params,
+            ),
+            Result.throughput(
+                "kafka",
+                f"produce {kind} MB/s",
+                "MB/s",
+                round(produce_rps * size / MIB, 2),
+                round(tools["produce_mbps"], 2),
+                **params,
+            ),
+            Result.throughput(
+                "kafka",
+                f"consume {kind} records/s",
+                "records/s",
+                round(consume_rps),
+                round(tools["consume_rps"]),
+                **params,
+            ),
+            Result.throughput(
+                "kafka",
+                f"consume {kind} MB/s",
+                "MB/s",
+                round(consume_rps * size / MIB, 2),
+                round(tools["consume_mbps"], 2),
+                **params,
+            ),
         ]
     return results

@@ -71,24 +71,51 @@ class ServiceAccess:
 def service_access(destination_topics: tuple[str, ...]) -> list[ServiceAccess]:
     return [
         ServiceAccess("ingest", (CAMERAS,), (VIDEO_PACKETS, CAMERA_STATUS, DLQ), ("cctv-ingest",)),
-        ServiceAccess("frame-sampler", (VIDEO_PACKETS, CAMERAS), (FRAMES, CAMERA_ACTIVITY, DLQ),
-                      ("cctv-frame-sampler", INVENTORY_READER_GROUP)),
+        ServiceAccess(
+            "frame-sampler",
+            (VIDEO_PACKETS, CAMERAS),
+            (FRAMES, CAMERA_ACTIVITY, DLQ),
+            ("cctv-frame-sampler", INVENTORY_READER_GROUP),
+        ),
         ServiceAccess("detector", (FRAMES,), (DETECTIONS, DLQ), ("cctv-detector",)),
         # Reads frames only to attach the evidence snapshot (claim check) to an alert.
-        ServiceAccess("alert-router", (DETECTIONS, CAMERAS, FRAMES), (ALERTS, DLQ, *destination_topics),
-                      ("cctv-alert-router", INVENTORY_READER_GROUP, "cctv-alert-evidence-"),
-                      owned_topic_prefix="cctv-alert-router"),
+        ServiceAccess(
+            "alert-router",
+            (DETECTIONS, CAMERAS, FRAMES),
+            (ALERTS, DLQ, *destination_topics),
+            ("cctv-alert-router", INVENTORY_READER_GROUP, "cctv-alert-evidence-"),
+            owned_topic_prefix="cctv-alert-router",
+        ),
         # Every replica rebuilds incidents from alerts + actions and shows frames, boxes, health and events.
-        ServiceAccess("console", (ALERTS, INCIDENT_ACTIONS, CAMERA_ACTIVITY, CAMERA_STATUS, DETECTIONS, FRAMES,
-                                  CAMERAS, PLATFORM_EVENTS, AUDIT), (INCIDENT_ACTIONS, AUDIT),
-                      ("cctv-console-", INVENTORY_READER_GROUP), describes_groups=True),
+        ServiceAccess(
+            "console",
+            (
+                ALERTS,
+                INCIDENT_ACTIONS,
+                CAMERA_ACTIVITY,
+                CAMERA_STATUS,
+                DETECTIONS,
+                FRAMES,
+                CAMERAS,
+                PLATFORM_EVENTS,
+                AUDIT,
+            ),
+            (INCIDENT_ACTIONS, AUDIT),
+            ("cctv-console-", INVENTORY_READER_GROUP),
+            describes_groups=True,
+        ),
         # Cuts clips from raw video around each incident; holds, downloads and deletions are audited.
         ServiceAccess("clip-writer", (ALERTS, VIDEO_PACKETS), (AUDIT, DLQ), ("cctv-clip-writer",)),
         # Webhooks: reads the routed copies, audits every snapshot released.
         ServiceAccess("dispatcher", destination_topics, (AUDIT, DLQ), ("cctv-dispatcher",)),
         # Camera resources → inventory (transactions), pipeline state → Camera status.
-        ServiceAccess("camera-controller", (CAMERA_STATUS, CAMERA_ACTIVITY, ALERTS, CAMERAS), (CAMERAS,),
-                      ("cctv-camera-controller", INVENTORY_READER_GROUP), transactional_prefix="cctv-inventory-"),
+        ServiceAccess(
+            "camera-controller",
+            (CAMERA_STATUS, CAMERA_ACTIVITY, ALERTS, CAMERAS),
+            (CAMERAS,),
+            ("cctv-camera-controller", INVENTORY_READER_GROUP),
+            transactional_prefix="cctv-inventory-",
+        ),
     ]
 
 
@@ -121,8 +148,15 @@ def plan(topics: Iterable[str]) -> list[Grant]:
         if access.describes_groups:
             grants.append(Grant(principal, "group", "cctv-", "prefixed", ("DESCRIBE",)))
         if access.owned_topic_prefix:
-            grants.append(Grant(principal, "topic", access.owned_topic_prefix, "prefixed",
-                                ("CREATE", "READ", "WRITE", "DESCRIBE", "DESCRIBE_CONFIGS")))
+            grants.append(
+                Grant(
+                    principal,
+                    "topic",
+                    access.owned_topic_prefix,
+                    "prefixed",
+                    ("CREATE", "READ", "WRITE", "DESCRIBE", "DESCRIBE_CONFIGS"),
+                )
+            )
     for destination in destinations:
         principal = agency_principal(destination)
         grants.append(Grant(principal, "topic", destination_topic(destination), "literal", READ))
@@ -151,8 +185,10 @@ def _operator_grants(present: set[str]) -> list[Grant]:
     grants += [Grant(principal, "topic", t, "literal", WRITE) for t in (CAMERAS, PLATFORM_EVENTS) if t in present]
     grants.append(Grant(principal, "transactional-id", "cctv-inventory-", "prefixed", ("WRITE", "DESCRIBE")))
     # Its own short-lived readers; DESCRIBE on every pipeline group so `cctv status` can show their lag.
-    grants += [Grant(principal, "group", g, "prefixed", ("READ", "DESCRIBE"))
-               for g in ("cctv-compacted-reader-", "cctv-alerts-tail-", "cctv-audit-ledger-", INVENTORY_READER_GROUP)]
+    grants += [
+        Grant(principal, "group", g, "prefixed", ("READ", "DESCRIBE"))
+        for g in ("cctv-compacted-reader-", "cctv-alerts-tail-", "cctv-audit-ledger-", INVENTORY_READER_GROUP)
+    ]
     grants.append(Grant(principal, "group", "cctv-", "prefixed", ("DESCRIBE",)))
     return grants
 
@@ -179,16 +215,29 @@ def strimzi_users(grants: Iterable[Grant], cluster: str, namespace: str | None =
         metadata: dict[str, Any] = {"name": principal, "labels": {"strimzi.io/cluster": cluster}}
         if namespace:
             metadata["namespace"] = namespace
-        acls = [{
-            "resource": {"type": _STRIMZI_KIND[g.kind], "name": g.name,
-                         "patternType": "literal" if g.pattern == "literal" else "prefix"},
-            "operations": [op.replace("_", " ").title().replace(" ", "") for op in g.operations],
-            "host": "*",
-        } for g in own]
-        users.append({
-            "apiVersion": "kafka.strimzi.io/v1beta2", "kind": "KafkaUser", "metadata": metadata,
-            "spec": {"authentication": {"type": "scram-sha-512"}, "authorization": {"type": "simple", "acls": acls}},
-        })
+        acls = [
+            {
+                "resource": {
+                    "type": _STRIMZI_KIND[g.kind],
+                    "name": g.name,
+                    "patternType": "literal" if g.pattern == "literal" else "prefix",
+                },
+                "operations": [op.replace("_", " ").title().replace(" ", "") for op in g.operations],
+                "host": "*",
+            }
+            for g in own
+        ]
+        users.append(
+            {
+                "apiVersion": "kafka.strimzi.io/v1beta2",
+                "kind": "KafkaUser",
+                "metadata": metadata,
+                "spec": {
+                    "authentication": {"type": "scram-sha-512"},
+                    "authorization": {"type": "simple", "acls": acls},
+                },
+            }
+        )
     return users
 
 
@@ -202,12 +251,24 @@ def acl_bindings(grants: Iterable[Grant]) -> list[Any]:
         ResourceType,
     )
 
-    kinds = {"topic": ResourceType.TOPIC, "group": ResourceType.GROUP, "transactional-id": ResourceType.TRANSACTIONAL_ID}
+    kinds = {
+        "topic": ResourceType.TOPIC,
+        "group": ResourceType.GROUP,
+        "transactional-id": ResourceType.TRANSACTIONAL_ID,
+    }
     patterns = {"literal": ResourcePatternType.LITERAL, "prefixed": ResourcePatternType.PREFIXED}
     return [
-        AclBinding(kinds[g.kind], g.name, patterns[g.pattern], f"User:{g.principal}", "*",
-                   AclOperation[op], AclPermissionType.ALLOW)
-        for g in grants for op in g.operations
+        AclBinding(
+            kinds[g.kind],
+            g.name,
+            patterns[g.pattern],
+            f"User:{g.principal}",
+            "*",
+            AclOperation[op],
+            AclPermissionType.ALLOW,
+        )
+        for g in grants
+        for op in g.operations
     ]
 
 

@@ -12,11 +12,13 @@ import typer
 BootstrapOption = Annotated[
     str | None, typer.Option("--bootstrap", "-b", help="Kafka host:port (default: CCTV_KAFKA__BOOTSTRAP_SERVERS)")
 ]
-app = typer.Typer(help="Per-service and per-agency Kafka ACLs (SCRAM principals, least privilege).",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Per-service and per-agency Kafka ACLs (SCRAM principals, least privilege).", no_args_is_help=True
+)
 
 DestinationOption = Annotated[
-    list[str] | None, typer.Option("--destination", "-d", help="Agency destination (repeatable; default: the four shipped).")
+    list[str] | None,
+    typer.Option("--destination", "-d", help="Agency destination (repeatable; default: the four shipped)."),
 ]
 FromBrokerOption = Annotated[bool, typer.Option(help="Plan for the topics that exist on the broker instead.")]
 
@@ -46,8 +48,21 @@ def plan_command(
 
     grants = plan(_topics(destination, from_broker, bootstrap))
     if output == "json":
-        print(json.dumps([{"principal": f"User:{g.principal}", "resource": g.kind, "name": g.name,
-                           "pattern": g.pattern, "operations": list(g.operations)} for g in grants], indent=2))
+        print(
+            json.dumps(
+                [
+                    {
+                        "principal": f"User:{g.principal}",
+                        "resource": g.kind,
+                        "name": g.name,
+                        "pattern": g.pattern,
+                        "operations": list(g.operations),
+                    }
+                    for g in grants
+                ],
+                indent=2,
+            )
+        )
     elif output == "strimzi":
         import yaml
 
@@ -63,9 +78,13 @@ def apply_command(
     destination: DestinationOption = None,
     from_broker: FromBrokerOption = False,
     bootstrap: BootstrapOption = None,
-    passwords_dir: Annotated[Path | None, typer.Option(
-        help="Also create/update SCRAM-SHA-512 users: one file per principal (file name = user, content = "
-             "password), e.g. mounted Kubernetes secrets.")] = None,
+    passwords_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Also create/update SCRAM-SHA-512 users: one file per principal (file name = user, content = "
+            "password), e.g. mounted Kubernetes secrets."
+        ),
+    ] = None,
 ) -> None:
     """Create the ACLs (idempotent) as an administrator (CCTV_KAFKA__SASL_* of a super user)."""
     from cctv.acls import apply_acls, plan, principals, upsert_scram_users

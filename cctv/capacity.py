@@ -130,14 +130,20 @@ def load_measurements(entries: list[dict[str, Any]]) -> Measurements:
     if not keyframes:
         raise CapacityError("no frame-sampler 'CPU per camera' measurement in results.json: run `make bench`")
     full = _pick(entries, "frame-sampler", "CPU per camera, 720p15 sampled at 1 fps, GOP 2 s")
-    detector = [e for e in _pick(entries, "detector", "frames per second")
-                if e["metric"] == "frames per second" and not _on_gpu(e)]
+    detector = [
+        e
+        for e in _pick(entries, "detector", "frames per second")
+        if e["metric"] == "frames per second" and not _on_gpu(e)
+    ]
     if not detector:
         raise CapacityError("no detector 'frames per second' measurement in results.json: run `make bench`")
     best = max(detector, key=lambda e: e["service"])
     gpu = [e for e in _pick(entries, "detector", "frames per second") if _on_gpu(e)]
-    sizes = {e["params"]["record"]: e["params"]["mean_record_bytes"] for e in entries
-             if e["stage"] == "kafka" and "record" in e.get("params", {})}
+    sizes = {
+        e["params"]["record"]: e["params"]["mean_record_bytes"]
+        for e in entries
+        if e["stage"] == "kafka" and "record" in e.get("params", {})
+    }
     return Measurements(
         ingest_cores_per_camera=ingest_best["service"],
         sampler_cores_per_camera_keyframes=keyframes[0]["service"],
@@ -162,9 +168,15 @@ def plan(m: Measurements, a: Assumptions) -> CapacityPlan:
     usable = a.headroom
 
     ingest_cores = a.cameras * m.ingest_cores_per_camera / usable
-    result.services.append(ServiceNeed(
-        "ingest", ingest_cores, max(1, math.ceil(ingest_cores / a.cores_per_replica)), None,
-        f"{m.ingest_cores_per_camera * 1000:.2f} mcores/camera ({1 / m.ingest_cores_per_camera:.0f} cameras/core)"))
+    result.services.append(
+        ServiceNeed(
+            "ingest",
+            ingest_cores,
+            max(1, math.ceil(ingest_cores / a.cores_per_replica)),
+            None,
+            f"{m.ingest_cores_per_camera * 1000:.2f} mcores/camera ({1 / m.ingest_cores_per_camera:.0f} cameras/core)",
+        )
+    )
 
     # Every camera is decoded (motion gating happens here): keyframes only while the sampling rate does not
     # exceed the keyframe rate, else every frame.
@@ -176,9 +188,15 @@ def plan(m: Measurements, a: Assumptions) -> CapacityPlan:
         per_camera = m.sampler_cores_per_camera_full_decode
         basis = "full decode (fps above keyframe rate)"
     sampler_cores = a.cameras * per_camera / usable
-    result.services.append(ServiceNeed(
-        "frame-sampler", sampler_cores, max(1, math.ceil(sampler_cores / a.cores_per_replica)), None,
-        f"{per_camera * 1000:.1f} mcores/camera, {basis}, measured on 720p15"))
+    result.services.append(
+        ServiceNeed(
+            "frame-sampler",
+            sampler_cores,
+            max(1, math.ceil(sampler_cores / a.cores_per_replica)),
+            None,
+            f"{per_camera * 1000:.1f} mcores/camera, {basis}, measured on 720p15",
+        )
+    )
 
     frames = detector_frames_per_s(a)
     result.detector_fps = frames
@@ -189,9 +207,15 @@ def plan(m: Measurements, a: Assumptions) -> CapacityPlan:
         result.gpu_note = f"{m.detector_fps_per_gpu:.0f} frames/s per GPU measured"
     else:
         result.gpu_note = "no GPU measurement (docs/benchmarks/results-gpu*.json): GPU count not estimated"
-    result.services.append(ServiceNeed(
-        "detector (CPU)", cpu_replicas * m.detector_replica_cores, cpu_replicas, gpus,
-        f"{frames:.0f} frames/s at {m.detector_fps_per_replica:.1f} frames/s per {m.detector_replica_cores}-core replica"))
+    result.services.append(
+        ServiceNeed(
+            "detector (CPU)",
+            cpu_replicas * m.detector_replica_cores,
+            cpu_replicas,
+            gpus,
+            f"{frames:.0f} frames/s at {m.detector_fps_per_replica:.1f} frames/s per {m.detector_replica_cores}-core replica",
+        )
+    )
 
     retention_h = {spec.name: int(spec.config.get("retention.ms", 0)) / 3_600_000 for spec in pipeline_topics()}
     rates = {
@@ -215,8 +239,10 @@ def evidence_need(a: Assumptions) -> EvidenceNeed:
 
 
 def render(result: CapacityPlan, a: Assumptions) -> list[Table]:
-    services = Table(title=f"{a.cameras:,} cameras, {a.fps:g} fps sampled while active, "
-                           f"{a.active_fraction:.0%} active, planned at {a.headroom:.0%} utilisation")
+    services = Table(
+        title=f"{a.cameras:,} cameras, {a.fps:g} fps sampled while active, "
+        f"{a.active_fraction:.0%} active, planned at {a.headroom:.0%} utilisation"
+    )
     for column in ("service", "replicas", "CPU cores", "GPUs", "basis"):
         services.add_column(column, justify="left" if column in ("service", "basis") else "right")
     for need in result.services:
@@ -229,15 +255,25 @@ def render(result: CapacityPlan, a: Assumptions) -> list[Table]:
     for column in ("topic", "MB/s in", "retention h", "GB written/hour", "GB retained"):
         topics.add_column(column, justify="left" if column == "topic" else "right")
     for need in result.topics:
-        topics.add_row(need.topic, f"{need.mb_per_s:,.2f}", f"{need.retention_h:g}",
-                       f"{need.storage_gb_per_hour:,.1f}", f"{need.storage_gb_retained:,.0f}")
+        topics.add_row(
+            need.topic,
+            f"{need.mb_per_s:,.2f}",
+            f"{need.retention_h:g}",
+            f"{need.storage_gb_per_hour:,.1f}",
+            f"{need.storage_gb_retained:,.0f}",
+        )
     if result.evidence is not None:
-        evidence = Table(title=f"Evidence clips in object storage ({a.incidents_per_camera_day:g} incidents/camera/day, "
-                               f"{a.incident_s + a.pre_post_roll_s:g} s each, kept {a.clip_retention_days:g} days)")
+        evidence = Table(
+            title=f"Evidence clips in object storage ({a.incidents_per_camera_day:g} incidents/camera/day, "
+            f"{a.incident_s + a.pre_post_roll_s:g} s each, kept {a.clip_retention_days:g} days)"
+        )
         for column in ("clips/day", "GB/day", "GB retained"):
             evidence.add_column(column, justify="right")
-        evidence.add_row(f"{result.evidence.clips_per_day:,.0f}", f"{result.evidence.gb_per_day:,.1f}",
-                         f"{result.evidence.gb_retained:,.0f}")
+        evidence.add_row(
+            f"{result.evidence.clips_per_day:,.0f}",
+            f"{result.evidence.gb_per_day:,.1f}",
+            f"{result.evidence.gb_retained:,.0f}",
+        )
         return [services, topics, evidence]
     return [services, topics]
 
@@ -250,7 +286,9 @@ def capacity_command(
     stream_kbps: Annotated[float, typer.Option(help="video bitrate per camera, kbit/s")] = 512.0,
     replication_factor: Annotated[int, typer.Option(help="Kafka replication factor")] = 3,
     headroom: Annotated[float, typer.Option(help="target utilisation of each replica (0-1]")] = 0.7,
-    incidents_per_camera_day: Annotated[float, typer.Option(help="incidents (evidence clips) per camera per day")] = 2.0,
+    incidents_per_camera_day: Annotated[
+        float, typer.Option(help="incidents (evidence clips) per camera per day")
+    ] = 2.0,
     clip_retention_days: Annotated[float, typer.Option(help="days evidence clips are kept")] = 30.0,
 ) -> None:
     """Replicas, CPU cores, GPUs and Kafka throughput/storage for CAMERAS cameras, from measured figures."""
@@ -260,10 +298,16 @@ def capacity_command(
         raise typer.Exit(1)
     try:
         measurements = load_measurements(read_results(results))
-        assumptions = Assumptions(cameras=cameras, fps=fps, active_fraction=active_fraction, stream_kbps=stream_kbps,
-                                  replication_factor=replication_factor, headroom=headroom,
-                                  incidents_per_camera_day=incidents_per_camera_day,
-                                  clip_retention_days=clip_retention_days)
+        assumptions = Assumptions(
+            cameras=cameras,
+            fps=fps,
+            active_fraction=active_fraction,
+            stream_kbps=stream_kbps,
+            replication_factor=replication_factor,
+            headroom=headroom,
+            incidents_per_camera_day=incidents_per_camera_day,
+            clip_retention_days=clip_retention_days,
+        )
     except (CapacityError, ValueError) as error:
         console.print(f"[red]{error}[/]")
         raise typer.Exit(2) from None

@@ -18,7 +18,9 @@ from rich.text import Text
 from libs.settings import CommonSettings, ConfigError, load_settings
 
 app = typer.Typer(help="City-scale intelligent CCTV platform.", no_args_is_help=True, add_completion=False)
-kafka_app = typer.Typer(help="The local single-node Kafka broker (KRaft) for development and tests.", no_args_is_help=True)
+kafka_app = typer.Typer(
+    help="The local single-node Kafka broker (KRaft) for development and tests.", no_args_is_help=True
+)
 registry_app = typer.Typer(help="The local schema registry (Apicurio, Confluent-compatible API).", no_args_is_help=True)
 topics_app = typer.Typer(help="The pipeline's topics.", no_args_is_help=True)
 app.add_typer(kafka_app, name="kafka")
@@ -36,8 +38,10 @@ BootstrapOption = Annotated[
 
 
 BROKER_TIMEOUT_S = 5.0
-START_HINT = ("start the local stack with `make run` (or `cctv up`), or point -b / CCTV_KAFKA__BOOTSTRAP_SERVERS "
-              "at a running cluster")
+START_HINT = (
+    "start the local stack with `make run` (or `cctv up`), or point -b / CCTV_KAFKA__BOOTSTRAP_SERVERS "
+    "at a running cluster"
+)
 
 
 def settings(bootstrap: str | None = None, require_broker: bool = True) -> CommonSettings:
@@ -67,8 +71,10 @@ def _require_broker(config: CommonSettings) -> None:
     try:
         AdminClient(client_config).list_topics(timeout=BROKER_TIMEOUT_S)
     except Exception:  # noqa: BLE001 — any failure here means: not reachable
-        fail(f"cannot reach Kafka at {config.kafka.bootstrap_servers} within {BROKER_TIMEOUT_S:.0f} s; {START_HINT}",
-             code=3)
+        fail(
+            f"cannot reach Kafka at {config.kafka.bootstrap_servers} within {BROKER_TIMEOUT_S:.0f} s; {START_HINT}",
+            code=3,
+        )
 
 
 def show(header: list[str], rows: list[list[str]], title: str | None = None) -> None:
@@ -92,8 +98,9 @@ def fail(message: str, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
-def _server_commands(group: typer.Typer, title: str, default_port: int, make: Callable[[int], Any],
-                     address: Callable[[Any], str]) -> None:
+def _server_commands(
+    group: typer.Typer, title: str, default_port: int, make: Callable[[int], Any], address: Callable[[Any], str]
+) -> None:
     """start / stop / status for a local dev-stack server (broker or registry)."""
 
     @group.command("start")
@@ -158,8 +165,12 @@ def topics_create(
     destination: DestinationsOption = None,
     scale: Annotated[int, typer.Option(min=1, help="Multiply per-camera partitions (12 x scale).")] = 1,
     replication_factor: Annotated[int, typer.Option(help="-1 = broker default.")] = -1,
-    cameras: Annotated[int | None, typer.Option(
-        min=1, help="Size partitions for this many cameras (the largest deployment planned); overrides --scale.")] = None,
+    cameras: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="Size partitions for this many cameras (the largest deployment planned); overrides --scale."
+        ),
+    ] = None,
 ) -> None:
     """Create every pipeline topic that is missing (idempotent)."""
     from libs.kafka import create_topics, wait_for_broker
@@ -174,9 +185,13 @@ def topics_create(
         outcome = create_topics(config.kafka, specs, replication_factor)
     except Exception as error:  # noqa: BLE001 — broker unreachable, ACL denied, bad config
         fail(f"{type(error).__name__}: {error}")
-    show(["topic", "partitions", "result", "config"],
-         [[spec.name, str(spec.partitions), outcome[spec.name], ", ".join(f"{k}={v}" for k, v in spec.config.items())]
-          for spec in specs])
+    show(
+        ["topic", "partitions", "result", "config"],
+        [
+            [spec.name, str(spec.partitions), outcome[spec.name], ", ".join(f"{k}={v}" for k, v in spec.config.items())]
+            for spec in specs
+        ],
+    )
 
 
 @topics_app.command("grow")
@@ -194,8 +209,10 @@ def topics_grow(
         growth = grow_keyed_topic(config.kafka, topic, partitions)
     except Exception as error:  # noqa: BLE001 — reported to the operator
         fail(f"{type(error).__name__}: {error}")
-    console.print(f"{topic}: {growth.partitions_before} -> {growth.partitions_after} partitions; "
-                  f"{growth.moved} of {growth.keys} keys moved to their new partition")
+    console.print(
+        f"{topic}: {growth.partitions_before} -> {growth.partitions_after} partitions; "
+        f"{growth.moved} of {growth.keys} keys moved to their new partition"
+    )
 
 
 @topics_app.command("check")
@@ -239,8 +256,11 @@ def _publish_file(path: Path, bootstrap: str | None, prune: bool) -> None:
         count = publish(config.kafka, serde, entries, remove)
     except Exception as error:  # noqa: BLE001 — reported to the operator
         fail(f"publishing failed, nothing was committed: {type(error).__name__}: {error}")
-    console.print(f"published {len(entries)} cameras" + (f", removed {len(remove)}" if remove else "")
-                  + f" to {config.kafka.bootstrap_servers} ({count} records, one transaction)")
+    console.print(
+        f"published {len(entries)} cameras"
+        + (f", removed {len(remove)}" if remove else "")
+        + f" to {config.kafka.bootstrap_servers} ({count} records, one transaction)"
+    )
 
 
 @cameras_app.command("apply")
@@ -263,8 +283,9 @@ def cameras_import(
 
 
 @cameras_app.command("delete")
-def cameras_delete(camera_ids: Annotated[list[str], typer.Argument(help="Camera ids to remove.")],
-                   bootstrap: BootstrapOption = None) -> None:
+def cameras_delete(
+    camera_ids: Annotated[list[str], typer.Argument(help="Camera ids to remove.")], bootstrap: BootstrapOption = None
+) -> None:
     """Remove cameras (tombstones on the compacted inventory topic); all or none: an unknown id removes nothing."""
     from cctv.inventory import publish, read_inventory
     from libs.serde import make_serde
@@ -277,8 +298,10 @@ def cameras_delete(camera_ids: Annotated[list[str], typer.Argument(help="Camera 
         fail(f"cannot read the inventory, nothing removed: {type(error).__name__}: {error}")
     unknown = sorted(set(camera_ids) - set(known))
     if unknown:
-        fail(f"no camera {', '.join(unknown)} in the inventory on {config.kafka.bootstrap_servers}; "
-             "nothing removed (`cctv cameras list` shows the inventory)")
+        fail(
+            f"no camera {', '.join(unknown)} in the inventory on {config.kafka.bootstrap_servers}; "
+            "nothing removed (`cctv cameras list` shows the inventory)"
+        )
     try:
         publish(config.kafka, serde, [], sorted(set(camera_ids)))
     except Exception as error:  # noqa: BLE001 — one transaction: nothing was removed
@@ -292,7 +315,9 @@ def cameras_list(
     tag: Annotated[str | None, typer.Option(help="Only cameras with this tag.")] = None,
     site: Annotated[str | None, typer.Option(help="Only cameras of this site.")] = None,
     match: Annotated[str | None, typer.Option(help="Only camera ids matching this glob, e.g. 'gangnam-*'.")] = None,
-    enabled: Annotated[bool | None, typer.Option("--enabled/--disabled", help="Only enabled / disabled cameras.")] = None,
+    enabled: Annotated[
+        bool | None, typer.Option("--enabled/--disabled", help="Only enabled / disabled cameras.")
+    ] = None,
     limit: Annotated[int, typer.Option(min=0, help="Cameras per page (0 = all).")] = 100,
     after: Annotated[str | None, typer.Option(help="Start after this camera id (the next page).")] = None,
 ) -> None:
@@ -313,10 +338,18 @@ def cameras_list(
     for camera in result.cameras:
         sampling = camera["sampling"]
         mode = sampling["mode"].lower()
-        rows.append([camera["camera_id"], escape(camera["name"]), escape(camera["site_id"]),
-                     escape(redact_url(camera["stream_url"])), escape(",".join(camera["tags"])),
-                     mode + (f" {sampling['fps']:g}/s" if mode == "fps" and sampling.get("fps") else ""),
-                     str(len(camera["zones"])), "yes" if camera["enabled"] else "no"])
+        rows.append(
+            [
+                camera["camera_id"],
+                escape(camera["name"]),
+                escape(camera["site_id"]),
+                escape(redact_url(camera["stream_url"])),
+                escape(",".join(camera["tags"])),
+                mode + (f" {sampling['fps']:g}/s" if mode == "fps" and sampling.get("fps") else ""),
+                str(len(camera["zones"])),
+                "yes" if camera["enabled"] else "no",
+            ]
+        )
     show(["camera", "name", "site", "stream", "tags", "sampling", "zones", "enabled"], rows)
     footer = f"{len(rows)} cameras shown of {result.matching} matching ({result.total} in the inventory)"
     if result.next_after is not None:
@@ -359,8 +392,10 @@ def alerts_tail(
             last_alert = _time.monotonic()
             time_, camera, event, zone, severity, destinations, alert_id = alert_row(alert)
             saved = save_snapshot(alert, snapshots) if snapshots else None
-            console.print(f"{time_}  {camera:<16} {event:<28} zone {zone:<14} {severity:<8} "
-                          f"-> {destinations:<30} {alert_id}" + (f"  {saved}" if saved else ""))
+            console.print(
+                f"{time_}  {camera:<16} {event:<28} zone {zone:<14} {severity:<8} "
+                f"-> {destinations:<30} {alert_id}" + (f"  {saved}" if saved else "")
+            )
             seen += 1
             if limit and seen >= limit:
                 break
@@ -386,9 +421,12 @@ def _check_destination(config: CommonSettings, destination: str) -> None:
         fail(str(error), 2)
     if topic not in topics:
         close = difflib.get_close_matches(destination, known, n=1)
-        fail(f"no destination {destination!r} on {config.kafka.bootstrap_servers}"
-             + (f"; did you mean {close[0]!r}?" if close else "")
-             + f" Known: {', '.join(known) or 'none'}. A new agency's topic: `cctv topics create -d {destination}`", 2)
+        fail(
+            f"no destination {destination!r} on {config.kafka.bootstrap_servers}"
+            + (f"; did you mean {close[0]!r}?" if close else "")
+            + f" Known: {', '.join(known) or 'none'}. A new agency's topic: `cctv topics create -d {destination}`",
+            2,
+        )
 
 
 @app.command("status")
@@ -417,26 +455,47 @@ def status(
     except Exception as error:  # noqa: BLE001 — e.g. topics missing on this cluster
         fail(f"{type(error).__name__}: {error}")
     if not inventory and not statuses and all(state.startswith("unknown") for state, _, _ in second.values()):
-        fail(f"nothing to show on {config.kafka.bootstrap_servers}: no service has joined, no camera in the inventory "
-             f"and no camera status (is it the right cluster? {START_HINT})")
+        fail(
+            f"nothing to show on {config.kafka.bootstrap_servers}: no service has joined, no camera in the inventory "
+            f"and no camera status (is it the right cluster? {START_HINT})"
+        )
     services = []
     for name, (group, _topic) in SERVICE_GROUPS.items():
         state, lag, total = second[name]
         rate = (total - first[name][2]) / window
         event = processes.get(name)  # the supervisor's (`cctv up`) latest word on the process
-        process = f"{event['event']} {local_time(event['timestamp'] * 1000)}" + (
-            f" ({event['restarts']} restarts)" if event["restarts"] else "") if event else "-"
-        services.append([name, group, "[green]up[/]" if "stable" in state else f"[red]down[/] {state}",
-                         "-" if lag is None else str(lag), f"{rate:.1f}" if name != "ingest" else "-", process])
+        process = (
+            f"{event['event']} {local_time(event['timestamp'] * 1000)}"
+            + (f" ({event['restarts']} restarts)" if event["restarts"] else "")
+            if event
+            else "-"
+        )
+        services.append(
+            [
+                name,
+                group,
+                "[green]up[/]" if "stable" in state else f"[red]down[/] {state}",
+                "-" if lag is None else str(lag),
+                f"{rate:.1f}" if name != "ingest" else "-",
+                process,
+            ]
+        )
     show(["service", "consumer group", "state", "lag", "records/s", "process"], services, title="Services")
     removed = (set(statuses) | set(activity)) - set(inventory)  # deleted cameras keep their last status for days
     cameras = []
     for camera_id in sorted(set(inventory)):
         st, act = statuses.get(camera_id, {}), activity.get(camera_id, {})
-        cameras.append([camera_id, st.get("state", "?"), escape((st.get("reason") or "")[:60]),
-                        f"{st['fps']:.1f}" if st.get("fps") else "-",
-                        f"{st['bitrate_bps'] / 1000:.0f}" if st.get("bitrate_bps") else "-",
-                        act.get("state", "-"), local_time(act["since"]) if act else "-"])
+        cameras.append(
+            [
+                camera_id,
+                st.get("state", "?"),
+                escape((st.get("reason") or "")[:60]),
+                f"{st['fps']:.1f}" if st.get("fps") else "-",
+                f"{st['bitrate_bps'] / 1000:.0f}" if st.get("bitrate_bps") else "-",
+                act.get("state", "-"),
+                local_time(act["since"]) if act else "-",
+            ]
+        )
     show(["camera", "status", "reason", "fps", "kbit/s", "activity", "since"], cameras, title="Cameras")
     if removed:
         console.print(f"[dim]{len(removed)} cameras no longer in the inventory not shown[/]")
@@ -463,10 +522,13 @@ app.command("eval")(__import__("cctv.evaluation.command", fromlist=["eval_comman
 
 @app.command("up")
 def up(
-    cameras: Annotated[Path | None, typer.Option(help="Camera inventory to publish (default: samples/cameras.yaml "
-                                                         "of this checkout).")] = None,
-    state_dir: Annotated[Path | None, typer.Option(help="Run state: service logs, files for the developer "
-                                                           "(default: run/ of this checkout).")] = None,
+    cameras: Annotated[
+        Path | None, typer.Option(help="Camera inventory to publish (default: samples/cameras.yaml of this checkout).")
+    ] = None,
+    state_dir: Annotated[
+        Path | None,
+        typer.Option(help="Run state: service logs, files for the developer (default: run/ of this checkout)."),
+    ] = None,
     keep_kafka: Annotated[bool, typer.Option(help="Leave Kafka and the registry running after Ctrl-C.")] = False,
     duration: Annotated[float, typer.Option(help="Stop by itself after this many seconds (0 = until Ctrl-C).")] = 0,
     service: Annotated[list[str] | None, typer.Option(help="Run only these services (repeatable).")] = None,
@@ -481,8 +543,14 @@ def up(
 
     from cctv.devstack.up import StackOptions, run_stack
 
-    given: dict[str, Any] = {"kafka_port": kafka_port, "registry_port": registry_port, "rtsp_port": rtsp_port,
-                             "http_port_offset": http_port_offset, "keep_kafka": keep_kafka, "duration_s": duration}
+    given: dict[str, Any] = {
+        "kafka_port": kafka_port,
+        "registry_port": registry_port,
+        "rtsp_port": rtsp_port,
+        "http_port_offset": http_port_offset,
+        "keep_kafka": keep_kafka,
+        "duration_s": duration,
+    }
     if cameras is not None:
         given["cameras"] = cameras.resolve()
     if state_dir is not None:
@@ -493,19 +561,31 @@ def up(
         options = StackOptions(**given)
     except ValidationError as error:
         flags = {"services": "service", "duration_s": "duration"}
-        fail("; ".join(f"--{flags.get(str(e['loc'][0]), str(e['loc'][0])).replace('_', '-')}: "
-                       f"{e['msg'].removeprefix('Value error, ')}" for e in error.errors()), 2)
+        fail(
+            "; ".join(
+                f"--{flags.get(str(e['loc'][0]), str(e['loc'][0])).replace('_', '-')}: "
+                f"{e['msg'].removeprefix('Value error, ')}"
+                for e in error.errors()
+            ),
+            2,
+        )
     raise typer.Exit(run_stack(options, console))
 
 
 @app.command("down")
 def down(
-    purge: Annotated[bool, typer.Option(help="Also delete broker data, registry database and run state "
-                                             "(cameras, backlog, alerts, logs); downloaded jars stay.")] = False,
+    purge: Annotated[
+        bool,
+        typer.Option(
+            help="Also delete broker data, registry database and run state "
+            "(cameras, backlog, alerts, logs); downloaded jars stay."
+        ),
+    ] = False,
     kafka_port: Annotated[int, typer.Option(help="Port of the local broker.")] = 9092,
     registry_port: Annotated[int, typer.Option(help="Port of the local schema registry.")] = 8081,
-    state_dir: Annotated[Path | None, typer.Option(help="Run state to delete with --purge "
-                                                           "(default: run/ of this checkout).")] = None,
+    state_dir: Annotated[
+        Path | None, typer.Option(help="Run state to delete with --purge (default: run/ of this checkout).")
+    ] = None,
 ) -> None:
     """Stop the local stack on these ports, naming each thing stopped: a running `cctv up` (with its
     services), then the Kafka and registry started by `cctv kafka/registry start` or `--keep-kafka`."""

@@ -50,8 +50,9 @@ def alert_line(alert: dict[str, Any]) -> str:
     """One alert as a plain line (for pipes and logs): full camera id, no colours."""
     time_, _camera, event, zone, _severity, destinations, _id = alert_row(alert)
     camera = alert["camera_id"] + (f" ({alert['camera_name']})" if alert["camera_name"] else "")
-    return (f"{time_}  {camera}  {event}  zone {zone}  {alert['severity'].lower()}  -> {destinations}  "
-            f"{alert['alert_id']}")
+    return (
+        f"{time_}  {camera}  {event}  zone {zone}  {alert['severity'].lower()}  -> {destinations}  {alert['alert_id']}"
+    )
 
 
 def alert_table(alerts: deque[dict[str, Any]], title: str = "Alerts") -> Table:
@@ -61,8 +62,13 @@ def alert_table(alerts: deque[dict[str, Any]], title: str = "Alerts") -> Table:
     return table
 
 
-def follow_alerts(settings: KafkaSettings, serde: AvroSerde, destination: str | None = None,
-                  from_beginning: bool = False, stop: Callable[[], bool] = lambda: False) -> Iterator[dict[str, Any] | None]:
+def follow_alerts(
+    settings: KafkaSettings,
+    serde: AvroSerde,
+    destination: str | None = None,
+    from_beginning: bool = False,
+    stop: Callable[[], bool] = lambda: False,
+) -> Iterator[dict[str, Any] | None]:
     """Yield alerts as they arrive (None on idle polls, so callers can refresh). No group offsets are kept."""
     topic = destination_topic(destination) if destination else ALERTS
     consumer = make_reader(settings, "alerts-tail")
@@ -77,8 +83,9 @@ def follow_alerts(settings: KafkaSettings, serde: AvroSerde, destination: str | 
             try:
                 yield serde.deserialize(topic, "Alert", message.value())
             except SerdeError as error:
-                log.warning("skipping undecodable alert at %s[%d]@%d: %s", topic, message.partition(),
-                            message.offset(), error)
+                log.warning(
+                    "skipping undecodable alert at %s[%d]@%d: %s", topic, message.partition(), message.offset(), error
+                )
                 yield None
     finally:
         consumer.close()

@@ -23,8 +23,9 @@ from rich.table import Table
 
 from libs.settings import ConfigError, load_settings
 
-app = typer.Typer(help="Evidence clips of incidents in object storage (verify, legal hold, download).",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Evidence clips of incidents in object storage (verify, legal hold, download).", no_args_is_help=True
+)
 console = Console()
 err_console = Console(stderr=True)
 
@@ -49,7 +50,9 @@ def _desk(with_audit: bool = True):
         public_key = settings.evidence.public_key()
     except ValueError:
         public_key = None
-    audit = AuditLog(make_producer(settings.kafka, "cctv-evidence"), make_serde(settings.registry)) if with_audit else None
+    audit = (
+        AuditLog(make_producer(settings.kafka, "cctv-evidence"), make_serde(settings.registry)) if with_audit else None
+    )
     return EvidenceDesk(EvidenceStore(settings.s3), audit, public_key)  # type: ignore[arg-type]
 
 
@@ -88,24 +91,34 @@ def verify(alert_id: str) -> None:
 
 
 @app.command()
-def hold(alert_id: str, reason: Annotated[str, typer.Option("--reason", help="Why, e.g. the case number.")],
-         actor: ActorOption = None, client: ClientOption = None) -> None:
+def hold(
+    alert_id: str,
+    reason: Annotated[str, typer.Option("--reason", help="Why, e.g. the case number.")],
+    actor: ActorOption = None,
+    client: ClientOption = None,
+) -> None:
     """Put a clip on legal hold: retention will not delete it until it is released."""
     _run(lambda desk: desk.hold(alert_id, _actor(actor, client), reason))
     console.print(f"evidence of alert {alert_id} is on legal hold ({reason})")
 
 
 @app.command()
-def release(alert_id: str, reason: Annotated[str, typer.Option("--reason", help="Why the hold ends.")] = "",
-            actor: ActorOption = None, client: ClientOption = None) -> None:
+def release(
+    alert_id: str,
+    reason: Annotated[str, typer.Option("--reason", help="Why the hold ends.")] = "",
+    actor: ActorOption = None,
+    client: ClientOption = None,
+) -> None:
     """End a legal hold: the clip is deleted once its retention has passed."""
     _run(lambda desk: desk.release(alert_id, _actor(actor, client), reason))
     console.print(f"legal hold on alert {alert_id} released")
 
 
 @app.command("list")
-def list_clips(camera: Annotated[str | None, typer.Option(help="Only this camera.")] = None,
-               held: Annotated[bool, typer.Option("--held", help="Only clips on legal hold.")] = False) -> None:
+def list_clips(
+    camera: Annotated[str | None, typer.Option(help="Only this camera.")] = None,
+    held: Annotated[bool, typer.Option("--held", help="Only clips on legal hold.")] = False,
+) -> None:
     """Stored clips: alert, camera, span, objects, retention, hold."""
     rows = _run(lambda desk: desk.listing(), with_audit=False)
     table = Table("alert", "camera", "event", "clip start", "length s", "objects", "delete after", "hold")
@@ -113,18 +126,29 @@ def list_clips(camera: Annotated[str | None, typer.Option(help="Only this camera
         manifest, hold_info = row["manifest"], row["hold"]
         if (camera and manifest["camera_id"] != camera) or (held and hold_info is None):
             continue
-        table.add_row(manifest["alert_id"], manifest["camera_id"], manifest["event_type"],
-                      _time(manifest["clip"]["start_us"]),
-                      f"{(manifest['clip']['end_us'] - manifest['clip']['start_us']) / 1e6:.1f}",
-                      str(len(manifest["objects"])), _time(manifest["retention_until_us"]),
-                      f"{hold_info['by']}: {hold_info['reason']}" if hold_info else "-")
+        table.add_row(
+            manifest["alert_id"],
+            manifest["camera_id"],
+            manifest["event_type"],
+            _time(manifest["clip"]["start_us"]),
+            f"{(manifest['clip']['end_us'] - manifest['clip']['start_us']) / 1e6:.1f}",
+            str(len(manifest["objects"])),
+            _time(manifest["retention_until_us"]),
+            f"{hold_info['by']}: {hold_info['reason']}" if hold_info else "-",
+        )
     console.print(table)
 
 
 @app.command()
-def get(alert_id: str, output: Annotated[Path, typer.Option("--output", "-o", help="Directory for the clip.")] = Path("."),
-        url_only: Annotated[bool, typer.Option("--url-only", help="Print short-lived links instead of downloading.")] = False,
-        actor: ActorOption = None, client: ClientOption = None) -> None:
+def get(
+    alert_id: str,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Directory for the clip.")] = Path("."),
+    url_only: Annotated[
+        bool, typer.Option("--url-only", help="Print short-lived links instead of downloading.")
+    ] = False,
+    actor: ActorOption = None,
+    client: ClientOption = None,
+) -> None:
     """Download a clip (audited), checking each object's sha256 against the manifest."""
     links = _run(lambda desk: desk.download_links(alert_id, _actor(actor, client)))
     for link in links:
@@ -142,11 +166,17 @@ def get(alert_id: str, output: Annotated[Path, typer.Option("--output", "-o", he
 
 
 @app.command()
-def frame(alert_id: str,
-          at_us: Annotated[int | None, typer.Option("--at-us", help="Capture time (µs); default: the incident start.")] = None,
-          output: Annotated[Path, typer.Option("--output", "-o", help="JPEG file to write.")] = Path("snapshot.jpg"),
-          actor: ActorOption = None, client: ClientOption = None) -> None:
+def frame(
+    alert_id: str,
+    at_us: Annotated[
+        int | None, typer.Option("--at-us", help="Capture time (µs); default: the incident start.")
+    ] = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="JPEG file to write.")] = Path("snapshot.jpg"),
+    actor: ActorOption = None,
+    client: ClientOption = None,
+) -> None:
     """One frame of the clip as JPEG (audited), e.g. an alert's evidence frame once cctv.frames.v1 dropped it."""
+
     def take(desk):
         when = at_us
         if when is None:
@@ -167,8 +197,10 @@ def purge(actor: ActorOption = None) -> None:
 
 
 @app.command()
-def keygen(out: Annotated[Path, typer.Option("--out", help="Where to write the private key (PEM, mode 0600).")],
-           if_missing: Annotated[bool, typer.Option("--if-missing", help="Keep an existing key.")] = False) -> None:
+def keygen(
+    out: Annotated[Path, typer.Option("--out", help="Where to write the private key (PEM, mode 0600).")],
+    if_missing: Annotated[bool, typer.Option("--if-missing", help="Keep an existing key.")] = False,
+) -> None:
     """Create an Ed25519 signing key for manifests; prints the public key that verifies them."""
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -184,8 +216,11 @@ def keygen(out: Annotated[Path, typer.Option("--out", help="Where to write the p
         out.parent.mkdir(parents=True, exist_ok=True)
         descriptor = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(descriptor, "wb") as handle:
-            handle.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+            handle.write(
+                key.private_bytes(
+                    serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+                )
+            )
     public = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     console.print(f"{key_id(key.public_key())} (give the public key to verifiers as CCTV_EVIDENCE__VERIFY_KEY):")
     console.print(public.decode().strip(), soft_wrap=True)

@@ -79,7 +79,9 @@ def _validate_all(candidates: list[tuple[int, Any]], errors: list[EntryError]) -
     first_line: dict[str, int] = {}
     for line, entry in entries:
         if entry.camera_id in first_line:
-            errors.append(EntryError(line, entry.camera_id, f"duplicate camera_id (first at line {first_line[entry.camera_id]})"))
+            errors.append(
+                EntryError(line, entry.camera_id, f"duplicate camera_id (first at line {first_line[entry.camera_id]})")
+            )
         else:
             first_line[entry.camera_id] = line
     if errors:
@@ -95,8 +97,12 @@ def _yaml_problem(error: yaml.YAMLError) -> EntryError:
     problem = error.problem_mark
     if error.context and error.context_mark is not None:
         start = error.context_mark
-        return EntryError(start.line + 1, None, f"not valid YAML: {error.context} (column {start.column + 1}): "
-                                                f"{error.problem} at line {problem.line + 1}, column {problem.column + 1}")
+        return EntryError(
+            start.line + 1,
+            None,
+            f"not valid YAML: {error.context} (column {start.column + 1}): "
+            f"{error.problem} at line {problem.line + 1}, column {problem.column + 1}",
+        )
     return EntryError(problem.line + 1, None, f"not valid YAML: {error.problem} (column {problem.column + 1})")
 
 
@@ -113,11 +119,24 @@ def parse_yaml(text: str) -> list[CameraEntry]:
         node = next((v for k, v in root.value if k.value == "cameras"), None) if root is not None else None
     if not isinstance(items, list) or node is None:
         raise InventoryError([EntryError(1, None, "expected a list of cameras under the top-level key 'cameras:'")])
-    return _validate_all([(item_node.start_mark.line + 1, item) for item, item_node in zip(items, node.value)], [])
+    return _validate_all(
+        [(item_node.start_mark.line + 1, item) for item, item_node in zip(items, node.value, strict=False)], []
+    )
 
 
-CSV_COLUMNS = ("camera_id", "name", "site_id", "stream_url", "lat", "lon", "tags", "sampling", "enabled",
-               "credentials_ref", "rtsp_transport")
+CSV_COLUMNS = (
+    "camera_id",
+    "name",
+    "site_id",
+    "stream_url",
+    "lat",
+    "lon",
+    "tags",
+    "sampling",
+    "enabled",
+    "credentials_ref",
+    "rtsp_transport",
+)
 
 
 def parse_csv(text: str) -> list[CameraEntry]:
@@ -142,7 +161,9 @@ def parse_csv(text: str) -> list[CameraEntry]:
         try:
             data: dict[str, Any] = {k: values[k] for k in ("camera_id", "name", "site_id", "stream_url") if k in values}
             if values.get("lat") or values.get("lon"):
-                data["location"] = GeoPoint(lat=float(values.get("lat") or "nan"), lon=float(values.get("lon") or "nan"))
+                data["location"] = GeoPoint(
+                    lat=float(values.get("lat") or "nan"), lon=float(values.get("lon") or "nan")
+                )
             if values.get("tags"):
                 data["tags"] = values["tags"].split(";")
             if values.get("sampling"):
@@ -172,19 +193,23 @@ _LIBRDKAFKA_LOG = logging.getLogger("cctv.inventory.librdkafka")
 _LIBRDKAFKA_LOG.setLevel(logging.ERROR)
 
 
-def publish(settings: KafkaSettings, serde: AvroSerde, entries: list[CameraEntry],
-            remove: list[str] | None = None) -> int:
+def publish(
+    settings: KafkaSettings, serde: AvroSerde, entries: list[CameraEntry], remove: list[str] | None = None
+) -> int:
     """Publish entries (and tombstones for `remove`) in one transaction. Returns records written."""
-    producer = Producer(settings.client_config() | {
-        # librdkafka's "GETPID ... retrying" warnings while a fresh broker loads its transaction
-        # coordinator are routine; errors still reach the terminal.
-        "logger": _LIBRDKAFKA_LOG,
-        "transactional.id": f"cctv-inventory-{uuid.uuid4()}",
-        "enable.idempotence": True,
-        "acks": "all",
-        "linger.ms": 20,
-        "compression.type": "lz4",
-    })
+    producer = Producer(
+        settings.client_config()
+        | {
+            # librdkafka's "GETPID ... retrying" warnings while a fresh broker loads its transaction
+            # coordinator are routine; errors still reach the terminal.
+            "logger": _LIBRDKAFKA_LOG,
+            "transactional.id": f"cctv-inventory-{uuid.uuid4()}",
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": 20,
+            "compression.type": "lz4",
+        }
+    )
     producer.init_transactions(30)
     producer.begin_transaction()
     now = int(time.time() * 1000)

@@ -30,14 +30,21 @@ from libs.topics import CAMERAS
 BATCH = 10_000
 
 
-def read_to_end(settings: KafkaSettings, topic: str, handle: Callable[[Message], None],
-                timeout_s: float = 120.0) -> None:
+def read_to_end(
+    settings: KafkaSettings, topic: str, handle: Callable[[Message], None], timeout_s: float = 120.0
+) -> None:
     """Every committed record of `topic` up to the end that existed at start, in large batches."""
-    consumer = Consumer(settings.client_config() | {
-        "group.id": f"cctv-inventory-{uuid.uuid4().hex[:8]}", "enable.auto.commit": False,
-        "isolation.level": "read_committed", "enable.partition.eof": True,
-        "fetch.max.bytes": 64 * 1024 * 1024, "max.partition.fetch.bytes": 16 * 1024 * 1024,
-    })
+    consumer = Consumer(
+        settings.client_config()
+        | {
+            "group.id": f"cctv-inventory-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+            "enable.partition.eof": True,
+            "fetch.max.bytes": 64 * 1024 * 1024,
+            "max.partition.fetch.bytes": 16 * 1024 * 1024,
+        }
+    )
     try:
         metadata = consumer.list_topics(topic, timeout=10).topics[topic]
         if metadata.error is not None:
@@ -99,9 +106,11 @@ class CameraQuery:
         return self.match is None or fnmatch.fnmatchcase(camera_id, self.match)
 
     def accepts(self, record: dict[str, Any]) -> bool:
-        return ((self.site is None or record["site_id"] == self.site)
-                and (self.tag is None or self.tag in record["tags"])
-                and (self.enabled is None or record["enabled"] == self.enabled))
+        return (
+            (self.site is None or record["site_id"] == self.site)
+            and (self.tag is None or self.tag in record["tags"])
+            and (self.enabled is None or record["enabled"] == self.enabled)
+        )
 
 
 @dataclass(frozen=True)
@@ -123,7 +132,7 @@ def page(records: dict[str, bytes], decode: Callable[[bytes], dict[str, Any]], q
         ids = list(ids)
     matching = len(ids)
     start = 0 if query.after is None else _first_after(ids, query.after)
-    chosen = ids[start:start + query.limit] if query.limit else ids[start:]
+    chosen = ids[start : start + query.limit] if query.limit else ids[start:]
     cameras = [decoded.get(camera_id) or decode(records[camera_id]) for camera_id in chosen]
     more = bool(query.limit) and start + query.limit < matching
     return CameraPage(cameras, matching, len(records), chosen[-1] if more and chosen else None)

@@ -19,8 +19,19 @@ import typer
 
 app = typer.Typer(help="The release and access ledger (cctv.audit.v1).", no_args_is_help=True)
 
-CSV_COLUMNS = ("time", "actor", "role", "what", "outcome", "camera_id", "alert_id", "client_address", "detail",
-               "console_instance", "audit_id")
+CSV_COLUMNS = (
+    "time",
+    "actor",
+    "role",
+    "what",
+    "outcome",
+    "camera_id",
+    "alert_id",
+    "client_address",
+    "detail",
+    "console_instance",
+    "audit_id",
+)
 _DURATION = re.compile(r"^(\d+)([smhd])$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -35,21 +46,33 @@ def parse_moment(text: str, now_s: float | None = None) -> int:
     try:
         moment = datetime.fromisoformat(text.strip())
     except ValueError:
-        raise ValueError(f"{text!r} is neither an ISO 8601 time (2026-11-30T08:00) nor a duration ago (30m, 24h, 7d)") from None
+        raise ValueError(
+            f"{text!r} is neither an ISO 8601 time (2026-11-30T08:00) nor a duration ago (30m, 24h, 7d)"
+        ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return int(moment.timestamp() * 1000)
 
 
-def select(records: Iterable[dict[str, Any]], *, agency: str | None = None, camera: str | None = None,
-           what: str | None = None, since_ms: int | None = None, until_ms: int | None = None) -> list[dict[str, Any]]:
+def select(
+    records: Iterable[dict[str, Any]],
+    *,
+    agency: str | None = None,
+    camera: str | None = None,
+    what: str | None = None,
+    since_ms: int | None = None,
+    until_ms: int | None = None,
+) -> list[dict[str, Any]]:
     """Records matching every given filter, oldest first. `agency` matches the actor (a webhook's
     destination, a console user), `what` is a prefix ("webhook" = every webhook release)."""
     chosen = [
-        r for r in records
-        if (agency is None or r["actor"] == agency) and (camera is None or r.get("camera_id") == camera)
+        r
+        for r in records
+        if (agency is None or r["actor"] == agency)
+        and (camera is None or r.get("camera_id") == camera)
         and (what is None or r["what"].startswith(what))
-        and (since_ms is None or r["timestamp"] >= since_ms) and (until_ms is None or r["timestamp"] < until_ms)
+        and (since_ms is None or r["timestamp"] >= since_ms)
+        and (until_ms is None or r["timestamp"] < until_ms)
     ]
     return sorted(chosen, key=lambda r: (r["timestamp"], r["audit_id"]))
 
@@ -88,8 +111,10 @@ def read_ledger(bootstrap: str | None, since_ms: int | None, timeout_s: float = 
         catch_up.add(partitions)
         starts = [TopicPartition(AUDIT, p, since_ms if since_ms is not None else OFFSET_BEGINNING) for p in partitions]
         if since_ms is not None:  # skip straight to the period instead of reading a year of records
-            starts = [tp if tp.offset >= 0 else TopicPartition(AUDIT, tp.partition, OFFSET_BEGINNING)
-                      for tp in consumer.offsets_for_times(starts, timeout=10)]
+            starts = [
+                tp if tp.offset >= 0 else TopicPartition(AUDIT, tp.partition, OFFSET_BEGINNING)
+                for tp in consumer.offsets_for_times(starts, timeout=10)
+            ]
         consumer.assign(starts)
         deadline = time.monotonic() + timeout_s
         catch_up.reached()
@@ -113,12 +138,20 @@ def read_ledger(bootstrap: str | None, since_ms: int | None, timeout_s: float = 
 
 @app.command("list")
 def list_records(
-    agency: Annotated[str | None, typer.Option(help="Only this actor: an agency (webhook destination) or a user.")] = None,
+    agency: Annotated[
+        str | None, typer.Option(help="Only this actor: an agency (webhook destination) or a user.")
+    ] = None,
     camera: Annotated[str | None, typer.Option(help="Only records about this camera id.")] = None,
-    what: Annotated[str | None, typer.Option(help="Only acts starting with this, e.g. webhook, evidence, login.")] = None,
-    since: Annotated[str | None, typer.Option(help="From: ISO 8601 time (UTC) or a duration ago: 30m, 24h, 7d.")] = None,
+    what: Annotated[
+        str | None, typer.Option(help="Only acts starting with this, e.g. webhook, evidence, login.")
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option(help="From: ISO 8601 time (UTC) or a duration ago: 30m, 24h, 7d.")
+    ] = None,
     until: Annotated[str | None, typer.Option(help="Until (exclusive): ISO 8601 time or a duration ago.")] = None,
-    csv_out: Annotated[Path | None, typer.Option("--csv", help="Write CSV to this file ('-' = stdout) instead of a table.")] = None,
+    csv_out: Annotated[
+        Path | None, typer.Option("--csv", help="Write CSV to this file ('-' = stdout) instead of a table.")
+    ] = None,
     bootstrap: Annotated[str | None, typer.Option("--bootstrap", "-b", help="Kafka host:port.")] = None,
 ) -> None:
     """List ledger records, oldest first; --csv exports them for the regulator."""
@@ -128,8 +161,9 @@ def list_records(
     except ValueError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None
-    chosen = select(read_ledger(bootstrap, since_ms), agency=agency, camera=camera, what=what,
-                    since_ms=since_ms, until_ms=until_ms)
+    chosen = select(
+        read_ledger(bootstrap, since_ms), agency=agency, camera=camera, what=what, since_ms=since_ms, until_ms=until_ms
+    )
     if csv_out is not None:
         if str(csv_out) == "-":
             count = write_csv(chosen, sys.stdout)
@@ -142,7 +176,19 @@ def list_records(
 
     from cctv.cli import show
 
-    show(["time", "actor", "what", "outcome", "camera", "alert", "detail"],
-         [[iso_ms(r["timestamp"]), escape(r["actor"]), escape(r["what"]), r["outcome"], escape(r.get("camera_id") or ""),
-           escape(r.get("alert_id") or ""), escape(r.get("detail") or "")] for r in chosen])
+    show(
+        ["time", "actor", "what", "outcome", "camera", "alert", "detail"],
+        [
+            [
+                iso_ms(r["timestamp"]),
+                escape(r["actor"]),
+                escape(r["what"]),
+                r["outcome"],
+                escape(r.get("camera_id") or ""),
+                escape(r.get("alert_id") or ""),
+                escape(r.get("detail") or ""),
+            ]
+            for r in chosen
+        ],
+    )
     typer.echo(f"{len(chosen)} record(s)", err=True)

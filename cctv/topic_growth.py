@@ -39,8 +39,7 @@ class Move:
     tombstone_partitions: tuple[int, ...]
 
 
-def plan_moves(placements: dict[bytes, dict[int, tuple[int, bytes]]], partitions: int,
-               written_with: int) -> list[Move]:
+def plan_moves(placements: dict[bytes, dict[int, tuple[int, bytes]]], partitions: int, written_with: int) -> list[Move]:
     """Moves that leave each live key only in its partitioner's partition. `placements`: key → partition →
     (timestamp, value) of its latest live record there; `written_with`: the partition count writers used
     until now. The newest copy is where writers put the key with that count (a copy in the target
@@ -87,9 +86,14 @@ def grow_keyed_topic(settings: KafkaSettings, topic: str, partitions: int, timeo
     live = {key: copies for key, copies in placements.items() if copies}
     moves = plan_moves(live, partitions, before)
     if moves:
-        producer = Producer(settings.client_config() | {
-            "transactional.id": f"cctv-inventory-grow-{uuid.uuid4()}", "enable.idempotence": True, "acks": "all",
-        })
+        producer = Producer(
+            settings.client_config()
+            | {
+                "transactional.id": f"cctv-inventory-grow-{uuid.uuid4()}",
+                "enable.idempotence": True,
+                "acks": "all",
+            }
+        )
         producer.init_transactions(30)
         producer.begin_transaction()
         try:

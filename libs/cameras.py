@@ -99,7 +99,9 @@ class CameraEntry(BaseModel):
     @classmethod
     def _id_shape(cls, value: str) -> str:
         if not _ID.match(value):
-            raise ValueError(f"camera_id {value!r} must be 1-128 letters, digits or _.:- and start with a letter or digit")
+            raise ValueError(
+                f"camera_id {value!r} must be 1-128 letters, digits or _.:- and start with a letter or digit"
+            )
         return value
 
     @field_validator("stream_url")
@@ -128,8 +130,11 @@ class CameraEntry(BaseModel):
             "realtime": self.realtime,
             "location": self.location.model_dump() if self.location else None,
             "tags": self.tags,
-            "sampling": {"mode": self.sampling.mode.upper(), "fps": self.sampling.fps,
-                         "heartbeat_s": self.sampling.heartbeat_s},
+            "sampling": {
+                "mode": self.sampling.mode.upper(),
+                "fps": self.sampling.fps,
+                "heartbeat_s": self.sampling.heartbeat_s,
+            },
             "zones": [_zone_to_record(zone) for zone in self.zones],
             "timezone": self.timezone,
             "enabled": self.enabled,
@@ -150,7 +155,9 @@ class CameraEntry(BaseModel):
             realtime=record["realtime"],
             location=record.get("location"),
             tags=record["tags"],
-            sampling=Sampling(mode=sampling["mode"].lower(), fps=sampling.get("fps"), heartbeat_s=sampling["heartbeat_s"]),
+            sampling=Sampling(
+                mode=sampling["mode"].lower(), fps=sampling.get("fps"), heartbeat_s=sampling["heartbeat_s"]
+            ),
             zones=[_zone_from_record(zone) for zone in record["zones"]],
             timezone=record["timezone"],
             enabled=record["enabled"],
@@ -167,11 +174,16 @@ def _zone_to_record(zone: dict[str, Any]) -> dict[str, Any]:
         "name": str(zone.get("name", "")),
         "polygon": _points_to_record(zone.get("polygon") or []),
         "classes": zone.get("classes"),
-        "schedule": None if schedule is None else {
+        "schedule": None
+        if schedule is None
+        else {
             "timezone": schedule.get("timezone", "UTC"),
             "windows": [
-                {"days": list(w.get("days", ["mon", "tue", "wed", "thu", "fri", "sat", "sun"])),
-                 "start": str(w["start"]), "end": str(w["end"])}
+                {
+                    "days": list(w.get("days", ["mon", "tue", "wed", "thu", "fri", "sat", "sun"])),
+                    "start": str(w["start"]),
+                    "end": str(w["end"]),
+                }
                 for w in schedule.get("windows", [])
             ],
         },

@@ -17,4 +17,4 @@ def evidence_reference(alert_id: str) -> dict[str, Any]:
 def clip_id_from_uri(uri: str) -> str:
     if not uri.startswith(URI_PREFIX) or len(uri) == len(URI_PREFIX):
         raise ValueError(f"not an evidence URI: {uri!r} (expected {URI_PREFIX}<clip_id>)")
-    return uri[len(URI_PREFIX):]
+    return uri[len(URI_PREFIX) :]

@@ -81,8 +81,12 @@ class InventoryFollower:
 
     def _invalid(self, message: Message, error: Exception) -> None:
         self.invalid += 1
-        log.error("inventory record for %s at offset %s ignored: %s",
-                  (message.key() or b"").decode(errors="replace"), message.offset(), error)
+        log.error(
+            "inventory record for %s at offset %s ignored: %s",
+            (message.key() or b"").decode(errors="replace"),
+            message.offset(),
+            error,
+        )
 
     def read_to_end(self, timeout_s: float = 30.0) -> dict[str, CameraEntry]:
         deadline = time.monotonic() + timeout_s

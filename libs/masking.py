@@ -35,8 +35,13 @@ class Region:
         """The box scaled about its centre (hair, ears, a turned head), clipped to the image."""
         cx, cy = (self.x1 + self.x2) / 2, (self.y1 + self.y2) / 2
         half_w, half_h = (self.x2 - self.x1) * factor / 2, (self.y2 - self.y1) * factor / 2
-        return Region(max(0, int(cx - half_w)), max(0, int(cy - half_h)),
-                      min(width, int(np.ceil(cx + half_w))), min(height, int(np.ceil(cy + half_h))), self.score)
+        return Region(
+            max(0, int(cx - half_w)),
+            max(0, int(cy - half_h)),
+            min(width, int(np.ceil(cx + half_w))),
+            min(height, int(np.ceil(cy + half_h))),
+            self.score,
+        )
 
 
 def _nms(boxes: np.ndarray, scores: np.ndarray, threshold: float) -> list[int]:
@@ -48,8 +53,12 @@ def _nms(boxes: np.ndarray, scores: np.ndarray, threshold: float) -> list[int]:
         if not order:
             break
         rest = np.array(order)
-        inter_w = np.clip(np.minimum(boxes[best, 2], boxes[rest, 2]) - np.maximum(boxes[best, 0], boxes[rest, 0]), 0, None)
-        inter_h = np.clip(np.minimum(boxes[best, 3], boxes[rest, 3]) - np.maximum(boxes[best, 1], boxes[rest, 1]), 0, None)
+        inter_w = np.clip(
+            np.minimum(boxes[best, 2], boxes[rest, 2]) - np.maximum(boxes[best, 0], boxes[rest, 0]), 0, None
+        )
+        inter_h = np.clip(
+            np.minimum(boxes[best, 3], boxes[rest, 3]) - np.maximum(boxes[best, 1], boxes[rest, 1]), 0, None
+        )
         inter = inter_w * inter_h
         overlap = inter / (areas[best] + areas[rest] - inter)
         order = [o for o, ov in zip(order, overlap, strict=True) if ov < threshold]
@@ -59,7 +68,9 @@ def _nms(boxes: np.ndarray, scores: np.ndarray, threshold: float) -> list[int]:
 class FaceDetector:
     """CenterFace: RGB 0..255 NCHW in, stride-4 heat map + box size + offset out."""
 
-    def __init__(self, path: Path = CENTERFACE_PATH, threads: int = 1, threshold: float = 0.4, upscale: int = 1) -> None:
+    def __init__(
+        self, path: Path = CENTERFACE_PATH, threads: int = 1, threshold: float = 0.4, upscale: int = 1
+    ) -> None:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.log_severity_level = 3
@@ -71,10 +82,14 @@ class FaceDetector:
     def detect(self, rgb: np.ndarray) -> list[Region]:
         if self.upscale > 1:
             height, width = rgb.shape[:2]
-            big = np.asarray(Image.fromarray(rgb).resize((width * self.upscale, height * self.upscale), Image.Resampling.BICUBIC))
+            big = np.asarray(
+                Image.fromarray(rgb).resize((width * self.upscale, height * self.upscale), Image.Resampling.BICUBIC)
+            )
             k = self.upscale
-            return [Region(r.x1 // k, r.y1 // k, min(width, -(-r.x2 // k)), min(height, -(-r.y2 // k)), r.score)
-                    for r in self._detect(big)]
+            return [
+                Region(r.x1 // k, r.y1 // k, min(width, -(-r.x2 // k)), min(height, -(-r.y2 // k)), r.score)
+                for r in self._detect(big)
+            ]
         return self._detect(rgb)
 
     def _detect(self, rgb: np.ndarray) -> list[Region]:
@@ -90,19 +105,29 @@ class FaceDetector:
         box_h, box_w = np.exp(scale[0, 0, ys, xs]) * _STRIDE, np.exp(scale[0, 1, ys, xs]) * _STRIDE
         centre_y = (ys + offset[0, 0, ys, xs] + 0.5) * _STRIDE
         centre_x = (xs + offset[0, 1, ys, xs] + 0.5) * _STRIDE
-        boxes = np.stack([centre_x - box_w / 2, centre_y - box_h / 2, centre_x + box_w / 2, centre_y + box_h / 2], axis=1)
+        boxes = np.stack(
+            [centre_x - box_w / 2, centre_y - box_h / 2, centre_x + box_w / 2, centre_y + box_h / 2], axis=1
+        )
         scores = heatmap[0, 0, ys, xs]
-        return [Region(max(0, int(boxes[i, 0])), max(0, int(boxes[i, 1])), min(width, int(np.ceil(boxes[i, 2]))),
-                       min(height, int(np.ceil(boxes[i, 3]))), float(scores[i]))
-                for i in _nms(boxes, scores, 0.3)]
+        return [
+            Region(
+                max(0, int(boxes[i, 0])),
+                max(0, int(boxes[i, 1])),
+                min(width, int(np.ceil(boxes[i, 2]))),
+                min(height, int(np.ceil(boxes[i, 3]))),
+                float(scores[i]),
+            )
+            for i in _nms(boxes, scores, 0.3)
+        ]
 
 
 class PlateDetector:
     """Licence plates as text regions (PP-OCRv4 DBNet) inside vehicle boxes: the detector reads no
     characters, it only says where text is, which is what masking needs."""
 
-    def __init__(self, path: Path = PPOCR_DET_PATH, threads: int = 1, threshold: float = 0.3,
-                 min_side: int = 320) -> None:
+    def __init__(
+        self, path: Path = PPOCR_DET_PATH, threads: int = 1, threshold: float = 0.3, min_side: int = 320
+    ) -> None:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.log_severity_level = 3
@@ -114,7 +139,7 @@ class PlateDetector:
 
         found = []
         for vehicle in vehicles:
-            crop = rgb[vehicle.y1:vehicle.y2, vehicle.x1:vehicle.x2]
+            crop = rgb[vehicle.y1 : vehicle.y2, vehicle.x1 : vehicle.x2]
             if crop.shape[0] < 8 or crop.shape[1] < 8:
                 continue
             # Small (distant) vehicles are enlarged so a plate spans enough of the 4x-reduced map.
@@ -130,17 +155,28 @@ class PlateDetector:
                     continue  # specks of one or two map cells: noise, not text
                 # DBNet's map shrinks text boxes: grow them back by half their height on every side.
                 pad = (rows.stop - rows.start) / 2
-                found.append(Region(
-                    vehicle.x1 + max(0, int((cols.start - pad) * scale_x)), vehicle.y1 + max(0, int((rows.start - pad) * scale_y)),
-                    vehicle.x1 + min(crop.shape[1], int(np.ceil((cols.stop + pad) * scale_x))),
-                    vehicle.y1 + min(crop.shape[0], int(np.ceil((rows.stop + pad) * scale_y)))))
+                found.append(
+                    Region(
+                        vehicle.x1 + max(0, int((cols.start - pad) * scale_x)),
+                        vehicle.y1 + max(0, int((rows.start - pad) * scale_y)),
+                        vehicle.x1 + min(crop.shape[1], int(np.ceil((cols.stop + pad) * scale_x))),
+                        vehicle.y1 + min(crop.shape[0], int(np.ceil((rows.stop + pad) * scale_y))),
+                    )
+                )
         return found
 
 
 def vehicle_regions(objects: list[dict], width: int, height: int) -> list[Region]:
-    return [Region(max(0, int(o["x1"] * width)), max(0, int(o["y1"] * height)),
-                   min(width, int(np.ceil(o["x2"] * width))), min(height, int(np.ceil(o["y2"] * height))))
-            for o in objects if o.get("class_name") in VEHICLE_CLASSES]
+    return [
+        Region(
+            max(0, int(o["x1"] * width)),
+            max(0, int(o["y1"] * height)),
+            min(width, int(np.ceil(o["x2"] * width))),
+            min(height, int(np.ceil(o["y2"] * height))),
+        )
+        for o in objects
+        if o.get("class_name") in VEHICLE_CLASSES
+    ]
 
 
 def pixelate(rgb: np.ndarray, regions: list[Region], blocks: int = 6) -> np.ndarray:
@@ -148,14 +184,14 @@ def pixelate(rgb: np.ndarray, regions: list[Region], blocks: int = 6) -> np.ndar
     unlike a light blur)."""
     out = rgb.copy()
     for region in regions:
-        patch = out[region.y1:region.y2, region.x1:region.x2]
+        patch = out[region.y1 : region.y2, region.x1 : region.x2]
         if patch.size == 0:
             continue
         h, w = patch.shape[:2]
         rows, cols = np.array_split(np.arange(h), min(blocks, h)), np.array_split(np.arange(w), min(blocks, w))
         for r in rows:
             for c in cols:
-                cell = patch[r[0]:r[-1] + 1, c[0]:c[-1] + 1]
+                cell = patch[r[0] : r[-1] + 1, c[0] : c[-1] + 1]
                 cell[...] = cell.reshape(-1, cell.shape[-1]).mean(axis=0).astype(rgb.dtype)
     return out
 
@@ -168,8 +204,14 @@ def head_regions(objects: list[dict], width: int, height: int, head_share: float
         if obj.get("class_name") != "person":
             continue
         x1, y1, x2, y2 = obj["x1"] * width, obj["y1"] * height, obj["x2"] * width, obj["y2"] * height
-        regions.append(Region(max(0, int(x1)), max(0, int(y1)), min(width, int(np.ceil(x2))),
-                              min(height, int(np.ceil(y1 + (y2 - y1) * head_share)))))
+        regions.append(
+            Region(
+                max(0, int(x1)),
+                max(0, int(y1)),
+                min(width, int(np.ceil(x2))),
+                min(height, int(np.ceil(y1 + (y2 - y1) * head_share))),
+            )
+        )
     return regions
 
 
@@ -181,8 +223,14 @@ class MaskResult:
     plates: list[Region] = field(default_factory=list)
 
 
-def mask_jpeg(jpeg: bytes, detector: FaceDetector, people: list[dict] | None = None, grow: float = 1.3,
-              quality: int = 85, plates: PlateDetector | None = None) -> MaskResult:
+def mask_jpeg(
+    jpeg: bytes,
+    detector: FaceDetector,
+    people: list[dict] | None = None,
+    grow: float = 1.3,
+    quality: int = 85,
+    plates: PlateDetector | None = None,
+) -> MaskResult:
     """Decode, find faces, pixelate them (boxes grown by `grow`), the heads of the people among `people`
     (an Alert's objects) and, with `plates`, text regions inside its vehicles; re-encode. Raises
     ValueError on bytes that are not an image."""

@@ -60,18 +60,30 @@ class DetectedObject(Box):
     keypoints: tuple[Keypoint, ...] | None = None
 
     def to_avro(self) -> dict[str, Any]:  # the DetectedObject record nests its Box
-        keypoints = None if self.keypoints is None else [
-            {"x": k.x, "y": k.y, "score": k.score} for k in self.keypoints]
-        return {"class_id": self.class_id, "class_name": self.class_name, "score": self.score,
-                "box": Box.to_avro(self), "keypoints": keypoints}
+        keypoints = None if self.keypoints is None else [{"x": k.x, "y": k.y, "score": k.score} for k in self.keypoints]
+        return {
+            "class_id": self.class_id,
+            "class_name": self.class_name,
+            "score": self.score,
+            "box": Box.to_avro(self),
+            "keypoints": keypoints,
+        }
 
     @classmethod
     def from_avro(cls, value: dict[str, Any]) -> DetectedObject:
         box = value["box"]
         points = value.get("keypoints")  # absent in records written before the pose stage existed
         keypoints = None if points is None else tuple(Keypoint(p["x"], p["y"], p["score"]) for p in points)
-        return cls(box["x1"], box["y1"], box["x2"], box["y2"], value["class_id"], value["class_name"], value["score"],
-                   keypoints)
+        return cls(
+            box["x1"],
+            box["y1"],
+            box["x2"],
+            box["y2"],
+            value["class_id"],
+            value["class_name"],
+            value["score"],
+            keypoints,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,9 +124,16 @@ class VideoPacket:
     @classmethod
     def from_avro(cls, value: dict[str, Any]) -> VideoPacket:
         return cls(
-            camera_id=value["camera_id"], session_id=value["session_id"], sequence=value["sequence"],
-            capture_time_us=value["capture_time"], pts_us=value["pts_us"], dts_us=value["dts_us"],
-            is_keyframe=value["is_keyframe"], data=value["data"], codec=value["codec"], extradata=value["extradata"],
+            camera_id=value["camera_id"],
+            session_id=value["session_id"],
+            sequence=value["sequence"],
+            capture_time_us=value["capture_time"],
+            pts_us=value["pts_us"],
+            dts_us=value["dts_us"],
+            is_keyframe=value["is_keyframe"],
+            data=value["data"],
+            codec=value["codec"],
+            extradata=value["extradata"],
         )
 
 
@@ -142,21 +161,37 @@ class Frame:
 
     def to_avro(self) -> dict[str, Any]:
         return {
-            "camera_id": self.camera_id, "session_id": self.session_id, "sequence": self.sequence,
-            "capture_time": self.capture_time_us, "pts_us": self.pts_us,
-            "source_partition": self.source_partition, "source_offset": self.source_offset,
-            "width": self.width, "height": self.height, "jpeg": self.jpeg,
-            "motion_score": self.motion_score, "reason": self.reason.upper(), "sampled_at": self.sampled_at_us,
+            "camera_id": self.camera_id,
+            "session_id": self.session_id,
+            "sequence": self.sequence,
+            "capture_time": self.capture_time_us,
+            "pts_us": self.pts_us,
+            "source_partition": self.source_partition,
+            "source_offset": self.source_offset,
+            "width": self.width,
+            "height": self.height,
+            "jpeg": self.jpeg,
+            "motion_score": self.motion_score,
+            "reason": self.reason.upper(),
+            "sampled_at": self.sampled_at_us,
         }
 
     @classmethod
     def from_avro(cls, value: dict[str, Any]) -> Frame:
         return cls(
-            camera_id=value["camera_id"], session_id=value["session_id"], sequence=value["sequence"],
-            capture_time_us=value["capture_time"], pts_us=value["pts_us"],
-            source_partition=value["source_partition"], source_offset=value["source_offset"],
-            width=value["width"], height=value["height"], jpeg=value["jpeg"], motion_score=value["motion_score"],
-            reason=value["reason"].lower(), sampled_at_us=value["sampled_at"],
+            camera_id=value["camera_id"],
+            session_id=value["session_id"],
+            sequence=value["sequence"],
+            capture_time_us=value["capture_time"],
+            pts_us=value["pts_us"],
+            source_partition=value["source_partition"],
+            source_offset=value["source_offset"],
+            width=value["width"],
+            height=value["height"],
+            jpeg=value["jpeg"],
+            motion_score=value["motion_score"],
+            reason=value["reason"].lower(),
+            sampled_at_us=value["sampled_at"],
         )
 
 
@@ -171,13 +206,19 @@ class CameraActivity:
     timestamp_us: int
 
     def to_avro(self) -> dict[str, Any]:
-        return {"camera_id": self.camera_id, "state": self.state.upper(), "motion_score": self.motion_score,
-                "since": self.since_us, "timestamp": self.timestamp_us}
+        return {
+            "camera_id": self.camera_id,
+            "state": self.state.upper(),
+            "motion_score": self.motion_score,
+            "since": self.since_us,
+            "timestamp": self.timestamp_us,
+        }
 
     @classmethod
     def from_avro(cls, value: dict[str, Any]) -> CameraActivity:
-        return cls(value["camera_id"], value["state"].lower(), value["motion_score"], value["since"],
-                   value["timestamp"])
+        return cls(
+            value["camera_id"], value["state"].lower(), value["motion_score"], value["since"], value["timestamp"]
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,19 +253,32 @@ class Detections:
 
     def to_avro(self) -> dict[str, Any]:
         return {
-            "camera_id": self.camera_id, "frame": self.frame.to_avro(), "session_id": self.session_id,
-            "sequence": self.sequence, "capture_time": self.capture_time_us, "width": self.width,
-            "height": self.height, "objects": [o.to_avro() for o in self.objects], "model": self.model.to_avro(),
-            "inference_ms": self.inference_ms, "detected_at": self.detected_at_us,
+            "camera_id": self.camera_id,
+            "frame": self.frame.to_avro(),
+            "session_id": self.session_id,
+            "sequence": self.sequence,
+            "capture_time": self.capture_time_us,
+            "width": self.width,
+            "height": self.height,
+            "objects": [o.to_avro() for o in self.objects],
+            "model": self.model.to_avro(),
+            "inference_ms": self.inference_ms,
+            "detected_at": self.detected_at_us,
         }
 
     @classmethod
     def from_avro(cls, value: dict[str, Any]) -> Detections:
         model = value["model"]
         return cls(
-            camera_id=value["camera_id"], frame=FrameRef.from_avro(value["frame"]), session_id=value["session_id"],
-            sequence=value["sequence"], capture_time_us=value["capture_time"], width=value["width"],
-            height=value["height"], objects=[DetectedObject.from_avro(o) for o in value["objects"]],
+            camera_id=value["camera_id"],
+            frame=FrameRef.from_avro(value["frame"]),
+            session_id=value["session_id"],
+            sequence=value["sequence"],
+            capture_time_us=value["capture_time"],
+            width=value["width"],
+            height=value["height"],
+            objects=[DetectedObject.from_avro(o) for o in value["objects"]],
             model=ModelId(model["name"], model["version"], model["sha256"]),
-            inference_ms=value["inference_ms"], detected_at_us=value["detected_at"],
+            inference_ms=value["inference_ms"],
+            detected_at_us=value["detected_at"],
         )

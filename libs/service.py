@@ -45,6 +45,11 @@ def start_service(name: str, settings_cls: type[SettingsT], install_signals: boo
     if install_signals:
         shutdown.install()
     http = HealthServer(settings.http, health).start()
-    log.info("%s starting; metrics and probes on port %d; kafka %s; serde %s", name, http.port,
-             settings.kafka.bootstrap_servers, "confluent (registry)" if settings.registry.url else "single-object")
+    log.info(
+        "%s starting; metrics and probes on port %d; kafka %s; serde %s",
+        name,
+        http.port,
+        settings.kafka.bootstrap_servers,
+        "confluent (registry)" if settings.registry.url else "single-object",
+    )
     return ServiceRuntime(name, settings, health, shutdown, make_serde(settings.registry), http)

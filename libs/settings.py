@@ -221,7 +221,7 @@ def ignored_environment(settings_cls: type[CommonSettings], environ: Mapping[str
         upper = name.upper()
         if not upper.startswith(ENV_PREFIX) or upper in NON_FIELD_ENV_NAMES or upper.startswith(NON_FIELD_ENV_PREFIXES):
             continue
-        if _accepts(settings_cls, upper[len(ENV_PREFIX):].lower().split("__")):
+        if _accepts(settings_cls, upper[len(ENV_PREFIX) :].lower().split("__")):
             continue
         close = difflib.get_close_matches(upper, known, n=1, cutoff=0.6)
         hint = f"; did you mean {close[0]}?" if close else ""

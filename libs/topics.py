@@ -16,8 +16,12 @@ CAMERA_ACTIVITY = "cctv.camera-activity.v1"  # producer: frame-sampler; consumer
 DETECTIONS = "cctv.detections.v1"  # producer: detector; consumer: alert-router
 ALERTS = "cctv.alerts.v1"  # producer: alert-router; consumers: control room, `cctv alerts tail`
 DLQ = "cctv.dlq.v1"  # producer: every service; consumer: SREs
-PLATFORM_EVENTS = "cctv.platform-events.v1"  # producer: process supervisor (`cctv up`); consumers: console, `cctv status`
-INCIDENT_ACTIONS = "cctv.incident-actions.v1"  # producer: console (operators' actions); consumers: every console replica
+PLATFORM_EVENTS = (
+    "cctv.platform-events.v1"  # producer: process supervisor (`cctv up`); consumers: console, `cctv status`
+)
+INCIDENT_ACTIONS = (
+    "cctv.incident-actions.v1"  # producer: console (operators' actions); consumers: every console replica
+)
 AUDIT = "cctv.audit.v1"  # producers: console (logins, live views, actions, denials), clip-writer and `cctv evidence` (holds, downloads, deletions), dispatcher (snapshots released); consumers: console, `cctv audit`, auditors
 
 DEFAULT_DESTINATIONS = ("police", "fire", "disaster-management", "social-welfare")
@@ -60,33 +64,62 @@ class TopicSpec:
     config: dict[str, str] = field(default_factory=dict)
 
 
-def pipeline_topics(
-    destinations: tuple[str, ...] = DEFAULT_DESTINATIONS, scale: int = 1
-) -> list[TopicSpec]:
+def pipeline_topics(destinations: tuple[str, ...] = DEFAULT_DESTINATIONS, scale: int = 1) -> list[TopicSpec]:
     """All topics with sensible defaults; `scale` multiplies the partitions of the per-camera streams."""
     per_camera = 12 * scale
     alerts = {"retention.ms": str(30 * DAY_MS), "max.message.bytes": str(2 * 1024 * 1024)}
     specs = [
-        TopicSpec(CAMERAS, "CameraConfig", per_camera, {
-            "cleanup.policy": "compact", "min.compaction.lag.ms": "0", "segment.ms": str(HOUR_MS),
-        }),
-        TopicSpec(CAMERA_STATUS, "CameraStatus", per_camera, {
-            "cleanup.policy": "compact,delete", "retention.ms": str(7 * DAY_MS),
-        }),
+        TopicSpec(
+            CAMERAS,
+            "CameraConfig",
+            per_camera,
+            {
+                "cleanup.policy": "compact",
+                "min.compaction.lag.ms": "0",
+                "segment.ms": str(HOUR_MS),
+            },
+        ),
+        TopicSpec(
+            CAMERA_STATUS,
+            "CameraStatus",
+            per_camera,
+            {
+                "cleanup.policy": "compact,delete",
+                "retention.ms": str(7 * DAY_MS),
+            },
+        ),
         # Raw video is large and only useful while fresh: short retention, big messages allowed.
-        TopicSpec(VIDEO_PACKETS, "VideoPacket", per_camera, {
-            "retention.ms": str(HOUR_MS), "max.message.bytes": str(8 * 1024 * 1024),
-            "segment.bytes": str(256 * 1024 * 1024),
-        }),
+        TopicSpec(
+            VIDEO_PACKETS,
+            "VideoPacket",
+            per_camera,
+            {
+                "retention.ms": str(HOUR_MS),
+                "max.message.bytes": str(8 * 1024 * 1024),
+                "segment.bytes": str(256 * 1024 * 1024),
+            },
+        ),
         # Frames feed the detector and the alert-router's snapshot (read within seconds); lasting
         # evidence is the clip in object storage (clip-writer), so minutes are enough.
-        TopicSpec(FRAMES, "Frame", per_camera, {
-            "retention.ms": str(15 * MINUTE_MS), "max.message.bytes": str(8 * 1024 * 1024),
-            "segment.ms": str(5 * MINUTE_MS),
-        }),
-        TopicSpec(CAMERA_ACTIVITY, "CameraActivity", per_camera, {
-            "cleanup.policy": "compact,delete", "retention.ms": str(7 * DAY_MS),
-        }),
+        TopicSpec(
+            FRAMES,
+            "Frame",
+            per_camera,
+            {
+                "retention.ms": str(15 * MINUTE_MS),
+                "max.message.bytes": str(8 * 1024 * 1024),
+                "segment.ms": str(5 * MINUTE_MS),
+            },
+        ),
+        TopicSpec(
+            CAMERA_ACTIVITY,
+            "CameraActivity",
+            per_camera,
+            {
+                "cleanup.policy": "compact,delete",
+                "retention.ms": str(7 * DAY_MS),
+            },
+        ),
         TopicSpec(DETECTIONS, "Detections", per_camera, {"retention.ms": str(3 * DAY_MS)}),
         TopicSpec(ALERTS, "Alert", 6, alerts),
         TopicSpec(PLATFORM_EVENTS, "PlatformEvent", 1, {"retention.ms": str(7 * DAY_MS)}),
@@ -94,9 +127,15 @@ def pipeline_topics(
         TopicSpec(INCIDENT_ACTIONS, "IncidentAction", 6, {"retention.ms": str(30 * DAY_MS)}),
         # The access ledger outlives the evidence it describes (clips: 30 days); a year and a month.
         TopicSpec(AUDIT, "AuditRecord", 3, {"retention.ms": str(400 * DAY_MS)}),
-        TopicSpec(DLQ, "DeadLetter", 3, {
-            "retention.ms": str(14 * DAY_MS), "max.message.bytes": str(16 * 1024 * 1024),
-        }),
+        TopicSpec(
+            DLQ,
+            "DeadLetter",
+            3,
+            {
+                "retention.ms": str(14 * DAY_MS),
+                "max.message.bytes": str(16 * 1024 * 1024),
+            },
+        ),
     ]
     specs += [TopicSpec(destination_topic(d), "Alert", 3, alerts) for d in destinations]
     return specs

@@ -75,7 +75,9 @@ def obtain_tarball(tarball: Path | None, work_dir: Path) -> Path:
     print(f"running `npm pack {PACKAGE_SPEC}` ...", flush=True)
     completed = subprocess.run(
         ["npm", "pack", PACKAGE_SPEC, "--pack-destination", str(work_dir)],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if completed.returncode != 0:
         sys.exit(f"error: npm pack failed (exit {completed.returncode}):\n{completed.stderr}")
@@ -140,6 +142,7 @@ def build_batch_aware_graph_def(original_graph_def):
 
     def const_value(name: str):
         from tensorflow.python.framework import tensor_util
+
         return tensor_util.MakeNdarray(original[name].attr["value"].tensor)
 
     def const_input(node_name: str, index: int):
@@ -172,13 +175,15 @@ def build_batch_aware_graph_def(original_graph_def):
         # Per-image gather from the [B, H*W, 4] size map (the TFJS export had folded this for batch 1).
         sizes = tf.gather(tf.reshape(tf.convert_to_tensor(wh), [-1, cells, 4]), cell, batch_dims=1)
         boxes = tf.stack(
-            [x * stride - sizes[..., 0], y * stride - sizes[..., 1],
-             x * stride + sizes[..., 2], y * stride + sizes[..., 3]],
+            [
+                x * stride - sizes[..., 0],
+                y * stride - sizes[..., 1],
+                x * stride + sizes[..., 2],
+                y * stride + sizes[..., 3],
+            ],
             axis=-1,
         )
-        detections = tf.concat(
-            [boxes, scores[..., None], tf.cast(class_id, tf.float32)[..., None]], axis=-1
-        )
+        detections = tf.concat([boxes, scores[..., None], tf.cast(class_id, tf.float32)[..., None]], axis=-1)
         tf.identity(detections, name=OUTPUT_NAME)
     return graph.as_graph_def()
 
@@ -216,7 +221,7 @@ def load_sample_batch(sample_jpeg: Path):
 
     image = tf.io.decode_jpeg(sample_jpeg.read_bytes(), channels=3)
     width = int(image.shape[1])
-    views = [image, image[:, : width // 2], tf.image.flip_left_right(image[:, width // 2:])]
+    views = [image, image[:, : width // 2], tf.image.flip_left_right(image[:, width // 2 :])]
     resized = [tf.image.resize(view, [INPUT_SIZE, INPUT_SIZE], method="bilinear") for view in views]
     return np.stack([view.numpy().astype(np.float32) for view in resized])
 
@@ -278,13 +283,15 @@ def verify(original_graph_def, batch_graph_def, onnx_path: Path, samples) -> Non
     #    by one cell; require nearly all confident detections to agree.
     confident = matched = 0
     worst_box = worst_score = 0.0
-    for expected, actual in zip(original, onnx_single):
+    for expected, actual in zip(original, onnx_single, strict=False):
         count, hit, box, score = match_detections(expected, actual)
         confident, matched = confident + count, matched + hit
         worst_box, worst_score = max(worst_box, box), max(worst_score, score)
-    print(f"verify: ONNX vs TensorFlow: {matched}/{confident} detections with score >= {VERIFY_MIN_SCORE} "
-          f"match (same class, box within 1 px, score within 0.01); worst matched diff "
-          f"{worst_box:.4f} px, score {worst_score:.5f}")
+    print(
+        f"verify: ONNX vs TensorFlow: {matched}/{confident} detections with score >= {VERIFY_MIN_SCORE} "
+        f"match (same class, box within 1 px, score within 0.01); worst matched diff "
+        f"{worst_box:.4f} px, score {worst_score:.5f}"
+    )
     if confident == 0 or matched < 0.9 * confident:
         sys.exit("error: the ONNX model does not reproduce the TensorFlow graph's detections")
 
@@ -302,8 +309,10 @@ def compare_with_previous(previous: Path, current: Path, samples) -> bool:
     same_classes = np.array_equal(outputs[0][..., 5][confident], outputs[1][..., 5][confident])
     worst = float(np.abs(outputs[0][confident] - outputs[1][confident]).max()) if confident.any() else 0.0
     verdict = "the SAME detections" if same_classes and worst < 1e-3 else "DIFFERENT detections"
-    print(f"Functional check against the committed {previous.name}: {verdict} "
-          f"(confident rows: {int(confident.sum())}, max |diff| {worst:.2e}).")
+    print(
+        f"Functional check against the committed {previous.name}: {verdict} "
+        f"(confident rows: {int(confident.sum())}, max |diff| {worst:.2e})."
+    )
     return verdict == "the SAME detections"
 
 
@@ -323,18 +332,23 @@ def main() -> int:
         tarball = obtain_tarball(args.tarball, work_dir)
         tarball_sha = sha256_of(tarball)
         if tarball_sha != PINNED_TARBALL_SHA256:
-            print(f"WARNING: tarball sha256 {tarball_sha} differs from the pinned {PINNED_TARBALL_SHA256};"
-                  " the model files are still checked one by one", flush=True)
+            print(
+                f"WARNING: tarball sha256 {tarball_sha} differs from the pinned {PINNED_TARBALL_SHA256};"
+                " the model files are still checked one by one",
+                flush=True,
+            )
         extract_members(tarball, work_dir)
         class_names = read_class_names(work_dir / Path(LABELS_MEMBER).name)
 
         original_graph_def = load_unfused_graph_def(work_dir / "centernet.json")
         batch_graph_def = build_batch_aware_graph_def(original_graph_def)
         model_proto = convert_to_onnx(
-            batch_graph_def, class_names,
+            batch_graph_def,
+            class_names,
             source_note=f"npm {PACKAGE_SPEC} package/models/centernet.json+.bin (tarball sha256 {tarball_sha})",
         )
         import onnx
+
         args.output.parent.mkdir(parents=True, exist_ok=True)
         fresh = work_dir / args.output.name
         onnx.save(model_proto, str(fresh))
@@ -352,7 +366,9 @@ def main() -> int:
         print("layout (not the maths) can change from run to run even with pinned versions.")
         if args.output.is_file() and sha256_of(args.output) == PINNED_ONNX_SHA256:
             if compare_with_previous(args.output, fresh, samples):
-                print(f"The committed {args.output} (pinned sha256) is kept: the conversion reproduces it functionally.")
+                print(
+                    f"The committed {args.output} (pinned sha256) is kept: the conversion reproduces it functionally."
+                )
                 return 0
         candidate = args.output.with_suffix(".new.onnx")
         shutil.copyfile(fresh, candidate)
@@ -360,7 +376,6 @@ def main() -> int:
         print(f"The conversion does NOT reproduce the pinned model; the result is in {candidate} for review.")
         print("!" * 78)
         return 3
-
 
 
 if __name__ == "__main__":

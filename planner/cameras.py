@@ -16,9 +16,21 @@ from planner.config import CameraLayer, PlanConfig, PlanConfigError
 from planner.layers import WGS84, ReadReport, decode_csv, read_layer
 
 # The standard layout's fields (표준데이터 CCTV정보); the planner uses the ones marked in KOREAN_USED.
-KOREAN_STANDARD_FIELDS = ("관리기관명", "소재지도로명주소", "소재지지번주소", "설치목적구분", "카메라대수",
-                          "카메라화소수", "촬영방면정보", "보관일수", "설치연월", "관리기관전화번호",
-                          "WGS84위도", "WGS84경도", "데이터기준일자")
+KOREAN_STANDARD_FIELDS = (
+    "관리기관명",
+    "소재지도로명주소",
+    "소재지지번주소",
+    "설치목적구분",
+    "카메라대수",
+    "카메라화소수",
+    "촬영방면정보",
+    "보관일수",
+    "설치연월",
+    "관리기관전화번호",
+    "WGS84위도",
+    "WGS84경도",
+    "데이터기준일자",
+)
 KOREAN_LAT, KOREAN_LON, KOREAN_PURPOSE, KOREAN_COUNT = "WGS84위도", "WGS84경도", "설치목적구분", "카메라대수"
 
 
@@ -31,7 +43,7 @@ class ExistingCameras:
     lat: np.ndarray
     camera_type: list[str]
     heading_deg: np.ndarray  # NaN = unknown (then the camera covers its full circle)
-    fov_deg: np.ndarray      # NaN = the type's FOV
+    fov_deg: np.ndarray  # NaN = the type's FOV
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -44,9 +56,14 @@ class ExistingCameras:
     def concat(cls, parts: list[ExistingCameras]) -> ExistingCameras:
         if not parts:
             return cls.empty()
-        return cls([i for p in parts for i in p.ids], np.concatenate([p.lon for p in parts]),
-                   np.concatenate([p.lat for p in parts]), [t for p in parts for t in p.camera_type],
-                   np.concatenate([p.heading_deg for p in parts]), np.concatenate([p.fov_deg for p in parts]))
+        return cls(
+            [i for p in parts for i in p.ids],
+            np.concatenate([p.lon for p in parts]),
+            np.concatenate([p.lat for p in parts]),
+            [t for p in parts for t in p.camera_type],
+            np.concatenate([p.heading_deg for p in parts]),
+            np.concatenate([p.fov_deg for p in parts]),
+        )
 
 
 def _detect_format(layer: CameraLayer, path: Path) -> str:
@@ -126,13 +143,23 @@ def _types(frame: pd.DataFrame, layer: CameraLayer, known: set[str], default_typ
     return [default_type] * len(frame)
 
 
-def _from_table(frame: gpd.GeoDataFrame, layer: CameraLayer, path: Path, known: set[str], default_type: str,
-                id_column: str | None) -> ExistingCameras:
-    ids = (frame[id_column].astype(str).tolist() if id_column and id_column in frame.columns
-           else [f"{path.stem}-{i + 1}" for i in range(len(frame))])
+def _from_table(
+    frame: gpd.GeoDataFrame, layer: CameraLayer, path: Path, known: set[str], default_type: str, id_column: str | None
+) -> ExistingCameras:
+    ids = (
+        frame[id_column].astype(str).tolist()
+        if id_column and id_column in frame.columns
+        else [f"{path.stem}-{i + 1}" for i in range(len(frame))]
+    )
     points = frame.geometry.representative_point()
-    return ExistingCameras(ids, points.x.to_numpy(), points.y.to_numpy(), _types(frame, layer, known, default_type),
-                           _numeric(frame, layer.heading_column, path), _numeric(frame, layer.fov_column, path))
+    return ExistingCameras(
+        ids,
+        points.x.to_numpy(),
+        points.y.to_numpy(),
+        _types(frame, layer, known, default_type),
+        _numeric(frame, layer.heading_column, path),
+        _numeric(frame, layer.fov_column, path),
+    )
 
 
 def read_existing(config: PlanConfig, layer: CameraLayer, report: ReadReport) -> ExistingCameras:
@@ -144,9 +171,13 @@ def read_existing(config: PlanConfig, layer: CameraLayer, report: ReadReport) ->
     if fmt == "inventory" and path.suffix.lower() in (".yaml", ".yml"):
         return _from_inventory_yaml(layer, path, report, default_type)
     if fmt == "korean_standard":
-        source = layer.model_copy(update={"lat_column": layer.lat_column or KOREAN_LAT,
-                                          "lon_column": layer.lon_column or KOREAN_LON,
-                                          "type_column": layer.type_column or KOREAN_PURPOSE})
+        source = layer.model_copy(
+            update={
+                "lat_column": layer.lat_column or KOREAN_LAT,
+                "lon_column": layer.lon_column or KOREAN_LON,
+                "type_column": layer.type_column or KOREAN_PURPOSE,
+            }
+        )
         frame = read_layer(config, source, report, "existing cameras")
         return _from_table(frame, source, path, known, default_type, None)
     frame = read_layer(config, layer, report, "existing cameras")
@@ -158,5 +189,8 @@ def read_all_existing(config: PlanConfig, report: ReadReport) -> ExistingCameras
 
 
 def cameras_frame(cameras: ExistingCameras) -> gpd.GeoDataFrame:
-    return gpd.GeoDataFrame({"camera_id": cameras.ids, "camera_type": cameras.camera_type},
-                            geometry=gpd.points_from_xy(cameras.lon, cameras.lat), crs=WGS84)
+    return gpd.GeoDataFrame(
+        {"camera_id": cameras.ids, "camera_type": cameras.camera_type},
+        geometry=gpd.points_from_xy(cameras.lon, cameras.lat),
+        crs=WGS84,
+    )

@@ -22,8 +22,10 @@ def plan_command(
         from planner.outputs import write_outputs
         from planner.plan import run_plan
     except ImportError as error:
-        errors.print(f"[red]error:[/red] cctv plan needs the 'plan' extra ({error.name} is missing): "
-                     "pip install -e '.[plan]'", highlight=False)
+        errors.print(
+            f"[red]error:[/red] cctv plan needs the 'plan' extra ({error.name} is missing): pip install -e '.[plan]'",
+            highlight=False,
+        )
         raise typer.Exit(2) from None
     started = time.perf_counter()
     try:
@@ -38,11 +40,15 @@ def plan_command(
     sel = result.selection
     before = sum(f.before for f in result.layers) / max(sum(f.total for f in result.layers), 1e-12)
     after = sum(f.after for f in result.layers) / max(sum(f.total for f in result.layers), 1e-12)
-    console.print(f"{len(sel.sites)} sites chosen ({sel.method}, gap {100 * sel.gap:.3g}%, {sel.solve_s:.1f} s); "
-                  f"weighted coverage {100 * before:.1f}% -> {100 * after:.1f}%")
+    console.print(
+        f"{len(sel.sites)} sites chosen ({sel.method}, gap {100 * sel.gap:.3g}%, {sel.solve_s:.1f} s); "
+        f"weighted coverage {100 * before:.1f}% -> {100 * after:.1f}%"
+    )
     if result.set_cover is not None:
-        console.print(f"covering everything within reach needs {len(result.set_cover.sites)} new cameras "
-                      f"({result.set_cover.method})")
+        console.print(
+            f"covering everything within reach needs {len(result.set_cover.sites)} new cameras "
+            f"({result.set_cover.method})"
+        )
     console.print(f"wrote {', '.join(written)} to {out} in {time.perf_counter() - started:.1f} s")
 
 

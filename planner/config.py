@@ -95,8 +95,9 @@ class Coverage(_Strict):
     def _types_known(self) -> Coverage:
         for role in ("default_type", "new_camera_type"):
             if getattr(self, role) not in self.camera_types:
-                raise ValueError(f"{role} {getattr(self, role)!r} is not one of camera_types "
-                                 f"({', '.join(self.camera_types)})")
+                raise ValueError(
+                    f"{role} {getattr(self, role)!r} is not one of camera_types ({', '.join(self.camera_types)})"
+                )
         return self
 
 
@@ -107,16 +108,19 @@ class Budget(_Strict):
     @model_validator(mode="after")
     def _one_budget(self) -> Budget:
         if (self.cameras is None) == (self.total_cost is None):
-            raise ValueError("give exactly one of budget.cameras (how many new cameras) or budget.total_cost "
-                             "(with camera_types.<type>.cost per site)")
+            raise ValueError(
+                "give exactly one of budget.cameras (how many new cameras) or budget.total_cost "
+                "(with camera_types.<type>.cost per site)"
+            )
         return self
 
 
 class Solver(_Strict):
     time_limit_s: float = Field(default=120.0, gt=0)
     mip_rel_gap: float = Field(default=1e-4, ge=0, lt=1)
-    exact_max_cells: int = Field(default=500_000, ge=1,
-                                 description="largest demand-pattern x candidate matrix solved exactly by spopt")
+    exact_max_cells: int = Field(
+        default=500_000, ge=1, description="largest demand-pattern x candidate matrix solved exactly by spopt"
+    )
     lscp: bool = True
 
 
@@ -156,8 +160,10 @@ class PlanConfig(_Strict):
     def _camera_types_exist(self) -> PlanConfig:
         for layer in self.existing_cameras:
             if layer.camera_type is not None and layer.camera_type not in self.coverage.camera_types:
-                raise ValueError(f"existing camera file {layer.path}: camera_type {layer.camera_type!r} is not one "
-                                 f"of coverage.camera_types ({', '.join(self.coverage.camera_types)})")
+                raise ValueError(
+                    f"existing camera file {layer.path}: camera_type {layer.camera_type!r} is not one "
+                    f"of coverage.camera_types ({', '.join(self.coverage.camera_types)})"
+                )
         return self
 
     def resolve(self, path: str) -> Path:

@@ -9,10 +9,15 @@ from scipy.sparse import csc_matrix
 from scipy.spatial import cKDTree
 
 
-def coverage_matrix(demand_xy: np.ndarray, site_xy: np.ndarray, radius_m: np.ndarray,
-                    heading_deg: np.ndarray | None = None, fov_deg: np.ndarray | None = None,
-                    obstacles: list[shapely.Geometry] | None = None,
-                    tree: cKDTree | None = None) -> csc_matrix:
+def coverage_matrix(
+    demand_xy: np.ndarray,
+    site_xy: np.ndarray,
+    radius_m: np.ndarray,
+    heading_deg: np.ndarray | None = None,
+    fov_deg: np.ndarray | None = None,
+    obstacles: list[shapely.Geometry] | None = None,
+    tree: cKDTree | None = None,
+) -> csc_matrix:
     """Boolean (demand x site) sparse matrix: True where the site sees the demand point."""
     n, m = len(demand_xy), len(site_xy)
     if n == 0 or m == 0:
@@ -49,7 +54,9 @@ def _in_sector(points: np.ndarray, sites: np.ndarray, heading: np.ndarray, fov: 
     return full | (off <= np.nan_to_num(fov, nan=360.0) / 2.0)
 
 
-def _blocked(points: np.ndarray, sites: np.ndarray, obstacles: list[shapely.Geometry], consider: np.ndarray) -> np.ndarray:
+def _blocked(
+    points: np.ndarray, sites: np.ndarray, obstacles: list[shapely.Geometry], consider: np.ndarray
+) -> np.ndarray:
     """Line of sight from the site to the point crosses an obstacle's interior (touching an edge is fine)."""
     blocked = np.zeros(len(points), dtype=bool)
     index = np.flatnonzero(consider)
@@ -59,8 +66,9 @@ def _blocked(points: np.ndarray, sites: np.ndarray, obstacles: list[shapely.Geom
     tree = shapely.STRtree(obstacles)
     line_idx, obstacle_idx = tree.query(lines, predicate="intersects")
     if len(line_idx):
-        crosses = shapely.intersects(lines[line_idx], np.asarray(obstacles, dtype=object)[obstacle_idx]) & \
-            ~shapely.touches(lines[line_idx], np.asarray(obstacles, dtype=object)[obstacle_idx])
+        crosses = shapely.intersects(
+            lines[line_idx], np.asarray(obstacles, dtype=object)[obstacle_idx]
+        ) & ~shapely.touches(lines[line_idx], np.asarray(obstacles, dtype=object)[obstacle_idx])
         blocked[index[np.unique(line_idx[crosses])]] = True
     return blocked
 

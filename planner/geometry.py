@@ -63,10 +63,14 @@ def sample_geometries(geoms: gpd.GeoSeries, spacing_m: float) -> tuple[np.ndarra
             pts = _along(geom, spacing_m)
         else:
             x0, y0, x1, y1 = geom.bounds
-            gx, gy = np.meshgrid(np.arange(x0 + spacing_m / 2, x1, spacing_m), np.arange(y0 + spacing_m / 2, y1, spacing_m))
+            gx, gy = np.meshgrid(
+                np.arange(x0 + spacing_m / 2, x1, spacing_m), np.arange(y0 + spacing_m / 2, y1, spacing_m)
+            )
             grid = shapely.points(gx.ravel(), gy.ravel())
             inside = grid[shapely.contains_xy(geom, gx.ravel(), gy.ravel())] if grid.size else grid
-            pts = shapely.get_coordinates(inside) if len(inside) else shapely.get_coordinates(geom.representative_point())
+            pts = (
+                shapely.get_coordinates(inside) if len(inside) else shapely.get_coordinates(geom.representative_point())
+            )
         xy.append(pts[:, :2])
         owner.append(np.full(len(pts), row))
     if not xy:
@@ -84,8 +88,8 @@ def _along(geom: shapely.Geometry, spacing_m: float) -> np.ndarray:
 
 @dataclass
 class CandidateSites:
-    xy: np.ndarray        # metric coordinates
-    source: list[str]     # "given:<file>", "street", "h3:<cell>"
+    xy: np.ndarray  # metric coordinates
+    source: list[str]  # "given:<file>", "street", "h3:<cell>"
     cost: np.ndarray
     heading_deg: np.ndarray | None = None  # set when the new camera type has a field of view under 360°
 
@@ -99,14 +103,20 @@ class CandidateSites:
             return self
         headings = np.arange(0.0, 360.0, fov_deg)
         n = len(self.xy)
-        return CandidateSites(np.repeat(self.xy, len(headings), axis=0),
-                              [s for s in self.source for _ in headings], np.repeat(self.cost, len(headings)),
-                              np.tile(headings, n))
+        return CandidateSites(
+            np.repeat(self.xy, len(headings), axis=0),
+            [s for s in self.source for _ in headings],
+            np.repeat(self.cost, len(headings)),
+            np.tile(headings, n),
+        )
 
 
 def street_candidates(streets_metric: gpd.GeoSeries, spacing_m: float) -> np.ndarray:
-    pts = [_along(g, spacing_m) for g in streets_metric if g is not None and not g.is_empty
-           and g.geom_type in ("LineString", "MultiLineString")]
+    pts = [
+        _along(g, spacing_m)
+        for g in streets_metric
+        if g is not None and not g.is_empty and g.geom_type in ("LineString", "MultiLineString")
+    ]
     if not pts:
         raise PlanConfigError("candidates.streets: the street file has no line geometries")
     return np.vstack(pts)
@@ -114,7 +124,7 @@ def street_candidates(streets_metric: gpd.GeoSeries, spacing_m: float) -> np.nda
 
 def h3_candidates(lon: np.ndarray, lat: np.ndarray, resolution: int) -> list[str]:
     """Centres of the H3 cells that hold demand and their neighbours (a camera next door still sees it)."""
-    cells = {h3.latlng_to_cell(float(a), float(o), resolution) for a, o in zip(lat, lon)}
+    cells = {h3.latlng_to_cell(float(a), float(o), resolution) for a, o in zip(lat, lon, strict=False)}
     ring = {n for cell in cells for n in h3.grid_disk(cell, 1)}
     return sorted(ring)
 

@@ -13,13 +13,13 @@ from planner.config import Hotspots
 
 @dataclass
 class HotspotGrid:
-    origin: tuple[float, float]   # metric x, y of the grid's lower-left corner
+    origin: tuple[float, float]  # metric x, y of the grid's lower-left corner
     cell_m: float
-    shape: tuple[int, int]        # (rows = y, cols = x)
-    weight: np.ndarray            # (rows, cols) summed demand weight per cell
-    density: np.ndarray           # (rows, cols) kernel density, weight per km²
-    z: np.ndarray                 # (rows, cols) Gi* z-score (NaN where not computed)
-    p: np.ndarray                 # (rows, cols) pseudo p-value from permutations
+    shape: tuple[int, int]  # (rows = y, cols = x)
+    weight: np.ndarray  # (rows, cols) summed demand weight per cell
+    density: np.ndarray  # (rows, cols) kernel density, weight per km²
+    z: np.ndarray  # (rows, cols) Gi* z-score (NaN where not computed)
+    p: np.ndarray  # (rows, cols) pseudo p-value from permutations
     significance: float
 
     @property
@@ -49,8 +49,9 @@ def hotspot_grid(xy: np.ndarray, weight: np.ndarray, settings: Hotspots, seed: i
     while np.ceil((x1 - x0) / cell) * np.ceil((y1 - y0) / cell) > settings.max_cells:
         cell *= 1.5
     cols, rows = int(np.ceil((x1 - x0) / cell)), int(np.ceil((y1 - y0) / cell))
-    grid, _, _ = np.histogram2d(xy[:, 1], xy[:, 0], bins=[rows, cols],
-                                range=[[y0, y0 + rows * cell], [x0, x0 + cols * cell]], weights=weight)
+    grid, _, _ = np.histogram2d(
+        xy[:, 1], xy[:, 0], bins=[rows, cols], range=[[y0, y0 + rows * cell], [x0, x0 + cols * cell]], weights=weight
+    )
     bandwidth = settings.kde_bandwidth_m or 2 * cell
     density = gaussian_filter(grid, sigma=bandwidth / cell, mode="constant") / (cell / 1000.0) ** 2
     z, p = _getis_ord(grid, cell, settings.permutations, seed)

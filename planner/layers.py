@@ -31,7 +31,7 @@ class ReadReport:
 
 def decode_csv(raw: bytes, path: Path, encoding: str | None) -> str:
     """Korean public data comes as UTF-8 (often with a BOM) or CP949 (EUC-KR superset): try both."""
-    for name in ([encoding] if encoding else ["utf-8-sig", "cp949"]):
+    for name in [encoding] if encoding else ["utf-8-sig", "cp949"]:
         try:
             return raw.decode(name)
         except UnicodeDecodeError:
@@ -51,8 +51,10 @@ def _find_column(columns: list[str], configured: str | None, names: tuple[str, .
     for name in names:
         if name.replace("_", "") in normal:
             return normal[name.replace("_", "")]
-    raise PlanConfigError(f"{path}: no coordinates: cannot find a {what} column among {columns}; "
-                          f"name it with {'lat_column' if what == 'latitude' else 'lon_column'}:")
+    raise PlanConfigError(
+        f"{path}: no coordinates: cannot find a {what} column among {columns}; "
+        f"name it with {'lat_column' if what == 'latitude' else 'lon_column'}:"
+    )
 
 
 def _read_csv(source: LayerSource, path: Path, report: ReadReport) -> gpd.GeoDataFrame:
@@ -70,8 +72,10 @@ def _read_csv(source: LayerSource, path: Path, report: ReadReport) -> gpd.GeoDat
     placed = lat.notna() & lon.notna()
     if not placed.all():
         lines = [str(i + 2) for i in np.flatnonzero(~placed.to_numpy())[:5]]
-        report.warnings.append(f"{path.name}: {int((~placed).sum())} of {len(frame)} rows have no usable "
-                               f"coordinates and were skipped (lines {', '.join(lines)}...)")
+        report.warnings.append(
+            f"{path.name}: {int((~placed).sum())} of {len(frame)} rows have no usable "
+            f"coordinates and were skipped (lines {', '.join(lines)}...)"
+        )
     frame = frame[placed.to_numpy()]
     for column in frame.columns:  # numbers become numbers so `where: hour >= 20` works; ids stay text
         if column == "camera_id":
@@ -93,7 +97,8 @@ def _check_wgs84(frame: gpd.GeoDataFrame, path: Path, declared: str | None) -> N
         raise PlanConfigError(
             f"{path}: wrong CRS: coordinates {said} fall outside longitude/latitude range "
             f"(x {xmin:.6g}..{xmax:.6g}, y {ymin:.6g}..{ymax:.6g}); give the file's real CRS with crs: "
-            f"(e.g. EPSG:5186 for Korean TM metres) or swap lat/lon columns")
+            f"(e.g. EPSG:5186 for Korean TM metres) or swap lat/lon columns"
+        )
 
 
 def read_layer(config: PlanConfig, source: LayerSource, report: ReadReport, what: str) -> gpd.GeoDataFrame:
@@ -122,8 +127,9 @@ def read_layer(config: PlanConfig, source: LayerSource, report: ReadReport, what
         try:
             frame = frame.query(source.where)
         except Exception as error:  # noqa: BLE001 - pandas query raises anything the expression does
-            raise PlanConfigError(f"{what}: {path}: where {source.where!r} failed: {error}; "
-                                  f"columns are {list(frame.columns)}") from None
+            raise PlanConfigError(
+                f"{what}: {path}: where {source.where!r} failed: {error}; columns are {list(frame.columns)}"
+            ) from None
     if len(frame) == 0:
         raise PlanConfigError(f"{what}: {path}: the layer is empty" + (" after where:" if source.where else ""))
     return frame.reset_index(drop=True)
@@ -137,6 +143,8 @@ def row_weights(frame: gpd.GeoDataFrame, column: str | None, path: str) -> np.nd
     weights = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=float)
     bad = ~np.isfinite(weights) | (weights < 0)
     if bad.any():
-        raise PlanConfigError(f"{path}: weight column {column!r} has {int(bad.sum())} missing or negative values "
-                              f"(first at row {int(np.flatnonzero(bad)[0]) + 1})")
+        raise PlanConfigError(
+            f"{path}: weight column {column!r} has {int(bad.sum())} missing or negative values "
+            f"(first at row {int(np.flatnonzero(bad)[0]) + 1})"
+        )
     return weights

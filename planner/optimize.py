@@ -27,20 +27,20 @@ from planner.sparse_highs import sparse_lscp, sparse_mclp
 class Reduced:
     """Demand rows aggregated by identical coverage pattern, over the sites that cover something."""
 
-    patterns: csc_matrix      # (k x m_useful) bool
-    weight: np.ndarray        # (k,)
-    sites: np.ndarray         # original column index of each useful site
+    patterns: csc_matrix  # (k x m_useful) bool
+    weight: np.ndarray  # (k,)
+    sites: np.ndarray  # original column index of each useful site
     uncoverable_weight: float
 
 
 @dataclass
 class Selection:
-    sites: list[int]                  # original column indices, in greedy rank order
+    sites: list[int]  # original column indices, in greedy rank order
     covered_weight: float
     upper_bound: float
-    method: str                       # "exact" | "greedy+exact-on-reduced" | ...
+    method: str  # "exact" | "greedy+exact-on-reduced" | ...
     solve_s: float
-    solver_gap: float | None = None   # HiGHS's own relative MIP gap on the model it solved
+    solver_gap: float | None = None  # HiGHS's own relative MIP gap on the model it solved
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -58,7 +58,7 @@ def reduce_problem(matrix: csc_matrix, weight: np.ndarray) -> Reduced:
     coverable = counts > 0
     uncoverable = float(weight[~coverable].sum())
     keep = np.flatnonzero(coverable & (weight > 0))
-    keys = [rows.indices[rows.indptr[i]:rows.indptr[i + 1]].tobytes() for i in keep]
+    keys = [rows.indices[rows.indptr[i] : rows.indptr[i + 1]].tobytes() for i in keep]
     codes, uniques = pd.factorize(pd.Series(keys, dtype=object))
     summed = np.bincount(codes, weights=weight[keep], minlength=len(uniques)) if len(keep) else np.empty(0)
     first = np.full(len(uniques), -1, dtype=np.int64)
@@ -75,14 +75,15 @@ def _value(patterns: csc_matrix, weight: np.ndarray, chosen: list[int]) -> float
     return float(weight[hit].sum())
 
 
-def greedy(patterns: csc_matrix, weight: np.ndarray, cost: np.ndarray, capacity: float,
-           count_budget: bool) -> list[int]:
+def greedy(
+    patterns: csc_matrix, weight: np.ndarray, cost: np.ndarray, capacity: float, count_budget: bool
+) -> list[int]:
     """Lazy greedy: best gain (count budget) or best gain per cost (cost budget) first."""
     covered = np.zeros(patterns.shape[0], dtype=bool)
     indptr, indices = patterns.indptr, patterns.indices
 
     def gain(j: int) -> float:
-        rows = indices[indptr[j]:indptr[j + 1]]
+        rows = indices[indptr[j] : indptr[j + 1]]
         return float(weight[rows[~covered[rows]]].sum())
 
     score = (lambda j, g: g) if count_budget else (lambda j, g: g / max(cost[j], 1e-12))
@@ -102,13 +103,14 @@ def greedy(patterns: csc_matrix, weight: np.ndarray, cost: np.ndarray, capacity:
             break
         chosen.append(j)
         spent += cost[j]
-        rows = indices[indptr[j]:indptr[j + 1]]
+        rows = indices[indptr[j] : indptr[j + 1]]
         covered[rows] = True
     return chosen
 
 
-def upper_bound(patterns: csc_matrix, weight: np.ndarray, cost: np.ndarray, capacity: float,
-                prefixes: list[list[int]]) -> float:
+def upper_bound(
+    patterns: csc_matrix, weight: np.ndarray, cost: np.ndarray, capacity: float, prefixes: list[list[int]]
+) -> float:
     """min over sets S of f(S) + the fractional-knapsack best of marginal gains w.r.t. S (valid because
     coverage is submodular); also never above all coverable weight."""
     best = float(weight.sum())
@@ -145,8 +147,15 @@ def _highs_gap(problem: pulp.LpProblem) -> float | None:
         return None
 
 
-def exact_mclp(patterns: csc_matrix, weight: np.ndarray, cost: np.ndarray, capacity: float, count_budget: bool,
-               time_limit_s: float, gap: float) -> tuple[list[int] | None, float | None]:
+def exact_mclp(
+    patterns: csc_matrix,
+    weight: np.ndarray,
+    cost: np.ndarray,
+    capacity: float,
+    count_budget: bool,
+    time_limit_s: float,
+    gap: float,
+) -> tuple[list[int] | None, float | None]:
     """spopt's MCLP on the aggregated matrix; a cost budget replaces its 'exactly p sites' row by a knapsack."""
     dense_cost = np.where(patterns.toarray(), 0.0, 1.0)
     m = patterns.shape[1]
@@ -159,7 +168,10 @@ def exact_mclp(patterns: csc_matrix, weight: np.ndarray, cost: np.ndarray, capac
             if constraint.sense == pulp.LpConstraintEQ and len(constraint) == m:
                 del model.problem.constraints[name]
         if not count_budget:
-            model.problem += pulp.lpSum(float(c) * x for c, x in zip(cost, model.fac_vars)) <= capacity, "budget"
+            model.problem += (
+                pulp.lpSum(float(c) * x for c, x in zip(cost, model.fac_vars, strict=False)) <= capacity,
+                "budget",
+            )
         else:
             model.problem += pulp.lpSum(model.fac_vars) <= capacity, "budget"
     model.problem.solve(_solver(time_limit_s, gap))
@@ -174,8 +186,15 @@ def _rank(patterns: csc_matrix, weight: np.ndarray, chosen: list[int]) -> list[i
     return ranked + [j for j in chosen if j not in ranked]
 
 
-def solve_mclp(reduced: Reduced, cost: np.ndarray, capacity: float, count_budget: bool,
-               time_limit_s: float, gap: float, exact_max_cells: int) -> Selection:
+def solve_mclp(
+    reduced: Reduced,
+    cost: np.ndarray,
+    capacity: float,
+    count_budget: bool,
+    time_limit_s: float,
+    gap: float,
+    exact_max_cells: int,
+) -> Selection:
     """cost: per useful site (aligned with reduced.sites). Returns original column indices."""
     started = time.perf_counter()
     P, W = reduced.patterns, reduced.weight
@@ -189,8 +208,15 @@ def solve_mclp(reduced: Reduced, cost: np.ndarray, capacity: float, count_budget
             value = _value(P, W, chosen)
             bound = value / (1 - solver_gap) if solver_gap else value
             ranked = _rank(P, W, chosen)
-            return Selection([int(reduced.sites[j]) for j in ranked], value, bound, "exact (spopt MCLP, HiGHS)",
-                             time.perf_counter() - started, solver_gap, notes)
+            return Selection(
+                [int(reduced.sites[j]) for j in ranked],
+                value,
+                bound,
+                "exact (spopt MCLP, HiGHS)",
+                time.perf_counter() - started,
+                solver_gap,
+                notes,
+            )
         notes.append("the exact model found no solution within the time limit: greedy result")
     picks = greedy(P, W, cost, capacity, count_budget)
     value = _value(P, W, picks)
@@ -212,8 +238,15 @@ def solve_mclp(reduced: Reduced, cost: np.ndarray, capacity: float, count_budget
     if method == "greedy":
         notes.append("HiGHS found nothing better than the greedy start within the time limit: greedy result")
     ranked = _rank(P, W, best)
-    return Selection([int(reduced.sites[j]) for j in ranked], value, max(bound, value), method,
-                     time.perf_counter() - started, solver_gap, notes)
+    return Selection(
+        [int(reduced.sites[j]) for j in ranked],
+        value,
+        max(bound, value),
+        method,
+        time.perf_counter() - started,
+        solver_gap,
+        notes,
+    )
 
 
 @dataclass
@@ -237,8 +270,12 @@ def solve_lscp(reduced: Reduced, time_limit_s: float, exact_max_cells: int) -> S
         model.problem.solve(_solver(time_limit_s, 0.0))
         chosen = _solved_columns(model.problem, model.fac_vars)
         if chosen is not None and model.problem.status == pulp.LpStatusOptimal:
-            return SetCover([int(reduced.sites[j]) for j in chosen], len(chosen), "exact (spopt LSCP, HiGHS)",
-                            time.perf_counter() - started)
+            return SetCover(
+                [int(reduced.sites[j]) for j in chosen],
+                len(chosen),
+                "exact (spopt LSCP, HiGHS)",
+                time.perf_counter() - started,
+            )
     ones = np.ones(k)
     picks = greedy(P, ones, np.ones(m), float(m), count_budget=True)
     lower = _packing_bound(P)
@@ -262,7 +299,7 @@ def _packing_bound(P: csc_matrix) -> int:
     used = np.zeros(P.shape[1], dtype=bool)
     count = 0
     for i in order:
-        cols = rows.indices[rows.indptr[i]:rows.indptr[i + 1]]
+        cols = rows.indices[rows.indptr[i] : rows.indptr[i + 1]]
         if not used[cols].any():
             used[cols] = True
             count += 1

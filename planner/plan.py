@@ -36,7 +36,7 @@ from planner.optimize import Selection, SetCover, reduce_problem, solve_lscp, so
 class Demand:
     xy: np.ndarray
     weight: np.ndarray
-    layer: np.ndarray          # index into config.demand
+    layer: np.ndarray  # index into config.demand
     names: list[str]
     kinds: list[str]
 
@@ -49,7 +49,7 @@ class LayerFigures:
     total: float
     before: float
     after: float
-    coverable: float           # what any candidate could reach (the ceiling for new cameras)
+    coverable: float  # what any candidate could reach (the ceiling for new cameras)
 
 
 @dataclass
@@ -64,7 +64,7 @@ class PlanResult:
     covered_after: np.ndarray
     selection: Selection
     set_cover: SetCover | None
-    sites: pd.DataFrame        # ranked proposed sites with what each newly covers
+    sites: pd.DataFrame  # ranked proposed sites with what each newly covers
     layers: list[LayerFigures]
     hotspots: HotspotGrid | None
     streets: list = field(default_factory=list)  # metric street lines, drawn on the map
@@ -81,19 +81,25 @@ def _read_demand(config: PlanConfig, report: ReadReport) -> tuple[list[gpd.GeoDa
 def build_demand(config: PlanConfig, frames: list[gpd.GeoDataFrame], crs: CRS) -> Demand:
     spacing = min(t.radius_m for t in config.coverage.camera_types.values()) / 2
     xy_parts, weight_parts, layer_parts = [], [], []
-    for index, (layer, frame) in enumerate(zip(config.demand, frames)):
+    for index, (layer, frame) in enumerate(zip(config.demand, frames, strict=False)):
         rows = row_weights(frame, layer.weight_column, layer.path) * layer.weight
         xy, owner = sample_geometries(frame.to_crs(crs).geometry, spacing)
         per_row = np.bincount(owner, minlength=len(frame))
         xy_parts.append(xy)
         weight_parts.append(rows[owner] / per_row[owner])  # a polygon's weight is split over its points
         layer_parts.append(np.full(len(xy), index))
-    return Demand(np.vstack(xy_parts), np.concatenate(weight_parts), np.concatenate(layer_parts),
-                  [d.name for d in config.demand], [d.kind for d in config.demand])
+    return Demand(
+        np.vstack(xy_parts),
+        np.concatenate(weight_parts),
+        np.concatenate(layer_parts),
+        [d.name for d in config.demand],
+        [d.kind for d in config.demand],
+    )
 
 
-def build_candidates(config: PlanConfig, crs: CRS, demand: Demand, report: ReadReport,
-                     streets_out: list | None = None) -> CandidateSites:
+def build_candidates(
+    config: PlanConfig, crs: CRS, demand: Demand, report: ReadReport, streets_out: list | None = None
+) -> CandidateSites:
     new_type = config.coverage.camera_types[config.coverage.new_camera_type]
     xy, source, cost = [], [], []
     for points in config.candidates.points:
@@ -102,8 +108,11 @@ def build_candidates(config: PlanConfig, crs: CRS, demand: Demand, report: ReadR
         xy.append(np.column_stack([pts.x, pts.y]))
         name = config.resolve(points.path).name
         source += [f"given:{name}"] * len(frame)
-        cost.append(row_weights(frame, points.cost_column, points.path) if points.cost_column
-                    else np.full(len(frame), new_type.cost))
+        cost.append(
+            row_weights(frame, points.cost_column, points.path)
+            if points.cost_column
+            else np.full(len(frame), new_type.cost)
+        )
     if config.candidates.streets is not None:
         streets = config.candidates.streets
         frame = read_layer(config, streets, report, "candidates.streets").to_crs(crs)
@@ -134,12 +143,14 @@ def _check_overlap(what: str, xy: np.ndarray, demand_xy: np.ndarray, margin_m: f
     inside = np.all((xy >= lo) & (xy <= hi), axis=1)
     if not inside.any():
         centre = np.linalg.norm(xy.mean(axis=0) - demand_xy.mean(axis=0)) / 1000
-        raise PlanConfigError(f"{what} lie about {centre:,.0f} km from the demand layers: check their CRS "
-                              "(crs:) or lat/lon columns")
+        raise PlanConfigError(
+            f"{what} lie about {centre:,.0f} km from the demand layers: check their CRS (crs:) or lat/lon columns"
+        )
 
 
-def existing_coverage(config: PlanConfig, cameras: ExistingCameras, camera_xy: np.ndarray, demand: Demand,
-                      tree: cKDTree, obstacles: list) -> np.ndarray:
+def existing_coverage(
+    config: PlanConfig, cameras: ExistingCameras, camera_xy: np.ndarray, demand: Demand, tree: cKDTree, obstacles: list
+) -> np.ndarray:
     if len(cameras) == 0:
         return np.zeros(len(demand.xy), dtype=bool)
     types = config.coverage.camera_types
@@ -148,26 +159,51 @@ def existing_coverage(config: PlanConfig, cameras: ExistingCameras, camera_xy: n
     return covered_by_any(coverage_matrix(demand.xy, camera_xy, radius, cameras.heading_deg, fov, obstacles, tree))
 
 
-def _site_table(result_crs: CRS, candidates: CandidateSites, chosen: list[int], matrix: csc_matrix,
-                demand: Demand, covered_before: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
+def _site_table(
+    result_crs: CRS,
+    candidates: CandidateSites,
+    chosen: list[int],
+    matrix: csc_matrix,
+    demand: Demand,
+    covered_before: np.ndarray,
+) -> tuple[pd.DataFrame, np.ndarray]:
     covered = covered_before.copy()
     rows = []
     lon, lat = to_wgs84(result_crs, candidates.xy[chosen]) if chosen else (np.empty(0), np.empty(0))
     total = float(demand.weight.sum())
     for rank, j in enumerate(chosen):
-        seen = matrix.indices[matrix.indptr[j]:matrix.indptr[j + 1]]
+        seen = matrix.indices[matrix.indptr[j] : matrix.indptr[j + 1]]
         new = seen[~covered[seen]]
         covered[new] = True
         per_layer = np.bincount(demand.layer[new], weights=demand.weight[new], minlength=len(demand.names))
-        rows.append({"rank": rank + 1, "site_id": f"site-{j}", "lat": round(float(lat[rank]), 7),
-                     "lon": round(float(lon[rank]), 7), "source": candidates.source[j],
-                     "heading_deg": "" if candidates.heading_deg is None else float(candidates.heading_deg[j]),
-                     "cost": float(candidates.cost[j]), "new_weight": round(float(per_layer.sum()), 4),
-                     "new_points": len(new),
-                     **{f"new_{name}": round(float(v), 4) for name, v in zip(demand.names, per_layer)},
-                     "coverage_after_pct": round(100 * float(demand.weight[covered].sum()) / total, 2)})
-    columns = ["rank", "site_id", "lat", "lon", "source", "heading_deg", "cost", "new_weight", "new_points",
-               *[f"new_{n}" for n in demand.names], "coverage_after_pct"]
+        rows.append(
+            {
+                "rank": rank + 1,
+                "site_id": f"site-{j}",
+                "lat": round(float(lat[rank]), 7),
+                "lon": round(float(lon[rank]), 7),
+                "source": candidates.source[j],
+                "heading_deg": "" if candidates.heading_deg is None else float(candidates.heading_deg[j]),
+                "cost": float(candidates.cost[j]),
+                "new_weight": round(float(per_layer.sum()), 4),
+                "new_points": len(new),
+                **{f"new_{name}": round(float(v), 4) for name, v in zip(demand.names, per_layer, strict=False)},
+                "coverage_after_pct": round(100 * float(demand.weight[covered].sum()) / total, 2),
+            }
+        )
+    columns = [
+        "rank",
+        "site_id",
+        "lat",
+        "lon",
+        "source",
+        "heading_deg",
+        "cost",
+        "new_weight",
+        "new_points",
+        *[f"new_{n}" for n in demand.names],
+        "coverage_after_pct",
+    ]
     return pd.DataFrame(rows, columns=columns), covered
 
 
@@ -195,8 +231,10 @@ def run_plan(config: PlanConfig) -> PlanResult:
     _check_overlap("candidate sites", candidates.xy, demand.xy)
     budget = config.budget
     if budget.cameras is not None and budget.cameras > len(candidates):
-        raise PlanConfigError(f"budget.cameras = {budget.cameras} is larger than the {len(candidates)} candidate "
-                              "sites: lower the budget or add candidates (streets spacing_m, h3 resolution)")
+        raise PlanConfigError(
+            f"budget.cameras = {budget.cameras} is larger than the {len(candidates)} candidate "
+            "sites: lower the budget or add candidates (streets spacing_m, h3 resolution)"
+        )
     lap("read_s")
 
     tree = cKDTree(demand.xy)
@@ -204,8 +242,15 @@ def run_plan(config: PlanConfig) -> PlanResult:
     lap("existing_coverage_s")
     new_type = config.coverage.camera_types[config.coverage.new_camera_type]
     fov = None if candidates.heading_deg is None else np.full(len(candidates), new_type.fov_deg)
-    matrix = coverage_matrix(demand.xy, candidates.xy, np.full(len(candidates), new_type.radius_m),
-                             candidates.heading_deg, fov, obstacles=obstacles, tree=tree)
+    matrix = coverage_matrix(
+        demand.xy,
+        candidates.xy,
+        np.full(len(candidates), new_type.radius_m),
+        candidates.heading_deg,
+        fov,
+        obstacles=obstacles,
+        tree=tree,
+    )
     lap("candidate_coverage_s")
 
     remaining = ~covered_before
@@ -215,26 +260,61 @@ def run_plan(config: PlanConfig) -> PlanResult:
     capacity = float(budget.cameras if budget.cameras is not None else budget.total_cost or 0.0)
     cost = np.ones(len(reduced.sites)) if count_budget else candidates.cost[reduced.sites]
     if budget.cameras is not None and budget.cameras > len(reduced.sites):
-        report.warnings.append(f"only {len(reduced.sites)} candidates cover any demand not yet covered; "
-                               f"the other {budget.cameras - len(reduced.sites)} cameras of the budget add nothing")
-    selection = solve_mclp(reduced, cost, capacity, count_budget, config.solver.time_limit_s,
-                           config.solver.mip_rel_gap, config.solver.exact_max_cells)
+        report.warnings.append(
+            f"only {len(reduced.sites)} candidates cover any demand not yet covered; "
+            f"the other {budget.cameras - len(reduced.sites)} cameras of the budget add nothing"
+        )
+    selection = solve_mclp(
+        reduced,
+        cost,
+        capacity,
+        count_budget,
+        config.solver.time_limit_s,
+        config.solver.mip_rel_gap,
+        config.solver.exact_max_cells,
+    )
     lap("mclp_s")
-    set_cover = solve_lscp(reduced, config.solver.time_limit_s, config.solver.exact_max_cells) if config.solver.lscp else None
+    set_cover = (
+        solve_lscp(reduced, config.solver.time_limit_s, config.solver.exact_max_cells) if config.solver.lscp else None
+    )
     lap("lscp_s")
 
     sites, covered_after = _site_table(crs, candidates, selection.sites, matrix, demand, covered_before)
     coverable = covered_before | covered_by_any(matrix)
     layers = []
-    for index, (name, kind) in enumerate(zip(demand.names, demand.kinds)):
+    for index, (name, kind) in enumerate(zip(demand.names, demand.kinds, strict=False)):
         mine = demand.layer == index
         w = demand.weight
-        layers.append(LayerFigures(name, kind, int(mine.sum()), float(w[mine].sum()),
-                                   float(w[mine & covered_before].sum()), float(w[mine & covered_after].sum()),
-                                   float(w[mine & coverable].sum())))
+        layers.append(
+            LayerFigures(
+                name,
+                kind,
+                int(mine.sum()),
+                float(w[mine].sum()),
+                float(w[mine & covered_before].sum()),
+                float(w[mine & covered_after].sum()),
+                float(w[mine & coverable].sum()),
+            )
+        )
     hotspots = None
     if config.hotspots.enabled:
         hotspots = hotspot_grid(demand.xy, demand.weight, config.hotspots)
     lap("hotspots_s")
-    return PlanResult(config, crs, demand, cameras, camera_xy, candidates, covered_before, covered_after,
-                      selection, set_cover, sites, layers, hotspots, streets, report.warnings + selection.notes, timings)
+    return PlanResult(
+        config,
+        crs,
+        demand,
+        cameras,
+        camera_xy,
+        candidates,
+        covered_before,
+        covered_after,
+        selection,
+        set_cover,
+        sites,
+        layers,
+        hotspots,
+        streets,
+        report.warnings + selection.notes,
+        timings,
+    )

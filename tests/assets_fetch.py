@@ -26,9 +26,17 @@ def _download_wheel(cache_dir: Path) -> Path:
     if existing:
         return existing[0]
     command = [
-        sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-        "--disable-pip-version-check", "--quiet",
-        f"ultralytics=={ULTRALYTICS_VERSION}", "--dest", str(cache_dir),
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--disable-pip-version-check",
+        "--quiet",
+        f"ultralytics=={ULTRALYTICS_VERSION}",
+        "--dest",
+        str(cache_dir),
     ]
     completed = subprocess.run(command, capture_output=True, text=True, check=False)
     if completed.returncode != 0:

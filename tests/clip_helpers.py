@@ -34,5 +34,10 @@ def probe_mp4(data: bytes) -> dict:
         stream = container.streams.video[0]
         frames = list(container.decode(stream))
         duration_s = float(stream.duration * stream.time_base) if stream.duration else float(container.duration) / 1e6
-        return {"frames": len(frames), "first_is_keyframe": frames[0].key_frame,
-                "duration_s": duration_s, "codec": stream.codec_context.name, "width": stream.codec_context.width}
+        return {
+            "frames": len(frames),
+            "first_is_keyframe": frames[0].key_frame,
+            "duration_s": duration_s,
+            "codec": stream.codec_context.name,
+            "width": stream.codec_context.width,
+        }

@@ -46,7 +46,7 @@ TEST_REGISTRY_PORT = int(os.environ.get("CCTV_TEST_REGISTRY_PORT", "18081"))
 
 
 @pytest.fixture(scope="session")
-def schema_registry() -> Iterator["SchemaRegistry"]:
+def schema_registry() -> Iterator[SchemaRegistry]:
     """A real Apicurio Registry (Confluent-compatible API), started once per session."""
     from cctv.devstack.registry import SchemaRegistry
 

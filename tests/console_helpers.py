@@ -15,16 +15,28 @@ import yaml
 from services.console.users import hash_password
 from tests.kafka_helpers import free_port, wait_for
 
-PASSWORDS = {"admin": "admin-pass-0001", "operator": "operator-pass-02", "operator2": "operator-pass-03",
-             "viewer": "viewer-pass-0004", "partner": "partner-pass-005"}
+PASSWORDS = {
+    "admin": "admin-pass-0001",
+    "operator": "operator-pass-02",
+    "operator2": "operator-pass-03",
+    "viewer": "viewer-pass-0004",
+    "partner": "partner-pass-005",
+}
 
 
 def write_users(path: Path, partner_cameras: list[str], operator_cameras: list[str] | None = None) -> Path:
     """admin, operator, operator2, viewer, partner (operator restricted to `partner_cameras`); the two
     operators optionally restricted too (a clean wall for screenshots on a broker other tests share)."""
-    roles = {"admin": "admin", "operator": "operator", "operator2": "operator", "viewer": "viewer", "partner": "operator"}
-    users: dict[str, Any] = {name: {"password_hash": hash_password(PASSWORDS[name]), "role": role}
-                             for name, role in roles.items()}
+    roles = {
+        "admin": "admin",
+        "operator": "operator",
+        "operator2": "operator",
+        "viewer": "viewer",
+        "partner": "operator",
+    }
+    users: dict[str, Any] = {
+        name: {"password_hash": hash_password(PASSWORDS[name]), "role": role} for name, role in roles.items()
+    }
     users["partner"]["cameras"] = partner_cameras
     if operator_cameras is not None:
         users["operator"]["cameras"] = users["operator2"]["cameras"] = operator_cameras
@@ -47,8 +59,12 @@ class ConsoleProcess:
     def start(self, timeout_s: float = 90) -> ConsoleProcess:
         with open(self.log_file, "ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "services.console.main", *self.args], stdin=subprocess.DEVNULL, stdout=log,
-                stderr=subprocess.STDOUT, env=os.environ | self.env | {"CCTV_HTTP__PORT": str(self.port)})
+                [sys.executable, "-m", "services.console.main", *self.args],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=os.environ | self.env | {"CCTV_HTTP__PORT": str(self.port)},
+            )
 
         def ready() -> bool:
             assert self.process is not None and self.process.poll() is None, self.log_file.read_text()[-3000:]
@@ -76,8 +92,9 @@ class ConsoleProcess:
         """An HTTP client logged in as `user` with a bearer token (None: anonymous)."""
         headers = {}
         if user is not None:
-            response = httpx.post(f"{self.url}/api/v1/login", json={"username": user, "password": PASSWORDS[user]},
-                                  timeout=30)
+            response = httpx.post(
+                f"{self.url}/api/v1/login", json={"username": user, "password": PASSWORDS[user]}, timeout=30
+            )
             response.raise_for_status()
             headers["Authorization"] = f"Bearer {response.json()['token']}"
         return httpx.Client(base_url=self.url, timeout=30, headers=headers)

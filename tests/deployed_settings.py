@@ -40,8 +40,11 @@ def settings_class(component: str) -> type[CommonSettings]:
 
 
 def load_as_deployed(
-    component: str, env: dict[str, str], config: dict[str, Any] | None,
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    component: str,
+    env: dict[str, str],
+    config: dict[str, Any] | None,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> CommonSettings:
     """Settings from exactly `env` (other CCTV_* variables of this process removed) and `config` as the
     YAML settings file; fails the test for any variable the service would ignore."""

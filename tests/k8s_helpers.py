@@ -32,13 +32,21 @@ class Kubectl:
         self.kubeconfig = kubeconfig or api.kubeconfig
 
     def run(self, *args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run([kubectl_binary(), f"--kubeconfig={self.kubeconfig}", *args], input=stdin,
-                                capture_output=True, text=True, timeout=120, check=False)
+        result = subprocess.run(
+            [kubectl_binary(), f"--kubeconfig={self.kubeconfig}", *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
         if check and result.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
         return result
 
-    def apply(self, manifest: dict[str, Any] | str, *extra: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def apply(
+        self, manifest: dict[str, Any] | str, *extra: str, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
         text = manifest if isinstance(manifest, str) else yaml.safe_dump(manifest)
         return self.run("apply", "-f", "-", *extra, stdin=text, check=check)
 
@@ -50,8 +58,11 @@ class Kubectl:
         """A fresh namespace, returned once its `default` ServiceAccount exists (pods need it)."""
         name = f"{prefix}-{uuid.uuid4().hex[:8]}"
         self.run("create", "namespace", name)
-        wait_for(lambda: self.run("get", "serviceaccount", "default", "-n", name, check=False).returncode == 0,
-                 60, f"the default ServiceAccount of {name} (made by kube-controller-manager)")
+        wait_for(
+            lambda: self.run("get", "serviceaccount", "default", "-n", name, check=False).returncode == 0,
+            60,
+            f"the default ServiceAccount of {name} (made by kube-controller-manager)",
+        )
         return name
 
     def install_crd(self) -> None:
@@ -63,8 +74,9 @@ class Kubectl:
         token = self.run("create", "token", service_account, "-n", namespace, "--duration=1h").stdout.strip()
         config = yaml.safe_load(self.kubeconfig.read_text())
         config["users"] = [{"name": service_account, "user": {"token": token}}]
-        config["contexts"] = [{"name": "sa", "context": {"cluster": "local", "user": service_account,
-                                                        "namespace": namespace}}]
+        config["contexts"] = [
+            {"name": "sa", "context": {"cluster": "local", "user": service_account, "namespace": namespace}}
+        ]
         config["current-context"] = "sa"
         path = directory / f"{service_account}.kubeconfig"
         path.write_text(yaml.safe_dump(config))
@@ -73,8 +85,13 @@ class Kubectl:
 
 
 def helm_template(namespace: str, *args: str) -> str:
-    result = subprocess.run([str(HELM), "template", "cctv", str(CHART), "--namespace", namespace, *args],
-                            capture_output=True, text=True, timeout=120, check=False)
+    result = subprocess.run(
+        [str(HELM), "template", "cctv", str(CHART), "--namespace", namespace, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     return result.stdout
 

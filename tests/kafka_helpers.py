@@ -47,16 +47,25 @@ def wait_for(condition: Callable[[], T], timeout_s: float, what: str, interval_s
         time.sleep(interval_s)
 
 
-def read_topic(settings: KafkaSettings, topic: str, count: int, timeout_s: float = 60.0,
-               group: str | None = None, predicate: Callable[[Message], bool] | None = None) -> list[Message]:
+def read_topic(
+    settings: KafkaSettings,
+    topic: str,
+    count: int,
+    timeout_s: float = 60.0,
+    group: str | None = None,
+    predicate: Callable[[Message], bool] | None = None,
+) -> list[Message]:
     """Read at least `count` records (matching `predicate`) from the start of `topic` with a plain consumer."""
     import uuid
 
-    consumer = Consumer(settings.client_config() | {
-        "group.id": group or f"test-reader-{uuid.uuid4().hex[:8]}",
-        "auto.offset.reset": "earliest",
-        "enable.auto.commit": False,
-    })
+    consumer = Consumer(
+        settings.client_config()
+        | {
+            "group.id": group or f"test-reader-{uuid.uuid4().hex[:8]}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
     consumer.subscribe([topic])
     found: list[Message] = []
     deadline = time.monotonic() + timeout_s
@@ -88,9 +97,15 @@ class TopicWatcher:
     a check that something is absent would otherwise pass on records nobody could read. `keys` narrows
     the watch to records with those Kafka keys (others are skipped undecoded: another test's business)."""
 
-    def __init__(self, settings: KafkaSettings, topic: str, schema: str, serde: Any,
-                 keep: Callable[[dict[str, Any]], bool] = lambda _v: True,
-                 keys: Collection[bytes] | None = None) -> None:
+    def __init__(
+        self,
+        settings: KafkaSettings,
+        topic: str,
+        schema: str,
+        serde: Any,
+        keep: Callable[[dict[str, Any]], bool] = lambda _v: True,
+        keys: Collection[bytes] | None = None,
+    ) -> None:
         import threading
         import uuid
 
@@ -102,9 +117,13 @@ class TopicWatcher:
         self.undecodable: list[str] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._consumer = Consumer(settings.client_config() | {
-            "group.id": f"watch-{uuid.uuid4().hex[:8]}", "enable.auto.commit": False,
-        })
+        self._consumer = Consumer(
+            settings.client_config()
+            | {
+                "group.id": f"watch-{uuid.uuid4().hex[:8]}",
+                "enable.auto.commit": False,
+            }
+        )
         partitions = self._consumer.list_topics(topic, timeout=10).topics[topic].partitions
         # Start exactly at the current ends: deterministic, no race with an 'latest' reset.
         starts = []
@@ -127,8 +146,9 @@ class TopicWatcher:
                     value = self.serde.deserialize(self.topic, self.schema, message.value())
                 except SerdeError as error:
                     with self._lock:
-                        self.undecodable.append(f"partition {message.partition()} offset {message.offset()} "
-                                                f"key {message.key()!r}: {error}")
+                        self.undecodable.append(
+                            f"partition {message.partition()} offset {message.offset()} key {message.key()!r}: {error}"
+                        )
                     continue
                 if self.keep(value):
                     with self._lock:
@@ -139,15 +159,17 @@ class TopicWatcher:
     def snapshot(self) -> list[dict[str, Any]]:
         with self._lock:
             if self.undecodable:
-                raise AssertionError(f"{len(self.undecodable)} records on {self.topic} could not be decoded as "
-                                     f"{self.schema}; first: {self.undecodable[0]}")
+                raise AssertionError(
+                    f"{len(self.undecodable)} records on {self.topic} could not be decoded as "
+                    f"{self.schema}; first: {self.undecodable[0]}"
+                )
             return list(self.records)
 
     def close(self) -> None:
         self._stop.set()
         self._thread.join(10)
 
-    def __enter__(self) -> "TopicWatcher":
+    def __enter__(self) -> TopicWatcher:
         return self
 
     def __exit__(self, *_args: object) -> None:

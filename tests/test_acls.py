@@ -22,19 +22,27 @@ def test_each_service_reads_only_its_inputs_and_writes_only_its_outputs() -> Non
     grants = plan(TOPICS)
     assert _topics_with(grants, "cctv-ingest", "READ") == {"cctv.cameras.v1"}
     assert _topics_with(grants, "cctv-ingest", "WRITE") == {
-        "cctv.video.packets.v1", "cctv.camera-status.v1", "cctv.dlq.v1"}
+        "cctv.video.packets.v1",
+        "cctv.camera-status.v1",
+        "cctv.dlq.v1",
+    }
     assert _topics_with(grants, "cctv-frame-sampler", "READ") == {"cctv.video.packets.v1", "cctv.cameras.v1"}
     assert _topics_with(grants, "cctv-detector", "READ") == {"cctv.frames.v1"}
     assert _topics_with(grants, "cctv-detector", "WRITE") == {"cctv.detections.v1", "cctv.dlq.v1"}
     routed = {f"cctv.alerts.{d}.v1" for d in DEFAULT_DESTINATIONS}
-    assert _topics_with(grants, "cctv-alert-router", "WRITE") == {"cctv.alerts.v1", "cctv.dlq.v1",
-                                                                    "cctv-alert-router"} | routed
+    assert (
+        _topics_with(grants, "cctv-alert-router", "WRITE")
+        == {"cctv.alerts.v1", "cctv.dlq.v1", "cctv-alert-router"} | routed
+    )
     # Nobody but ingest writes raw video; only the sampler and the clip-writer (evidence clips) read it;
     # nobody but super users deletes.
     assert {g.principal for g in grants if g.name == "cctv.video.packets.v1" and "WRITE" in g.operations} == {
-        "cctv-ingest"}
+        "cctv-ingest"
+    }
     assert {g.principal for g in grants if g.name == "cctv.video.packets.v1" and "READ" in g.operations} == {
-        "cctv-frame-sampler", "cctv-clip-writer"}
+        "cctv-frame-sampler",
+        "cctv-clip-writer",
+    }
     # The console writes only operators' actions and the ledger; the webhook dispatcher reads only routed copies.
     assert _topics_with(grants, "cctv-console", "WRITE") == {"cctv.incident-actions.v1", "cctv.audit.v1"}
     assert _topics_with(grants, "cctv-dispatcher", "READ") == routed
@@ -83,5 +91,9 @@ def test_committed_strimzi_users_match_the_plan() -> None:
         {"type": "topic", "name": "cctv.alerts.police.v1", "patternType": "literal"},
     ]
     router = next(u for u in committed if u["metadata"]["name"] == "cctv-alert-router")
-    owned = next(a for a in router["spec"]["authorization"]["acls"] if a["resource"] == {"type": "topic", "name": "cctv-alert-router", "patternType": "prefix"})
+    owned = next(
+        a
+        for a in router["spec"]["authorization"]["acls"]
+        if a["resource"] == {"type": "topic", "name": "cctv-alert-router", "patternType": "prefix"}
+    )
     assert owned["operations"] == ["Create", "Read", "Write", "Describe", "DescribeConfigs"]

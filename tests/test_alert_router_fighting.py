@@ -35,8 +35,9 @@ def person(cx: float, arm_out: float, foot_y: float = 0.9) -> Det:
 
 
 def alerts(per_frame: list[list[Det]], fps: float, **rule: Any) -> list[int]:
-    camera = CameraConfig.model_validate({"camera_id": "c", "zones": [
-        {"name": "all", "polygon": WHOLE, "rules": [{"type": "fighting", **rule}]}]})
+    camera = CameraConfig.model_validate(
+        {"camera_id": "c", "zones": [{"name": "all", "polygon": WHOLE, "rules": [{"type": "fighting", **rule}]}]}
+    )
     pipeline = CameraPipeline(camera)
     events = []
     for i, dets in enumerate(per_frame):
@@ -48,7 +49,9 @@ def alerts(per_frame: list[list[Det]], fps: float, **rule: Any) -> list[int]:
 def punches(seconds: float, fps: float, gap: float, swing: float) -> list[list[Det]]:
     """Two people `gap` body heights apart; the left one's arm goes out and back by `swing` every frame."""
     step = gap * BODY / ASPECT
-    return [[person(0.45, 0.1 + (swing if i % 2 else 0.0)), person(0.45 + step, 0.1)] for i in range(int(seconds * fps))]
+    return [
+        [person(0.45, 0.1 + (swing if i % 2 else 0.0)), person(0.45 + step, 0.1)] for i in range(int(seconds * fps))
+    ]
 
 
 def test_fast_repeated_punches_between_two_close_people_raise_one_alert() -> None:
@@ -73,19 +76,45 @@ def test_the_real_walkers_of_the_sample_clip_neither_fight_nor_fall() -> None:
 
     lines = (Path(__file__).parent / "data" / "detections" / "vtest_pose.jsonl").read_text().splitlines()
     header, rows = json.loads(lines[0]), [json.loads(line) for line in lines[1:]]
-    frames = [FrameDetections("vtest", i, T0 + row["t_ms"], FrameRef("f", 0, i), header["width"], header["height"],
-                              [Det(0, "person", s, x1, y1, x2, y2, None if k is None else tuple(map(tuple, k)))
-                               for s, x1, y1, x2, y2, k in row["dets"]])
-              for i, row in enumerate(rows)]
+    frames = [
+        FrameDetections(
+            "vtest",
+            i,
+            T0 + row["t_ms"],
+            FrameRef("f", 0, i),
+            header["width"],
+            header["height"],
+            [
+                Det(0, "person", s, x1, y1, x2, y2, None if k is None else tuple(map(tuple, k)))
+                for s, x1, y1, x2, y2, k in row["dets"]
+            ],
+        )
+        for i, row in enumerate(rows)
+    ]
     assert sum(1 for f in frames for d in f.detections if d.keypoints is not None) > 500
-    camera = CameraConfig.model_validate({"camera_id": "vtest", "zones": [
-        {"name": "all", "polygon": WHOLE, "rules": [{"type": "fighting"}, {"type": "fall"}]}]})
+    camera = CameraConfig.model_validate(
+        {
+            "camera_id": "vtest",
+            "zones": [{"name": "all", "polygon": WHOLE, "rules": [{"type": "fighting"}, {"type": "fall"}]}],
+        }
+    )
     pipeline = CameraPipeline(camera)
     assert [e for frame in frames for e in pipeline.process(frame)] == []
     # The same walkers would count as fighting with a threshold under their own arm swing (≤ 0.82 body
     # heights/s measured): the replay does exercise the limb-speed path.
-    touchy = CameraConfig.model_validate({"camera_id": "vtest", "zones": [
-        {"name": "all", "polygon": WHOLE, "rules": [{"type": "fighting", "min_limb_speed": 0.3,
-                                                     "proximity_heights": 2.0, "min_duration_s": 1}]}]})
+    touchy = CameraConfig.model_validate(
+        {
+            "camera_id": "vtest",
+            "zones": [
+                {
+                    "name": "all",
+                    "polygon": WHOLE,
+                    "rules": [
+                        {"type": "fighting", "min_limb_speed": 0.3, "proximity_heights": 2.0, "min_duration_s": 1}
+                    ],
+                }
+            ],
+        }
+    )
     pipeline = CameraPipeline(touchy)
     assert [e for frame in frames for e in pipeline.process(frame)]

@@ -34,18 +34,27 @@ class Firing:
     first_seen_ms: int
 
 
-def firings(frames: list[FrameDetections], filters: dict[str, Any] | None, classes: list[str] | None = None) -> set[Firing]:
-    zone: dict[str, Any] = {"name": "all", "polygon": WHOLE_FRAME,
-                            "rules": [{"type": "intrusion", "classes": classes or ["person"]}]}
+def firings(
+    frames: list[FrameDetections], filters: dict[str, Any] | None, classes: list[str] | None = None
+) -> set[Firing]:
+    zone: dict[str, Any] = {
+        "name": "all",
+        "polygon": WHOLE_FRAME,
+        "rules": [{"type": "intrusion", "classes": classes or ["person"]}],
+    }
     if filters is not None:
         zone["filters"] = filters
     pipeline = CameraPipeline(CameraConfig.model_validate({"camera_id": "vtest", "zones": [zone]}))
     found: set[Firing] = set()
     for frame in frames:
         seen = pipeline.tracker.update(frame)
-        for result in pipeline.rules.evaluate(frame.capture_time_ms, frame.aspect, seen, pipeline.tracker.active_track_ids()):
-            found |= {Firing(frame.capture_time_ms, t.track_id, t.class_name, t.score, t.foot, t.height, t.first_seen_ms)
-                      for t in result.tracks}
+        for result in pipeline.rules.evaluate(
+            frame.capture_time_ms, frame.aspect, seen, pipeline.tracker.active_track_ids()
+        ):
+            found |= {
+                Firing(frame.capture_time_ms, t.track_id, t.class_name, t.score, t.foot, t.height, t.first_seen_ms)
+                for t in result.tracks
+            }
     return found
 
 
@@ -100,8 +109,10 @@ def test_minimum_persistence_delays_each_track_and_drops_nothing_later(recorded,
 
 def test_bad_filters_are_refused_with_a_clear_message() -> None:
     def zone(filters: dict[str, Any]) -> dict[str, Any]:
-        return {"camera_id": "c", "zones": [{"name": "z", "polygon": WHOLE_FRAME, "rules": [{"type": "intrusion"}],
-                                             "filters": filters}]}
+        return {
+            "camera_id": "c",
+            "zones": [{"name": "z", "polygon": WHOLE_FRAME, "rules": [{"type": "intrusion"}], "filters": filters}],
+        }
 
     with pytest.raises(ValidationError, match=r"min_height \(0.5\) must not exceed max_height \(0.2\)"):
         CameraConfig.model_validate(zone({"min_height": 0.5, "max_height": 0.2}))
@@ -112,13 +123,24 @@ def test_bad_filters_are_refused_with_a_clear_message() -> None:
 
 
 def test_filters_travel_through_the_inventory_record_unchanged() -> None:
-    filters = {"min_score": 0.5, "class_min_score": {"car": 0.7}, "masks": [[[0.0, 0.0], [0.2, 0.0], [0.2, 0.2]]],
-               "min_height": 0.05, "min_persistence_s": 2.0}
-    entry = CameraEntry(camera_id="c", stream_url="rtsp://h/s",
-                        zones=[{"name": "z", "polygon": WHOLE_FRAME, "rules": [{"type": "intrusion"}], "filters": filters}])
+    filters = {
+        "min_score": 0.5,
+        "class_min_score": {"car": 0.7},
+        "masks": [[[0.0, 0.0], [0.2, 0.0], [0.2, 0.2]]],
+        "min_height": 0.05,
+        "min_persistence_s": 2.0,
+    }
+    entry = CameraEntry(
+        camera_id="c",
+        stream_url="rtsp://h/s",
+        zones=[{"name": "z", "polygon": WHOLE_FRAME, "rules": [{"type": "intrusion"}], "filters": filters}],
+    )
     back = CameraEntry.from_record(entry.to_record(updated_at_ms=1))
     assert back.zones[0]["filters"] == filters
     assert CameraConfig.from_entry(back).zones[0].filters is not None
-    plain = CameraEntry(camera_id="c", stream_url="rtsp://h/s",
-                        zones=[{"name": "z", "polygon": WHOLE_FRAME, "rules": [{"type": "intrusion"}]}])
+    plain = CameraEntry(
+        camera_id="c",
+        stream_url="rtsp://h/s",
+        zones=[{"name": "z", "polygon": WHOLE_FRAME, "rules": [{"type": "intrusion"}]}],
+    )
     assert "filters" not in CameraEntry.from_record(plain.to_record(updated_at_ms=1)).zones[0]

@@ -264,9 +264,11 @@ def jittery(path: Path, seed: int, foot_sigma_heights: float = 0.04, height_sigm
         if exact is None:
             return None
         x, foot_y, height = exact
-        return (x + rng.gauss(0, foot_sigma_heights) * height / ASPECT,
-                foot_y + rng.gauss(0, foot_sigma_heights) * height,
-                height * (1 + rng.gauss(0, height_sigma)))
+        return (
+            x + rng.gauss(0, foot_sigma_heights) * height / ASPECT,
+            foot_y + rng.gauss(0, foot_sigma_heights) * height,
+            height * (1 + rng.gauss(0, height_sigma)),
+        )
 
     return where
 
@@ -288,8 +290,22 @@ def track_with_history(points: list[tuple[float, float]], height: float = 0.2) -
     """A track observed at (seconds, foot x in body heights) along a horizontal path."""
     history = [HistoryPoint(NOON_MS + round(t * 1000), 0.1 + x * height / ASPECT, 0.5, 0.05, height) for t, x in points]
     last = history[-1]
-    return Track(1, 0, "person", 0.9, last.foot_x - 0.02, 0.3, last.foot_x + 0.02, 0.5, [0.0] * 5, [0.0] * 5,
-                 history[0].time_ms, last.time_ms, len(history), history)
+    return Track(
+        1,
+        0,
+        "person",
+        0.9,
+        last.foot_x - 0.02,
+        0.3,
+        last.foot_x + 0.02,
+        0.5,
+        [0.0] * 5,
+        [0.0] * 5,
+        history[0].time_ms,
+        last.time_ms,
+        len(history),
+        history,
+    )
 
 
 def test_one_leap_of_a_track_is_not_running_but_a_steady_run_is() -> None:
@@ -621,8 +637,13 @@ def test_a_bad_polygon_and_a_bad_rule_are_reported_together() -> None:
         CameraConfig.model_validate(
             {
                 "camera_id": "gate-cam-7",
-                "zones": [{"name": "bay", "polygon": [[0.1, 0.1], [0.5, 0.1]],
-                           "rules": [{"type": "loitering", "min_dwell_s": 0}, {"type": "teleport"}]}],
+                "zones": [
+                    {
+                        "name": "bay",
+                        "polygon": [[0.1, 0.1], [0.5, 0.1]],
+                        "rules": [{"type": "loitering", "min_dwell_s": 0}, {"type": "teleport"}],
+                    }
+                ],
             }
         )
     text = str(error.value)

@@ -39,11 +39,20 @@ END_GRACE_S = 120
 
 
 def router(kafka: KafkaSettings, app_id: str, tmp_path: Path, tag: str) -> ServiceProcess:
-    return ServiceProcess("alert-router", {
-        "CCTV_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers, "CCTV_HTTP__PORT": "0", "CCTV_GROUP_ID": app_id,
-        "CCTV_DATA_DIR": str(tmp_path / f"faust-{tag}"), "CCTV_INCIDENTS__END_GRACE_S": str(END_GRACE_S),
-        "CCTV_INCIDENTS__UPDATE_INTERVAL_S": "60", "CCTV_EXPIRE_INTERVAL_S": "0.5", "CCTV_LOG__FORMAT": "text",
-    }, tmp_path / f"router-{tag}.log").start()
+    return ServiceProcess(
+        "alert-router",
+        {
+            "CCTV_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+            "CCTV_HTTP__PORT": "0",
+            "CCTV_GROUP_ID": app_id,
+            "CCTV_DATA_DIR": str(tmp_path / f"faust-{tag}"),
+            "CCTV_INCIDENTS__END_GRACE_S": str(END_GRACE_S),
+            "CCTV_INCIDENTS__UPDATE_INTERVAL_S": "60",
+            "CCTV_EXPIRE_INTERVAL_S": "0.5",
+            "CCTV_LOG__FORMAT": "text",
+        },
+        tmp_path / f"router-{tag}.log",
+    ).start()
 
 
 class Changelog:
@@ -51,8 +60,10 @@ class Changelog:
 
     def __init__(self, kafka: KafkaSettings, topic: str) -> None:
         self.topic = topic
-        self.consumer = Consumer(kafka.client_config() | {"group.id": f"read-{topic}", "enable.auto.commit": False,
-                                                          "auto.offset.reset": "earliest"})
+        self.consumer = Consumer(
+            kafka.client_config()
+            | {"group.id": f"read-{topic}", "enable.auto.commit": False, "auto.offset.reset": "earliest"}
+        )
         self.consumer.subscribe([topic])
         self.latest: dict[bytes, Any] = {}
 
@@ -76,15 +87,42 @@ def test_killed_router_resumes_incident_without_second_new_and_ends_it(
     kafka_settings: KafkaSettings, publish_cameras, unique: str, tmp_path: Path
 ) -> None:
     camera = f"restart-{unique}"
-    publish_cameras([CameraEntry(camera_id=camera, stream_url="file:///dev/null", tags=["crime-hotspot"], zones=[
-        {"name": "gate", "polygon": [[0, 0], [1, 0], [1, 1], [0, 1]], "rules": [{"type": "intrusion"}]}])])
+    publish_cameras(
+        [
+            CameraEntry(
+                camera_id=camera,
+                stream_url="file:///dev/null",
+                tags=["crime-hotspot"],
+                zones=[{"name": "gate", "polygon": [[0, 0], [1, 0], [1, 1], [0, 1]], "rules": [{"type": "intrusion"}]}],
+            )
+        ]
+    )
     producer = make_producer(kafka_settings, "test")
     frame_offsets: list[tuple[int, int]] = []
-    producer.produce(FRAMES, key=camera, value=SERDE.serialize(FRAMES, "Frame", {
-        "camera_id": camera, "session_id": "s", "sequence": 0, "capture_time": time.time_ns() // 1000, "pts_us": 0,
-        "source_partition": 0, "source_offset": 0, "width": 768, "height": 576, "jpeg": real_frame_jpeg(),
-        "motion_score": 0.1, "reason": "MOTION", "sampled_at": time.time_ns() // 1000,
-    }), on_delivery=lambda _e, m: frame_offsets.append((m.partition(), m.offset())))
+    producer.produce(
+        FRAMES,
+        key=camera,
+        value=SERDE.serialize(
+            FRAMES,
+            "Frame",
+            {
+                "camera_id": camera,
+                "session_id": "s",
+                "sequence": 0,
+                "capture_time": time.time_ns() // 1000,
+                "pts_us": 0,
+                "source_partition": 0,
+                "source_offset": 0,
+                "width": 768,
+                "height": 576,
+                "jpeg": real_frame_jpeg(),
+                "motion_score": 0.1,
+                "reason": "MOTION",
+                "sampled_at": time.time_ns() // 1000,
+            },
+        ),
+        on_delivery=lambda _e, m: frame_offsets.append((m.partition(), m.offset())),
+    )
     producer.flush(30)
     partition, offset = frame_offsets[0]
     sequence = iter(range(10_000))
@@ -92,13 +130,28 @@ def test_killed_router_resumes_incident_without_second_new_and_ends_it(
 
     def send(objects: list[dict], clock_ahead_s: float = 0.0) -> None:
         capture = time.time_ns() // 1000 + int(clock_ahead_s * 1e6)
-        producer.produce(DETECTIONS, key=camera, value=SERDE.serialize(DETECTIONS, "Detections", {
-            "camera_id": camera, "frame": {"topic": FRAMES, "partition": partition, "offset": offset},
-            "session_id": "s", "sequence": next(sequence), "capture_time": capture,
-            "width": 768, "height": 576, "objects": objects,
-            "model": {"name": "m", "version": "1", "sha256": "0" * 64}, "inference_ms": 1.0,
-            "detected_at": time.time_ns() // 1000,
-        }), on_delivery=lambda _e, m: sent.append((m.partition(), m.offset())))
+        producer.produce(
+            DETECTIONS,
+            key=camera,
+            value=SERDE.serialize(
+                DETECTIONS,
+                "Detections",
+                {
+                    "camera_id": camera,
+                    "frame": {"topic": FRAMES, "partition": partition, "offset": offset},
+                    "session_id": "s",
+                    "sequence": next(sequence),
+                    "capture_time": capture,
+                    "width": 768,
+                    "height": 576,
+                    "objects": objects,
+                    "model": {"name": "m", "version": "1", "sha256": "0" * 64},
+                    "inference_ms": 1.0,
+                    "detected_at": time.time_ns() // 1000,
+                },
+            ),
+            on_delivery=lambda _e, m: sent.append((m.partition(), m.offset())),
+        )
         producer.flush(10)
 
     app_id = f"router-{unique}"
@@ -121,6 +174,7 @@ def test_killed_router_resumes_incident_without_second_new_and_ends_it(
             def step() -> bool:
                 send([PERSON])
                 return condition()
+
             wait_for(step, timeout_s, what, interval_s=0.4)
 
         person_until(lambda: any(a["kind"] == "NEW" for a in alerts.snapshot()), "the NEW alert")
@@ -144,8 +198,12 @@ def test_killed_router_resumes_incident_without_second_new_and_ends_it(
         assert open_incidents(changelog, camera) == [alert_id], (alerts.snapshot(), second.log_text()[-2000:])
         assert [a["kind"] for a in alerts.snapshot()].count("END") == 0
         # The person leaves; the camera's clock runs past the end grace: END.
-        wait_for(lambda: send([], clock_ahead_s=END_GRACE_S + 1) or any(a["kind"] == "END" for a in alerts.snapshot()),
-                 60, "the END alert", interval_s=0.4)
+        wait_for(
+            lambda: send([], clock_ahead_s=END_GRACE_S + 1) or any(a["kind"] == "END" for a in alerts.snapshot()),
+            60,
+            "the END alert",
+            interval_s=0.4,
+        )
         producer.produce(DETECTIONS, key=camera, value=b"\x00\x00\x00\x00\x63garbage")
         producer.flush(10)
         wait_for(lambda: letters.snapshot(), 30, "the poison detections on the DLQ")
@@ -160,7 +218,10 @@ def test_killed_router_resumes_incident_without_second_new_and_ends_it(
     # Every alert of this camera and zone, whatever its id: one incident across the restart.
     mine = [a for a in alerts.snapshot() if a["zone_id"] == "gate"]
     kinds = [a["kind"] for a in mine]
-    assert kinds.count("NEW") == 1 and kinds.count("END") == 1 and kinds[-1] == "END", (kinds, second.log_text()[-2000:])
+    assert kinds.count("NEW") == 1 and kinds.count("END") == 1 and kinds[-1] == "END", (
+        kinds,
+        second.log_text()[-2000:],
+    )
     assert {a["alert_id"] for a in mine} == {alert_id}, "the restart split the incident"
     assert [a["sequence"] for a in mine] == list(range(len(mine))), "steps lost or repeated across the restart"
     assert "police" in mine[0]["destinations"]

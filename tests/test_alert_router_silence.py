@@ -29,28 +29,56 @@ WHOLE_VIEW = [[0, 0], [1, 0], [1, 1], [0, 1]]
 def metric(port: int, name: str, label: str) -> float:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
         text = response.read().decode()
-    return sum(float(v) for v in re.findall(rf'^{name}{{[^}}]*{label}[^}}]*}} (\S+)$', text, re.MULTILINE))
+    return sum(float(v) for v in re.findall(rf"^{name}{{[^}}]*{label}[^}}]*}} (\S+)$", text, re.MULTILINE))
 
 
 def test_silent_camera_ended_by_timer_aged_out_evidence_and_invalid_zone_skipped(
     kafka_settings: KafkaSettings, publish_cameras, unique: str, tmp_path: Path
 ) -> None:
     silent, invalid = f"silent-{unique}", f"badzone-{unique}"
-    publish_cameras([
-        CameraEntry(camera_id=silent, stream_url="file:///dev/null", tags=["crime-hotspot"], zones=[
-            {"name": "gate", "polygon": WHOLE_VIEW, "rules": [{"type": "intrusion"}]}]),
-        # Two points are no area: the router rejects this camera (the CLI would have refused it).
-        CameraEntry(camera_id=invalid, stream_url="file:///dev/null", zones=[
-            {"name": "lawn", "polygon": [[0.1, 0.1], [0.9, 0.9]], "rules": [{"type": "intrusion"}]}]),
-    ])
+    publish_cameras(
+        [
+            CameraEntry(
+                camera_id=silent,
+                stream_url="file:///dev/null",
+                tags=["crime-hotspot"],
+                zones=[{"name": "gate", "polygon": WHOLE_VIEW, "rules": [{"type": "intrusion"}]}],
+            ),
+            # Two points are no area: the router rejects this camera (the CLI would have refused it).
+            CameraEntry(
+                camera_id=invalid,
+                stream_url="file:///dev/null",
+                zones=[{"name": "lawn", "polygon": [[0.1, 0.1], [0.9, 0.9]], "rules": [{"type": "intrusion"}]}],
+            ),
+        ]
+    )
     producer = make_producer(kafka_settings, "test")
     # The evidence frame, then aged out: the frames topic is cut past it, as retention would.
     delivered: list[tuple[int, int]] = []
-    producer.produce(FRAMES, key=silent, value=SERDE.serialize(FRAMES, "Frame", {
-        "camera_id": silent, "session_id": "s", "sequence": 0, "capture_time": time.time_ns() // 1000, "pts_us": 0,
-        "source_partition": 0, "source_offset": 0, "width": 768, "height": 576, "jpeg": real_frame_jpeg(),
-        "motion_score": 0.1, "reason": "MOTION", "sampled_at": time.time_ns() // 1000,
-    }), on_delivery=lambda _e, m: delivered.append((m.partition(), m.offset())))
+    producer.produce(
+        FRAMES,
+        key=silent,
+        value=SERDE.serialize(
+            FRAMES,
+            "Frame",
+            {
+                "camera_id": silent,
+                "session_id": "s",
+                "sequence": 0,
+                "capture_time": time.time_ns() // 1000,
+                "pts_us": 0,
+                "source_partition": 0,
+                "source_offset": 0,
+                "width": 768,
+                "height": 576,
+                "jpeg": real_frame_jpeg(),
+                "motion_score": 0.1,
+                "reason": "MOTION",
+                "sampled_at": time.time_ns() // 1000,
+            },
+        ),
+        on_delivery=lambda _e, m: delivered.append((m.partition(), m.offset())),
+    )
     producer.flush(30)
     frame_partition, frame_offset = delivered[0]
     admin = make_admin(kafka_settings)  # kept referenced until its future is done
@@ -62,36 +90,63 @@ def test_silent_camera_ended_by_timer_aged_out_evidence_and_invalid_zone_skipped
 
     def send(camera: str, objects: list[dict]) -> None:
         last_capture_us[camera] = time.time_ns() // 1000
-        producer.produce(DETECTIONS, key=camera, value=SERDE.serialize(DETECTIONS, "Detections", {
-            "camera_id": camera, "frame": {"topic": FRAMES, "partition": frame_partition, "offset": frame_offset},
-            "session_id": "s", "sequence": next(sequence), "capture_time": last_capture_us[camera],
-            "width": 768, "height": 576, "objects": objects,
-            "model": {"name": "m", "version": "1", "sha256": "0" * 64}, "inference_ms": 1.0,
-            "detected_at": time.time_ns() // 1000,
-        }))
+        producer.produce(
+            DETECTIONS,
+            key=camera,
+            value=SERDE.serialize(
+                DETECTIONS,
+                "Detections",
+                {
+                    "camera_id": camera,
+                    "frame": {"topic": FRAMES, "partition": frame_partition, "offset": frame_offset},
+                    "session_id": "s",
+                    "sequence": next(sequence),
+                    "capture_time": last_capture_us[camera],
+                    "width": 768,
+                    "height": 576,
+                    "objects": objects,
+                    "model": {"name": "m", "version": "1", "sha256": "0" * 64},
+                    "inference_ms": 1.0,
+                    "detected_at": time.time_ns() // 1000,
+                },
+            ),
+        )
         producer.flush(10)
 
     alerts = TopicWatcher(kafka_settings, ALERTS, "Alert", SERDE, lambda v: v["camera_id"] in (silent, invalid))
     port = free_port()
-    router = ServiceProcess("alert-router", {
-        "CCTV_KAFKA__BOOTSTRAP_SERVERS": kafka_settings.bootstrap_servers, "CCTV_HTTP__PORT": str(port),
-        "CCTV_GROUP_ID": f"router-{unique}", "CCTV_DATA_DIR": str(tmp_path / "faust"),
-        "CCTV_INCIDENTS__END_GRACE_S": str(END_GRACE_S), "CCTV_EXPIRE_INTERVAL_S": "0.5", "CCTV_LOG__FORMAT": "text",
-    }, tmp_path / "router.log").start()
+    router = ServiceProcess(
+        "alert-router",
+        {
+            "CCTV_KAFKA__BOOTSTRAP_SERVERS": kafka_settings.bootstrap_servers,
+            "CCTV_HTTP__PORT": str(port),
+            "CCTV_GROUP_ID": f"router-{unique}",
+            "CCTV_DATA_DIR": str(tmp_path / "faust"),
+            "CCTV_INCIDENTS__END_GRACE_S": str(END_GRACE_S),
+            "CCTV_EXPIRE_INTERVAL_S": "0.5",
+            "CCTV_LOG__FORMAT": "text",
+        },
+        tmp_path / "router.log",
+    ).start()
     try:
+
         def both_until(condition, what: str) -> None:
             def step() -> bool:
                 send(invalid, [PERSON])
                 send(silent, [PERSON])
                 return condition()
+
             wait_for(step, 120, what, interval_s=0.4)
 
         both_until(lambda: any(a["kind"] == "NEW" for a in alerts.snapshot()), "the NEW alert of the valid camera")
         # The camera goes silent: no frames at all, so only the router's timer can end the incident.
         silent_since_us = last_capture_us[silent]
         end = wait_for(lambda: [a for a in alerts.snapshot() if a["kind"] == "END"], 60, "the timer's END alert")[0]
-        wait_for(lambda: metric(port, "cctv_alert_router_skipped_total", 'reason="rejected-camera"') > 0, 30,
-                 "the invalid camera's detections counted as skipped")
+        wait_for(
+            lambda: metric(port, "cctv_alert_router_skipped_total", 'reason="rejected-camera"') > 0,
+            30,
+            "the invalid camera's detections counted as skipped",
+        )
         evidence_missing = metric(port, "cctv_alert_router_evidence_missing_total", 'reason="frame-expired"')
         assert router.alive
     finally:

@@ -34,12 +34,16 @@ def person(x: float, foot_y: float = 0.8, height: float = 0.3) -> Det:
 
 
 def frames(per_frame: list[list[Det]]) -> list[FrameDetections]:
-    return [FrameDetections("cam", i, T0 + round(i * 1000 / FPS), FrameRef("f", 0, i), WIDTH, HEIGHT, dets)
-            for i, dets in enumerate(per_frame)]
+    return [
+        FrameDetections("cam", i, T0 + round(i * 1000 / FPS), FrameRef("f", 0, i), WIDTH, HEIGHT, dets)
+        for i, dets in enumerate(per_frame)
+    ]
 
 
 def run(rules: list[dict[str, Any]], per_frame: list[list[Det]]) -> list[AlertEvent]:
-    camera = CameraConfig.model_validate({"camera_id": "cam", "zones": [{"name": "z", "polygon": ZONE, "rules": rules}]})
+    camera = CameraConfig.model_validate(
+        {"camera_id": "cam", "zones": [{"name": "z", "polygon": ZONE, "rules": rules}]}
+    )
     pipeline = CameraPipeline(camera)
     return [event for frame in frames(per_frame) for event in pipeline.process(frame)]
 
@@ -48,8 +52,14 @@ def new_alerts(events: list[AlertEvent]) -> list[AlertEvent]:
     return [e for e in events if e.kind is AlertKind.NEW]
 
 
-def walking_with(weapon: str | None, seconds: float, weapon_frames: range | None = None,
-                 offset_heights: float = 0.1, foot_y: float = 0.8, step: float = 0.02) -> list[list[Det]]:
+def walking_with(
+    weapon: str | None,
+    seconds: float,
+    weapon_frames: range | None = None,
+    offset_heights: float = 0.1,
+    foot_y: float = 0.8,
+    step: float = 0.02,
+) -> list[list[Det]]:
     """A person walking right (`step` per frame); the weapon at hand height, `offset_heights` beside them."""
     scene = []
     for i in range(int(seconds * FPS)):
@@ -86,13 +96,19 @@ def test_short_misses_of_a_small_object_are_bridged_but_long_ones_restart_the_co
     # docs/quality.md on small objects.)
     flicker = [i for i in range(12) if i % 3 != 2]
     assert new_alerts(run([{"type": "weapon"}], walking_with("knife", 6, weapon_frames=flicker, step=0.0)))
-    assert not new_alerts(run([{"type": "weapon", "max_gap_s": 0.5, "min_frames": 4}],
-                              walking_with("knife", 6, weapon_frames=flicker, step=0.0)))
+    assert not new_alerts(
+        run(
+            [{"type": "weapon", "max_gap_s": 0.5, "min_frames": 4}],
+            walking_with("knife", 6, weapon_frames=flicker, step=0.0),
+        )
+    )
 
 
 def fire_scene(seconds: float, present: set[int] | None = None, class_name: str = "fire") -> list[list[Det]]:
-    return [[box(class_name, 0.5, 0.5, 0.1, 0.15)] if present is None or i in present else []
-            for i in range(int(seconds * FPS))]
+    return [
+        [box(class_name, 0.5, 0.5, 0.1, 0.15)] if present is None or i in present else []
+        for i in range(int(seconds * FPS))
+    ]
 
 
 def test_fire_or_smoke_held_for_min_duration_raises_one_critical_alert() -> None:

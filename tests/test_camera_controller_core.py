@@ -32,15 +32,22 @@ from services.camera_controller.core import (
 REPO = Path(__file__).resolve().parents[1]
 CRD = yaml.safe_load((REPO / "helm" / "cctv-platform" / "crds" / "cameras.cctv-platform.io.yaml").read_text())
 SPEC_SCHEMA = CRD["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
-SAMPLE_INVENTORY = (REPO / "samples" / "cameras.yaml").read_text().replace("{repo}", str(REPO)).replace(
-    "{rtsp}", "rtsp://127.0.0.1:8554")
+SAMPLE_INVENTORY = (
+    (REPO / "samples" / "cameras.yaml")
+    .read_text()
+    .replace("{repo}", str(REPO))
+    .replace("{rtsp}", "rtsp://127.0.0.1:8554")
+)
 POLICY = CredentialPolicy("cctv-camera-credentials", "cctv")
 
 
 def camera(name: str = "gate-1", namespace: str = "cctv", created: str = "2026-11-30T00:00:00Z", **spec) -> dict:
-    return {"apiVersion": "cctv-platform.io/v1", "kind": "Camera",
-            "metadata": {"name": name, "namespace": namespace, "creationTimestamp": created, "generation": 1},
-            "spec": {"streamUrl": "rtsp://10.64.0.10/live", **spec}}
+    return {
+        "apiVersion": "cctv-platform.io/v1",
+        "kind": "Camera",
+        "metadata": {"name": name, "namespace": namespace, "creationTimestamp": created, "generation": 1},
+        "spec": {"streamUrl": "rtsp://10.64.0.10/live", **spec},
+    }
 
 
 def test_every_field_of_the_camera_model_has_a_home_in_the_crd() -> None:
@@ -65,9 +72,18 @@ def test_crd_defaults_match_the_model_defaults() -> None:
 
 
 def test_inventory_entries_convert_to_cameras_and_back_unchanged() -> None:
-    entries = parse_yaml(SAMPLE_INVENTORY) + [CameraEntry(
-        camera_id="Gate_7:north", name="Gate 7", site_id="s-7", stream_url="rtsp://10.64.0.7/live",
-        credentials_ref="GATE_7", rtsp_transport="udp", tags=["Park"], sampling={"mode": "fps", "fps": 2})]
+    entries = parse_yaml(SAMPLE_INVENTORY) + [
+        CameraEntry(
+            camera_id="Gate_7:north",
+            name="Gate 7",
+            site_id="s-7",
+            stream_url="rtsp://10.64.0.7/live",
+            credentials_ref="GATE_7",
+            rtsp_transport="udp",
+            tags=["Park"],
+            sampling={"mode": "fps", "fps": 2},
+        )
+    ]
     for entry in entries:
         manifest = from_entry(entry, "cctv", credentials_secret="cctv-camera-credentials")
         back = to_entry(manifest, entry.credentials_ref)
@@ -78,8 +94,9 @@ def test_inventory_entries_convert_to_cameras_and_back_unchanged() -> None:
 
 
 def test_camera_id_defaults_to_the_resource_name() -> None:
-    entry = to_entry(camera("lobby", displayName="Lobby", siteId="hq", tags=["Indoor"],
-                            sampling={"mode": "fps", "fps": 5}))
+    entry = to_entry(
+        camera("lobby", displayName="Lobby", siteId="hq", tags=["Indoor"], sampling={"mode": "fps", "fps": 5})
+    )
     assert (entry.camera_id, entry.name, entry.site_id, entry.tags) == ("lobby", "Lobby", "hq", ["indoor"])
     assert (entry.sampling.mode, entry.sampling.fps) == ("fps", 5)
     assert to_entry(camera("lobby", cameraId="LOBBY-01")).camera_id == "LOBBY-01"
@@ -101,8 +118,13 @@ def test_credentials_only_from_the_mounted_secret_in_the_platform_namespace() ->
         (spec, "cctv", POLICY, {"OTHER"}, "CredentialsKeyMissing"),
         (spec, "cctv", POLICY, None, "CredentialsSecretMissing"),
         (spec, "district-7", POLICY, {"GATE_1"}, "CredentialsSecretNotAllowed"),
-        ({"credentialsSecretRef": {"name": "admin-token", "key": "GATE_1"}}, "cctv", POLICY, {"GATE_1"},
-         "CredentialsSecretNotAllowed"),
+        (
+            {"credentialsSecretRef": {"name": "admin-token", "key": "GATE_1"}},
+            "cctv",
+            POLICY,
+            {"GATE_1"},
+            "CredentialsSecretNotAllowed",
+        ),
         (spec, "cctv", CredentialPolicy("", "cctv"), {"GATE_1"}, "CredentialsNotConfigured"),
     ]
     for case_spec, namespace, policy, keys, reason in cases:
@@ -140,15 +162,34 @@ def test_status_changes_are_urgent_and_drift_waits_for_the_refresh() -> None:
     board.on_status({"camera_id": "a", "state": "FAILED", "fps": None, "reason": "timeout", "timestamp": 3000})
     board.on_status({"camera_id": "a", "state": "ONLINE", "fps": 1.0, "reason": None, "timestamp": 2500})  # late
     assert board.due(2.0, {"a"}) == ["a"] and board.views["a"].state == "FAILED"
-    board.on_activity({"camera_id": "a", "state": "ACTIVE", "motion_score": 0.3, "since": 1_764_460_800_000_000,
-                       "timestamp": 1_764_460_801_000_000})
-    board.on_alert({"camera_id": "a", "kind": "NEW", "detected_at": 1_764_460_800_000_000, "event_type": "intrusion",
-                    "severity": "HIGH", "alert_id": "al-1"})
+    board.on_activity(
+        {
+            "camera_id": "a",
+            "state": "ACTIVE",
+            "motion_score": 0.3,
+            "since": 1_764_460_800_000_000,
+            "timestamp": 1_764_460_801_000_000,
+        }
+    )
+    board.on_alert(
+        {
+            "camera_id": "a",
+            "kind": "NEW",
+            "detected_at": 1_764_460_800_000_000,
+            "event_type": "intrusion",
+            "severity": "HIGH",
+            "alert_id": "al-1",
+        }
+    )
     patch = board.views["a"].patch()
     assert patch["state"] == "FAILED" and patch["reason"] == "timeout"
     assert (patch["activity"], patch["activitySince"]) == ("ACTIVE", "2025-11-30T00:00:00Z")
-    assert patch["lastAlert"] == {"time": "2025-11-30T00:00:00Z", "eventType": "intrusion", "severity": "HIGH",
-                                  "alertId": "al-1"}
+    assert patch["lastAlert"] == {
+        "time": "2025-11-30T00:00:00Z",
+        "eventType": "intrusion",
+        "severity": "HIGH",
+        "alertId": "al-1",
+    }
     assert CameraView().patch() == {}
 
 

@@ -40,11 +40,18 @@ class InventoryLog:
         self.records: list[tuple[str, bytes | None]] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._consumer = Consumer(settings.client_config() | {
-            "group.id": f"inventory-log-{uuid.uuid4().hex[:8]}", "enable.auto.commit": False,
-            "isolation.level": "read_committed"})
+        self._consumer = Consumer(
+            settings.client_config()
+            | {
+                "group.id": f"inventory-log-{uuid.uuid4().hex[:8]}",
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",
+            }
+        )
         partitions = self._consumer.list_topics(CAMERAS, timeout=10).topics[CAMERAS].partitions
-        self._consumer.assign([TopicPartition(CAMERAS, p, high_watermark(self._consumer, CAMERAS, p)) for p in partitions])
+        self._consumer.assign(
+            [TopicPartition(CAMERAS, p, high_watermark(self._consumer, CAMERAS, p)) for p in partitions]
+        )
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
@@ -83,38 +90,63 @@ def platform(kubectl: Kubectl, kafka_settings: KafkaSettings, tmp_path: Path) ->
     controller ServiceAccount's token, so the tests prove the granted rights are enough."""
     create_topics(kafka_settings, pipeline_topics())
     namespace = kubectl.namespace("cams")
-    rendered = helm_template(namespace, "--set", "cameras.source=crds", "--set", f"cameraCredentials.existingSecret={SECRET}")
+    rendered = helm_template(
+        namespace, "--set", "cameras.source=crds", "--set", f"cameraCredentials.existingSecret={SECRET}"
+    )
     kubectl.apply(manifests_of(rendered, {"ServiceAccount", "Role", "RoleBinding"}), "-n", namespace)
     kubectl.run("create", "secret", "generic", SECRET, "-n", namespace, f"--from-literal=LOBBY=viewer:{PASSWORD}")
     return namespace, kubectl.token_kubeconfig(namespace, CONTROLLER_SA, tmp_path)
 
 
 def controller(name: str, kafka: KafkaSettings, namespace: str, kubeconfig: Path, tmp_path: Path) -> ServiceProcess:
-    return ServiceProcess("camera-controller", {
-        "CCTV_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers, "CCTV_HTTP__PORT": "0", "CCTV_LOG__FORMAT": "text",
-        "CCTV_INSTANCE_ID": name, "CCTV_CONTROLLER__KUBECONFIG": str(kubeconfig),
-        "CCTV_CONTROLLER__NAMESPACE": namespace, "CCTV_CONTROLLER__PLATFORM_NAMESPACE": namespace,
-        "CCTV_CONTROLLER__CREDENTIALS_SECRET": SECRET, "CCTV_CONTROLLER__LEASE_NAME": LEASE,
-        "CCTV_CONTROLLER__IDENTITY": name, "CCTV_CONTROLLER__LEASE_DURATION_S": "6",
-        "CCTV_CONTROLLER__RENEW_EVERY_S": "1", "CCTV_CONTROLLER__STATUS_REFRESH_S": "3",
-    }, tmp_path / f"{name}.log", module="services.camera_controller.main").start()
+    return ServiceProcess(
+        "camera-controller",
+        {
+            "CCTV_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+            "CCTV_HTTP__PORT": "0",
+            "CCTV_LOG__FORMAT": "text",
+            "CCTV_INSTANCE_ID": name,
+            "CCTV_CONTROLLER__KUBECONFIG": str(kubeconfig),
+            "CCTV_CONTROLLER__NAMESPACE": namespace,
+            "CCTV_CONTROLLER__PLATFORM_NAMESPACE": namespace,
+            "CCTV_CONTROLLER__CREDENTIALS_SECRET": SECRET,
+            "CCTV_CONTROLLER__LEASE_NAME": LEASE,
+            "CCTV_CONTROLLER__IDENTITY": name,
+            "CCTV_CONTROLLER__LEASE_DURATION_S": "6",
+            "CCTV_CONTROLLER__RENEW_EVERY_S": "1",
+            "CCTV_CONTROLLER__STATUS_REFRESH_S": "3",
+        },
+        tmp_path / f"{name}.log",
+        module="services.camera_controller.main",
+    ).start()
 
 
 def ingest(name: str, kafka: KafkaSettings, tmp_path: Path) -> ServiceProcess:
     credentials = tmp_path / "camera-credentials"  # what the chart mounts from the credentials Secret
     credentials.mkdir(exist_ok=True)
     (credentials / "LOBBY").write_text(f"viewer:{PASSWORD}")
-    return ServiceProcess("ingest", {
-        "CCTV_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers, "CCTV_HTTP__PORT": "0", "CCTV_LOG__FORMAT": "text",
-        "CCTV_INSTANCE_ID": name, "CCTV_GROUP_ID": f"cctv-ingest-{name}",
-        "CCTV_PULL__STATUS_INTERVAL_S": "2",
-        "CCTV_CREDENTIALS_DIR": str(credentials),
-    }, tmp_path / f"{name}.log").start()
+    return ServiceProcess(
+        "ingest",
+        {
+            "CCTV_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+            "CCTV_HTTP__PORT": "0",
+            "CCTV_LOG__FORMAT": "text",
+            "CCTV_INSTANCE_ID": name,
+            "CCTV_GROUP_ID": f"cctv-ingest-{name}",
+            "CCTV_PULL__STATUS_INTERVAL_S": "2",
+            "CCTV_CREDENTIALS_DIR": str(credentials),
+        },
+        tmp_path / f"{name}.log",
+    ).start()
 
 
 def camera(name: str, namespace: str, **spec: Any) -> dict[str, Any]:
-    return {"apiVersion": "cctv-platform.io/v1", "kind": "Camera", "metadata": {"name": name, "namespace": namespace},
-            "spec": spec}
+    return {
+        "apiVersion": "cctv-platform.io/v1",
+        "kind": "Camera",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": spec,
+    }
 
 
 def status_of(kubectl: Kubectl, name: str, namespace: str) -> dict[str, Any]:
@@ -127,7 +159,11 @@ def condition(kubectl: Kubectl, name: str, namespace: str) -> dict[str, Any] | N
 
 
 def test_kubectl_manages_cameras_end_to_end(
-    kubectl: Kubectl, platform: tuple[str, Path], kafka_settings: KafkaSettings, publish_cameras, unique: str,
+    kubectl: Kubectl,
+    platform: tuple[str, Path],
+    kafka_settings: KafkaSettings,
+    publish_cameras,
+    unique: str,
     tmp_path: Path,
 ) -> None:
     namespace, kubeconfig = platform
@@ -145,14 +181,30 @@ def test_kubectl_manages_cameras_end_to_end(
         wait_for(lambda: inventory.of(stray) == [None], 60, "the resync's tombstone for a camera without a resource")
         (early,) = wait_for(lambda: inventory.of("early"), 30, "the resync publishing a Camera made while it was down")
         assert early is not None and early["enabled"] is False
-        wait_for(lambda: status_of(kubectl, "early", namespace).get("state") == "DISABLED", 30, "DISABLED in the status")
+        wait_for(
+            lambda: status_of(kubectl, "early", namespace).get("state") == "DISABLED", 30, "DISABLED in the status"
+        )
 
-        kubectl.apply(camera(cam, namespace, streamUrl=f"file://{SAMPLE}", loop=True, siteId="site-1",
-                             displayName="Campus road", sampling={"mode": "fps", "fps": 2}, tags=["Park"]))
+        kubectl.apply(
+            camera(
+                cam,
+                namespace,
+                streamUrl=f"file://{SAMPLE}",
+                loop=True,
+                siteId="site-1",
+                displayName="Campus road",
+                sampling={"mode": "fps", "fps": 2},
+                tags=["Park"],
+            )
+        )
         (record,) = wait_for(lambda: inventory.of(cam), 30, "the Camera published to cctv.cameras.v1")
         assert record is not None
         assert (record["camera_id"], record["name"], record["site_id"], record["stream_url"]) == (
-            cam, "Campus road", "site-1", f"file://{SAMPLE}")
+            cam,
+            "Campus road",
+            "site-1",
+            f"file://{SAMPLE}",
+        )
         assert record["sampling"]["mode"] == "FPS" and record["sampling"]["fps"] == 2
         assert record["tags"] == ["park"] and record["loop"] is True and record["credentials_ref"] is None
 
@@ -165,11 +217,16 @@ def test_kubectl_manages_cameras_end_to_end(
 
         # Motion from the frame-sampler and an alert from the alert-router reach the status columns too.
         produce_activity_and_alert(kafka_settings, cam)
-        wait_for(lambda: status_of(kubectl, cam, namespace).get("activity") == "ACTIVE", 30, "the activity in the status")
+        wait_for(
+            lambda: status_of(kubectl, cam, namespace).get("activity") == "ACTIVE", 30, "the activity in the status"
+        )
         since = status_of(kubectl, cam, namespace)["activitySince"]
         assert since.startswith(time.strftime("%Y-%m-%dT", time.gmtime())), since
-        wait_for(lambda: status_of(kubectl, cam, namespace).get("lastAlert", {}).get("eventType") == "loitering", 30,
-                 "the last alert in the status")
+        wait_for(
+            lambda: status_of(kubectl, cam, namespace).get("lastAlert", {}).get("eventType") == "loitering",
+            30,
+            "the last alert in the status",
+        )
         row = kubectl.run("get", "camera", cam, "-n", namespace, "--no-headers").stdout.split()
         assert row[3] == "ACTIVE" and row[4].endswith("s"), row  # LAST-ALERT shows an age, e.g. 2s
 
@@ -178,22 +235,40 @@ def test_kubectl_manages_cameras_end_to_end(
         assert inventory.of(cam)[-1]["site_id"] == "site-2"
 
         # Credentials: only a reference goes to Kafka, and a missing key is a condition plus an Event.
-        kubectl.apply(camera("lobby", namespace, streamUrl="rtsp://127.0.0.1:9/lobby",
-                             credentialsSecretRef={"name": SECRET, "key": "LOBBY"}))
+        kubectl.apply(
+            camera(
+                "lobby",
+                namespace,
+                streamUrl="rtsp://127.0.0.1:9/lobby",
+                credentialsSecretRef={"name": SECRET, "key": "LOBBY"},
+            )
+        )
         (lobby,) = wait_for(lambda: inventory.of("lobby"), 30, "the lobby camera published")
         assert lobby["credentials_ref"] == "LOBBY"
         kubectl.apply(camera("lobby-copy", namespace, cameraId="lobby", streamUrl="rtsp://127.0.0.1:9/elsewhere"))
         duplicate = wait_for(lambda: condition(kubectl, "lobby-copy", namespace), 30, "a condition on the duplicate")
         assert (duplicate["status"], duplicate["reason"]) == ("False", "DuplicateCameraId")
         assert f"{namespace}/lobby" in duplicate["message"] and len(inventory.of("lobby")) == 1
-        kubectl.apply(camera("nokey", namespace, streamUrl="rtsp://127.0.0.1:9/nokey",
-                             credentialsSecretRef={"name": SECRET, "key": "NOT_THERE"}))
+        kubectl.apply(
+            camera(
+                "nokey",
+                namespace,
+                streamUrl="rtsp://127.0.0.1:9/nokey",
+                credentialsSecretRef={"name": SECRET, "key": "NOT_THERE"},
+            )
+        )
         refused = wait_for(lambda: condition(kubectl, "nokey", namespace), 30, "a condition on the refused Camera")
         assert (refused["status"], refused["reason"]) == ("False", "CredentialsKeyMissing")
         assert status_of(kubectl, "nokey", namespace)["state"] == "INVALID"
-        events = wait_for(lambda: json.loads(kubectl.run(
-            "get", "events", "-n", namespace, "--field-selector", "involvedObject.name=nokey", "-o", "json").stdout)["items"],
-            30, "an Event on the refused Camera")
+        events = wait_for(
+            lambda: json.loads(
+                kubectl.run(
+                    "get", "events", "-n", namespace, "--field-selector", "involvedObject.name=nokey", "-o", "json"
+                ).stdout
+            )["items"],
+            30,
+            "an Event on the refused Camera",
+        )
         assert events[0]["type"] == "Warning" and "NOT_THERE" in events[0]["message"]
         assert inventory.of("nokey") == []
 
@@ -215,15 +290,44 @@ def test_kubectl_manages_cameras_end_to_end(
 def produce_activity_and_alert(kafka: KafkaSettings, camera_id: str) -> None:
     now_ms = int(time.time() * 1000)
     producer = Producer(kafka.client_config())
-    producer.produce(CAMERA_ACTIVITY, key=camera_id.encode(), value=SERDE.serialize(CAMERA_ACTIVITY, "CameraActivity", {
-        "camera_id": camera_id, "state": "ACTIVE", "motion_score": 0.4, "since": now_ms * 1000,
-        "timestamp": now_ms * 1000}))
+    producer.produce(
+        CAMERA_ACTIVITY,
+        key=camera_id.encode(),
+        value=SERDE.serialize(
+            CAMERA_ACTIVITY,
+            "CameraActivity",
+            {
+                "camera_id": camera_id,
+                "state": "ACTIVE",
+                "motion_score": 0.4,
+                "since": now_ms * 1000,
+                "timestamp": now_ms * 1000,
+            },
+        ),
+    )
     alert = {
-        "alert_id": f"al-{camera_id}", "kind": "NEW", "sequence": 0, "event_type": "loitering",
-        "rule_id": f"{camera_id}/road/loitering", "severity": "HIGH", "camera_id": camera_id, "camera_name": "Campus road",
-        "site_id": "site-1", "location": None, "tags": ["park"], "zone_id": f"{camera_id}/road", "zone_name": "road",
-        "started_at": now_ms * 1000, "detected_at": now_ms * 1000, "ended_at": None, "track_ids": [], "objects": [],
-        "frame": None, "snapshot_jpeg": None, "description": "loitering in road", "destinations": [],
+        "alert_id": f"al-{camera_id}",
+        "kind": "NEW",
+        "sequence": 0,
+        "event_type": "loitering",
+        "rule_id": f"{camera_id}/road/loitering",
+        "severity": "HIGH",
+        "camera_id": camera_id,
+        "camera_name": "Campus road",
+        "site_id": "site-1",
+        "location": None,
+        "tags": ["park"],
+        "zone_id": f"{camera_id}/road",
+        "zone_name": "road",
+        "started_at": now_ms * 1000,
+        "detected_at": now_ms * 1000,
+        "ended_at": None,
+        "track_ids": [],
+        "objects": [],
+        "frame": None,
+        "snapshot_jpeg": None,
+        "description": "loitering in road",
+        "destinations": [],
         "produced_at": now_ms * 1000,
     }
     producer.produce(ALERTS, key=alert["alert_id"].encode(), value=SERDE.serialize(ALERTS, "Alert", alert))
@@ -231,8 +335,18 @@ def produce_activity_and_alert(kafka: KafkaSettings, camera_id: str) -> None:
 
 
 def published_events(kubectl: Kubectl, namespace: str, name: str) -> int:
-    events = json.loads(kubectl.run("get", "events", "-n", namespace, "--field-selector",
-                                    f"involvedObject.name={name},reason=Published", "-o", "json").stdout)["items"]
+    events = json.loads(
+        kubectl.run(
+            "get",
+            "events",
+            "-n",
+            namespace,
+            "--field-selector",
+            f"involvedObject.name={name},reason=Published",
+            "-o",
+            "json",
+        ).stdout
+    )["items"]
     return len(events)
 
 
@@ -242,7 +356,11 @@ def lease_holder(kubectl: Kubectl, namespace: str) -> str | None:
 
 
 def test_two_replicas_elect_one_leader_and_the_standby_takes_over(
-    kubectl: Kubectl, platform: tuple[str, Path], kafka_settings: KafkaSettings, unique: str, tmp_path: Path,
+    kubectl: Kubectl,
+    platform: tuple[str, Path],
+    kafka_settings: KafkaSettings,
+    unique: str,
+    tmp_path: Path,
 ) -> None:
     namespace, kubeconfig = platform
     inventory = InventoryLog(kafka_settings)
@@ -266,8 +384,11 @@ def test_two_replicas_elect_one_leader_and_the_standby_takes_over(
         # The status already says Published for this generation: a takeover rewrites nothing, sends no Event.
         assert published_events(kubectl, namespace, "gate") == 1
         kubectl.run("patch", "camera", "gate", "-n", namespace, "--type=merge", "-p", '{"spec": {"siteId": "north"}}')
-        wait_for(lambda: len(inventory.of("gate")) >= 2 and inventory.of("gate")[-1]["site_id"] == "north", 60,
-                 "the new leader to publish the edit")
+        wait_for(
+            lambda: len(inventory.of("gate")) >= 2 and inventory.of("gate")[-1]["site_id"] == "north",
+            60,
+            "the new leader to publish the edit",
+        )
         wait_for(lambda: published_events(kubectl, namespace, "gate") == 2, 30, "an Event for the new generation")
         kubectl.run("delete", "camera", "gate", "-n", namespace)
         wait_for(lambda: inventory.of("gate")[-1] is None, 30, "the tombstone from the new leader")

@@ -20,8 +20,15 @@ from libs.topics import DETECTIONS, FRAMES, VIDEO_PACKETS
 
 
 def entry(stage: str, metric: str, service: float, **params: object) -> dict[str, object]:
-    return {"stage": stage, "metric": metric, "unit": "", "service": service, "bare": None, "ratio": None,
-            "params": params}
+    return {
+        "stage": stage,
+        "metric": metric,
+        "unit": "",
+        "service": service,
+        "bare": None,
+        "ratio": None,
+        "params": params,
+    }
 
 
 def bench_entries(gpu_fps: float | None = None) -> list[dict[str, object]]:
@@ -30,15 +37,27 @@ def bench_entries(gpu_fps: float | None = None) -> list[dict[str, object]]:
         entry("ingest", "CPU per camera", 0.002, cameras=200),
         entry("frame-sampler", "CPU per camera, 720p15 sampled at 1 fps, GOP 1 s (keyframes suffice: fast path)", 0.01),
         entry("frame-sampler", "CPU per camera, 720p15 sampled at 1 fps, GOP 2 s (full decode)", 0.05),
-        entry("detector", "frames per second", 20.0, batch_size=1, intra_op_threads=2, providers=["CPUExecutionProvider"]),
-        entry("detector", "frames per second", 25.0, batch_size=8, intra_op_threads=2, providers=["CPUExecutionProvider"]),
+        entry(
+            "detector", "frames per second", 20.0, batch_size=1, intra_op_threads=2, providers=["CPUExecutionProvider"]
+        ),
+        entry(
+            "detector", "frames per second", 25.0, batch_size=8, intra_op_threads=2, providers=["CPUExecutionProvider"]
+        ),
         entry("detector", "frames per second through Kafka loop", 24.0, batch_size=8),
         entry("kafka", "produce Frame records/s", 500, record="Frame", mean_record_bytes=100_000),
         entry("kafka", "produce Detections records/s", 5000, record="Detections", mean_record_bytes=1_000),
     ]
     if gpu_fps:
-        entries.append(entry("detector", "frames per second", gpu_fps, batch_size=8, intra_op_threads=4,
-                             providers=["CUDAExecutionProvider", "CPUExecutionProvider"]))
+        entries.append(
+            entry(
+                "detector",
+                "frames per second",
+                gpu_fps,
+                batch_size=8,
+                intra_op_threads=4,
+                providers=["CUDAExecutionProvider", "CPUExecutionProvider"],
+            )
+        )
     return entries
 
 
@@ -62,8 +81,16 @@ def test_gpu_runs_beside_the_results_add_only_their_gpu_figures(tmp_path: Path) 
     results.write_text(json.dumps(bench_entries()))
     assert load_measurements(read_results(results)).detector_fps_per_gpu is None
     gpu_run = [e for e in bench_entries(gpu_fps=900.0) if e["stage"] == "detector"]
-    gpu_run.append(entry("detector", "frames per second", 300.0, batch_size=8, intra_op_threads=16,
-                         providers=["CPUExecutionProvider"]))  # that machine's CPU: not a CPU replica figure
+    gpu_run.append(
+        entry(
+            "detector",
+            "frames per second",
+            300.0,
+            batch_size=8,
+            intra_op_threads=16,
+            providers=["CPUExecutionProvider"],
+        )
+    )  # that machine's CPU: not a CPU replica figure
     (tmp_path / "results-gpu-cuda.json").write_text(json.dumps(gpu_run))
     m = load_measurements(read_results(results))
     assert m.detector_fps_per_gpu == 900.0

@@ -38,8 +38,10 @@ S = 1_000_000
 
 @pytest.fixture(scope="module")
 def packets() -> list[Packet]:
-    return [Packet.from_record(0, offset, record.as_record())
-            for offset, record in enumerate(sample_packets("cam-core", T0))]
+    return [
+        Packet.from_record(0, offset, record.as_record())
+        for offset, record in enumerate(sample_packets("cam-core", T0))
+    ]
 
 
 def incident(start_s: float, end_s: float, alert_id: str = "a-1") -> Incident:
@@ -87,8 +89,9 @@ def test_remux_is_deterministic_so_rewritten_objects_are_identical(packets: list
 
 def test_a_new_session_starts_a_new_segment_and_its_leading_non_keyframes_are_dropped(packets: list[Packet]) -> None:
     policy = ClipPolicy()
-    reconnected = [Packet(**{**{k: getattr(p, k) for k in Packet.__slots__}, "session_id": "s2"})
-                   for p in packets[305:400]]  # starts 5 packets into a GOP
+    reconnected = [
+        Packet(**{**{k: getattr(p, k) for k in Packet.__slots__}, "session_id": "s2"}) for p in packets[305:400]
+    ]  # starts 5 packets into a GOP
     mixed = packets[:300] + reconnected
     segments = cut_segments(mixed, incident(20, 30).window(policy), policy)
     assert [s.header.session_id for s in segments] == [packets[0].session_id, "s2"]
@@ -114,8 +117,11 @@ def test_manifest_signature_and_object_hashes_verify_and_a_changed_byte_is_named
     data = remux_mp4(segment)
     stored = [StoredSegment("evidence/a-1/segment-000.mp4", sha256_hex(data), len(data), segment)]
     manifest = build_manifest(event, policy, stored, "cctv.video.packets.v1", T0)
-    assert manifest["objects"][0]["first_packet"] == {"topic": "cctv.video.packets.v1", "partition": 0,
-                                                      "offset": segment.packets[0].offset}
+    assert manifest["objects"][0]["first_packet"] == {
+        "topic": "cctv.video.packets.v1",
+        "partition": 0,
+        "offset": segment.packets[0].offset,
+    }
     assert manifest["retention_until_us"] == event.ended_at_us + 30 * 86_400 * S
     key = Ed25519PrivateKey.generate()
     body = canonical_bytes(manifest)

@@ -41,8 +41,9 @@ S = 1_000_000
 S3_PORT = int(os.environ.get("CCTV_TEST_S3_PORT", "18333"))
 S3_OUTAGE_PORT = int(os.environ.get("CCTV_TEST_S3_OUTAGE_PORT", str(S3_PORT + 100)))
 SIGNING_KEY = Ed25519PrivateKey.generate()
-SEED_B64 = base64.b64encode(SIGNING_KEY.private_bytes(
-    serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption())).decode()
+SEED_B64 = base64.b64encode(
+    SIGNING_KEY.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption())
+).decode()
 
 
 @pytest.fixture(scope="module")
@@ -55,16 +56,28 @@ def object_store() -> Iterator[ObjectStore]:
 
 
 def s3_settings(store: ObjectStore, bucket: str) -> S3Settings:
-    return S3Settings(endpoint_url=store.endpoint, bucket=bucket, access_key_id=store.access_key,
-                      secret_access_key=store.secret_key, timeout_s=3)
+    return S3Settings(
+        endpoint_url=store.endpoint,
+        bucket=bucket,
+        access_key_id=store.access_key,
+        secret_access_key=store.secret_key,
+        timeout_s=3,
+    )
 
 
 def writer_env(kafka: KafkaSettings, store: ObjectStore, bucket: str, group: str, **extra: str) -> dict[str, str]:
     return {
-        "CCTV_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers, "CCTV_HTTP__PORT": "0", "CCTV_LOG__FORMAT": "text",
-        "CCTV_GROUP_ID": group, "CCTV_S3__ENDPOINT_URL": store.endpoint, "CCTV_S3__BUCKET": bucket,
-        "CCTV_S3__ACCESS_KEY_ID": store.access_key, "CCTV_S3__SECRET_ACCESS_KEY": store.secret_key,
-        "CCTV_EVIDENCE__SIGNING_KEY": SEED_B64, "CCTV_CLIPS__SETTLE_S": "1", "CCTV_MAX_WAIT_S": "5",
+        "CCTV_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+        "CCTV_HTTP__PORT": "0",
+        "CCTV_LOG__FORMAT": "text",
+        "CCTV_GROUP_ID": group,
+        "CCTV_S3__ENDPOINT_URL": store.endpoint,
+        "CCTV_S3__BUCKET": bucket,
+        "CCTV_S3__ACCESS_KEY_ID": store.access_key,
+        "CCTV_S3__SECRET_ACCESS_KEY": store.secret_key,
+        "CCTV_EVIDENCE__SIGNING_KEY": SEED_B64,
+        "CCTV_CLIPS__SETTLE_S": "1",
+        "CCTV_MAX_WAIT_S": "5",
     } | extra
 
 
@@ -76,8 +89,9 @@ def position_group_at_end(kafka: KafkaSettings, group: str) -> None:
     """A new writer group starts at the alerts' current end, not at other tests' old incidents."""
     consumer = Consumer(kafka.client_config() | {"group.id": group, "enable.auto.commit": False})
     partitions = consumer.list_topics(ALERTS, timeout=10).topics[ALERTS].partitions
-    consumer.commit(offsets=[TopicPartition(ALERTS, p, high_watermark(consumer, ALERTS, p)) for p in partitions],
-                    asynchronous=False)
+    consumer.commit(
+        offsets=[TopicPartition(ALERTS, p, high_watermark(consumer, ALERTS, p)) for p in partitions], asynchronous=False
+    )
     consumer.close()
 
 
@@ -86,20 +100,42 @@ def publish_packets(kafka: KafkaSettings, camera: str, start_us: int) -> list:
     packets = sample_packets(camera, start_us)
     producer = make_producer(kafka, "test-packets")
     for packet in packets:
-        producer.produce(VIDEO_PACKETS, key=camera, timestamp=packet.capture_time // 1000,
-                         value=SERDE.serialize(VIDEO_PACKETS, "VideoPacket", packet.as_record()))
+        producer.produce(
+            VIDEO_PACKETS,
+            key=camera,
+            timestamp=packet.capture_time // 1000,
+            value=SERDE.serialize(VIDEO_PACKETS, "VideoPacket", packet.as_record()),
+        )
     assert producer.flush(60) == 0
     return packets
 
 
 def alert(alert_id: str, camera: str, kind: str, started_us: int, ended_us: int | None, sequence: int = 0) -> dict:
     return {
-        "alert_id": alert_id, "kind": kind, "sequence": sequence, "event_type": "intrusion", "rule_id": "r1",
-        "severity": "HIGH", "camera_id": camera, "camera_name": camera, "site_id": "site-1", "location": None,
-        "tags": [], "zone_id": "road", "zone_name": "road", "started_at": started_us,
-        "detected_at": ended_us or started_us, "ended_at": ended_us, "track_ids": [1], "objects": [], "frame": None,
-        "snapshot_jpeg": None, "description": "person entered restricted zone road", "destinations": [],
-        "produced_at": time.time_ns() // 1000, "evidence": {"clip_id": alert_id, "uri": f"cctv-evidence://clips/{alert_id}"},
+        "alert_id": alert_id,
+        "kind": kind,
+        "sequence": sequence,
+        "event_type": "intrusion",
+        "rule_id": "r1",
+        "severity": "HIGH",
+        "camera_id": camera,
+        "camera_name": camera,
+        "site_id": "site-1",
+        "location": None,
+        "tags": [],
+        "zone_id": "road",
+        "zone_name": "road",
+        "started_at": started_us,
+        "detected_at": ended_us or started_us,
+        "ended_at": ended_us,
+        "track_ids": [1],
+        "objects": [],
+        "frame": None,
+        "snapshot_jpeg": None,
+        "description": "person entered restricted zone road",
+        "destinations": [],
+        "produced_at": time.time_ns() // 1000,
+        "evidence": {"clip_id": alert_id, "uri": f"cctv-evidence://clips/{alert_id}"},
     }
 
 
@@ -119,8 +155,11 @@ def manifest_when_reachable(store: EvidenceStore, alert_id: str) -> dict | None:
 
 
 def desk_for(kafka: KafkaSettings, store: ObjectStore, bucket: str) -> EvidenceDesk:
-    return EvidenceDesk(EvidenceStore(s3_settings(store, bucket)), AuditLog(make_producer(kafka, "test-audit"), SERDE),
-                        SIGNING_KEY.public_key())
+    return EvidenceDesk(
+        EvidenceStore(s3_settings(store, bucket)),
+        AuditLog(make_producer(kafka, "test-audit"), SERDE),
+        SIGNING_KEY.public_key(),
+    )
 
 
 def test_the_local_object_store_needs_credentials(object_store: ObjectStore, unique: str) -> None:
@@ -128,14 +167,17 @@ def test_the_local_object_store_needs_credentials(object_store: ObjectStore, uni
     good = EvidenceStore(s3_settings(object_store, f"auth-{unique}"))
     good.put("evidence/x/probe.txt", b"probe", "text/plain")
     assert good.get("evidence/x/probe.txt") == b"probe"
-    wrong = EvidenceStore(s3_settings(object_store, f"auth-{unique}").model_copy(update={"secret_access_key": SecretStr("nope")}))
+    wrong = EvidenceStore(
+        s3_settings(object_store, f"auth-{unique}").model_copy(update={"secret_access_key": SecretStr("nope")})
+    )
     with pytest.raises(StorageUnavailable) as refused:
         wrong.get("evidence/x/probe.txt")
     assert "nope" not in str(refused.value) and object_store.secret_key not in str(refused.value)
 
 
 def test_packets_are_read_by_time_from_the_partition_the_camera_hashes_to(
-    kafka_settings: KafkaSettings, unique: str,
+    kafka_settings: KafkaSettings,
+    unique: str,
 ) -> None:
     from services.clip_writer.main import KafkaPacketSource
 
@@ -155,7 +197,10 @@ def test_packets_are_read_by_time_from_the_partition_the_camera_hashes_to(
 
 
 def test_incident_on_the_sample_clip_gives_a_playable_verified_clip_and_an_audited_download(
-    kafka_settings: KafkaSettings, object_store: ObjectStore, unique: str, tmp_path: Path,
+    kafka_settings: KafkaSettings,
+    object_store: ObjectStore,
+    unique: str,
+    tmp_path: Path,
 ) -> None:
     create_topics(kafka_settings, pipeline_topics())
     camera, alert_id, bucket, group = f"cam-{unique}", f"alert-{unique}", f"clips-{unique}", f"cw-{unique}"
@@ -166,15 +211,20 @@ def test_incident_on_the_sample_clip_gives_a_playable_verified_clip_and_an_audit
     audit = TopicWatcher(kafka_settings, AUDIT, "AuditRecord", SERDE, lambda v: v["alert_id"] == alert_id)
     try:
         started, ended = base + 30 * S + 250_000, base + 41 * S + 500_000
-        publish_alerts(kafka_settings, alert(alert_id, camera, "NEW", started, None),
-                       alert(alert_id, camera, "END", started, ended, 1))
+        publish_alerts(
+            kafka_settings,
+            alert(alert_id, camera, "NEW", started, None),
+            alert(alert_id, camera, "END", started, ended, 1),
+        )
         desk = desk_for(kafka_settings, object_store, bucket)
         manifest = wait_for(lambda: desk.store.manifest(alert_id), 120, f"the manifest of {alert_id}")
     finally:
         writer.stop()
     assert manifest["camera_id"] == camera and manifest["codec"] == "h264" and len(manifest["objects"]) == 1
     obj = manifest["objects"][0]
-    assert obj["first_packet"]["topic"] == VIDEO_PACKETS and obj["last_packet"]["offset"] > obj["first_packet"]["offset"]
+    assert (
+        obj["first_packet"]["topic"] == VIDEO_PACKETS and obj["last_packet"]["offset"] > obj["first_packet"]["offset"]
+    )
 
     clip = probe_mp4(desk.store.get(obj["key"]))
     assert clip["first_is_keyframe"] and clip["width"] == 768
@@ -184,14 +234,21 @@ def test_incident_on_the_sample_clip_gives_a_playable_verified_clip_and_an_audit
 
     assert desk.verify(alert_id).ok
     # The alert's frame comes back from the clip (cctv.frames.v1 keeps minutes only).
-    assert desk.snapshot(alert_id, started + 2 * S, Actor("kim", frozenset({"operator"}), "10.0.0.7"))[:2] == b"\xff\xd8"
+    assert (
+        desk.snapshot(alert_id, started + 2 * S, Actor("kim", frozenset({"operator"}), "10.0.0.7"))[:2] == b"\xff\xd8"
+    )
     # One byte of the object changes in the bucket: verify names the object and both hashes.
     data = bytearray(desk.store.get(obj["key"]))
     data[len(data) // 2] ^= 0x01
     desk.store.put(obj["key"], bytes(data), "video/mp4")
     result = subprocess.run(
-        [sys.executable, "-m", "cctv.cli", "evidence", "verify", alert_id], check=False, capture_output=True, text=True,
-        env=os.environ | writer_env(kafka_settings, object_store, bucket, group), cwd=REPO, timeout=120,
+        [sys.executable, "-m", "cctv.cli", "evidence", "verify", alert_id],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=os.environ | writer_env(kafka_settings, object_store, bucket, group),
+        cwd=REPO,
+        timeout=120,
     )
     assert result.returncode == 1, result.stdout + result.stderr
     assert f"{obj['key']}: sha256" in result.stdout and "does NOT verify" in result.stdout
@@ -208,8 +265,10 @@ def test_incident_on_the_sample_clip_gives_a_playable_verified_clip_and_an_audit
     records = wait_for(lambda: len(audit.snapshot()) >= 3 and audit.snapshot(), 30, "the download audit records")
     audit.close()
     assert [(r["actor"], r["what"], r["outcome"], r["client_address"]) for r in records] == [
-        ("kim", "evidence.download", "ALLOWED", "10.0.0.7"), ("kim", "evidence.download", "ALLOWED", "10.0.0.7"),
-        ("guest", "evidence.download", "DENIED", "10.0.0.8")]
+        ("kim", "evidence.download", "ALLOWED", "10.0.0.7"),
+        ("kim", "evidence.download", "ALLOWED", "10.0.0.7"),
+        ("guest", "evidence.download", "DENIED", "10.0.0.8"),
+    ]
     assert "frame at" in records[0]["detail"] and obj["key"] in records[1]["detail"]
     assert all(object_store.secret_key not in str(r) for r in records)
 
@@ -227,7 +286,9 @@ class ListSource:
 
 
 def test_retention_deletes_an_expired_clip_but_not_a_held_one(
-    kafka_settings: KafkaSettings, object_store: ObjectStore, unique: str,
+    kafka_settings: KafkaSettings,
+    object_store: ObjectStore,
+    unique: str,
 ) -> None:
     create_topics(kafka_settings, pipeline_topics())
     bucket = f"retention-{unique}"
@@ -249,8 +310,13 @@ def test_retention_deletes_an_expired_clip_but_not_a_held_one(
     assert desk.sweep(now_us=base) == []  # nothing expired yet
     later = base + 2 * 86_400 * S
     assert desk.sweep(now_us=later) == [expired]
-    assert desk.store.manifest(expired) is None and list(desk.store.client.list_objects_v2(
-        Bucket=bucket, Prefix=desk.store.key(expired, "")).get("Contents", [])) == []
+    assert (
+        desk.store.manifest(expired) is None
+        and list(
+            desk.store.client.list_objects_v2(Bucket=bucket, Prefix=desk.store.key(expired, "")).get("Contents", [])
+        )
+        == []
+    )
     assert desk.verify(held).ok
 
     desk.release(held, supervisor, "case closed")
@@ -258,13 +324,20 @@ def test_retention_deletes_an_expired_clip_but_not_a_held_one(
     records = wait_for(lambda: len(audit.snapshot()) >= 5 and audit.snapshot(), 30, "the audit records")
     audit.close()
     assert [(r["alert_id"], r["what"], r["outcome"]) for r in records] == [
-        (held, "evidence.hold", "DENIED"), (held, "evidence.hold", "ALLOWED"), (expired, "evidence.delete", "ALLOWED"),
-        (held, "evidence.release", "ALLOWED"), (held, "evidence.delete", "ALLOWED")]
+        (held, "evidence.hold", "DENIED"),
+        (held, "evidence.hold", "ALLOWED"),
+        (expired, "evidence.delete", "ALLOWED"),
+        (held, "evidence.release", "ALLOWED"),
+        (held, "evidence.delete", "ALLOWED"),
+    ]
     assert records[1]["detail"] == "case 2026-1130" and records[1]["actor"] == "lee"
 
 
 def test_a_writer_killed_mid_clip_is_replaced_and_the_finished_clip_is_complete(
-    kafka_settings: KafkaSettings, object_store: ObjectStore, unique: str, tmp_path: Path,
+    kafka_settings: KafkaSettings,
+    object_store: ObjectStore,
+    unique: str,
+    tmp_path: Path,
 ) -> None:
     create_topics(kafka_settings, pipeline_topics())
     camera, alert_id, bucket, group = f"cam-{unique}", f"long-{unique}", f"resume-{unique}", f"cw-{unique}"
@@ -278,7 +351,9 @@ def test_a_writer_killed_mid_clip_is_replaced_and_the_finished_clip_is_complete(
     publish_alerts(kafka_settings, alert(alert_id, camera, "NEW", started, None))
     first = start_writer("first", env, tmp_path)
     try:
-        wait_for(lambda: store.stored_sha256(store.key(alert_id, "segment-002.mp4")), 120, "segments of the open incident")
+        wait_for(
+            lambda: store.stored_sha256(store.key(alert_id, "segment-002.mp4")), 120, "segments of the open incident"
+        )
         assert store.manifest(alert_id) is None
     finally:
         first.kill()
@@ -305,7 +380,9 @@ def test_a_writer_killed_mid_clip_is_replaced_and_the_finished_clip_is_complete(
 
 
 def test_storage_down_queues_clips_bounded_and_writes_them_when_it_returns(
-    kafka_settings: KafkaSettings, unique: str, tmp_path: Path,
+    kafka_settings: KafkaSettings,
+    unique: str,
+    tmp_path: Path,
 ) -> None:
     create_topics(kafka_settings, pipeline_topics())
     storage = ObjectStore(port=S3_OUTAGE_PORT)
@@ -314,22 +391,36 @@ def test_storage_down_queues_clips_bounded_and_writes_them_when_it_returns(
     base = time.time_ns() // 1000 - 100 * S
     publish_packets(kafka_settings, camera, base)
     position_group_at_end(kafka_settings, group)
-    env = writer_env(kafka_settings, storage, bucket, group, CCTV_MAX_QUEUED_CLIPS="2",
-                     CCTV_RETRY_INITIAL_S="0.5", CCTV_RETRY_MAX_S="2")
+    env = writer_env(
+        kafka_settings,
+        storage,
+        bucket,
+        group,
+        CCTV_MAX_QUEUED_CLIPS="2",
+        CCTV_RETRY_INITIAL_S="0.5",
+        CCTV_RETRY_MAX_S="2",
+    )
     writer = start_writer("writer", env, tmp_path)
     alert_ids = [f"down-{i}-{unique}" for i in range(3)]
     try:
         wait_for(lambda: "assigned" in writer.log_text(), 60, "the writer to join its group")
         storage.stop()
-        publish_alerts(kafka_settings, *[alert(a, camera, "END", base + (10 + 15 * i) * S, base + (15 + 15 * i) * S)
-                                         for i, a in enumerate(alert_ids)])
+        publish_alerts(
+            kafka_settings,
+            *[
+                alert(a, camera, "END", base + (10 + 15 * i) * S, base + (15 + 15 * i) * S)
+                for i, a in enumerate(alert_ids)
+            ],
+        )
         wait_for(lambda: "object storage unavailable" in writer.log_text(), 60, "the storage errors")
         wait_for(lambda: "alert consumption paused" in writer.log_text(), 60, "the queue to fill and pause consumption")
         assert "2 clips queued (storage down?)" in writer.log_text()  # the bound (2), not all 3 incidents
         assert writer.alive
         storage.start(timeout_s=90)
         store = EvidenceStore(s3_settings(storage, bucket))
-        wait_for(lambda: all(manifest_when_reachable(store, a) for a in alert_ids), 180, "every queued clip to be written")
+        wait_for(
+            lambda: all(manifest_when_reachable(store, a) for a in alert_ids), 180, "every queued clip to be written"
+        )
         wait_for(lambda: "consumption resumed" in writer.log_text(), 30, "consumption to resume")
         desk = EvidenceDesk(store, None, SIGNING_KEY.public_key())  # type: ignore[arg-type]
         for alert_id in alert_ids:

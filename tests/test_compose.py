@@ -54,7 +54,12 @@ def run_compose(*args: str) -> subprocess.CompletedProcess[str]:
     env = {key: os.environ[key] for key in ("PATH", "HOME", "LANG") if key in os.environ}
     return subprocess.run(
         [docker_compose_binary(), "--project-directory", str(REPO_ROOT), "-f", str(COMPOSE_FILE), *args],
-        capture_output=True, text=True, timeout=120, check=False, cwd=REPO_ROOT, env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=REPO_ROOT,
+        env=env,
     )
 
 
@@ -84,7 +89,10 @@ def test_docker_compose_rejects_a_broken_file(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump(broken))
     result = subprocess.run(
         [docker_compose_binary(), "--project-directory", str(REPO_ROOT), "-f", str(path), "config", "-q"],
-        capture_output=True, text=True, timeout=120, check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert result.returncode != 0
     assert "helthcheck" in result.stderr
@@ -156,8 +164,9 @@ def test_every_variable_a_service_gets_is_one_it_reads(
     env = {key: str(value) for key, value in service["environment"].items()}
     settings = load_as_deployed(name, env, None, tmp_path, monkeypatch)
     if name == "alert-router":  # faust's table store lives on the named volume
-        volume_targets = [volume["target"] if isinstance(volume, dict) else volume.split(":")[1]
-                          for volume in service["volumes"]]
+        volume_targets = [
+            volume["target"] if isinstance(volume, dict) else volume.split(":")[1] for volume in service["volumes"]
+        ]
         assert any(str(settings.data_dir).startswith(target + "/") for target in volume_targets)  # type: ignore[attr-defined]
     if name == "detector":
         assert settings.max_batch == 4  # type: ignore[attr-defined]
@@ -197,8 +206,10 @@ def test_no_credentials_are_written_in_the_compose_file(raw: dict[str, Any]) -> 
     assert not URL_WITH_USERINFO.search(text), "user:password@ in a URL"
     for name, service in raw["services"].items():
         environment = service.get("environment", {})
-        items = environment.items() if isinstance(environment, dict) else (
-            entry.split("=", 1) if "=" in entry else (entry, None) for entry in environment
+        items = (
+            environment.items()
+            if isinstance(environment, dict)
+            else (entry.split("=", 1) if "=" in entry else (entry, None) for entry in environment)
         )
         for key, value in items:
             if key != "<<" and SECRET_NAME.search(key):
@@ -253,7 +264,12 @@ def test_gpu_image_takes_cuda_from_the_wheels_it_was_built_for_and_never_the_cpu
     # The build fails unless the CUDA provider's libraries all resolve (services/detector/gpu_check.py).
     assert any(i == "RUN" and "python -m services.detector.gpu_check" in a for i, a in instructions)
     assert ("ENV", "CCTV_MODEL__TENSORRT_CACHE_DIR=/var/cache/cctv/tensorrt") in [
-        (i, part) for i, a in instructions if i == "ENV" for part in a.split() if part.startswith("CCTV_MODEL__TENSORRT")]
+        (i, part)
+        for i, a in instructions
+        if i == "ENV"
+        for part in a.split()
+        if part.startswith("CCTV_MODEL__TENSORRT")
+    ]
     cpu_text = DOCKERFILE.read_text()
     assert '["optional-dependencies"]["cpu"]' in cpu_text and "gpu" not in cpu_text.replace("Dockerfile.gpu", "")
 

@@ -44,10 +44,15 @@ class Stack:
         self.producer = make_producer(kafka, "console-test")
         self.cam_a, self.cam_b = f"con-a-{suffix}", f"con-b-{suffix}"
         self.users_file = write_users(tmp / "users.yaml", [self.cam_a])
-        self.env = {"CCTV_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers, "CCTV_REGISTRY__URL": registry_url,
-                    "CCTV_USERS_FILE": str(self.users_file), "CCTV_SESSION_KEY": "test-session-key-" + "x" * 32,
-                    "CCTV_LOG__FORMAT": "text", "CCTV_LAG_INTERVAL_S": "2",
-                    "CCTV_SILENT_AFTER_S": "2"}
+        self.env = {
+            "CCTV_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+            "CCTV_REGISTRY__URL": registry_url,
+            "CCTV_USERS_FILE": str(self.users_file),
+            "CCTV_SESSION_KEY": "test-session-key-" + "x" * 32,
+            "CCTV_LOG__FORMAT": "text",
+            "CCTV_LAG_INTERVAL_S": "2",
+            "CCTV_SILENT_AFTER_S": "2",
+        }
 
     def send(self, topic: str, schema: str, key: str, value: dict) -> None:
         self.producer.produce(topic, key=key.encode(), value=self.serde.serialize(topic, schema, value))
@@ -55,14 +60,38 @@ class Stack:
 
     def alert(self, alert_id: str, camera: str, kind: str = "NEW", sequence: int = 0, severity: str = "HIGH") -> None:
         now_us = int(time.time() * 1e6)
-        self.send(ALERTS, "Alert", alert_id, {
-            "alert_id": alert_id, "kind": kind, "sequence": sequence, "event_type": "intrusion", "rule_id": "intrusion",
-            "severity": severity, "camera_id": camera, "camera_name": camera.upper(), "site_id": "campus",
-            "location": None, "tags": [], "zone_id": "road", "zone_name": "road", "started_at": now_us,
-            "detected_at": now_us, "ended_at": now_us if kind == "END" else None, "track_ids": [1],
-            "objects": [{"track_id": 1, "class_name": "person", "score": 0.9, "x1": 0.1, "y1": 0.1, "x2": 0.3, "y2": 0.6}],
-            "frame": None, "snapshot_jpeg": JPEG, "description": f"person entered road on {camera}",
-            "destinations": ["police"], "produced_at": now_us})
+        self.send(
+            ALERTS,
+            "Alert",
+            alert_id,
+            {
+                "alert_id": alert_id,
+                "kind": kind,
+                "sequence": sequence,
+                "event_type": "intrusion",
+                "rule_id": "intrusion",
+                "severity": severity,
+                "camera_id": camera,
+                "camera_name": camera.upper(),
+                "site_id": "campus",
+                "location": None,
+                "tags": [],
+                "zone_id": "road",
+                "zone_name": "road",
+                "started_at": now_us,
+                "detected_at": now_us,
+                "ended_at": now_us if kind == "END" else None,
+                "track_ids": [1],
+                "objects": [
+                    {"track_id": 1, "class_name": "person", "score": 0.9, "x1": 0.1, "y1": 0.1, "x2": 0.3, "y2": 0.6}
+                ],
+                "frame": None,
+                "snapshot_jpeg": JPEG,
+                "description": f"person entered road on {camera}",
+                "destinations": ["police"],
+                "produced_at": now_us,
+            },
+        )
 
 
 @pytest.fixture(scope="module")
@@ -71,10 +100,22 @@ def stack(kafka_broker, schema_registry, tmp_path_factory) -> Iterator[Stack]:
     create_topics(kafka, pipeline_topics())
     tmp = tmp_path_factory.mktemp("console")
     stack = Stack(kafka, schema_registry.url, uuid.uuid4().hex[:8], tmp)
-    entries = [CameraEntry(camera_id=stack.cam_a, name="Gate A", site_id="campus", stream_url="file:///dev/null",
-                           location=GeoPoint(lat=37.5665, lon=126.9780)),
-               CameraEntry(camera_id=stack.cam_b, name="Gate B", site_id="campus", stream_url="file:///dev/null",
-                           location=GeoPoint(lat=37.5765, lon=126.9780))]
+    entries = [
+        CameraEntry(
+            camera_id=stack.cam_a,
+            name="Gate A",
+            site_id="campus",
+            stream_url="file:///dev/null",
+            location=GeoPoint(lat=37.5665, lon=126.9780),
+        ),
+        CameraEntry(
+            camera_id=stack.cam_b,
+            name="Gate B",
+            site_id="campus",
+            stream_url="file:///dev/null",
+            location=GeoPoint(lat=37.5765, lon=126.9780),
+        ),
+    ]
     publish(kafka, stack.serde, entries)
     yield stack
     publish(kafka, stack.serde, [], [stack.cam_a, stack.cam_b])
@@ -95,20 +136,26 @@ def audit_has(admin: httpx.Client, **match: str) -> dict:
     return matching(page["records"])[0]
 
 
-def test_login_gives_a_token_and_a_cookie_and_refuses_without_saying_which_part_was_wrong(console: ConsoleProcess) -> None:
+def test_login_gives_a_token_and_a_cookie_and_refuses_without_saying_which_part_was_wrong(
+    console: ConsoleProcess,
+) -> None:
     with console.client() as anonymous:
         ok = anonymous.post("/api/v1/login", json={"username": "operator", "password": PASSWORDS["operator"]})
         assert ok.status_code == 200 and ok.json()["token"] and ok.json()["user"]["role"] == "operator"
         cookie = ok.headers["set-cookie"].lower()
         assert "cctv_session=" in cookie and "httponly" in cookie and "samesite=strict" in cookie
         wrong_password = anonymous.post("/api/v1/login", json={"username": "operator", "password": "nope"})
-        unknown_user = anonymous.post("/api/v1/login", json={"username": "nobody-" + uuid.uuid4().hex[:6], "password": "nope"})
+        unknown_user = anonymous.post(
+            "/api/v1/login", json={"username": "nobody-" + uuid.uuid4().hex[:6], "password": "nope"}
+        )
         assert wrong_password.status_code == unknown_user.status_code == 401
         assert wrong_password.json() == unknown_user.json() == {"detail": "invalid username or password"}
         assert anonymous.post("/api/v1/login", json={"username": "operator"}).status_code == 422
         guesser = "guess-" + uuid.uuid4().hex[:6]
-        answers = [anonymous.post("/api/v1/login", json={"username": guesser, "password": f"try-{n}"}).status_code
-                   for n in range(6)]
+        answers = [
+            anonymous.post("/api/v1/login", json={"username": guesser, "password": f"try-{n}"}).status_code
+            for n in range(6)
+        ]
         assert answers == [401] * 5 + [429], "the sixth guess within 5 minutes is refused outright"
         anonymous.cookies.clear()
         assert anonymous.get("/api/v1/wall").status_code == 401
@@ -128,44 +175,94 @@ def test_openapi_lists_the_endpoints_and_the_page_loads_nothing_from_elsewhere(c
     assert page.status_code == 200 and "default-src 'self'" in page.headers["content-security-policy"]
     assert "http" not in page.text.replace(console.url, ""), "no CDN or remote asset in the page"
     paths = httpx.get(f"{console.url}/api/v1/openapi.json").json()["paths"]
-    for path in ("/api/v1/login", "/api/v1/wall", "/api/v1/incidents", "/api/v1/incidents/{alert_id}/actions",
-                 "/api/v1/cameras", "/api/v1/audit", "/api/v1/health"):
+    for path in (
+        "/api/v1/login",
+        "/api/v1/wall",
+        "/api/v1/incidents",
+        "/api/v1/incidents/{alert_id}/actions",
+        "/api/v1/cameras",
+        "/api/v1/audit",
+        "/api/v1/health",
+    ):
         assert path in paths
 
 
 def test_wall_shows_active_cameras_with_their_latest_frame(stack: Stack, console: ConsoleProcess) -> None:
     now_us = int(time.time() * 1e6)
-    stack.send(CAMERA_ACTIVITY, "CameraActivity", stack.cam_a, {
-        "camera_id": stack.cam_a, "state": "ACTIVE", "motion_score": 0.2, "since": now_us, "timestamp": now_us})
+    stack.send(
+        CAMERA_ACTIVITY,
+        "CameraActivity",
+        stack.cam_a,
+        {"camera_id": stack.cam_a, "state": "ACTIVE", "motion_score": 0.2, "since": now_us, "timestamp": now_us},
+    )
     with console.client("operator") as operator:
-        wall = wait_json(operator, "/api/v1/wall", lambda w: stack.cam_a in [t["camera_id"] for t in w["tiles"]],
-                         what="camera A on the wall")
+        wall = wait_json(
+            operator,
+            "/api/v1/wall",
+            lambda w: stack.cam_a in [t["camera_id"] for t in w["tiles"]],
+            what="camera A on the wall",
+        )
         assert stack.cam_b not in [t["camera_id"] for t in wall["tiles"]] and wall["idle_count"] >= 1
         assert operator.get(f"/api/v1/cameras/{stack.cam_a}/frame.jpg").status_code in (404, 200)
         for sequence in (1, 2):
-            stack.send(FRAMES, "Frame", stack.cam_a, {
-                "camera_id": stack.cam_a, "session_id": "s", "sequence": sequence, "capture_time": now_us + sequence,
-                "pts_us": None, "source_partition": 0, "source_offset": sequence, "width": 8, "height": 8, "jpeg": JPEG,
-                "motion_score": 0.2, "reason": "MOTION", "sampled_at": now_us})
+            stack.send(
+                FRAMES,
+                "Frame",
+                stack.cam_a,
+                {
+                    "camera_id": stack.cam_a,
+                    "session_id": "s",
+                    "sequence": sequence,
+                    "capture_time": now_us + sequence,
+                    "pts_us": None,
+                    "source_partition": 0,
+                    "source_offset": sequence,
+                    "width": 8,
+                    "height": 8,
+                    "jpeg": JPEG,
+                    "motion_score": 0.2,
+                    "reason": "MOTION",
+                    "sampled_at": now_us,
+                },
+            )
 
         def second_frame() -> httpx.Response | None:
             response = operator.get(f"/api/v1/cameras/{stack.cam_a}/frame.jpg")
             return response if response.status_code == 200 and response.headers["x-frame-sequence"] == "2" else None
 
         from tests.kafka_helpers import wait_for
+
         frame = wait_for(second_frame, 30, "the latest frame of camera A")
         assert frame.content == JPEG and frame.headers["x-capture-time-us"] == str(now_us + 2)
         assert operator.get(f"/api/v1/cameras/{stack.cam_a}/frame.jpg?after=2").status_code == 204
         # Long-poll: asked while no newer frame exists, answered when frame 3 arrives, not at the timeout.
         import concurrent.futures
+
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
             asked = time.monotonic()
-            pending = pool.submit(operator.get, f"/api/v1/cameras/{stack.cam_a}/frame.jpg",
-                                  params={"after": 2, "wait_s": 10})
-            stack.send(FRAMES, "Frame", stack.cam_a, {
-                "camera_id": stack.cam_a, "session_id": "s", "sequence": 3, "capture_time": now_us + 3,
-                "pts_us": None, "source_partition": 0, "source_offset": 3, "width": 8, "height": 8, "jpeg": JPEG,
-                "motion_score": 0.2, "reason": "MOTION", "sampled_at": now_us})
+            pending = pool.submit(
+                operator.get, f"/api/v1/cameras/{stack.cam_a}/frame.jpg", params={"after": 2, "wait_s": 10}
+            )
+            stack.send(
+                FRAMES,
+                "Frame",
+                stack.cam_a,
+                {
+                    "camera_id": stack.cam_a,
+                    "session_id": "s",
+                    "sequence": 3,
+                    "capture_time": now_us + 3,
+                    "pts_us": None,
+                    "source_partition": 0,
+                    "source_offset": 3,
+                    "width": 8,
+                    "height": 8,
+                    "jpeg": JPEG,
+                    "motion_score": 0.2,
+                    "reason": "MOTION",
+                    "sampled_at": now_us,
+                },
+            )
             woken = pending.result(timeout=30)
         assert woken.status_code == 200 and woken.headers["x-frame-sequence"] == "3"
         assert time.monotonic() - asked < 9, "answered when the frame came, before the 10 s timeout"
@@ -175,10 +272,26 @@ def test_wall_shows_active_cameras_with_their_latest_frame(stack: Stack, console
             assert events.headers["content-type"].startswith("text/event-stream")
             lines = events.iter_lines()
             assert next(lines).startswith("retry:")
-            stack.send(FRAMES, "Frame", stack.cam_a, {
-                "camera_id": stack.cam_a, "session_id": "s", "sequence": 4, "capture_time": now_us + 4,
-                "pts_us": None, "source_partition": 0, "source_offset": 4, "width": 8, "height": 8, "jpeg": JPEG,
-                "motion_score": 0.2, "reason": "MOTION", "sampled_at": now_us})
+            stack.send(
+                FRAMES,
+                "Frame",
+                stack.cam_a,
+                {
+                    "camera_id": stack.cam_a,
+                    "session_id": "s",
+                    "sequence": 4,
+                    "capture_time": now_us + 4,
+                    "pts_us": None,
+                    "source_partition": 0,
+                    "source_offset": 4,
+                    "width": 8,
+                    "height": 8,
+                    "jpeg": JPEG,
+                    "motion_score": 0.2,
+                    "reason": "MOTION",
+                    "sampled_at": now_us,
+                },
+            )
             deadline, notice = time.monotonic() + 40, None
             for line in lines:  # a keep-alive comment comes every 15 s, so the deadline is checked
                 if line.startswith("data:") and stack.cam_a in line:
@@ -188,7 +301,10 @@ def test_wall_shows_active_cameras_with_their_latest_frame(stack: Stack, console
                     break
             assert notice is not None and notice["detections"] is None
             assert {k: notice[k] for k in ("camera_id", "sequence", "capture_time_us")} == {
-                "camera_id": stack.cam_a, "sequence": 4, "capture_time_us": now_us + 4}
+                "camera_id": stack.cam_a,
+                "sequence": 4,
+                "capture_time_us": now_us + 4,
+            }
         with console.client("admin") as admin:
             audit_has(admin, what="live_view", actor="operator", detail="wall")  # opening the wall is a live view
         assert operator.get("/api/v1/cameras/no-such-camera/frame.jpg").status_code == 404
@@ -200,7 +316,9 @@ def test_incident_workflow_records_actions_on_the_topic(stack: Stack, console: C
     alert_id = str(uuid.uuid4())
     stack.alert(alert_id, stack.cam_a, severity="CRITICAL")
     with console.client("operator") as operator:
-        wait_json(operator, "/api/v1/incidents?state=open", lambda d: alert_id in [i["alert_id"] for i in d["incidents"]])
+        wait_json(
+            operator, "/api/v1/incidents?state=open", lambda d: alert_id in [i["alert_id"] for i in d["incidents"]]
+        )
         wall = operator.get("/api/v1/wall").json()
         assert wall["tiles"][0]["camera_id"] == stack.cam_a and wall["tiles"][0]["incident"]["alert_id"] == alert_id
         snapshot = operator.get(f"/api/v1/incidents/{alert_id}/snapshot.jpg")
@@ -208,7 +326,9 @@ def test_incident_workflow_records_actions_on_the_topic(stack: Stack, console: C
         actions = f"/api/v1/incidents/{alert_id}/actions"
         acked = operator.post(actions, json={"action": "acknowledge"})
         assert acked.status_code == 201 and acked.json()["status"] == "acknowledged"
-        assert operator.post(actions, json={"action": "assign", "assignee": "patrol-7"}).json()["assignee"] == "patrol-7"
+        assert (
+            operator.post(actions, json={"action": "assign", "assignee": "patrol-7"}).json()["assignee"] == "patrol-7"
+        )
         assert operator.post(actions, json={"action": "comment", "comment": "patrol on the way"}).status_code == 201
         bad = operator.post(actions, json={"action": "explode"})
         assert bad.status_code == 422 and "acknowledge" in bad.text
@@ -228,8 +348,14 @@ def test_incident_workflow_records_actions_on_the_topic(stack: Stack, console: C
         assert {"camera_id": stack.cam_a, "zone_id": "road", "rule_id": "intrusion", "false_alarms": 1} in counts
     # A downstream consumer reads the actions with the registry's plain Avro deserializer.
     deserialize = AvroDeserializer(SchemaRegistryClient({"url": stack.registry_url}))
-    consumer = Consumer({"bootstrap.servers": stack.kafka.bootstrap_servers, "group.id": f"t-{uuid.uuid4().hex[:6]}",
-                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": stack.kafka.bootstrap_servers,
+            "group.id": f"t-{uuid.uuid4().hex[:6]}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
     consumer.subscribe([INCIDENT_ACTIONS])
     found: list[dict] = []
     deadline = time.monotonic() + 30
@@ -254,8 +380,9 @@ def test_cookie_sessions_need_the_csrf_token_for_writes(stack: Stack, console: C
         wait_json(browser, f"/api/v1/incidents/{alert_id}", lambda d: True)
         forged = browser.post(f"/api/v1/incidents/{alert_id}/actions", json={"action": "acknowledge"})
         assert forged.status_code == 403 and "X-CSRF-Token" in forged.text
-        ok = browser.post(f"/api/v1/incidents/{alert_id}/actions", json={"action": "acknowledge"},
-                          headers={"X-CSRF-Token": csrf})
+        ok = browser.post(
+            f"/api/v1/incidents/{alert_id}/actions", json={"action": "acknowledge"}, headers={"X-CSRF-Token": csrf}
+        )
         assert ok.status_code == 201
 
 
@@ -278,8 +405,13 @@ def test_viewer_cannot_act_and_restricted_user_cannot_see_other_cameras(stack: S
         assert partner.get(f"/api/v1/cameras/{stack.cam_a}").status_code == 200
         audit_has(admin, what="live_view", actor="partner", camera_id=stack.cam_a)
     # The ledger is on Kafka, not only in memory: read it back with a plain consumer.
-    consumer = Consumer({"bootstrap.servers": stack.kafka.bootstrap_servers, "group.id": f"t-{uuid.uuid4().hex[:6]}",
-                         "enable.auto.commit": False})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": stack.kafka.bootstrap_servers,
+            "group.id": f"t-{uuid.uuid4().hex[:6]}",
+            "enable.auto.commit": False,
+        }
+    )
     partitions = consumer.list_topics(AUDIT, timeout=10).topics[AUDIT].partitions
     consumer.assign([TopicPartition(AUDIT, p, 0) for p in partitions])
     deserialize = AvroDeserializer(SchemaRegistryClient({"url": stack.registry_url}))
@@ -295,12 +427,37 @@ def test_viewer_cannot_act_and_restricted_user_cannot_see_other_cameras(stack: S
 
 def test_cameras_radius_search_and_health(stack: Stack, console: ConsoleProcess) -> None:
     now_ms = int(time.time() * 1000)
-    stack.send(CAMERA_STATUS, "CameraStatus", stack.cam_b, {
-        "camera_id": stack.cam_b, "session_id": None, "state": "FAILED", "reason": "connection refused", "fps": None,
-        "bitrate_bps": None, "last_packet_time": None, "reconnect_attempt": 5, "ingest_instance": "i1", "timestamp": now_ms})
-    stack.send(PLATFORM_EVENTS, "PlatformEvent", "detector", {
-        "service": "detector", "instance": "h:1", "event": "RESTARTING", "detail": "exit code 1, restart 1 in 2 s",
-        "exit_code": 1, "restarts": 1, "timestamp": now_ms})
+    stack.send(
+        CAMERA_STATUS,
+        "CameraStatus",
+        stack.cam_b,
+        {
+            "camera_id": stack.cam_b,
+            "session_id": None,
+            "state": "FAILED",
+            "reason": "connection refused",
+            "fps": None,
+            "bitrate_bps": None,
+            "last_packet_time": None,
+            "reconnect_attempt": 5,
+            "ingest_instance": "i1",
+            "timestamp": now_ms,
+        },
+    )
+    stack.send(
+        PLATFORM_EVENTS,
+        "PlatformEvent",
+        "detector",
+        {
+            "service": "detector",
+            "instance": "h:1",
+            "event": "RESTARTING",
+            "detail": "exit code 1, restart 1 in 2 s",
+            "exit_code": 1,
+            "restarts": 1,
+            "timestamp": now_ms,
+        },
+    )
     with console.client("operator") as operator:
         near = operator.get("/api/v1/cameras", params={"lat": 37.5666, "lon": 126.9780, "radius_m": 500}).json()
         ours = [c for c in near["cameras"] if c["camera_id"] in (stack.cam_a, stack.cam_b)]  # B is 1.1 km away
@@ -308,17 +465,26 @@ def test_cameras_radius_search_and_health(stack: Stack, console: ConsoleProcess)
         assert all(c["distance_m"] <= 500 for c in near["cameras"])
         assert operator.get("/api/v1/cameras", params={"lat": 37.5}).status_code == 422
         assert operator.get("/api/v1/cameras", params={"lat": 95, "lon": 0, "radius_m": 1}).status_code == 422
-        health = wait_json(operator, "/api/v1/health", lambda h: any(
-            p["camera_id"] == stack.cam_b and p["connection"] == "FAILED" for p in h["problems"])
-            and any(e["service"] == "detector" for e in h["platform"]["recent_trouble"]))
+        health = wait_json(
+            operator,
+            "/api/v1/health",
+            lambda h: (
+                any(p["camera_id"] == stack.cam_b and p["connection"] == "FAILED" for p in h["problems"])
+                and any(e["service"] == "detector" for e in h["platform"]["recent_trouble"])
+            ),
+        )
         problem = next(p for p in health["problems"] if p["camera_id"] == stack.cam_b)
         assert problem["connection_reason"] == "connection refused" and problem["connection_since_ms"] == now_ms
         assert set(health["pipeline_lag"]) == {"cctv-frame-sampler", "cctv-detector", "cctv-alert-router"}
         wall = operator.get("/api/v1/wall").json()
         assert wall["platform"]["recent_trouble"][0]["service"] == "detector"
         # Failed for longer than the threshold (2 s here): a maintenance alert, counted on the wall too.
-        health = wait_json(operator, "/api/v1/health", lambda h: any(
-            m["camera_id"] == stack.cam_b for m in h["maintenance"]), what="camera B's maintenance alert")
+        health = wait_json(
+            operator,
+            "/api/v1/health",
+            lambda h: any(m["camera_id"] == stack.cam_b for m in h["maintenance"]),
+            what="camera B's maintenance alert",
+        )
         alert = next(m for m in health["maintenance"] if m["camera_id"] == stack.cam_b)
         assert alert["kind"] == "offline" and "connection refused" in alert["reason"]
         assert operator.get("/api/v1/wall").json()["maintenance"] >= 1
@@ -330,7 +496,9 @@ def test_a_second_replica_rebuilds_the_same_state_from_the_topics(stack: Stack, 
     stack.alert(alert_id, stack.cam_a, severity="MEDIUM")
     with console.client("operator") as operator:
         wait_json(operator, f"/api/v1/incidents/{alert_id}", lambda d: True)
-        operator.post(f"/api/v1/incidents/{alert_id}/actions", json={"action": "assign", "assignee": "kim"}).raise_for_status()
+        operator.post(
+            f"/api/v1/incidents/{alert_id}/actions", json={"action": "assign", "assignee": "kim"}
+        ).raise_for_status()
         first = operator.get(f"/api/v1/incidents/{alert_id}").json()
     replica = ConsoleProcess(stack.env, stack.tmp / "replica.log").start()
     try:
@@ -341,8 +509,12 @@ def test_a_second_replica_rebuilds_the_same_state_from_the_topics(stack: Stack, 
             closed = other.post(f"/api/v1/incidents/{alert_id}/actions", json={"action": "close"})
             assert closed.status_code == 201
         with console.client("operator") as operator:
-            wait_json(operator, f"/api/v1/incidents/{alert_id}", lambda d: d["status"] == "closed" and d["closed_by"] == "operator2",
-                      what="the first replica to see the second one's close")
+            wait_json(
+                operator,
+                f"/api/v1/incidents/{alert_id}",
+                lambda d: d["status"] == "closed" and d["closed_by"] == "operator2",
+                what="the first replica to see the second one's close",
+            )
     finally:
         assert replica.stop() == 0
 
@@ -378,10 +550,21 @@ def test_console_refuses_to_start_without_users_or_session_key(stack: Stack, tmp
     import sys
 
     env = {k: v for k, v in stack.env.items() if k not in ("CCTV_USERS_FILE", "CCTV_SESSION_KEY")}
-    result = subprocess.run([sys.executable, "-m", "services.console.main"], env=os.environ | env, check=False,
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "services.console.main"],
+        env=os.environ | env,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2 and "CCTV_USERS_FILE" in result.stderr and "--dev-users" in result.stderr
-    short = subprocess.run([sys.executable, "-m", "services.console.main"], capture_output=True, text=True, timeout=60,
-                           check=False,
-                           env=os.environ | env | {"CCTV_USERS_FILE": str(stack.users_file), "CCTV_SESSION_KEY": "short"})
+    short = subprocess.run(
+        [sys.executable, "-m", "services.console.main"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=os.environ | env | {"CCTV_USERS_FILE": str(stack.users_file), "CCTV_SESSION_KEY": "short"},
+    )
     assert short.returncode == 2 and "shorter than 32" in short.stderr

@@ -42,12 +42,20 @@ CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver"
 
 def browser() -> WebDriver:
     if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
-        pytest.fail("Debian chromium and chromium-driver are needed: scripts/install-system-deps.sh installs them",
-                    pytrace=False)
+        pytest.fail(
+            "Debian chromium and chromium-driver are needed: scripts/install-system-deps.sh installs them",
+            pytrace=False,
+        )
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1600,1000",
-                     "--disable-gpu", "--autoplay-policy=no-user-gesture-required"):
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--window-size=1600,1000",
+        "--disable-gpu",
+        "--autoplay-policy=no-user-gesture-required",
+    ):
         options.add_argument(argument)
     return webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
 
@@ -62,6 +70,7 @@ def log_in(driver: WebDriver, url: str, user: str, password: str) -> None:
 
 def click(driver: WebDriver, selector: str) -> None:
     """Click what the selector finds, again if the page re-rendered it in between."""
+
     def attempt() -> bool:
         try:
             driver.find_element(By.CSS_SELECTOR, selector).click()
@@ -73,7 +82,8 @@ def click(driver: WebDriver, selector: str) -> None:
 
 
 def tile_state(driver: WebDriver, camera: str) -> dict | None:
-    return driver.execute_script("""
+    return driver.execute_script(
+        """
         const t = document.querySelector(`#wall .tile[data-camera="${arguments[0]}"]`);
         if (!t) return null;
         const img = t.querySelector('img'), canvas = t.querySelector('canvas');
@@ -84,7 +94,9 @@ def tile_state(driver: WebDriver, camera: str) -> dict | None:
         }
         return {sequence: img.dataset.sequence || null, width: img.naturalWidth, popped: t.classList.contains('popped'),
                 incident: t.dataset.incident, first: document.querySelector('#wall .tile') === t, boxes: drawn};
-    """, camera)
+    """,
+        camera,
+    )
 
 
 def start_groups_at_end(kafka: KafkaSettings, groups: dict[str, str]) -> None:
@@ -94,8 +106,10 @@ def start_groups_at_end(kafka: KafkaSettings, groups: dict[str, str]) -> None:
     for group, topic in groups.items():
         consumer = Consumer(kafka.client_config() | {"group.id": group, "enable.auto.commit": False})
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        consumer.commit(offsets=[TopicPartition(topic, p, high_watermark(consumer, topic, p)) for p in partitions],
-                        asynchronous=False)
+        consumer.commit(
+            offsets=[TopicPartition(topic, p, high_watermark(consumer, topic, p)) for p in partitions],
+            asynchronous=False,
+        )
         consumer.close()
 
 
@@ -112,32 +126,73 @@ def stack(kafka_broker, schema_registry, tmp_path_factory) -> Iterator[dict]:
     unique, tmp = uuid.uuid4().hex[:8], tmp_path_factory.mktemp("console-browser")
     camera, other = f"ui-{unique}", f"ui-other-{unique}"
     serde = make_serde(RegistrySettings(url=schema_registry.url))
-    publish(kafka, serde, [
-        CameraEntry(camera_id=camera, name="Campus road", site_id="campus", stream_url=f"file://{SAMPLE}", loop=True,
-                    realtime=True, tags=["crime-hotspot"], sampling=Sampling(mode="fps", fps=2, heartbeat_s=10),
-                    location=GeoPoint(lat=37.5665, lon=126.9780),
-                    zones=[{"name": "road", "polygon": ROAD, "rules": [{"type": "intrusion"}]}]),
-        CameraEntry(camera_id=other, name="Depot gate", site_id="depot", stream_url="file:///nonexistent.mp4",
-                    location=GeoPoint(lat=37.5690, lon=126.9820)),
-    ])
-    env = {"CCTV_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers, "CCTV_REGISTRY__URL": schema_registry.url,
-           "CCTV_HTTP__PORT": "0", "CCTV_LOG__FORMAT": "text"}
-    console_env = env | {"CCTV_USERS_FILE": str(write_users(tmp / "users.yaml", [camera], [camera, other])),
-                         "CCTV_SESSION_KEY": "browser-test-key-" + "y" * 32, "CCTV_LAG_GROUPS": (
-                             f'{{"sampler-{unique}": "cctv.video.packets.v1", "detector-{unique}": "cctv.frames.v1"}}')}
+    publish(
+        kafka,
+        serde,
+        [
+            CameraEntry(
+                camera_id=camera,
+                name="Campus road",
+                site_id="campus",
+                stream_url=f"file://{SAMPLE}",
+                loop=True,
+                realtime=True,
+                tags=["crime-hotspot"],
+                sampling=Sampling(mode="fps", fps=2, heartbeat_s=10),
+                location=GeoPoint(lat=37.5665, lon=126.9780),
+                zones=[{"name": "road", "polygon": ROAD, "rules": [{"type": "intrusion"}]}],
+            ),
+            CameraEntry(
+                camera_id=other,
+                name="Depot gate",
+                site_id="depot",
+                stream_url="file:///nonexistent.mp4",
+                location=GeoPoint(lat=37.5690, lon=126.9820),
+            ),
+        ],
+    )
+    env = {
+        "CCTV_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+        "CCTV_REGISTRY__URL": schema_registry.url,
+        "CCTV_HTTP__PORT": "0",
+        "CCTV_LOG__FORMAT": "text",
+    }
+    console_env = env | {
+        "CCTV_USERS_FILE": str(write_users(tmp / "users.yaml", [camera], [camera, other])),
+        "CCTV_SESSION_KEY": "browser-test-key-" + "y" * 32,
+        "CCTV_LAG_GROUPS": (f'{{"sampler-{unique}": "cctv.video.packets.v1", "detector-{unique}": "cctv.frames.v1"}}'),
+    }
     console = ConsoleProcess(console_env, tmp / "console.log")
     console.start()
     # A reused broker still holds earlier runs' video (1 h retention): the new groups start at the end,
     # so the pipeline works on this run's camera only, as a running deployment would.
-    start_groups_at_end(kafka, {f"sampler-{unique}": "cctv.video.packets.v1", f"detector-{unique}": "cctv.frames.v1",
-                                f"router-{unique}": "cctv.detections.v1"})
-    groups = {"ingest": {"CCTV_GROUP_ID": f"ingest-{unique}"},
-              "frame-sampler": {"CCTV_GROUP_ID": f"sampler-{unique}"},
-              "detector": {"CCTV_GROUP_ID": f"detector-{unique}"},
-              "alert-router": {"CCTV_GROUP_ID": f"router-{unique}", "CCTV_DATA_DIR": str(tmp / "faust")}}
+    start_groups_at_end(
+        kafka,
+        {
+            f"sampler-{unique}": "cctv.video.packets.v1",
+            f"detector-{unique}": "cctv.frames.v1",
+            f"router-{unique}": "cctv.detections.v1",
+        },
+    )
+    groups = {
+        "ingest": {"CCTV_GROUP_ID": f"ingest-{unique}"},
+        "frame-sampler": {"CCTV_GROUP_ID": f"sampler-{unique}"},
+        "detector": {"CCTV_GROUP_ID": f"detector-{unique}"},
+        "alert-router": {"CCTV_GROUP_ID": f"router-{unique}", "CCTV_DATA_DIR": str(tmp / "faust")},
+    }
     drivers: list[WebDriver] = []
-    info = {"kafka": kafka, "registry": schema_registry.url, "camera": camera, "other": other, "console": console,
-            "env": env, "groups": groups, "tmp": tmp, "services": [], "drivers": drivers}
+    info = {
+        "kafka": kafka,
+        "registry": schema_registry.url,
+        "camera": camera,
+        "other": other,
+        "console": console,
+        "env": env,
+        "groups": groups,
+        "tmp": tmp,
+        "services": [],
+        "drivers": drivers,
+    }
     try:
         yield info
     finally:
@@ -165,8 +220,10 @@ def test_operator_workflow_in_the_browser(stack: dict) -> None:
     assert "operator (operator)" in operator.find_element(By.ID, "whoami").text
 
     # The pipeline starts after the page is open, so the first incident pops in front of the operator.
-    stack["services"] += [ServiceProcess(name, stack["env"] | stack["groups"][name], stack["tmp"] / f"{name}.log").start()
-                          for name in PIPELINE_SERVICES]
+    stack["services"] += [
+        ServiceProcess(name, stack["env"] | stack["groups"][name], stack["tmp"] / f"{name}.log").start()
+        for name in PIPELINE_SERVICES
+    ]
 
     def services_alive() -> None:
         for service in stack["services"]:
@@ -178,20 +235,27 @@ def test_operator_workflow_in_the_browser(stack: dict) -> None:
         return state if state and state["sequence"] and state["width"] > 0 else None
 
     first = wait_for(live_tile, 150, "the sample camera's tile with a frame")
-    changed = wait_for(lambda: (s := live_tile()) and s["sequence"] != first["sequence"] and s, 30,
-                       "the tile's frame to change")
+    changed = wait_for(
+        lambda: (s := live_tile()) and s["sequence"] != first["sequence"] and s, 30, "the tile's frame to change"
+    )
     assert int(changed["sequence"]) > int(first["sequence"])
 
     try:
-        popped = wait_for(lambda: (s := live_tile()) and s["incident"] and s["popped"] and s, 240,
-                          "an alert to pop the camera's tile")
+        popped = wait_for(
+            lambda: (s := live_tile()) and s["incident"] and s["popped"] and s, 240, "an alert to pop the camera's tile"
+        )
     except AssertionError as error:
         logs = "\n".join(f"--- {s.name}\n{s.log_text()[-1500:]}" for s in stack["services"])
         raise AssertionError(f"{error}\n{logs}") from None
     assert popped["first"], "the camera with the new incident is the first tile"
     wait_for(lambda: (s := live_tile()) and s["boxes"] > 0, 60, "detection boxes drawn over the frame")
-    row = wait_for(lambda: operator.find_elements(By.CSS_SELECTOR, f'#incident-list .incident-row[data-alert="{popped["incident"]}"]'),
-                   20, "the incident in the list")[0]
+    row = wait_for(
+        lambda: operator.find_elements(
+            By.CSS_SELECTOR, f'#incident-list .incident-row[data-alert="{popped["incident"]}"]'
+        ),
+        20,
+        "the incident in the list",
+    )[0]
     assert "Campus road" in row.text and "new" in row.text
     wait_for(lambda: "all screens p50" in operator.find_element(By.ID, "latency").text, 30, "the latency footer")
     operator.save_screenshot(str(DOCS / "console-wall.png"))
@@ -200,8 +264,11 @@ def test_operator_workflow_in_the_browser(stack: dict) -> None:
     alert_id = popped["incident"]
     click(operator, f'#incident-list .incident-row[data-alert="{alert_id}"]')
     wait_for(lambda: operator.find_element(By.ID, "detail").is_displayed(), 20, "the incident dialog")
-    wait_for(lambda: operator.execute_script("return document.getElementById('detail-image').naturalWidth") > 0, 20,
-             "the evidence snapshot")
+    wait_for(
+        lambda: operator.execute_script("return document.getElementById('detail-image').naturalWidth") > 0,
+        20,
+        "the evidence snapshot",
+    )
     operator.find_element(By.CSS_SELECTOR, '#detail-actions button[data-action="acknowledge"]').click()
     wait_for(lambda: operator.find_element(By.ID, "detail-status").text == "acknowledged", 20, "acknowledged")
     operator.find_element(By.ID, "comment").send_keys("patrol 7 sent")
@@ -218,14 +285,24 @@ def test_operator_workflow_in_the_browser(stack: dict) -> None:
     wait_for(lambda: second.find_element(By.ID, "console").is_displayed(), 20, "the second console")
     second.find_element(By.CSS_SELECTOR, '.tab[data-view="incidents"]').click()
     Select(second.find_element(By.ID, "incident-filter")).select_by_visible_text("closed")
-    wait_for(lambda: any("closed" in row.text and "Campus road" in row.text
-                         for row in second.find_elements(By.CSS_SELECTOR, "#incident-table tbody tr")), 30,
-             "the closed incident in the second session")
+    wait_for(
+        lambda: any(
+            "closed" in row.text and "Campus road" in row.text
+            for row in second.find_elements(By.CSS_SELECTOR, "#incident-table tbody tr")
+        ),
+        30,
+        "the closed incident in the second session",
+    )
 
     # The actions are Avro records on cctv.incident-actions.v1, readable by any plain consumer.
     deserialize = AvroDeserializer(SchemaRegistryClient({"url": stack["registry"]}))
-    reader = Consumer({"bootstrap.servers": stack["kafka"].bootstrap_servers, "group.id": f"ui-{uuid.uuid4().hex[:6]}",
-                       "enable.auto.commit": False})
+    reader = Consumer(
+        {
+            "bootstrap.servers": stack["kafka"].bootstrap_servers,
+            "group.id": f"ui-{uuid.uuid4().hex[:6]}",
+            "enable.auto.commit": False,
+        }
+    )
     partitions = reader.list_topics(INCIDENT_ACTIONS, timeout=10).topics[INCIDENT_ACTIONS].partitions
     reader.assign([TopicPartition(INCIDENT_ACTIONS, p, 0) for p in partitions])
     actions: list[dict] = []
@@ -239,8 +316,10 @@ def test_operator_workflow_in_the_browser(stack: dict) -> None:
     assert {a["operator"] for a in actions} == {"operator"} and actions[1]["comment"] == "patrol 7 sent"
 
     latencies = operator.execute_script("return window.cctvConsole.latency")
-    print(f"\ncapture->pixels on the wall: p50 {statistics.median(latencies):.0f} ms, max {max(latencies):.0f} ms "
-          f"over {len(latencies)} frames")
+    print(
+        f"\ncapture->pixels on the wall: p50 {statistics.median(latencies):.0f} ms, max {max(latencies):.0f} ms "
+        f"over {len(latencies)} frames"
+    )
     assert statistics.median(latencies) < 5000
 
 
@@ -250,26 +329,44 @@ def test_viewer_and_restricted_user_in_the_browser(stack: dict) -> None:
     stack["drivers"].append(viewer)
     log_in(viewer, console.url, "viewer", PASSWORDS["viewer"])
     wait_for(lambda: viewer.find_element(By.ID, "console").is_displayed(), 20, "the viewer's console")
-    row = wait_for(lambda: viewer.find_elements(By.CSS_SELECTOR, "#incident-list .incident-row") or
-                   viewer.find_elements(By.CSS_SELECTOR, "#wall .tile"), 60, "something on the viewer's wall")
+    row = wait_for(
+        lambda: (
+            viewer.find_elements(By.CSS_SELECTOR, "#incident-list .incident-row")
+            or viewer.find_elements(By.CSS_SELECTOR, "#wall .tile")
+        ),
+        60,
+        "something on the viewer's wall",
+    )
     del row
-    incidents = httpx.get(f"{console.url}/api/v1/incidents?state=all", timeout=30,
-                          headers={"Authorization": "Bearer " + httpx.post(
-                              f"{console.url}/api/v1/login", json={"username": "admin", "password": PASSWORDS["admin"]}
-                          ).json()["token"]}).json()["incidents"]
+    incidents = httpx.get(
+        f"{console.url}/api/v1/incidents?state=all",
+        timeout=30,
+        headers={
+            "Authorization": "Bearer "
+            + httpx.post(
+                f"{console.url}/api/v1/login", json={"username": "admin", "password": PASSWORDS["admin"]}
+            ).json()["token"]
+        },
+    ).json()["incidents"]
     alert_id = incidents[0]["alert_id"]
     # The page hides the buttons; the API refuses the viewer's own session anyway (page's fetch + CSRF).
-    status = viewer.execute_script("""
+    status = viewer.execute_script(
+        """
         const me = await (await fetch('/api/v1/me')).json();
         const r = await fetch(`/api/v1/incidents/${arguments[0]}/actions`, {method: 'POST',
           headers: {'Content-Type': 'application/json', 'X-CSRF-Token': me.csrf_token}, body: '{"action": "reopen"}'});
-        return r.status;""", alert_id)
+        return r.status;""",
+        alert_id,
+    )
     assert status == 403
 
     # The map: cameras at their locations (offline SVG), radius search from typed coordinates.
     viewer.find_element(By.CSS_SELECTOR, '.tab[data-view="map"]').click()
-    dots = wait_for(lambda: viewer.find_elements(By.CSS_SELECTOR, f'#map circle.cam[data-camera="{stack["camera"]}"]'),
-                    20, "the sample camera on the map")
+    dots = wait_for(
+        lambda: viewer.find_elements(By.CSS_SELECTOR, f'#map circle.cam[data-camera="{stack["camera"]}"]'),
+        20,
+        "the sample camera on the map",
+    )
     assert "conn-ONLINE" in dots[0].get_attribute("class")
     viewer.find_element(By.ID, "near-lat").send_keys("37.5666")
     viewer.find_element(By.ID, "near-lon").send_keys("126.9781")
@@ -280,9 +377,14 @@ def test_viewer_and_restricted_user_in_the_browser(stack: dict) -> None:
     viewer.save_screenshot(str(DOCS / "console-map.png"))
     # Health: the camera whose file does not exist is reported with its reason.
     viewer.find_element(By.CSS_SELECTOR, '.tab[data-view="health"]').click()
-    wait_for(lambda: stack["other"] in viewer.find_element(By.ID, "problem-table").text or
-             viewer.find_element(By.CSS_SELECTOR, '.tab[data-view="health"]').click(), 60,
-             "the broken camera on the health view")
+    wait_for(
+        lambda: (
+            stack["other"] in viewer.find_element(By.ID, "problem-table").text
+            or viewer.find_element(By.CSS_SELECTOR, '.tab[data-view="health"]').click()
+        ),
+        60,
+        "the broken camera on the health view",
+    )
 
     partner = browser()
     stack["drivers"].append(partner)
@@ -302,6 +404,9 @@ def test_viewer_and_restricted_user_in_the_browser(stack: dict) -> None:
             records = admin.get("/api/v1/audit", params={"limit": 2000}).json()["records"]
             return [r for r in records if r["what"] == "access_denied" and r["actor"] in ("viewer", "partner")]
 
-        found = wait_for(lambda: {r["actor"] for r in denied()} == {"viewer", "partner"} and denied(), 30,
-                         "both denials on the audit ledger")
+        found = wait_for(
+            lambda: {r["actor"] for r in denied()} == {"viewer", "partner"} and denied(),
+            30,
+            "both denials on the audit ledger",
+        )
         assert any(r["camera_id"] == stack["other"] for r in found if r["actor"] == "partner")

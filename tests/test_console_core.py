@@ -25,13 +25,37 @@ from services.console.wall import (
 )
 
 
-def alert(alert_id: str, kind: str = "NEW", sequence: int = 0, severity: str = "HIGH", camera: str = "cam-1",
-          detected_at: int = 1_000_000, **extra: object) -> dict:
-    return {"alert_id": alert_id, "kind": kind, "sequence": sequence, "event_type": "intrusion", "rule_id": "r1",
-            "severity": severity, "camera_id": camera, "camera_name": camera.upper(), "site_id": "s", "location": None,
-            "zone_id": "z1", "zone_name": "gate", "started_at": 1_000_000, "detected_at": detected_at,
-            "ended_at": detected_at if kind == "END" else None, "objects": [], "snapshot_jpeg": b"\xff\xd8jpeg",
-            "description": f"{alert_id} happened", "destinations": ["police"], **extra}
+def alert(
+    alert_id: str,
+    kind: str = "NEW",
+    sequence: int = 0,
+    severity: str = "HIGH",
+    camera: str = "cam-1",
+    detected_at: int = 1_000_000,
+    **extra: object,
+) -> dict:
+    return {
+        "alert_id": alert_id,
+        "kind": kind,
+        "sequence": sequence,
+        "event_type": "intrusion",
+        "rule_id": "r1",
+        "severity": severity,
+        "camera_id": camera,
+        "camera_name": camera.upper(),
+        "site_id": "s",
+        "location": None,
+        "zone_id": "z1",
+        "zone_name": "gate",
+        "started_at": 1_000_000,
+        "detected_at": detected_at,
+        "ended_at": detected_at if kind == "END" else None,
+        "objects": [],
+        "snapshot_jpeg": b"\xff\xd8jpeg",
+        "description": f"{alert_id} happened",
+        "destinations": ["police"],
+        **extra,
+    }
 
 
 def action(action_id: str, alert_id: str, kind: str, at: int, **extra: object) -> Action:
@@ -51,8 +75,11 @@ def test_alert_steps_fold_into_one_incident_and_replays_are_ignored() -> None:
 
 
 def test_actions_fold_in_time_order_whatever_the_arrival_order() -> None:
-    records = [action("1", "a", "acknowledge", 10), action("2", "a", "assign", 20, assignee="kim"),
-               action("3", "a", "close", 30)]
+    records = [
+        action("1", "a", "acknowledge", 10),
+        action("2", "a", "assign", 20, assignee="kim"),
+        action("3", "a", "close", 30),
+    ]
     states = []
     for order in (records, records[::-1], [records[1], records[2], records[0]]):
         book = IncidentBook()
@@ -110,7 +137,9 @@ def test_open_incidents_sort_by_severity_then_newest_and_book_stays_bounded() ->
 
 
 def test_wall_shows_incident_cameras_first_then_active_ones_and_counts_the_idle() -> None:
-    cameras = {c: CameraState(c, in_inventory=True) for c in ("idle-1", "idle-2", "act-old", "act-new", "inc", "hidden")}
+    cameras = {
+        c: CameraState(c, in_inventory=True) for c in ("idle-1", "idle-2", "act-old", "act-new", "inc", "hidden")
+    }
     cameras["act-old"].activity, cameras["act-old"].activity_since_us = "ACTIVE", 1
     cameras["act-new"].activity, cameras["act-new"].activity_since_us = "ACTIVE", 5
     cameras["hidden"].activity = "ACTIVE"
@@ -129,14 +158,27 @@ def test_wall_shows_incident_cameras_first_then_active_ones_and_counts_the_idle(
 def test_maintenance_flags_long_failures_and_online_cameras_without_frames() -> None:
     now = 1_000_000
     cams = {
-        "down": CameraState("down", in_inventory=True, connection="FAILED", connection_reason="connection refused",
-                            connection_since_ms=now - 300_000),
+        "down": CameraState(
+            "down",
+            in_inventory=True,
+            connection="FAILED",
+            connection_reason="connection refused",
+            connection_since_ms=now - 300_000,
+        ),
         "blip": CameraState("blip", in_inventory=True, connection="RECONNECTING", connection_since_ms=now - 5_000),
-        "frozen": CameraState("frozen", in_inventory=True, connection="ONLINE", connection_since_ms=now - 900_000,
-                              last_frame_ms=now - 200_000),
-        "fine": CameraState("fine", in_inventory=True, connection="ONLINE", connection_since_ms=now - 900_000,
-                            last_frame_ms=now - 1_000),
-        "disabled": CameraState("disabled", in_inventory=True, enabled=False, connection="FAILED", connection_since_ms=0),
+        "frozen": CameraState(
+            "frozen",
+            in_inventory=True,
+            connection="ONLINE",
+            connection_since_ms=now - 900_000,
+            last_frame_ms=now - 200_000,
+        ),
+        "fine": CameraState(
+            "fine", in_inventory=True, connection="ONLINE", connection_since_ms=now - 900_000, last_frame_ms=now - 1_000
+        ),
+        "disabled": CameraState(
+            "disabled", in_inventory=True, enabled=False, connection="FAILED", connection_since_ms=0
+        ),
     }
     found = {m["camera_id"]: m for m in maintenance_alerts(cams, now, silent_after_s=120)}
     assert set(found) == {"down", "frozen"}
@@ -181,16 +223,25 @@ def test_dev_users_are_random_private_and_never_overwritten(tmp_path: Path) -> N
 
 def test_user_store_checks_passwords_roles_and_restrictions_and_follows_file_changes(tmp_path: Path) -> None:
     path = tmp_path / "users.yaml"
-    path.write_text(yaml.safe_dump({"users": {
-        "kim": {"password_hash": hash_password("correct horse"), "role": "viewer", "cameras": ["cam-1"]},
-    }}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "users": {
+                    "kim": {"password_hash": hash_password("correct horse"), "role": "viewer", "cameras": ["cam-1"]},
+                }
+            }
+        )
+    )
     store = UserStore(path)
     assert store.authenticate("kim", "wrong") is None and store.authenticate("nobody", "correct horse") is None
     kim = store.authenticate("kim", "correct horse")
     assert kim.can_see("cam-1") and not kim.can_see("cam-2")
     assert not allowed(kim.role, "act") and allowed("operator", "act") and not allowed("operator", "audit")
-    path.write_text(yaml.safe_dump({"users": {"lee": {"password_hash": hash_password("pw-of-lee-123"), "role": "admin"}}}))
+    path.write_text(
+        yaml.safe_dump({"users": {"lee": {"password_hash": hash_password("pw-of-lee-123"), "role": "admin"}}})
+    )
     import os
+
     os.utime(path, (1, 2))  # a different mtime, as a rotated Secret has
     assert store.get("kim") is None and store.get("lee").role == "admin"
     path.write_text("users: {bad: {role: god}}")

@@ -47,21 +47,34 @@ def test_every_consumer_dead_letters_every_bad_record(
     camera = CameraEntry(camera_id=f"fuzz-{unique}", stream_url="rtsp://127.0.0.1:9/none", enabled=False)
     valid_camera = serde.serialize(CAMERAS, "CameraConfig", camera.to_record(int(time.time() * 1000)))
     cases = fuzz_cases(valid_camera, random.Random(20))
-    expected = {(topic, f"fuzz-{unique}-{name}") for topic in READERS for name in cases
-                if not (topic == CAMERAS and name == "trailing-garbage")}  # Avro ignores bytes past the record
+    expected = {
+        (topic, f"fuzz-{unique}-{name}")
+        for topic in READERS
+        for name in cases
+        if not (topic == CAMERAS and name == "trailing-garbage")
+    }  # Avro ignores bytes past the record
 
     dlq = Consumer(kafka_settings.client_config() | {"group.id": f"fuzz-dlq-{unique}", "enable.auto.commit": False})
     partitions = dlq.list_topics(DLQ, timeout=10).topics[DLQ].partitions
-    dlq.assign([TopicPartition(DLQ, p, dlq.get_watermark_offsets(TopicPartition(DLQ, p), timeout=10)[1])
-                for p in partitions])
+    dlq.assign(
+        [TopicPartition(DLQ, p, dlq.get_watermark_offsets(TopicPartition(DLQ, p), timeout=10)[1]) for p in partitions]
+    )
 
-    env = {"CCTV_KAFKA__BOOTSTRAP_SERVERS": kafka_settings.bootstrap_servers, "CCTV_REGISTRY__URL": schema_registry.url,
-           "CCTV_HTTP__PORT": "0", "CCTV_LOG__FORMAT": "text"}
-    groups = {"ingest": {"CCTV_GROUP_ID": f"cctv-ingest-fuzz-{unique}"},
-              "frame-sampler": {"CCTV_GROUP_ID": f"cctv-frame-sampler-fuzz-{unique}"},
-              "detector": {"CCTV_GROUP_ID": f"cctv-detector-fuzz-{unique}"},
-              "alert-router": {"CCTV_GROUP_ID": f"cctv-alert-router-fuzz-{unique}", "CCTV_DATA_DIR": str(tmp_path / "f")}}
-    services = [ServiceProcess(name, env | groups[name], tmp_path / f"{name}.log").start() for name in PIPELINE_SERVICES]
+    env = {
+        "CCTV_KAFKA__BOOTSTRAP_SERVERS": kafka_settings.bootstrap_servers,
+        "CCTV_REGISTRY__URL": schema_registry.url,
+        "CCTV_HTTP__PORT": "0",
+        "CCTV_LOG__FORMAT": "text",
+    }
+    groups = {
+        "ingest": {"CCTV_GROUP_ID": f"cctv-ingest-fuzz-{unique}"},
+        "frame-sampler": {"CCTV_GROUP_ID": f"cctv-frame-sampler-fuzz-{unique}"},
+        "detector": {"CCTV_GROUP_ID": f"cctv-detector-fuzz-{unique}"},
+        "alert-router": {"CCTV_GROUP_ID": f"cctv-alert-router-fuzz-{unique}", "CCTV_DATA_DIR": str(tmp_path / "f")},
+    }
+    services = [
+        ServiceProcess(name, env | groups[name], tmp_path / f"{name}.log").start() for name in PIPELINE_SERVICES
+    ]
     producer = Producer(kafka_settings.client_config() | {"message.max.bytes": 8 * 1024 * 1024})
     for topic in READERS:
         for name, value in cases.items():

@@ -14,8 +14,15 @@ def message(partition: int, offset: int) -> Message:
 
 
 def pending(partition: int, offset: int) -> Incoming:
-    return Incoming(topic="cctv.frames.v1", partition=partition, offset=offset, key=b"cam", value={},
-                    timestamp_ms=0, raw=message(partition, offset))
+    return Incoming(
+        topic="cctv.frames.v1",
+        partition=partition,
+        offset=offset,
+        key=b"cam",
+        value={},
+        timestamp_ms=0,
+        raw=message(partition, offset),
+    )
 
 
 def offsets(messages: list[Message]) -> list[tuple[int, int]]:

@@ -13,6 +13,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from pydantic import ValidationError
 
+from libs.records import DetectedObject as Detection
 from services.detector.config import (
     COCO_CLASS_NAMES,
     DEFAULT_MODEL_PATH,
@@ -20,7 +21,6 @@ from services.detector.config import (
     DetectorModelConfig,
     ModelLoadError,
 )
-from libs.records import DetectedObject as Detection
 from services.detector.detector import Detector
 from services.detector.model import choose_providers, container_cpu_limit, file_sha256, provider_options
 from services.detector.nms import box_iou_matrix, class_aware_nms
@@ -53,8 +53,9 @@ def assert_box_is_sane(detection: Detection) -> None:
 def test_default_model_identity_and_classes(detector: Detector) -> None:
     # The identity carried on every Detections record is the hash pinned in the model card, i.e. of the
     # model file's bytes (not of its path, nor of a re-serialised graph).
-    pinned = re.search(r"^\| sha256 \| `([0-9a-f]{64})` \|$", (DEFAULT_MODEL_PATH.parent / "MODEL_CARD.md").read_text(),
-                       re.MULTILINE)
+    pinned = re.search(
+        r"^\| sha256 \| `([0-9a-f]{64})` \|$", (DEFAULT_MODEL_PATH.parent / "MODEL_CARD.md").read_text(), re.MULTILINE
+    )
     assert pinned is not None, "models/MODEL_CARD.md lists the model's sha256"
     assert detector.identity.sha256 == pinned.group(1) == file_sha256(DEFAULT_MODEL_PATH)
     assert detector.identity.name == "centernet-mobilenetv3-coco"
@@ -124,8 +125,10 @@ def test_scaled_jpeg_decode_covers_the_model_input_and_finds_the_same_objects(
                 match = same_class[int(np.argmax(overlaps))]
                 assert np.allclose(box_array([match]), box_array([expected]), atol=0.01), (name, expected, match)
     # A frame already smaller than the model input is decoded as it is.
-    assert decode_jpeg(stills["zidane.jpg"].read_bytes(), fit_within=4096).shape == decode_jpeg(
-        stills["zidane.jpg"].read_bytes()).shape
+    assert (
+        decode_jpeg(stills["zidane.jpg"].read_bytes(), fit_within=4096).shape
+        == decode_jpeg(stills["zidane.jpg"].read_bytes()).shape
+    )
 
 
 def test_preprocessing_in_parallel_gives_the_same_tensor_and_detections(stills: dict[str, Path]) -> None:
@@ -149,9 +152,9 @@ def test_batch_returns_each_images_own_results_in_order(stills: dict[str, Path])
     assert batched_detector.last_timings is not None and batched_detector.last_timings.batches == 2
     one_by_one = [batched_detector.detect([image])[0] for image in images]
     assert len(batched) == len(images)
-    for together, alone in zip(batched, one_by_one):
+    for together, alone in zip(batched, one_by_one, strict=False):
         assert [d.class_id for d in together] == [d.class_id for d in alone]
-        for a, b in zip(together, alone):
+        for a, b in zip(together, alone, strict=False):
             assert np.allclose([a.score, a.x1, a.y1, a.x2, a.y2], [b.score, b.x1, b.y1, b.x2, b.y2], atol=1e-4)
     assert batched[0] != batched[1], "bus and zidane must not get the same detections"
     # The mirrored bus: the same bus, mirrored horizontally.
@@ -225,7 +228,8 @@ def build_tiny_yolo_model(path: Path, batch: int) -> None:
         helper.make_node("Add", ["brightness", "anchors"], ["output0"]),
     ]
     graph = helper.make_graph(
-        nodes, "tiny_yolo",
+        nodes,
+        "tiny_yolo",
         [helper.make_tensor_value_info("images", TensorProto.FLOAT, [batch, 3, YOLO_SIZE, YOLO_SIZE])],
         [helper.make_tensor_value_info("output0", TensorProto.FLOAT, [batch, 4 + len(YOLO_CLASSES), 5])],
         initializer=[
@@ -339,7 +343,8 @@ def test_cpu_limit_counts_the_cores_this_process_may_use(tmp_path: Path, monkeyp
 def test_provider_choice_prefers_tensorrt_then_cuda_then_cpu() -> None:
     preferred = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
     assert choose_providers(preferred, ["CPUExecutionProvider", "CUDAExecutionProvider"]) == [
-        "CUDAExecutionProvider", "CPUExecutionProvider",
+        "CUDAExecutionProvider",
+        "CPUExecutionProvider",
     ]
     assert choose_providers(["TensorrtExecutionProvider"], ["CPUExecutionProvider"]) == ["CPUExecutionProvider"]
     with pytest.raises(ModelLoadError, match="none of the providers"):
@@ -350,19 +355,29 @@ def test_tensorrt_gets_a_batch_profile_an_engine_cache_and_fp16(tmp_path: Path) 
     cfg = DetectorModelConfig(max_batch_size=16, device_id=1, tensorrt_cache_dir=tmp_path / "trt")
     providers = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
     trt, cuda, cpu = provider_options(providers, cfg, "input", ["batch", 512, 512, 3])
-    assert trt == ("TensorrtExecutionProvider", {
-        "device_id": "1", "trt_fp16_enable": "True",
-        "trt_engine_cache_enable": "True", "trt_engine_cache_path": str(tmp_path / "trt"),
-        "trt_timing_cache_enable": "True", "trt_timing_cache_path": str(tmp_path / "trt"),
-        "trt_profile_min_shapes": "input:1x512x512x3",
-        "trt_profile_opt_shapes": "input:16x512x512x3",
-        "trt_profile_max_shapes": "input:16x512x512x3",
-    })
+    assert trt == (
+        "TensorrtExecutionProvider",
+        {
+            "device_id": "1",
+            "trt_fp16_enable": "True",
+            "trt_engine_cache_enable": "True",
+            "trt_engine_cache_path": str(tmp_path / "trt"),
+            "trt_timing_cache_enable": "True",
+            "trt_timing_cache_path": str(tmp_path / "trt"),
+            "trt_profile_min_shapes": "input:1x512x512x3",
+            "trt_profile_opt_shapes": "input:16x512x512x3",
+            "trt_profile_max_shapes": "input:16x512x512x3",
+        },
+    )
     assert cuda == ("CUDAExecutionProvider", {"device_id": "1"})
     assert cpu == ("CPUExecutionProvider", {})
     # A fixed-batch model keeps its batch; free spatial axes take the configured input size.
-    (fixed,) = provider_options(["TensorrtExecutionProvider"], cfg.model_copy(update={"tensorrt_fp16": False}),
-                                "images", [2, 3, "height", "width"])
+    (fixed,) = provider_options(
+        ["TensorrtExecutionProvider"],
+        cfg.model_copy(update={"tensorrt_fp16": False}),
+        "images",
+        [2, 3, "height", "width"],
+    )
     assert fixed[1]["trt_fp16_enable"] == "False"
     assert {fixed[1][f"trt_profile_{k}_shapes"] for k in ("min", "opt", "max")} == {"images:2x3x512x512"}
 
@@ -378,8 +393,9 @@ def test_unwritable_tensorrt_cache_is_a_clear_error(tmp_path: Path, monkeypatch:
     blocker.write_text("")
     with pytest.raises(ModelLoadError, match="tensorrt_cache_dir to a writable directory"):
         Detector(DetectorModelConfig(tensorrt_cache_dir=blocker / "trt"))
-    cfg = DetectorModelConfig(tensorrt_cache_dir=tmp_path / "engines",
-                              providers=["TensorrtExecutionProvider", "CPUExecutionProvider"])
+    cfg = DetectorModelConfig(
+        tensorrt_cache_dir=tmp_path / "engines", providers=["TensorrtExecutionProvider", "CPUExecutionProvider"]
+    )
     detector = Detector(cfg)
     assert (tmp_path / "engines").is_dir()
     providers = detector.model.providers

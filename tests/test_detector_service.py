@@ -21,9 +21,21 @@ SERDE = AvroSerde(shipped_catalog())
 
 
 def frame_record(camera: str, sequence: int, jpeg: bytes) -> dict:
-    return {"camera_id": camera, "session_id": "s1", "sequence": sequence, "capture_time": 1_000_000 * sequence,
-            "pts_us": None, "source_partition": 0, "source_offset": sequence, "width": 810, "height": 1080,
-            "jpeg": jpeg, "motion_score": 0.2, "reason": "MOTION", "sampled_at": 0}
+    return {
+        "camera_id": camera,
+        "session_id": "s1",
+        "sequence": sequence,
+        "capture_time": 1_000_000 * sequence,
+        "pts_us": None,
+        "source_partition": 0,
+        "source_offset": sequence,
+        "width": 810,
+        "height": 1080,
+        "jpeg": jpeg,
+        "motion_score": 0.2,
+        "reason": "MOTION",
+        "sampled_at": 0,
+    }
 
 
 @pytest.mark.parametrize("overlap", ["false", "true"], ids=["in-turn", "overlapped"])
@@ -41,20 +53,35 @@ def test_batches_across_cameras_keep_results_apart_and_corrupt_jpeg_goes_to_dlq(
     detections = TopicWatcher(kafka_settings, DETECTIONS, "Detections", SERDE, keys=[c.encode() for c in mine])
     letters = TopicWatcher(kafka_settings, DLQ, "DeadLetter", SERDE, keys=[broken.encode()])
     metrics_port = free_port()
-    detector = ServiceProcess("detector", {
-        "CCTV_KAFKA__BOOTSTRAP_SERVERS": kafka_settings.bootstrap_servers, "CCTV_HTTP__PORT": str(metrics_port),
-        "CCTV_GROUP_ID": f"detector-{unique}", "CCTV_MAX_BATCH": "8", "CCTV_MAX_WAIT_MS": "1000",
-        "CCTV_QUEUE_HIGH": "4", "CCTV_QUEUE_LOW": "1", "CCTV_OVERLAP_PREPROCESSING": overlap,
-        "CCTV_LOG__FORMAT": "text",
-    }, tmp_path / "detector.log").start()
+    detector = ServiceProcess(
+        "detector",
+        {
+            "CCTV_KAFKA__BOOTSTRAP_SERVERS": kafka_settings.bootstrap_servers,
+            "CCTV_HTTP__PORT": str(metrics_port),
+            "CCTV_GROUP_ID": f"detector-{unique}",
+            "CCTV_MAX_BATCH": "8",
+            "CCTV_MAX_WAIT_MS": "1000",
+            "CCTV_QUEUE_HIGH": "4",
+            "CCTV_QUEUE_LOW": "1",
+            "CCTV_OVERLAP_PREPROCESSING": overlap,
+            "CCTV_LOG__FORMAT": "text",
+        },
+        tmp_path / "detector.log",
+    ).start()
     produced: dict[tuple[int, int], tuple[str, int]] = {}  # (partition, offset) → (camera, sequence)
     try:
         wait_for(lambda: "assigned" in detector.log_text(), 90, "the detector to warm up and join")
         producer = make_producer(kafka_settings, "test")
         for sequence in range(6):  # interleaved cameras: batches mix them
             for camera, jpeg in cameras.items():
-                producer.produce(FRAMES, key=camera, value=SERDE.serialize(FRAMES, "Frame", frame_record(camera, sequence, jpeg)),
-                                 on_delivery=lambda _e, m, c=camera, s=sequence: produced.__setitem__((m.partition(), m.offset()), (c, s)))
+                producer.produce(
+                    FRAMES,
+                    key=camera,
+                    value=SERDE.serialize(FRAMES, "Frame", frame_record(camera, sequence, jpeg)),
+                    on_delivery=lambda _e, m, c=camera, s=sequence: produced.__setitem__(
+                        (m.partition(), m.offset()), (c, s)
+                    ),
+                )
         corrupt = bus[: len(bus) // 3] + b"\x00" * 100
         producer.produce(FRAMES, key=broken, value=SERDE.serialize(FRAMES, "Frame", frame_record(broken, 0, corrupt)))
         producer.flush(30)

@@ -56,8 +56,9 @@ def iou(a: DetectedObject, b: DetectedObject) -> float:
 
 def unmatched(reference: list[DetectedObject], candidate: list[DetectedObject]) -> list[DetectedObject]:
     """Reference objects that no candidate of the same class covers at IoU >= 0.5."""
-    return [ref for ref in reference
-            if not any(c.class_name == ref.class_name and iou(ref, c) >= 0.5 for c in candidate)]
+    return [
+        ref for ref in reference if not any(c.class_name == ref.class_name and iou(ref, c) >= 0.5 for c in candidate)
+    ]
 
 
 def confident(detections: list[DetectedObject], classes: tuple[str, ...] = ("person", "bus")) -> list[DetectedObject]:
@@ -99,8 +100,12 @@ def test_any_size_graph_is_identical_to_the_converted_model_at_512() -> None:
     original = onnx.load(str(DEFAULT_MODEL_PATH))
     any_size = script.make_input_size_dynamic(original)
     frames = script.model_inputs(script.sample_frames(0.5, 1.0, 2), 512)
-    outputs = [onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-               .run(None, {"images": frames})[0] for model in (original, any_size)]
+    outputs = [
+        onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+            None, {"images": frames}
+        )[0]
+        for model in (original, any_size)
+    ]
     np.testing.assert_array_equal(outputs[0], outputs[1])
     session = onnxruntime.InferenceSession(any_size.SerializeToString(), providers=["CPUExecutionProvider"])
     small = session.run(None, {"images": script.model_inputs(script.sample_frames(0.5, 1.0, 2), 320)})[0]

@@ -27,28 +27,58 @@ def metrics_offset(kafka_port: int) -> str:
     return str(kafka_port + 10 - 9101)
 
 
-def cctv(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "cctv.cli", *args], cwd=cwd, env=os.environ | (env or {}),
-                          capture_output=True, text=True, timeout=timeout, check=False)
+def cctv(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "cctv.cli", *args],
+        cwd=cwd,
+        env=os.environ | (env or {}),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def start_up(args: list[str], cwd: Path, output: Path, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     with open(output, "w") as out:
         # Its own process group, like a terminal's foreground job, so the test can press Ctrl-C on it.
-        return subprocess.Popen([sys.executable, "-m", "cctv.cli", "up", *args], cwd=cwd, env=os.environ | (env or {}),
-                                stdout=out, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        return subprocess.Popen(
+            [sys.executable, "-m", "cctv.cli", "up", *args],
+            cwd=cwd,
+            env=os.environ | (env or {}),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
 
 
 def camera_file(path: Path, camera_id: str) -> Path:
-    path.write_text(f"cameras:\n  - camera_id: {camera_id}\n    stream_url: file://{SAMPLE}\n    loop: true\n"
-                    "    realtime: true\n")
+    path.write_text(
+        f"cameras:\n  - camera_id: {camera_id}\n    stream_url: file://{SAMPLE}\n    loop: true\n    realtime: true\n"
+    )
     return path
 
 
-def test_second_up_refuses_while_the_first_keeps_running(kafka_broker, schema_registry, unique: str, tmp_path: Path) -> None:
+def test_second_up_refuses_while_the_first_keeps_running(
+    kafka_broker, schema_registry, unique: str, tmp_path: Path
+) -> None:
     camera = f"up-{unique}"
-    ports = ["--kafka-port", str(kafka_broker.port), "--registry-port", str(schema_registry.port), "--rtsp-port", "0",
-             "--http-port-offset", metrics_offset(kafka_broker.port), "--service", "ingest", "--keep-kafka"]
+    ports = [
+        "--kafka-port",
+        str(kafka_broker.port),
+        "--registry-port",
+        str(schema_registry.port),
+        "--rtsp-port",
+        "0",
+        "--http-port-offset",
+        metrics_offset(kafka_broker.port),
+        "--service",
+        "ingest",
+        "--keep-kafka",
+    ]
     # Started from a directory outside the checkout: paths come from the package, not the working directory.
     args = [*ports, "--cameras", str(camera_file(tmp_path / "cams.yaml", camera)), "--state-dir", str(tmp_path / "run")]
     output = tmp_path / "first.out"
@@ -85,7 +115,9 @@ def test_second_up_refuses_while_the_first_keeps_running(kafka_broker, schema_re
         os.killpg(first.pid, signal.SIGINT)  # Ctrl-C: the whole foreground group, services included
         first.wait(120)
         # Whatever happened above, leave no camera behind for later tests (exit 1 if already removed).
-        cctv("cameras", "delete", camera, "-b", bootstrap, cwd=tmp_path, env={"CCTV_REGISTRY__URL": schema_registry.url})
+        cctv(
+            "cameras", "delete", camera, "-b", bootstrap, cwd=tmp_path, env={"CCTV_REGISTRY__URL": schema_registry.url}
+        )
     text = output.read_text()
     assert first.returncode == 0, text
     assert "ingest: stopped" in text and "exited with" not in text
@@ -123,15 +155,44 @@ def test_reset_removes_state_and_the_next_run_starts_with_only_the_sample_camera
     own_cache: dict[str, str], tmp_path: Path
 ) -> None:
     port = str(RESET_KAFKA_PORT)
-    common = ["--kafka-port", port, "--registry-port", "0", "--rtsp-port", "0", "--http-port-offset", metrics_offset(RESET_KAFKA_PORT),
-              "--service", "ingest", "--duration", "1", "--state-dir", str(tmp_path / "run")]
-    down = ["down", "--purge", "--kafka-port", port, "--registry-port", str(RESET_KAFKA_PORT + 1000),
-            "--state-dir", str(tmp_path / "run")]
+    common = [
+        "--kafka-port",
+        port,
+        "--registry-port",
+        "0",
+        "--rtsp-port",
+        "0",
+        "--http-port-offset",
+        metrics_offset(RESET_KAFKA_PORT),
+        "--service",
+        "ingest",
+        "--duration",
+        "1",
+        "--state-dir",
+        str(tmp_path / "run"),
+    ]
+    down = [
+        "down",
+        "--purge",
+        "--kafka-port",
+        port,
+        "--registry-port",
+        str(RESET_KAFKA_PORT + 1000),
+        "--state-dir",
+        str(tmp_path / "run"),
+    ]
     bootstrap = f"127.0.0.1:{port}"
     try:
         # An earlier experiment left a camera behind.
-        old = cctv("up", *common, "--cameras", str(camera_file(tmp_path / "old.yaml", "old-experiment")),
-                   cwd=tmp_path, env=own_cache, timeout=300)
+        old = cctv(
+            "up",
+            *common,
+            "--cameras",
+            str(camera_file(tmp_path / "old.yaml", "old-experiment")),
+            cwd=tmp_path,
+            env=own_cache,
+            timeout=300,
+        )
         assert old.returncode == 0, old.stdout + old.stderr
         assert "stopped Kafka on port" in old.stdout  # it started that broker, so it stopped it
 

@@ -47,16 +47,35 @@ SECRET = b"test-webhook-secret-0123456789"
 def alert(alert_id: str, kind: str = "NEW", sequence: int = 0, camera: str = "cam-1") -> dict:
     now_us = time.time_ns() // 1000
     return {
-        "alert_id": alert_id, "kind": kind, "sequence": sequence, "event_type": "intrusion", "rule_id": "r1",
-        "severity": "HIGH", "camera_id": camera, "camera_name": camera, "site_id": "site-1", "location": None,
-        "tags": [], "zone_id": "road", "zone_name": "road", "started_at": now_us, "detected_at": now_us,
-        "ended_at": now_us if kind == "END" else None, "track_ids": [1], "objects": [], "frame": None,
-        "snapshot_jpeg": b"\xff\xd8jpeg", "description": "person entered restricted zone road", "destinations": [],
-        "produced_at": now_us, "evidence": None,
+        "alert_id": alert_id,
+        "kind": kind,
+        "sequence": sequence,
+        "event_type": "intrusion",
+        "rule_id": "r1",
+        "severity": "HIGH",
+        "camera_id": camera,
+        "camera_name": camera,
+        "site_id": "site-1",
+        "location": None,
+        "tags": [],
+        "zone_id": "road",
+        "zone_name": "road",
+        "started_at": now_us,
+        "detected_at": now_us,
+        "ended_at": now_us if kind == "END" else None,
+        "track_ids": [1],
+        "objects": [],
+        "frame": None,
+        "snapshot_jpeg": b"\xff\xd8jpeg",
+        "description": "person entered restricted zone road",
+        "destinations": [],
+        "produced_at": now_us,
+        "evidence": None,
     }
 
 
 # --- pure pieces ------------------------------------------------------------------------------------
+
 
 def test_cloud_event_is_cloudevents_1_0_with_idempotent_id_and_no_bytes() -> None:
     event = cloud_event(alert("a-1", "UPDATE", 3), "police")
@@ -109,8 +128,16 @@ def test_offsets_commit_only_below_the_oldest_undelivered_alert() -> None:
 
 
 def test_routing_file_endpoints_are_validated(tmp_path: Path) -> None:
-    good = {"routes": [], "endpoints": {"police": {"webhooks": [
-        {"name": "hq", "url": "https://police.example/hook", "secret": {"env": "POLICE_HOOK_SECRET"}}]}}}
+    good = {
+        "routes": [],
+        "endpoints": {
+            "police": {
+                "webhooks": [
+                    {"name": "hq", "url": "https://police.example/hook", "secret": {"env": "POLICE_HOOK_SECRET"}}
+                ]
+            }
+        },
+    }
     path = tmp_path / "routes.yaml"
     path.write_text(yaml.safe_dump(good))
     assert RoutingTable.from_yaml(path).endpoints["police"].webhooks[0].name == "hq"
@@ -133,9 +160,14 @@ def test_secret_reference_says_what_is_missing(tmp_path: Path, monkeypatch: pyte
     secret_file.write_text("s3cret\n")
     assert SecretRef(file=secret_file).read() == b"s3cret"
     with pytest.raises(ValidationError):
-        DestinationDelivery.model_validate({"webhooks": [
-            {"name": "a", "url": "http://x/", "secret": {"env": "A"}},
-            {"name": "a", "url": "http://y/", "secret": {"env": "A"}}]})
+        DestinationDelivery.model_validate(
+            {
+                "webhooks": [
+                    {"name": "a", "url": "http://x/", "secret": {"env": "A"}},
+                    {"name": "a", "url": "http://y/", "secret": {"env": "A"}},
+                ]
+            }
+        )
 
 
 # --- the service ------------------------------------------------------------------------------------
@@ -164,7 +196,8 @@ def publish(kafka: KafkaSettings, destination: str, *records: dict) -> None:
 
 
 def test_dispatcher_delivers_signed_events_retries_dead_letters_and_isolates_endpoints(
-        kafka_settings: KafkaSettings, unique: str, tmp_path: Path) -> None:
+    kafka_settings: KafkaSettings, unique: str, tmp_path: Path
+) -> None:
     create_topics(kafka_settings, pipeline_topics())
     group = f"dispatcher-{unique}"
     position_group_at_end(kafka_settings, group)
@@ -178,16 +211,30 @@ def test_dispatcher_delivers_signed_events_retries_dead_letters_and_isolates_end
     def hook(name: str, receiver: Receiver, **extra: object) -> dict:
         return {"webhooks": [{"name": name, "url": receiver.url, **extra}]}
 
-    routes.write_text(yaml.safe_dump({"routes": [], "endpoints": {
-        "police": hook("hq", flaky, secret={"env": "CCTV_TEST_POLICE_HOOK_SECRET"}),
-        "fire": hook("station", dead, secret={"file": str(secret_file)}, timeout_s=60, max_attempts=2),
-        "disaster-management": hook("ndms", healthy, secret={"file": str(secret_file)}),
-    }}))
+    routes.write_text(
+        yaml.safe_dump(
+            {
+                "routes": [],
+                "endpoints": {
+                    "police": hook("hq", flaky, secret={"env": "CCTV_TEST_POLICE_HOOK_SECRET"}),
+                    "fire": hook("station", dead, secret={"file": str(secret_file)}, timeout_s=60, max_attempts=2),
+                    "disaster-management": hook("ndms", healthy, secret={"file": str(secret_file)}),
+                },
+            }
+        )
+    )
     metrics_port = free_port()
-    env = {"CCTV_KAFKA__BOOTSTRAP_SERVERS": kafka_settings.bootstrap_servers, "CCTV_HTTP__PORT": str(metrics_port),
-           "CCTV_LOG__FORMAT": "text", "CCTV_GROUP_ID": group, "CCTV_ROUTES_FILE": str(routes),
-           "CCTV_RETRY_INITIAL_S": "0.2", "CCTV_RETRY_MAX_S": "1", "CCTV_COMMIT_INTERVAL_S": "0.5",
-           "CCTV_TEST_POLICE_HOOK_SECRET": SECRET.decode()}
+    env = {
+        "CCTV_KAFKA__BOOTSTRAP_SERVERS": kafka_settings.bootstrap_servers,
+        "CCTV_HTTP__PORT": str(metrics_port),
+        "CCTV_LOG__FORMAT": "text",
+        "CCTV_GROUP_ID": group,
+        "CCTV_ROUTES_FILE": str(routes),
+        "CCTV_RETRY_INITIAL_S": "0.2",
+        "CCTV_RETRY_MAX_S": "1",
+        "CCTV_COMMIT_INTERVAL_S": "0.5",
+        "CCTV_TEST_POLICE_HOOK_SECRET": SECRET.decode(),
+    }
     log_file = tmp_path / "dispatcher.log"
     service = ServiceProcess("dispatcher", env, log_file, module="services.dispatcher.main").start()
     try:
@@ -203,8 +250,9 @@ def test_dispatcher_delivers_signed_events_retries_dead_letters_and_isolates_end
 
         # Retries while the endpoint answers 500, then delivery in incident order, each once.
         incident = f"{unique}-intrusion"
-        publish(kafka_settings, "police", alert(incident, "NEW", 0), alert(incident, "UPDATE", 1),
-                alert(incident, "END", 2))
+        publish(
+            kafka_settings, "police", alert(incident, "NEW", 0), alert(incident, "UPDATE", 1), alert(incident, "END", 2)
+        )
         expected = [f"{incident}:new:0", f"{incident}:update:1", f"{incident}:end:2"]
         wait_for(lambda: len(flaky.accepted_ids()) >= 3, 60, "the police events after the endpoint recovered")
         assert flaky.attempts[:4] == [expected[0]] * 4  # three 500s, then accepted
@@ -215,19 +263,24 @@ def test_dispatcher_delivers_signed_events_retries_dead_letters_and_isolates_end
 
         # The example verifier (inside the receiver) refuses a forged request.
         forged = encode(cloud_event(alert(incident, "END", 9), "police"))
-        response = httpx.post(flaky.url, content=forged, headers=signed_headers(b"wrong", int(time.time()), forged,
-                                                                             {"id": "x"}))
+        response = httpx.post(
+            flaky.url, content=forged, headers=signed_headers(b"wrong", int(time.time()), forged, {"id": "x"})
+        )
         assert response.status_code == 401 and flaky.rejected_signatures == 1 and len(flaky.accepted) == 3
 
         # The dead endpoint gives up after max_attempts: each event dead-lettered with the reason.
         dead.hold.set()  # held requests now get 500; its last attempt fails
-        dead_letters = read_topic(kafka_settings, DLQ, 2, timeout_s=60,
-                                  predicate=lambda m: m.key() in (fire_1.encode(), fire_2.encode()))
+        dead_letters = read_topic(
+            kafka_settings, DLQ, 2, timeout_s=60, predicate=lambda m: m.key() in (fire_1.encode(), fire_2.encode())
+        )
         letters = [SERDE.deserialize(DLQ, "DeadLetter", m.value()) for m in dead_letters]
         assert {letter["service"] for letter in letters} == {"dispatcher"}
         assert all("after 2 attempt(s)" in x["error_message"] and "HTTP 500" in x["error_message"] for x in letters)
         # The original alert bytes travel in the letter (the DLQ has 3 partitions: no order between the two).
-        assert {SERDE.deserialize(destination_topic("fire"), "Alert", x["value"])["alert_id"] for x in letters} == {fire_1, fire_2}
+        assert {SERDE.deserialize(destination_topic("fire"), "Alert", x["value"])["alert_id"] for x in letters} == {
+            fire_1,
+            fire_2,
+        }
 
         # ... and delivery resumes once it answers again.
         dead.hold, dead.fail_first = None, 0
@@ -252,7 +305,8 @@ def test_dispatcher_delivers_signed_events_retries_dead_letters_and_isolates_end
 
 
 def test_snapshots_leave_masked_unless_the_destination_may_have_them_unmasked_and_each_release_is_audited(
-        kafka_settings: KafkaSettings, unique: str, tmp_path: Path) -> None:
+    kafka_settings: KafkaSettings, unique: str, tmp_path: Path
+) -> None:
     create_topics(kafka_settings, pipeline_topics())
     group = f"dispatcher-snap-{unique}"
     position_group_at_end(kafka_settings, group)
@@ -261,13 +315,25 @@ def test_snapshots_leave_masked_unless_the_destination_may_have_them_unmasked_an
     police, fire = Receiver(SECRET).start(), Receiver(SECRET).start()
     routes = tmp_path / "routes.yaml"
     secret = {"env": "CCTV_TEST_HOOK_SECRET"}
-    routes.write_text(yaml.safe_dump({"routes": [], "endpoints": {
-        "police": {"webhooks": [{"name": "hq", "url": police.url, "secret": secret}]},
-        "fire": {"unmasked": True, "webhooks": [{"name": "station", "url": fire.url, "secret": secret}]},
-    }}))
-    env = {"CCTV_KAFKA__BOOTSTRAP_SERVERS": kafka_settings.bootstrap_servers, "CCTV_HTTP__PORT": "0",
-           "CCTV_LOG__FORMAT": "text", "CCTV_GROUP_ID": group, "CCTV_ROUTES_FILE": str(routes),
-           "CCTV_TEST_HOOK_SECRET": SECRET.decode()}
+    routes.write_text(
+        yaml.safe_dump(
+            {
+                "routes": [],
+                "endpoints": {
+                    "police": {"webhooks": [{"name": "hq", "url": police.url, "secret": secret}]},
+                    "fire": {"unmasked": True, "webhooks": [{"name": "station", "url": fire.url, "secret": secret}]},
+                },
+            }
+        )
+    )
+    env = {
+        "CCTV_KAFKA__BOOTSTRAP_SERVERS": kafka_settings.bootstrap_servers,
+        "CCTV_HTTP__PORT": "0",
+        "CCTV_LOG__FORMAT": "text",
+        "CCTV_GROUP_ID": group,
+        "CCTV_ROUTES_FILE": str(routes),
+        "CCTV_TEST_HOOK_SECRET": SECRET.decode(),
+    }
     alert_id = f"{unique}-snap"
     watcher = TopicWatcher(kafka_settings, AUDIT, "AuditRecord", SERDE, keep=lambda r: r["alert_id"] == alert_id)
     service = ServiceProcess("dispatcher", env, tmp_path / "dispatcher.log", module="services.dispatcher.main").start()
@@ -292,24 +358,52 @@ def test_snapshots_leave_masked_unless_the_destination_may_have_them_unmasked_an
     unmasked_snapshot = fire.accepted[0]["data"]["snapshot"]
     assert unmasked_snapshot["masked"] is False and base64.b64decode(unmasked_snapshot["jpeg_base64"]) == still
     by_agency = {r["actor"]: r for r in ledger}
-    assert by_agency["police"]["what"] == "webhook.snapshot" and "masked=true; faces_masked=2" in by_agency["police"]["detail"]
+    assert (
+        by_agency["police"]["what"] == "webhook.snapshot"
+        and "masked=true; faces_masked=2" in by_agency["police"]["detail"]
+    )
     assert by_agency["fire"]["what"] == "webhook.snapshot.unmasked" and by_agency["fire"]["camera_id"] == "cam-1"
     assert {r["outcome"] for r in ledger} == {"ALLOWED"} and len(ledger) == 2
 
 
 def test_an_event_still_being_retried_when_the_dispatcher_stops_is_delivered_after_restart_exactly_once(
-        kafka_settings: KafkaSettings, unique: str, tmp_path: Path) -> None:
+    kafka_settings: KafkaSettings, unique: str, tmp_path: Path
+) -> None:
     create_topics(kafka_settings, pipeline_topics())
     group = f"dispatcher-restart-{unique}"
     position_group_at_end(kafka_settings, group)
     receiver = Receiver(SECRET, fail_first=10**6).start()  # down until the test says otherwise
     routes = tmp_path / "routes.yaml"
-    routes.write_text(yaml.safe_dump({"routes": [], "endpoints": {"police": {"webhooks": [
-        {"name": "hq", "url": receiver.url, "secret": {"env": "CCTV_TEST_HOOK_SECRET"}, "max_attempts": 100}]}}}))
-    env = {"CCTV_KAFKA__BOOTSTRAP_SERVERS": kafka_settings.bootstrap_servers, "CCTV_HTTP__PORT": "0",
-           "CCTV_LOG__FORMAT": "text", "CCTV_GROUP_ID": group, "CCTV_ROUTES_FILE": str(routes),
-           "CCTV_RETRY_INITIAL_S": "0.2", "CCTV_RETRY_MAX_S": "0.5", "CCTV_COMMIT_INTERVAL_S": "0.2",
-           "CCTV_TEST_HOOK_SECRET": SECRET.decode()}
+    routes.write_text(
+        yaml.safe_dump(
+            {
+                "routes": [],
+                "endpoints": {
+                    "police": {
+                        "webhooks": [
+                            {
+                                "name": "hq",
+                                "url": receiver.url,
+                                "secret": {"env": "CCTV_TEST_HOOK_SECRET"},
+                                "max_attempts": 100,
+                            }
+                        ]
+                    }
+                },
+            }
+        )
+    )
+    env = {
+        "CCTV_KAFKA__BOOTSTRAP_SERVERS": kafka_settings.bootstrap_servers,
+        "CCTV_HTTP__PORT": "0",
+        "CCTV_LOG__FORMAT": "text",
+        "CCTV_GROUP_ID": group,
+        "CCTV_ROUTES_FILE": str(routes),
+        "CCTV_RETRY_INITIAL_S": "0.2",
+        "CCTV_RETRY_MAX_S": "0.5",
+        "CCTV_COMMIT_INTERVAL_S": "0.2",
+        "CCTV_TEST_HOOK_SECRET": SECRET.decode(),
+    }
     incident = f"{unique}-restart"
     first = ServiceProcess("dispatcher", env, tmp_path / "first.log", module="services.dispatcher.main").start()
     try:
@@ -328,7 +422,8 @@ def test_an_event_still_being_retried_when_the_dispatcher_stops_is_delivered_aft
 
 
 def test_changed_endpoints_in_the_routing_file_take_effect_without_a_restart_and_a_broken_change_is_refused(
-        kafka_settings: KafkaSettings, unique: str, tmp_path: Path) -> None:
+    kafka_settings: KafkaSettings, unique: str, tmp_path: Path
+) -> None:
     create_topics(kafka_settings, pipeline_topics())
     group = f"dispatcher-reload-{unique}"
     position_group_at_end(kafka_settings, group)
@@ -340,9 +435,14 @@ def test_changed_endpoints_in_the_routing_file_take_effect_without_a_restart_and
         routes.write_text(yaml.safe_dump({"routes": [], "endpoints": endpoints}))
 
     write({"police": {"webhooks": [{"name": "hq", "url": old.url, "secret": secret}]}})
-    env = {"CCTV_KAFKA__BOOTSTRAP_SERVERS": kafka_settings.bootstrap_servers, "CCTV_HTTP__PORT": "0",
-           "CCTV_LOG__FORMAT": "text", "CCTV_GROUP_ID": group, "CCTV_ROUTES_FILE": str(routes),
-           "CCTV_TEST_HOOK_SECRET": SECRET.decode()}
+    env = {
+        "CCTV_KAFKA__BOOTSTRAP_SERVERS": kafka_settings.bootstrap_servers,
+        "CCTV_HTTP__PORT": "0",
+        "CCTV_LOG__FORMAT": "text",
+        "CCTV_GROUP_ID": group,
+        "CCTV_ROUTES_FILE": str(routes),
+        "CCTV_TEST_HOOK_SECRET": SECRET.decode(),
+    }
     log_file = tmp_path / "dispatcher.log"
     service = ServiceProcess("dispatcher", env, log_file, module="services.dispatcher.main").start()
     try:
@@ -351,8 +451,12 @@ def test_changed_endpoints_in_the_routing_file_take_effect_without_a_restart_and
         # A change whose secret cannot be read is refused; the current endpoints keep working.
         write({"police": {"webhooks": [{"name": "hq", "url": new.url, "secret": {"env": "CCTV_TEST_UNSET_SECRET"}}]}})
         wait_for(lambda: "CCTV_TEST_UNSET_SECRET" in log_file.read_text(), 30, "the refused change to be logged")
-        write({"police": {"webhooks": [{"name": "hq", "url": new.url, "secret": secret}]},
-               "fire": {"webhooks": [{"name": "station", "url": fire.url, "secret": secret}]}})
+        write(
+            {
+                "police": {"webhooks": [{"name": "hq", "url": new.url, "secret": secret}]},
+                "fire": {"webhooks": [{"name": "station", "url": fire.url, "secret": secret}]},
+            }
+        )
         wait_for(lambda: "endpoints changed" in log_file.read_text(), 30, "the new endpoints to be taken")
         publish(kafka_settings, "police", alert(f"{unique}-b"))
         publish(kafka_settings, "fire", alert(f"{unique}-c"))

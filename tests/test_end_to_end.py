@@ -32,18 +32,34 @@ def test_sample_footage_raises_routed_alerts_end_to_end(
     kafka_settings: KafkaSettings, schema_registry, publish_cameras, unique: str, tmp_path: Path
 ) -> None:
     camera = f"e2e-{unique}"
-    publish_cameras([CameraEntry(
-        camera_id=camera, name="E2E campus road", site_id="campus", stream_url=f"file://{SAMPLE}",
-        loop=True, realtime=True, tags=["crime-hotspot"], sampling=Sampling(mode="fps", fps=2, heartbeat_s=10),
-        zones=[
-            {"name": "road", "polygon": ROAD, "rules": [{"type": "intrusion"}]},
-            {"name": "facade", "polygon": FACADE, "rules": [{"type": "intrusion"}]},
-        ],
-    )])
+    publish_cameras(
+        [
+            CameraEntry(
+                camera_id=camera,
+                name="E2E campus road",
+                site_id="campus",
+                stream_url=f"file://{SAMPLE}",
+                loop=True,
+                realtime=True,
+                tags=["crime-hotspot"],
+                sampling=Sampling(mode="fps", fps=2, heartbeat_s=10),
+                zones=[
+                    {"name": "road", "polygon": ROAD, "rules": [{"type": "intrusion"}]},
+                    {"name": "facade", "polygon": FACADE, "rules": [{"type": "intrusion"}]},
+                ],
+            )
+        ]
+    )
 
     # A downstream team's consumer: plain client, registry deserializer, started before the pipeline.
-    downstream = Consumer({"bootstrap.servers": kafka_settings.bootstrap_servers, "group.id": f"police-{unique}",
-                           "auto.offset.reset": "latest", "enable.auto.commit": False})
+    downstream = Consumer(
+        {
+            "bootstrap.servers": kafka_settings.bootstrap_servers,
+            "group.id": f"police-{unique}",
+            "auto.offset.reset": "latest",
+            "enable.auto.commit": False,
+        }
+    )
     deserialize = AvroDeserializer(SchemaRegistryClient({"url": schema_registry.url}))
     main_topic, police_topic = "cctv.alerts.v1", "cctv.alerts.police.v1"
     assignment = []
@@ -53,13 +69,21 @@ def test_sample_footage_raises_routed_alerts_end_to_end(
             assignment.append(TopicPartition(topic, partition, high))
     downstream.assign(assignment)
 
-    env = {"CCTV_KAFKA__BOOTSTRAP_SERVERS": kafka_settings.bootstrap_servers, "CCTV_REGISTRY__URL": schema_registry.url,
-           "CCTV_HTTP__PORT": "0", "CCTV_LOG__FORMAT": "text"}
-    groups = {"ingest": {"CCTV_GROUP_ID": f"ingest-{unique}"},
-              "frame-sampler": {"CCTV_GROUP_ID": f"sampler-{unique}"},
-              "detector": {"CCTV_GROUP_ID": f"detector-{unique}"},
-              "alert-router": {"CCTV_GROUP_ID": f"router-{unique}", "CCTV_DATA_DIR": str(tmp_path / "faust")}}
-    services = [ServiceProcess(name, env | groups[name], tmp_path / f"{name}.log").start() for name in PIPELINE_SERVICES]
+    env = {
+        "CCTV_KAFKA__BOOTSTRAP_SERVERS": kafka_settings.bootstrap_servers,
+        "CCTV_REGISTRY__URL": schema_registry.url,
+        "CCTV_HTTP__PORT": "0",
+        "CCTV_LOG__FORMAT": "text",
+    }
+    groups = {
+        "ingest": {"CCTV_GROUP_ID": f"ingest-{unique}"},
+        "frame-sampler": {"CCTV_GROUP_ID": f"sampler-{unique}"},
+        "detector": {"CCTV_GROUP_ID": f"detector-{unique}"},
+        "alert-router": {"CCTV_GROUP_ID": f"router-{unique}", "CCTV_DATA_DIR": str(tmp_path / "faust")},
+    }
+    services = [
+        ServiceProcess(name, env | groups[name], tmp_path / f"{name}.log").start() for name in PIPELINE_SERVICES
+    ]
     started = time.monotonic()
     received: dict[str, list[dict]] = {main_topic: [], police_topic: []}
     receive_times: list[float] = []
@@ -79,13 +103,39 @@ def test_sample_footage_raises_routed_alerts_end_to_end(
                 received[message.topic()].append(alert)
                 receive_times.append(time.time())
         # What an operator runs meanwhile: the status overview and the alert tail with evidence saved.
-        cli_env = os.environ | {"CCTV_KAFKA__BOOTSTRAP_SERVERS": kafka_settings.bootstrap_servers,
-                                "CCTV_REGISTRY__URL": schema_registry.url, "COLUMNS": "250"}
-        status = subprocess.run([sys.executable, "-m", "cctv.cli", "status", "--window", "1"], env=cli_env,
-                                capture_output=True, text=True, timeout=120)
-        tail = subprocess.run([sys.executable, "-m", "cctv.cli", "alerts", "tail", "--destination", "police",
-                               "--from-beginning", "--idle-exit", "5", "--snapshots", str(tmp_path / "evidence")],
-                              env=cli_env, capture_output=True, text=True, timeout=120, input="")
+        cli_env = os.environ | {
+            "CCTV_KAFKA__BOOTSTRAP_SERVERS": kafka_settings.bootstrap_servers,
+            "CCTV_REGISTRY__URL": schema_registry.url,
+            "COLUMNS": "250",
+        }
+        status = subprocess.run(
+            [sys.executable, "-m", "cctv.cli", "status", "--window", "1"],
+            env=cli_env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        tail = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "cctv.cli",
+                "alerts",
+                "tail",
+                "--destination",
+                "police",
+                "--from-beginning",
+                "--idle-exit",
+                "5",
+                "--snapshots",
+                str(tmp_path / "evidence"),
+            ],
+            env=cli_env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            input="",
+        )
     finally:
         downstream.close()
         codes = {service.name: service.stop(timeout_s=GRACEFUL_STOP_S) for service in services}
@@ -118,7 +168,9 @@ def test_sample_footage_raises_routed_alerts_end_to_end(
     assert (tmp_path / "evidence" / f"{first['alert_id']}-new-0.jpg").read_bytes()[:2] == b"\xff\xd8"
 
     latencies = [(a["produced_at"] - a["detected_at"]).total_seconds() for a in alerts]
-    print(f"\nfirst alert {first_after:.1f} s after the services started; "
-          f"capture->alert latency p50 {statistics.median(latencies):.2f} s, max {max(latencies):.2f} s "
-          f"over {len(alerts)} alerts")
+    print(
+        f"\nfirst alert {first_after:.1f} s after the services started; "
+        f"capture->alert latency p50 {statistics.median(latencies):.2f} s, max {max(latencies):.2f} s "
+        f"over {len(alerts)} alerts"
+    )
     assert first_after < 120

@@ -16,8 +16,11 @@ from cctv.evaluation.scoring import LabelledEvent, RaisedAlert, score
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "samples"
-LAWN = {"name": "lawn", "polygon": [[0.0, 0.46], [0.3, 0.54], [0.6, 0.68], [1.0, 0.87], [1.0, 1.0], [0.0, 1.0]],
-        "rules": [{"type": "intrusion"}]}
+LAWN = {
+    "name": "lawn",
+    "polygon": [[0.0, 0.46], [0.3, 0.54], [0.6, 0.68], [1.0, 0.87], [1.0, 1.0], [0.0, 1.0]],
+    "rules": [{"type": "intrusion"}],
+}
 
 
 def _one(event_start_s: float, alert_at_s: float, end_s: float | None = None):
@@ -59,8 +62,12 @@ def test_an_alert_of_another_zone_or_type_detects_nothing() -> None:
 
 def test_an_event_of_an_unlabelled_type_or_unknown_zone_is_refused_with_the_fix(tmp_path: Path) -> None:
     path = tmp_path / "a.yaml"
-    clip = {"clip": "vtest-h264.mp4", "zones": [LAWN], "labelled": ["intrusion"],
-            "events": [{"type": "loitering", "start_s": 3}]}
+    clip = {
+        "clip": "vtest-h264.mp4",
+        "zones": [LAWN],
+        "labelled": ["intrusion"],
+        "events": [{"type": "loitering", "start_s": 3}],
+    }
     path.write_text(yaml.safe_dump({"clips": [clip]}))
     with pytest.raises(AnnotationError, match=r"\['loitering'\] are not in `labelled`"):
         load_annotations(path, SAMPLES)
@@ -78,14 +85,32 @@ def test_cctv_eval_on_an_annotated_excerpt_gives_the_expected_counts(tmp_path: P
     # 44-58 s of the sample clip: two people step onto the lawn at 50.5 s (6.5 s into the excerpt), as
     # labelled by hand in samples/annotations/vtest.yaml; before that everybody keeps to the path.
     annotations = tmp_path / "excerpt.yaml"
-    annotations.write_text(yaml.safe_dump({"clips": [{
-        "clip": "vtest-h264.mp4", "start_s": 44, "end_s": 58, "sampling": {"mode": "fps", "fps": 2},
-        "zones": [LAWN], "labelled": ["intrusion"],
-        "events": [{"type": "intrusion", "zone": "lawn", "start_s": 6.5, "end_s": 14}]}]}))
+    annotations.write_text(
+        yaml.safe_dump(
+            {
+                "clips": [
+                    {
+                        "clip": "vtest-h264.mp4",
+                        "start_s": 44,
+                        "end_s": 58,
+                        "sampling": {"mode": "fps", "fps": 2},
+                        "zones": [LAWN],
+                        "labelled": ["intrusion"],
+                        "events": [{"type": "intrusion", "zone": "lawn", "start_s": 6.5, "end_s": 14}],
+                    }
+                ]
+            }
+        )
+    )
     out = tmp_path / "out"
     result = subprocess.run(
         [sys.executable, "-m", "cctv.cli", "eval", str(annotations), "--clips", str(SAMPLES), "--out", str(out)],
-        capture_output=True, text=True, timeout=300, check=False, cwd=REPO)
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        cwd=REPO,
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads((out / "eval.json").read_text())
     (intrusion,) = report["types"]
@@ -100,6 +125,7 @@ def test_cctv_eval_on_an_annotated_excerpt_gives_the_expected_counts(tmp_path: P
     at = alert["at_s"]
     raised = [RaisedAlert("x", "intrusion", "lawn", at)]
     for label_start, detected in ((at + 2, True), (at + 3, False), (at - 10, True), (at - 11, False)):
-        counts = score([LabelledEvent("x", "intrusion", label_start, None, "lawn")], raised,
-                       {"intrusion": {"x": 14.0}})["intrusion"]
+        counts = score(
+            [LabelledEvent("x", "intrusion", label_start, None, "lawn")], raised, {"intrusion": {"x": 14.0}}
+        )["intrusion"]
         assert (counts.tp, counts.fn) == ((1, 0) if detected else (0, 1)), label_start

@@ -20,11 +20,13 @@ ALERT = REPO / "schemas" / "alert.avsc"
 
 def schema_without_evidence() -> dict:
     """The newest committed Alert schema that has no evidence field (the contract before clips)."""
-    commits = subprocess.run(["git", "log", "--format=%H", "--", "schemas/alert.avsc"], cwd=REPO,
-                             capture_output=True, text=True, check=True).stdout.split()
+    commits = subprocess.run(
+        ["git", "log", "--format=%H", "--", "schemas/alert.avsc"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.split()
     for commit in commits:
-        shown = subprocess.run(["git", "show", f"{commit}:schemas/alert.avsc"], cwd=REPO, capture_output=True, text=True,
-                               check=False)
+        shown = subprocess.run(
+            ["git", "show", f"{commit}:schemas/alert.avsc"], cwd=REPO, capture_output=True, text=True, check=False
+        )
         if shown.returncode == 0:
             schema = json.loads(shown.stdout)
             if all(field["name"] != "evidence" for field in schema["fields"]):
@@ -55,8 +57,10 @@ def test_old_alerts_read_with_the_new_schema_have_no_evidence_and_new_ones_read_
     read_by_old_consumer = roundtrip(new_alert, new, old)
     assert "evidence" not in read_by_old_consumer
     assert read_by_old_consumer["alert_id"] == new_alert["alert_id"]
-    assert roundtrip(new_alert, new, new)["evidence"] == {"clip_id": "f7def71e-01",
-                                                          "uri": "cctv-evidence://clips/f7def71e-01"}
+    assert roundtrip(new_alert, new, new)["evidence"] == {
+        "clip_id": "f7def71e-01",
+        "uri": "cctv-evidence://clips/f7def71e-01",
+    }
 
 
 def test_evidence_uri_names_the_clip() -> None:

@@ -419,7 +419,9 @@ def test_unknown_codec_is_reported_once_and_does_not_stop_other_cameras(footage:
     # Through the service's own map of cameras: one decoder per camera, created on first sight.
     cameras = CameraMap(sampler_config(sampling=emit_everything()))
     bogus = [dataclasses.replace(packet, camera_id="lobby", codec="no-such-codec") for packet in footage[:20]]
-    outputs = [cameras.get(packet.camera_id).decoder.process(packet) for packet in bogus[:10] + footage[:20] + bogus[10:]]
+    outputs = [
+        cameras.get(packet.camera_id).decoder.process(packet) for packet in bogus[:10] + footage[:20] + bogus[10:]
+    ]
     issues = [issue for output in outputs for issue in output.issues]
     assert [issue.kind for issue in issues] == ["unsupported_codec"]
     assert cameras.get("lobby").decoder.counters.unsupported_codec_packets == 20
@@ -501,4 +503,6 @@ def test_jpegs_encoded_on_an_executor_equal_inline_ones(footage: list[EncodedPac
         deferred.finish()
     assert not deferred.pending_jpegs
     assert [f.sequence for f in deferred.frames] == [f.sequence for f in inline.frames] == list(range(0, 120, 10))
-    assert [(f.jpeg, f.width, f.height) for f in deferred.frames] == [(f.jpeg, f.width, f.height) for f in inline.frames]
+    assert [(f.jpeg, f.width, f.height) for f in deferred.frames] == [
+        (f.jpeg, f.width, f.height) for f in inline.frames
+    ]

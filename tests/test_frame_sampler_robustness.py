@@ -44,8 +44,12 @@ def walking_rgb() -> list[np.ndarray]:
 def lit(frames: list[np.ndarray], change: Callable[[np.ndarray], np.ndarray], seed: int) -> list[np.ndarray]:
     """The frames under another light, with a camera's sensor noise (seeded: reproducible)."""
     rng = np.random.default_rng(seed)
-    return [np.clip(change(f.astype(np.float32)) + 6.0 * rng.standard_normal(f.shape, dtype=np.float32), 0, 255)
-            .astype(np.uint8) for f in frames]
+    return [
+        np.clip(change(f.astype(np.float32)) + 6.0 * rng.standard_normal(f.shape, dtype=np.float32), 0, 255).astype(
+            np.uint8
+        )
+        for f in frames
+    ]
 
 
 @pytest.mark.parametrize("change", sorted(LIGHT_CHANGES))
@@ -55,8 +59,11 @@ def test_sudden_light_change_does_not_activate_but_people_after_it_do(
     """3 s of the empty first frame, the light changes, 3 s more of it, then people walk under the new
     light: the camera stays idle through the change and becomes active only once people move."""
     still = walking_rgb[0]
-    frames = (lit([still] * 30, lambda rgb: rgb, seed=1) + lit([still] * 30, LIGHT_CHANGES[change], seed=2)
-              + lit(walking_rgb, LIGHT_CHANGES[change], seed=3))
+    frames = (
+        lit([still] * 30, lambda rgb: rgb, seed=1)
+        + lit([still] * 30, LIGHT_CHANGES[change], seed=2)
+        + lit(walking_rgb, LIGHT_CHANGES[change], seed=3)
+    )
     packets = demux(encode_clip(frames, tmp_path / f"{change}.mp4"))
     decoder = CameraDecoder(CAMERA, sampler_config(sampling={"heartbeat_s": 5.0}))
     output = run(decoder, packets)
@@ -82,8 +89,10 @@ def test_camera_taken_over_mid_gop_starts_at_the_next_keyframe_without_an_issue(
     handover = 405
     next_keyframe = next(p.sequence for p in footage[handover:] if p.is_keyframe)
     assert next_keyframe > handover
-    as_the_service_sees_them = [dataclasses.replace(p, codec="", extradata=None) if p.sequence < next_keyframe else p
-                                for p in footage[handover:handover + 60]]
+    as_the_service_sees_them = [
+        dataclasses.replace(p, codec="", extradata=None) if p.sequence < next_keyframe else p
+        for p in footage[handover : handover + 60]
+    ]
     decoder = CameraDecoder(CAMERA, sampler_config(sampling=emit_everything(fps=2)))
     output = run(decoder, as_the_service_sees_them)
 

@@ -35,10 +35,17 @@ def demux_file(camera_id: str) -> list[PacketRecord]:
 
 
 def sampler(name: str, kafka: KafkaSettings, group: str, tmp_path: Path, port: int = 0) -> ServiceProcess:
-    return ServiceProcess("frame-sampler", {
-        "CCTV_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers, "CCTV_HTTP__PORT": str(port),
-        "CCTV_GROUP_ID": group, "CCTV_INSTANCE_ID": name, "CCTV_LOG__FORMAT": "text",
-    }, tmp_path / f"{name}.log").start()
+    return ServiceProcess(
+        "frame-sampler",
+        {
+            "CCTV_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+            "CCTV_HTTP__PORT": str(port),
+            "CCTV_GROUP_ID": group,
+            "CCTV_INSTANCE_ID": name,
+            "CCTV_LOG__FORMAT": "text",
+        },
+        tmp_path / f"{name}.log",
+    ).start()
 
 
 def packet_at(kafka: KafkaSettings, partition: int, offset: int) -> dict:
@@ -64,7 +71,10 @@ def committed_everything(kafka: KafkaSettings, group: str, partitions: set[int])
 def metric(port: int, name: str, camera: str) -> float:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
         text = response.read().decode()
-    return sum(float(v) for v in re.findall(rf'^{name}{{[^}}]*camera_id="{re.escape(camera)}"[^}}]*}} (\S+)$', text, re.MULTILINE))
+    return sum(
+        float(v)
+        for v in re.findall(rf'^{name}{{[^}}]*camera_id="{re.escape(camera)}"[^}}]*}} (\S+)$', text, re.MULTILINE)
+    )
 
 
 def test_sampler_service_motion_frames_activity_dlq_and_rebalance(
@@ -75,10 +85,16 @@ def test_sampler_service_motion_frames_activity_dlq_and_rebalance(
     # The same footage as a second camera sampled at 2 fps: every packet goes through its decoder, so a
     # replica taking it over mid-GOP must skip to the next keyframe before it can show a frame.
     every = f"walk-fps-{unique}"
-    publish_cameras([CameraEntry(camera_id=camera, stream_url=f"file://{SAMPLE}",
-                                 sampling=Sampling(mode="keyframes", heartbeat_s=5)),
-                     CameraEntry(camera_id=every, stream_url=f"file://{SAMPLE}",
-                                 sampling=Sampling(mode="fps", fps=2, heartbeat_s=5))])
+    publish_cameras(
+        [
+            CameraEntry(
+                camera_id=camera, stream_url=f"file://{SAMPLE}", sampling=Sampling(mode="keyframes", heartbeat_s=5)
+            ),
+            CameraEntry(
+                camera_id=every, stream_url=f"file://{SAMPLE}", sampling=Sampling(mode="fps", fps=2, heartbeat_s=5)
+            ),
+        ]
+    )
     packets = demux_file(camera)
     keyframes = [p.sequence for p in packets if p.is_keyframe]
     half = next(k for k in keyframes if k >= 400) + 5  # the hand-over falls inside a GOP
@@ -86,7 +102,9 @@ def test_sampler_service_motion_frames_activity_dlq_and_rebalance(
     group = f"cctv-frame-sampler-{unique}"
     frames = TopicWatcher(kafka_settings, FRAMES, "Frame", SERDE, lambda v: v["camera_id"] == camera)
     sampled = TopicWatcher(kafka_settings, FRAMES, "Frame", SERDE, lambda v: v["camera_id"] == every)
-    activity = TopicWatcher(kafka_settings, CAMERA_ACTIVITY, "CameraActivity", SERDE, lambda v: v["camera_id"] == camera)
+    activity = TopicWatcher(
+        kafka_settings, CAMERA_ACTIVITY, "CameraActivity", SERDE, lambda v: v["camera_id"] == camera
+    )
     letters = TopicWatcher(kafka_settings, DLQ, "DeadLetter", SERDE, keys=[camera.encode()])
     first = sampler(f"s1-{unique}", kafka_settings, group, tmp_path)
     second = None
@@ -97,9 +115,12 @@ def test_sampler_service_motion_frames_activity_dlq_and_rebalance(
     def publish(selection: list[PacketRecord]) -> None:
         for packet in selection:
             for camera_id in (camera, every):
-                producer.produce(VIDEO_PACKETS, key=camera_id, value=SERDE.serialize(
-                    VIDEO_PACKETS, "VideoPacket", packet.as_record() | {"camera_id": camera_id}),
-                    on_delivery=lambda _e, m: partitions.add(m.partition()))
+                producer.produce(
+                    VIDEO_PACKETS,
+                    key=camera_id,
+                    value=SERDE.serialize(VIDEO_PACKETS, "VideoPacket", packet.as_record() | {"camera_id": camera_id}),
+                    on_delivery=lambda _e, m: partitions.add(m.partition()),
+                )
         producer.flush(30)
 
     try:
@@ -110,8 +131,11 @@ def test_sampler_service_motion_frames_activity_dlq_and_rebalance(
         wait_for(lambda: letters.snapshot(), 30, "the poison record on the DLQ")
         assert letters.snapshot()[0]["source_topic"] == VIDEO_PACKETS
         assert letters.snapshot()[0]["value"] == b"\x00\x00\x00\x00\x01 not a packet"
-        wait_for(lambda: committed_everything(kafka_settings, group, partitions), 90,
-                 "the first replica to process and commit the first half")
+        wait_for(
+            lambda: committed_everything(kafka_settings, group, partitions),
+            90,
+            "the first replica to process and commit the first half",
+        )
 
         # A second replica joins (partitions move under the cooperative protocol), then the first leaves:
         # every camera is now certain to move to a replica that has never seen it, mid-GOP.
@@ -122,8 +146,11 @@ def test_sampler_service_motion_frames_activity_dlq_and_rebalance(
         publish(packets[half:])
         wait_for(lambda: max(f["sequence"] for f in frames.snapshot()) >= 700, 90, "frames from the second half")
         # Motion-gated at 2 fps, with a heartbeat at least every 5 s (50 packets) when nothing moves.
-        wait_for(lambda: max(f["sequence"] for f in sampled.snapshot()) >= packets[-1].sequence - 55, 90,
-                 "sampled frames to the end of the clip")
+        wait_for(
+            lambda: max(f["sequence"] for f in sampled.snapshot()) >= packets[-1].sequence - 55,
+            90,
+            "sampled frames to the end of the clip",
+        )
         assert metric(second_port, "cctv_sampler_frames_total", every) > 0, "the new owner publishes the frames"
     finally:
         for process in (first, second):

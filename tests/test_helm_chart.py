@@ -60,14 +60,10 @@ def helm_binary() -> Path:
 
 
 def run_helm(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(helm_binary()), *args], capture_output=True, text=True, timeout=120, check=False
-    )
+    return subprocess.run([str(helm_binary()), *args], capture_output=True, text=True, timeout=120, check=False)
 
 
-def _template_args(
-    values_files: Iterable[str], set_values: Iterable[str], kube_version: str
-) -> list[str]:
+def _template_args(values_files: Iterable[str], set_values: Iterable[str], kube_version: str) -> list[str]:
     args = ["template", RELEASE, str(CHART), "--namespace", "cctv", "--kube-version", kube_version]
     for values_file in values_files:
         args += ["-f", values_file]
@@ -184,12 +180,10 @@ def test_strict_validation_catches_an_unknown_field() -> None:
         ("topicsJob.replicationFactor=0", ["/topicsJob/replicationFactor", "want 1"]),
         ("topicsJob.destinations={Police}", ["/topicsJob/destinations/0", "does not match pattern"]),
         ("registry.url=ftp://registry", ["/registry/url"]),
-        ("json:config={\"detector\":{\"max_batch\":4}}", ["/config"]),
+        ('json:config={"detector":{"max_batch":4}}', ["/config"]),
     ],
 )
-def test_schema_rejects_bad_values_with_the_key_in_the_message(
-    assignment: str, expected_fragments: list[str]
-) -> None:
+def test_schema_rejects_bad_values_with_the_key_in_the_message(assignment: str, expected_fragments: list[str]) -> None:
     message = render_failure([assignment])
     assert "values don't meet the specifications of the schema" in message
     for fragment in expected_fragments:
@@ -300,7 +294,10 @@ def test_clip_writer_takes_storage_credentials_and_signing_key_from_secrets() ->
     spec = by_component(manifests, "Deployment")["clip-writer"]["spec"]["template"]["spec"]
     (container,) = spec["containers"]
     env = env_of(container)
-    assert env["CCTV_S3__ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"] == {"name": "cctv-evidence-s3", "key": "access-key-id"}
+    assert env["CCTV_S3__ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"] == {
+        "name": "cctv-evidence-s3",
+        "key": "access-key-id",
+    }
     assert env["CCTV_S3__SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "cctv-evidence-s3"
     assert env["CCTV_S3__ENDPOINT_URL"]["value"] == "https://s3.storage.example.internal"
     volumes = {volume["name"]: volume for volume in spec["volumes"]}
@@ -320,7 +317,9 @@ def test_clip_writer_takes_storage_credentials_and_signing_key_from_secrets() ->
 
 def test_disabled_service_renders_nothing_for_it() -> None:
     manifests = render(set_values=["services.alertRouter.enabled=false"])
-    assert not [m for m in manifests if m["metadata"].get("labels", {}).get("app.kubernetes.io/component") == "alert-router"]
+    assert not [
+        m for m in manifests if m["metadata"].get("labels", {}).get("app.kubernetes.io/component") == "alert-router"
+    ]
     assert "alert-router" not in by_component(manifests, "Deployment")
 
 
@@ -466,10 +465,13 @@ def test_gpu_detector_requests_the_gpu_uses_the_gpu_image_and_lands_on_gpu_nodes
     assert volumes["engine-cache"]["emptyDir"] == {"sizeLimit": "2Gi"}
     assert {"name": "engine-cache", "mountPath": "/var/cache/cctv/tensorrt"} in container["volumeMounts"]
     assert env_of(container)["CCTV_MODEL__TENSORRT_CACHE_DIR"]["value"] == "/var/cache/cctv/tensorrt"
-    claimed = by_component(render(VALUE_SETS["production"], ["services.detector.gpu.engineCache.existingClaim=trt-engines"]),
-                           "Deployment")["detector"]["spec"]["template"]["spec"]
+    claimed = by_component(
+        render(VALUE_SETS["production"], ["services.detector.gpu.engineCache.existingClaim=trt-engines"]), "Deployment"
+    )["detector"]["spec"]["template"]["spec"]
     assert {v["name"]: v for v in claimed["volumes"]}["engine-cache"] == {
-        "name": "engine-cache", "persistentVolumeClaim": {"claimName": "trt-engines"}}
+        "name": "engine-cache",
+        "persistentVolumeClaim": {"claimName": "trt-engines"},
+    }
     for component in ("ingest", "frame-sampler", "alert-router"):
         spec = deployments[component]["spec"]["template"]["spec"]
         assert spec["containers"][0]["image"] == "registry.example.org/cctv/cctv-platform:0.1.0"
@@ -498,8 +500,10 @@ def test_every_setting_the_chart_passes_is_read_by_its_service(
     unknown variable or key would otherwise be ignored and a default quietly used."""
     manifests = render(
         VALUE_SETS[value_set],
-        set_values=['json:services.detector.config={"model":{"score_threshold":0.3}}',
-                    'json:services.alertRouter.config={"incidents":{"end_grace_s":20}}'],
+        set_values=[
+            'json:services.detector.config={"model":{"score_threshold":0.3}}',
+            'json:services.alertRouter.config={"incidents":{"end_grace_s":20}}',
+        ],
     )
     config_files = next(iter(of_kind(manifests, "ConfigMap").values()))["data"]
     values = yaml.safe_load(CHART.joinpath("values.yaml").read_text())["services"]["detector"]
@@ -537,14 +541,15 @@ def test_topics_are_created_by_a_pre_install_hook_that_needs_no_release_objects(
     assert spec["containers"][0]["args"] == ["cctv", "topics", "create", "--scale", "1", "--replication-factor", "-1"]
     # Hooks run before the release's ordinary objects exist: the Job may only use hook objects.
     hook_config_maps = {
-        name for name, cm in of_kind(manifests, "ConfigMap").items()
+        name
+        for name, cm in of_kind(manifests, "ConfigMap").items()
         if "helm.sh/hook" in cm["metadata"].get("annotations", {})
     }
     used = {v["configMap"]["name"] for v in spec["volumes"] if "configMap" in v}
     assert used and used <= hook_config_maps
-    assert int(of_kind(manifests, "ConfigMap")[next(iter(used))]["metadata"]["annotations"]["helm.sh/hook-weight"]) < int(
-        annotations["helm.sh/hook-weight"]
-    )
+    assert int(
+        of_kind(manifests, "ConfigMap")[next(iter(used))]["metadata"]["annotations"]["helm.sh/hook-weight"]
+    ) < int(annotations["helm.sh/hook-weight"])
     assert "serviceAccountName" not in spec  # the chart's ServiceAccount does not exist yet
 
 
@@ -562,7 +567,14 @@ def test_production_topics_are_replicated_and_checked_for_every_destination() ->
     destinations = ["police", "fire", "disaster-management", "social-welfare"]
     destination_args = [arg for name in destinations for arg in ("--destination", name)]
     assert pod_spec(job)["containers"][0]["args"] == [
-        "cctv", "topics", "create", "--scale", "4", "--replication-factor", "3", *destination_args
+        "cctv",
+        "topics",
+        "create",
+        "--scale",
+        "4",
+        "--replication-factor",
+        "3",
+        *destination_args,
     ]
     assert pod["spec"]["containers"][0]["args"] == ["cctv", "topics", "check", *destination_args]
 
@@ -599,7 +611,9 @@ def test_service_monitor_selects_the_metrics_services() -> None:
     (endpoint,) = monitor["spec"]["endpoints"]
     assert endpoint["port"] == "http" and endpoint["path"] == "/metrics"
     selector = monitor["spec"]["selector"]["matchLabels"]
-    selected = [s for s in of_kind(manifests, "Service").values() if selector.items() <= s["metadata"]["labels"].items()]
+    selected = [
+        s for s in of_kind(manifests, "Service").values() if selector.items() <= s["metadata"]["labels"].items()
+    ]
     assert sorted(component_of(s) for s in selected) == sorted((*ALL_COMPONENTS, CONTROLLER))
     assert not of_kind(render(), "ServiceMonitor"), "ServiceMonitor needs the CRD: off by default"
 
@@ -640,8 +654,13 @@ def test_inventory_source_switch_renders_the_controller_only_for_crds() -> None:
     assert env["CCTV_CONTROLLER__NAMESPACE"]["value"] == "cctv"  # the release's namespace by default
     assert env["CCTV_CONTROLLER__IDENTITY"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
     assert deployment["spec"]["replicas"] == 2
-    failure = render_failure(["cameras.source=crds",
-                              'cameras.inventory.cameras[0].camera_id=x', 'cameras.inventory.cameras[0].stream_url=rtsp://h/x'])
+    failure = render_failure(
+        [
+            "cameras.source=crds",
+            "cameras.inventory.cameras[0].camera_id=x",
+            "cameras.inventory.cameras[0].stream_url=rtsp://h/x",
+        ]
+    )
     assert "cameras.inventory" in failure and "kubectl apply" in failure
     assert "/cameras/source" in render_failure(["cameras.source=etcd"])
 
@@ -657,8 +676,9 @@ def test_controller_rbac_is_least_privilege() -> None:
     }
     own_rules = roles[CONTROLLER_NAME]["rules"]
     secrets = [r for r in own_rules if "secrets" in r["resources"]]
-    assert secrets == [{"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["cctv-camera-credentials"],
-                        "verbs": ["get"]}]
+    assert secrets == [
+        {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["cctv-camera-credentials"], "verbs": ["get"]}
+    ]
     leases = [r for r in own_rules if "leases" in r["resources"]]
     assert {tuple(r["verbs"]) for r in leases} == {("create",), ("get", "update")}
     assert all(r.get("resourceNames") == [CONTROLLER_NAME] for r in leases if "get" in r["verbs"])
@@ -752,28 +772,39 @@ def test_production_console_uses_an_existing_secret_behind_a_tls_ingress_only() 
     assert backend["name"] in of_kind(manifests, "Service")
     web = of_kind(manifests, "NetworkPolicy")[f"{RELEASE}-cctv-platform-console-web"]["spec"]
     assert web["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "console"
-    assert web["ingress"][0]["from"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}]
+    assert web["ingress"][0]["from"] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}
+    ]
 
 
-@pytest.mark.parametrize(("assignment", "key"), [
-    ('json:services.console.auth.users={"kim": {"password_hash": "$argon2id$x", "role": "god"}}', "role"),
-    ('json:services.console.auth.users={"kim": {"password_hash": "plaintext", "role": "admin"}}', "password_hash"),
-    ("services.console.auth.sessionKey=short", "sessionKey"),
-])
+@pytest.mark.parametrize(
+    ("assignment", "key"),
+    [
+        ('json:services.console.auth.users={"kim": {"password_hash": "$argon2id$x", "role": "god"}}', "role"),
+        ('json:services.console.auth.users={"kim": {"password_hash": "plaintext", "role": "admin"}}', "password_hash"),
+        ("services.console.auth.sessionKey=short", "sessionKey"),
+    ],
+)
 def test_console_auth_values_are_checked(assignment: str, key: str) -> None:
     assert key in render_failure([assignment])
+
+
 def test_each_service_logs_in_as_its_own_kafka_principal() -> None:
     """kafka.principalPerService: the least-privilege users of docs/security.md (Strimzi KafkaUsers in
     kafka-acls/), each password from the Secret named after its user; the jobs keep the admin Secret."""
     manifests = render(VALUE_SETS["production"], ["kafka.principalPerService=true"])
-    users = {doc["metadata"]["name"] for doc in yaml.safe_load_all((CHART / "kafka-acls" / "kafka-users.yaml").read_text())}
+    users = {
+        doc["metadata"]["name"] for doc in yaml.safe_load_all((CHART / "kafka-acls" / "kafka-users.yaml").read_text())
+    }
     deployments = by_component(manifests, "Deployment")
     assert set(deployments) == {*ALL_COMPONENTS, CONTROLLER}
     for component, deployment in deployments.items():
         env = env_of(pod_spec(deployment)["containers"][0])
         assert env["CCTV_KAFKA__SASL_USERNAME"]["value"] == f"cctv-{component}" in users
-        assert env["CCTV_KAFKA__SASL_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": f"cctv-{component}",
-                                                                                 "key": "password"}
+        assert env["CCTV_KAFKA__SASL_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+            "name": f"cctv-{component}",
+            "key": "password",
+        }
     for job in of_kind(manifests, "Job").values():
         env = env_of(pod_spec(job)["containers"][0])
         assert env["CCTV_KAFKA__SASL_USERNAME"]["valueFrom"]["secretKeyRef"]["name"] == "cctv-kafka"
@@ -784,10 +815,15 @@ def test_dispatcher_reads_its_endpoints_from_the_config_map_and_secrets_as_files
 
     assert "dispatcher" not in by_component(render(), "Deployment")  # off until endpoints are configured
     hook = "services.dispatcher.endpoints.police.webhooks[0]"
-    manifests = render(set_values=[
-        "services.dispatcher.enabled=true", "services.dispatcher.secretsSecret=cctv-webhooks",
-        f"{hook}.name=hq", f"{hook}.url=https://112.example/hooks", f"{hook}.secret.file=/var/run/secrets/cctv-webhooks/police",
-    ])
+    manifests = render(
+        set_values=[
+            "services.dispatcher.enabled=true",
+            "services.dispatcher.secretsSecret=cctv-webhooks",
+            f"{hook}.name=hq",
+            f"{hook}.url=https://112.example/hooks",
+            f"{hook}.secret.file=/var/run/secrets/cctv-webhooks/police",
+        ]
+    )
     spec = by_component(manifests, "Deployment")["dispatcher"]["spec"]["template"]["spec"]
     (container,) = spec["containers"]
     assert container["args"] == ["cctv-dispatcher"]
@@ -803,5 +839,7 @@ def test_dispatcher_reads_its_endpoints_from_the_config_map_and_secrets_as_files
     assert mount["readOnly"] and str(table.endpoints["police"].webhooks[0].secret.file).startswith(mount["mountPath"])
     egress = of_kind(manifests, "NetworkPolicy")[f"{RELEASE}-cctv-platform-dispatcher-webhooks"]["spec"]["egress"]
     assert [p["port"] for p in egress[0]["ports"]] == [443]
-    refused = render_failure(["services.dispatcher.enabled=true", "services.dispatcher.endpoints.Police.webhooks[0].name=x"])
+    refused = render_failure(
+        ["services.dispatcher.enabled=true", "services.dispatcher.endpoints.Police.webhooks[0].name=x"]
+    )
     assert "'Police' does not match" in refused and "missing properties 'url', 'secret'" in refused

@@ -36,25 +36,46 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
 
 
-def test_city_inventory_spreads_over_limited_replicas(kafka_settings: KafkaSettings, unique: str, tmp_path: Path) -> None:
+def test_city_inventory_spreads_over_limited_replicas(
+    kafka_settings: KafkaSettings, unique: str, tmp_path: Path
+) -> None:
     create_topics(kafka_settings, pipeline_topics())
     serde = AvroSerde(shipped_catalog())
     ids = [f"city-{unique}-{i:06d}" for i in range(CITY_CAMERAS)]
     with refusing_port() as port:
         published = time.monotonic()
-        publish(kafka_settings, serde, [CameraEntry(camera_id=camera, stream_url=f"rtsp://127.0.0.1:{port}/{camera}")
-                                        for camera in ids])
+        publish(
+            kafka_settings,
+            serde,
+            [CameraEntry(camera_id=camera, stream_url=f"rtsp://127.0.0.1:{port}/{camera}") for camera in ids],
+        )
         publish_s = time.monotonic() - published
         total = len(latest_records(kafka_settings))  # the shared test inventory may hold other tests' cameras
-        replicas = [ServiceProcess("ingest", {
-            "CCTV_KAFKA__BOOTSTRAP_SERVERS": kafka_settings.bootstrap_servers, "CCTV_HTTP__PORT": "0",
-            "CCTV_GROUP_ID": f"cctv-ingest-city-{unique}", "CCTV_LOG__FORMAT": "text",
-            "CCTV_INSTANCE_ID": f"city-{n}", "CCTV_MAX_CAMERAS": str(LIMIT),
-        }, tmp_path / f"ingest-{n}.log").start() for n in range(REPLICAS)]
+        replicas = [
+            ServiceProcess(
+                "ingest",
+                {
+                    "CCTV_KAFKA__BOOTSTRAP_SERVERS": kafka_settings.bootstrap_servers,
+                    "CCTV_HTTP__PORT": "0",
+                    "CCTV_GROUP_ID": f"cctv-ingest-city-{unique}",
+                    "CCTV_LOG__FORMAT": "text",
+                    "CCTV_INSTANCE_ID": f"city-{n}",
+                    "CCTV_MAX_CAMERAS": str(LIMIT),
+                },
+                tmp_path / f"ingest-{n}.log",
+            ).start()
+            for n in range(REPLICAS)
+        ]
         started = time.monotonic()
         try:
-            ports = [int(wait_for(lambda r=r: re.search(r"metrics and probes on port (\d+)", r.log_text()), 60,
-                                  "metrics port").group(1)) for r in replicas]
+            ports = [
+                int(
+                    wait_for(
+                        lambda r=r: re.search(r"metrics and probes on port (\d+)", r.log_text()), 60, "metrics port"
+                    ).group(1)
+                )
+                for r in replicas
+            ]
 
             def settled() -> list[dict[str, float]] | None:
                 seen = [_metrics(p) for p in ports]
@@ -68,8 +89,11 @@ def test_city_inventory_spreads_over_limited_replicas(kafka_settings: KafkaSetti
             mark = time.monotonic()
             # Settled replicas stay bounded: owned cameras do not grow, the connect rate limit holds.
             wait_for(lambda: time.monotonic() - mark >= 10, 20, "ten seconds of steady state", interval_s=1)
-            cpu_rate = [(_cpu_s(r.pid) - before) / (time.monotonic() - mark)
-                        for r, before in zip(replicas, cpu_before, strict=True) if r.pid]
+            cpu_rate = [
+                (_cpu_s(r.pid) - before) / (time.monotonic() - mark)
+                for r, before in zip(replicas, cpu_before, strict=True)
+                if r.pid
+            ]
             steady = [_metrics(p) for p in ports]
             assert [m["cctv_ingest_cameras_owned"] for m in steady] == [LIMIT] * REPLICAS
             assert all(r.alive for r in replicas)
@@ -77,8 +101,11 @@ def test_city_inventory_spreads_over_limited_replicas(kafka_settings: KafkaSetti
             codes = [r.stop() for r in replicas]
             publish(kafka_settings, serde, [], ids)
     waiting = [int(m["cctv_ingest_cameras_waiting"]) for m in final]
-    print(f"\n{CITY_CAMERAS} cameras published in {publish_s:.1f} s; {REPLICAS} replicas settled in {settle_s:.1f} s "
-          f"at {LIMIT} cameras each, waiting per replica {waiting}; steady CPU per replica "
-          + ", ".join(f"{c:.2f}" for c in cpu_rate) + " cores (all cameras refused, reconnecting)")
+    print(
+        f"\n{CITY_CAMERAS} cameras published in {publish_s:.1f} s; {REPLICAS} replicas settled in {settle_s:.1f} s "
+        f"at {LIMIT} cameras each, waiting per replica {waiting}; steady CPU per replica "
+        + ", ".join(f"{c:.2f}" for c in cpu_rate)
+        + " cores (all cameras refused, reconnecting)"
+    )
     assert codes == [0] * REPLICAS
     assert sum(waiting) == total - REPLICAS * LIMIT

@@ -32,7 +32,6 @@ FAST = PullSettings(open_timeout_s=5, read_timeout_s=3, backoff_initial_s=0.2, b
 PATIENT = FAST.model_copy(update={"read_timeout_s": 30.0})
 
 
-
 @pytest.fixture
 def gstreamer() -> None:
     """The RTSP camera needs Debian's GStreamer; `make test` installs it, so its absence is a failure."""
@@ -106,7 +105,7 @@ def test_file_camera_records_in_order_with_keyframe_headers_and_loops() -> None:
         assert (key.time_base_num, key.time_base_den) == (1, 1_000_000)
     assert all(p.codec is None and p.extradata is None for p in packets if not p.is_keyframe)
     dts = [p.dts_us for p in packets]
-    assert all(b > a for a, b in zip(dts, dts[1:])), "timestamps keep increasing across loops"
+    assert all(b > a for a, b in zip(dts, dts[1:], strict=False)), "timestamps keep increasing across loops"
     assert dts[900] > 79_000_000
     assert recorder.states()[:2] == [CameraState.CONNECTING, CameraState.ONLINE]
     assert recorder.states()[-1] == CameraState.STOPPED
@@ -116,8 +115,9 @@ def test_garbage_file_fails_clearly_and_retries(tmp_path: Path) -> None:
     garbage = tmp_path / "garbage.mp4"
     garbage.write_bytes(random.Random(1).randbytes(200_000))
     recorder = Recorder()
-    puller = CameraPuller(CameraEntry(camera_id="bad-1", stream_url=f"file://{garbage}"), recorder.packet,
-                          recorder.status, FAST).start()
+    puller = CameraPuller(
+        CameraEntry(camera_id="bad-1", stream_url=f"file://{garbage}"), recorder.packet, recorder.status, FAST
+    ).start()
     wait_for(lambda: recorder.states().count(CameraState.FAILED) >= 2, 30, "two failed attempts")
     puller.stop()
     assert puller.join(10)
@@ -163,20 +163,44 @@ def test_wrong_url_and_refused_auth_fail_clearly_while_others_flow(
         good, wrong_path, bad_auth, refused = Recorder(), Recorder(), Recorder(), Recorder()
         base = f"rtsp://127.0.0.1:{server.port}"
         pullers = [
-            CameraPuller(CameraEntry(camera_id="good", stream_url=f"{base}/cam", credentials_ref="CAM_GOOD"),
-                         good.packet, good.status, FAST, environ={"CCTV_CAMERA_CREDENTIALS__CAM_GOOD": f"operator:{password}"}),
-            CameraPuller(CameraEntry(camera_id="wrong-path", stream_url=f"rtsp://operator:{password}@127.0.0.1:{server.port}/nope"),
-                         wrong_path.packet, wrong_path.status, FAST),
-            CameraPuller(CameraEntry(camera_id="bad-auth", stream_url=f"rtsp://operator:{password}x@127.0.0.1:{server.port}/cam"),
-                         bad_auth.packet, bad_auth.status, FAST),
-            CameraPuller(CameraEntry(camera_id="refused", stream_url=f"rtsp://127.0.0.1:{closed_port}/cam"),
-                         refused.packet, refused.status, FAST),
+            CameraPuller(
+                CameraEntry(camera_id="good", stream_url=f"{base}/cam", credentials_ref="CAM_GOOD"),
+                good.packet,
+                good.status,
+                FAST,
+                environ={"CCTV_CAMERA_CREDENTIALS__CAM_GOOD": f"operator:{password}"},
+            ),
+            CameraPuller(
+                CameraEntry(
+                    camera_id="wrong-path", stream_url=f"rtsp://operator:{password}@127.0.0.1:{server.port}/nope"
+                ),
+                wrong_path.packet,
+                wrong_path.status,
+                FAST,
+            ),
+            CameraPuller(
+                CameraEntry(
+                    camera_id="bad-auth", stream_url=f"rtsp://operator:{password}x@127.0.0.1:{server.port}/cam"
+                ),
+                bad_auth.packet,
+                bad_auth.status,
+                FAST,
+            ),
+            CameraPuller(
+                CameraEntry(camera_id="refused", stream_url=f"rtsp://127.0.0.1:{closed_port}/cam"),
+                refused.packet,
+                refused.status,
+                FAST,
+            ),
         ]
         for puller in pullers:
             puller.start()
         try:
-            wait_for(lambda: all(r.states().count(CameraState.FAILED) >= 1 for r in (wrong_path, bad_auth, refused)),
-                     60, "the three bad cameras to fail")
+            wait_for(
+                lambda: all(r.states().count(CameraState.FAILED) >= 1 for r in (wrong_path, bad_auth, refused)),
+                60,
+                "the three bad cameras to fail",
+            )
             wait_for(lambda: len(good.packets) >= 50, 60, "the good camera to keep flowing")
         finally:
             for puller in pullers:
@@ -208,8 +232,27 @@ def test_rtsps_camera_streams_over_tls_with_credentials_kept_out_of_everything(
 
     caplog.set_level(logging.DEBUG)
     key, certificate = tmp_path / "key.pem", tmp_path / "cert.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=camera",
-                    "-keyout", str(key), "-out", str(certificate)], check=True, capture_output=True, timeout=60)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=camera",
+            "-keyout",
+            str(key),
+            "-out",
+            str(certificate),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
     pem = tmp_path / "camera.pem"
     pem.write_text(certificate.read_text() + key.read_text())
     password = "Kestrel-91x-tls"
@@ -217,9 +260,13 @@ def test_rtsps_camera_streams_over_tls_with_credentials_kept_out_of_everything(
     recorder = Recorder()
     url = server.url("cam", with_credentials=False)
     assert url.startswith("rtsps://")
-    puller = CameraPuller(CameraEntry(camera_id="secure", stream_url=url, credentials_ref="SECURE"),
-                          recorder.packet, recorder.status, FAST,
-                          environ={"CCTV_CAMERA_CREDENTIALS__SECURE": f"operator:{password}"})
+    puller = CameraPuller(
+        CameraEntry(camera_id="secure", stream_url=url, credentials_ref="SECURE"),
+        recorder.packet,
+        recorder.status,
+        FAST,
+        environ={"CCTV_CAMERA_CREDENTIALS__SECURE": f"operator:{password}"},
+    )
     puller.start()
     try:
         wait_for(lambda: len(recorder.packets) >= 30, 60, "30 packets over rtsps")
@@ -250,14 +297,38 @@ def test_mjpeg_over_http_camera_is_stamped_with_its_arrival_clock(tmp_path: Path
         pytest.fail("ffmpeg not found: run scripts/install-system-deps.sh (make test does)")
     port = free_port()
     camera = subprocess.Popen(
-        [ffmpeg, "-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1",
-         "-i", str(REPO / "samples" / "vtest-360p15.mp4"), "-an", "-c:v", "mjpeg", "-q:v", "5",
-         "-f", "mpjpeg", "-listen", "1", f"http://127.0.0.1:{port}/video.mjpg"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        [
+            ffmpeg,
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-re",
+            "-stream_loop",
+            "-1",
+            "-i",
+            str(REPO / "samples" / "vtest-360p15.mp4"),
+            "-an",
+            "-c:v",
+            "mjpeg",
+            "-q:v",
+            "5",
+            "-f",
+            "mpjpeg",
+            "-listen",
+            "1",
+            f"http://127.0.0.1:{port}/video.mjpg",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     recorder = Recorder()
-    puller = CameraPuller(CameraEntry(camera_id="mjpeg-1", stream_url=f"http://127.0.0.1:{port}/video.mjpg"),
-                          recorder.packet, recorder.status, PATIENT)
+    puller = CameraPuller(
+        CameraEntry(camera_id="mjpeg-1", stream_url=f"http://127.0.0.1:{port}/video.mjpg"),
+        recorder.packet,
+        recorder.status,
+        PATIENT,
+    )
     puller.start()
     try:
         wait_for(lambda: len(recorder.packets) >= 61, 60, f"4 s of MJPEG frames ({camera.poll()=})")
@@ -273,13 +344,30 @@ def test_mjpeg_over_http_camera_is_stamped_with_its_arrival_clock(tmp_path: Path
     # 61 frames: 2.4 s at FFmpeg's invented 25 fps, 4 s at the camera's real 15 fps (-re cannot send
     # faster; a loaded machine may deliver slower, which the arrival clock must then show, not hide).
     assert abs(pts_span_s - capture_span_s) < 0.05 and pts_span_s > 3.3, (pts_span_s, capture_span_s)
-    decoder = CameraDecoder("mjpeg-1", FrameSamplerConfig.model_validate(
-        {"sampling": {"mode": "fps", "fps": 2, "heartbeat_s": 0.001}}))
+    decoder = CameraDecoder(
+        "mjpeg-1", FrameSamplerConfig.model_validate({"sampling": {"mode": "fps", "fps": 2, "heartbeat_s": 0.001}})
+    )
     frames = []
     for p in packets:
-        frames += decoder.process(EncodedPacket(
-            "mjpeg-1", "mjpeg", None, (1, 1_000_000), p.pts_us, p.dts_us, True, p.data, p.sequence, p.session_id,
-            p.capture_time // 1000)).finish().frames
+        frames += (
+            decoder.process(
+                EncodedPacket(
+                    "mjpeg-1",
+                    "mjpeg",
+                    None,
+                    (1, 1_000_000),
+                    p.pts_us,
+                    p.dts_us,
+                    True,
+                    p.data,
+                    p.sequence,
+                    p.session_id,
+                    p.capture_time // 1000,
+                )
+            )
+            .finish()
+            .frames
+        )
     frames += decoder.flush().finish().frames
     # 2 per second of stamped time, however long the arrival took.
     assert abs(len(frames) - 2 * pts_span_s) <= 2, (len(frames), pts_span_s, decoder.counters.as_dict())
@@ -297,9 +385,13 @@ def test_http_camera_streams_and_reconnects_when_the_stream_ends() -> None:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     recorder = Recorder()
     url = f"http://127.0.0.1:{server.server_address[1]}/{SAMPLE.name}"
-    puller = CameraPuller(CameraEntry(camera_id="http-1", stream_url=url), recorder.packet, recorder.status, PATIENT).start()
+    puller = CameraPuller(
+        CameraEntry(camera_id="http-1", stream_url=url), recorder.packet, recorder.status, PATIENT
+    ).start()
     try:
-        wait_for(lambda: len({p.session_id for p in recorder.packets}) >= 2, 60, "a second session after the first ended")
+        wait_for(
+            lambda: len({p.session_id for p in recorder.packets}) >= 2, 60, "a second session after the first ended"
+        )
     finally:
         puller.stop()
         puller.join(10)
@@ -328,10 +420,29 @@ def test_hls_camera_streams_a_live_playlist_that_the_frame_sampler_decodes(gstre
     hls = tmp_path / "hls"
     hls.mkdir()
     segmenter = subprocess.Popen(
-        ["gst-launch-1.0", "-q", "filesrc", f"location={REPO / 'samples' / 'vtest-360p15.mp4'}", "!", "qtdemux", "!",
-         "h264parse", "!", "identity", "sync=true", "!", "hlssink2", f"location={hls}/segment%05d.ts",
-         f"playlist-location={hls}/live.m3u8", "target-duration=1", "playlist-length=4", "max-files=8"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        [
+            "gst-launch-1.0",
+            "-q",
+            "filesrc",
+            f"location={REPO / 'samples' / 'vtest-360p15.mp4'}",
+            "!",
+            "qtdemux",
+            "!",
+            "h264parse",
+            "!",
+            "identity",
+            "sync=true",
+            "!",
+            "hlssink2",
+            f"location={hls}/segment%05d.ts",
+            f"playlist-location={hls}/live.m3u8",
+            "target-duration=1",
+            "playlist-length=4",
+            "max-files=8",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(hls))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -339,8 +450,11 @@ def test_hls_camera_streams_a_live_playlist_that_the_frame_sampler_decodes(gstre
     recorder = Recorder()
     puller = None
     try:
-        wait_for(lambda: (hls / "live.m3u8").is_file() and (hls / "live.m3u8").read_text().count(".ts") >= 2, 30,
-                 f"hlssink2 to write a playlist with two segments ({segmenter.poll()=})")
+        wait_for(
+            lambda: (hls / "live.m3u8").is_file() and (hls / "live.m3u8").read_text().count(".ts") >= 2,
+            30,
+            f"hlssink2 to write a playlist with two segments ({segmenter.poll()=})",
+        )
         url = f"http://127.0.0.1:{server.server_address[1]}/live.m3u8"
         puller = CameraPuller(CameraEntry(camera_id="hls-1", stream_url=url), recorder.packet, recorder.status, PATIENT)
         puller.start()
@@ -356,14 +470,35 @@ def test_hls_camera_streams_a_live_playlist_that_the_frame_sampler_decodes(gstre
     packets = [p for p in recorder.packets if p.session_id == recorder.packets[0].session_id]
     assert packets[0].is_keyframe and packets[0].codec == "h264" and (packets[0].width, packets[0].height) == (640, 360)
     assert [p.sequence for p in packets] == list(range(len(packets)))
-    assert all(b.dts_us > a.dts_us for a, b in zip(packets, packets[1:]) if a.dts_us is not None and b.dts_us is not None)
-    decoder = CameraDecoder("hls-1", FrameSamplerConfig.model_validate({"sampling": {"mode": "keyframes",
-                                                                                     "heartbeat_s": 0.001}}))
+    assert all(
+        b.dts_us > a.dts_us
+        for a, b in zip(packets, packets[1:], strict=False)
+        if a.dts_us is not None and b.dts_us is not None
+    )
+    decoder = CameraDecoder(
+        "hls-1", FrameSamplerConfig.model_validate({"sampling": {"mode": "keyframes", "heartbeat_s": 0.001}})
+    )
     frames = []
     for p in packets:
-        frames += decoder.process(EncodedPacket(
-            "hls-1", p.codec or "h264", p.extradata, (p.time_base_num or 1, p.time_base_den or 90_000), p.pts_us,
-            p.dts_us, p.is_keyframe, p.data, p.sequence, p.session_id, p.capture_time // 1000)).finish().frames
+        frames += (
+            decoder.process(
+                EncodedPacket(
+                    "hls-1",
+                    p.codec or "h264",
+                    p.extradata,
+                    (p.time_base_num or 1, p.time_base_den or 90_000),
+                    p.pts_us,
+                    p.dts_us,
+                    p.is_keyframe,
+                    p.data,
+                    p.sequence,
+                    p.session_id,
+                    p.capture_time // 1000,
+                )
+            )
+            .finish()
+            .frames
+        )
     keyframes = sum(p.is_keyframe for p in packets)
     assert keyframes >= 3 and len(frames) == keyframes, (keyframes, len(frames), decoder.counters.as_dict())
     assert (frames[0].source_width, frames[0].source_height) == (640, 360)

@@ -53,7 +53,9 @@ def test_sources_that_take_no_credentials_never_get_them(tmp_path: Path) -> None
     credentials = camera_credentials(rtsp_camera, resolver=resolver)
     assert url_with_credentials(rtsp_camera.stream_url, credentials) == "rtsp://operator:secret@10.0.0.7/live"
     with pytest.raises(CameraError, match="credentials 'NOPE' not found"):
-        camera_credentials(CameraEntry(camera_id="x", stream_url="rtsp://h/x", credentials_ref="NOPE"), resolver=resolver)
+        camera_credentials(
+            CameraEntry(camera_id="x", stream_url="rtsp://h/x", credentials_ref="NOPE"), resolver=resolver
+        )
 
 
 def test_a_credential_file_written_while_ingest_runs_brings_a_failed_camera_online(
@@ -68,21 +70,35 @@ def test_a_credential_file_written_while_ingest_runs_brings_a_failed_camera_onli
     ref = f"GATE_{unique}".upper()
     camera = f"gate-{unique}"
     server = start_rtsp_server({"cam": SAMPLE}, port=free_port(), user="operator", password=password)
-    ingest = ServiceProcess("ingest", {
-        "CCTV_KAFKA__BOOTSTRAP_SERVERS": kafka_settings.bootstrap_servers, "CCTV_HTTP__PORT": "0",
-        "CCTV_INSTANCE_ID": f"cred-{unique}", "CCTV_GROUP_ID": f"cred-{unique}", "CCTV_LOG__FORMAT": "text",
-        "CCTV_CREDENTIALS_DIR": str(secrets), "CCTV_PULL__BACKOFF_MAX_S": "2",
-        "CCTV_PULL__STATUS_INTERVAL_S": "2",
-    }, tmp_path / "ingest.log").start()
+    ingest = ServiceProcess(
+        "ingest",
+        {
+            "CCTV_KAFKA__BOOTSTRAP_SERVERS": kafka_settings.bootstrap_servers,
+            "CCTV_HTTP__PORT": "0",
+            "CCTV_INSTANCE_ID": f"cred-{unique}",
+            "CCTV_GROUP_ID": f"cred-{unique}",
+            "CCTV_LOG__FORMAT": "text",
+            "CCTV_CREDENTIALS_DIR": str(secrets),
+            "CCTV_PULL__BACKOFF_MAX_S": "2",
+            "CCTV_PULL__STATUS_INTERVAL_S": "2",
+        },
+        tmp_path / "ingest.log",
+    ).start()
     try:
-        with TopicWatcher(kafka_settings, CAMERA_STATUS, "CameraStatus", SERDE, lambda v: v["camera_id"] == camera) as watch:
+        with TopicWatcher(
+            kafka_settings, CAMERA_STATUS, "CameraStatus", SERDE, lambda v: v["camera_id"] == camera
+        ) as watch:
             publish_cameras([CameraEntry(camera_id=camera, stream_url=server.urls["cam"], credentials_ref=ref)])
-            failed = wait_for(lambda: [s for s in watch.snapshot() if s["state"] == "FAILED"], 60, "FAILED without credentials")
+            failed = wait_for(
+                lambda: [s for s in watch.snapshot() if s["state"] == "FAILED"], 60, "FAILED without credentials"
+            )
             assert f"credentials {ref!r} not found" in failed[0]["reason"]
             pid = ingest.pid
 
             (secrets / ref).write_text(f"operator:{password}\n")
-            wait_for(lambda: any(s["state"] == "ONLINE" for s in watch.snapshot()), 60, "ONLINE after the file appeared")
+            wait_for(
+                lambda: any(s["state"] == "ONLINE" for s in watch.snapshot()), 60, "ONLINE after the file appeared"
+            )
             assert ingest.alive and ingest.pid == pid  # no restart
             assert all(password not in (s["reason"] or "") for s in watch.snapshot())
         assert password not in ingest.log_text()

@@ -21,8 +21,12 @@ FAST = PullSettings(open_timeout_s=2, read_timeout_s=2, backoff_initial_s=0.05, 
 
 def test_refused_connection_is_not_read_as_http_status_from_its_url() -> None:
     with refusing_port() as port:
-        for url in (f"rtsp://127.0.0.1:{port}/cam-0401", f"rtsp://127.0.0.1:{port}/site403/cam",
-                    f"http://127.0.0.1:{port}/404.mp4", f"rtsp://127.0.0.1:{port}/unauthorized-lobby"):
+        for url in (
+            f"rtsp://127.0.0.1:{port}/cam-0401",
+            f"rtsp://127.0.0.1:{port}/site403/cam",
+            f"http://127.0.0.1:{port}/404.mp4",
+            f"rtsp://127.0.0.1:{port}/unauthorized-lobby",
+        ):
             try:
                 av.open(url, timeout=(2, 2))
             except Exception as error:  # noqa: BLE001 — the real FFmpeg error is what is classified
@@ -34,18 +38,19 @@ def test_refused_connection_is_not_read_as_http_status_from_its_url() -> None:
 def test_http_status_errors_are_classified_by_type() -> None:
     url = "rtsp://10.0.0.1:40401/cam-0404"
     cases = {
-        av.error.HTTPUnauthorizedError(-1, "Server returned 401 Unauthorized (authorization failed)", url):
-            "authentication refused (401 Unauthorized)",
+        av.error.HTTPUnauthorizedError(
+            -1, "Server returned 401 Unauthorized (authorization failed)", url
+        ): "authentication refused (401 Unauthorized)",
         av.error.HTTPForbiddenError(-1, "Server returned 403 Forbidden (access denied)", url): "access forbidden (403)",
         av.error.HTTPNotFoundError(-1, "Server returned 404 Not Found", url): "stream not found (404 / no such file)",
         av.error.ConnectionRefusedError(111, "Connection refused", url): "connection refused",
         # The libav log excerpt is process-wide: another camera's 401 must not relabel this refusal.
-        av.error.ConnectionRefusedError(111, "Connection refused", url,
-                                        log=(16, "rtsp", "method DESCRIBE failed: 401 Unauthorized")):
-            "connection refused",
+        av.error.ConnectionRefusedError(
+            111, "Connection refused", url, log=(16, "rtsp", "method DESCRIBE failed: 401 Unauthorized")
+        ): "connection refused",
         # FFmpeg's "Demuxer not found" is an unsupported format, not a missing stream.
         av.error.DemuxerNotFoundError(-1, "Demuxer not found", url): "DemuxerNotFoundError: "
-                                                                    f"[Errno -1] Demuxer not found: '{url}'",
+        f"[Errno -1] Demuxer not found: '{url}'",
     }
     for error, expected in cases.items():
         assert describe_error(error, (), 2) == expected, repr(error)
@@ -62,11 +67,16 @@ def test_many_concurrent_refused_cameras_all_report_connection_refused() -> None
 
     with refusing_port() as port:
         pullers = [
-            CameraPuller(CameraEntry(camera_id=f"cam-{i:05d}", stream_url=f"rtsp://127.0.0.1:{port}/cam-40{i % 10}{i}"),
-                         lambda _p: None, record, FAST).start()
+            CameraPuller(
+                CameraEntry(camera_id=f"cam-{i:05d}", stream_url=f"rtsp://127.0.0.1:{port}/cam-40{i % 10}{i}"),
+                lambda _p: None,
+                record,
+                FAST,
+            ).start()
             for i in range(120)
         ]
         try:
+
             def failures() -> list[StatusChange]:
                 with lock:
                     return [c for c in changes if c.state == "FAILED"]

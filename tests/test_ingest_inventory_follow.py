@@ -28,14 +28,23 @@ def test_ingest_follows_edits_disables_and_deletes(
     mine = {edited, disabled, deleted, steady}
 
     def camera(camera_id: str, sample: Path = SMALL, enabled: bool = True) -> CameraEntry:
-        return CameraEntry(camera_id=camera_id, stream_url=f"file://{sample}", loop=True, realtime=True, enabled=enabled)
+        return CameraEntry(
+            camera_id=camera_id, stream_url=f"file://{sample}", loop=True, realtime=True, enabled=enabled
+        )
 
     statuses = TopicWatcher(kafka_settings, CAMERA_STATUS, "CameraStatus", SERDE, lambda v: v["camera_id"] in mine)
     packets = TopicWatcher(kafka_settings, VIDEO_PACKETS, "VideoPacket", SERDE, lambda v: v["camera_id"] in mine)
-    replica = ServiceProcess("ingest", {
-        "CCTV_KAFKA__BOOTSTRAP_SERVERS": kafka_settings.bootstrap_servers, "CCTV_HTTP__PORT": "0",
-        "CCTV_INSTANCE_ID": f"i-{unique}", "CCTV_GROUP_ID": f"cctv-ingest-{unique}", "CCTV_LOG__FORMAT": "text",
-    }, tmp_path / "ingest.log").start()
+    replica = ServiceProcess(
+        "ingest",
+        {
+            "CCTV_KAFKA__BOOTSTRAP_SERVERS": kafka_settings.bootstrap_servers,
+            "CCTV_HTTP__PORT": "0",
+            "CCTV_INSTANCE_ID": f"i-{unique}",
+            "CCTV_GROUP_ID": f"cctv-ingest-{unique}",
+            "CCTV_LOG__FORMAT": "text",
+        },
+        tmp_path / "ingest.log",
+    ).start()
 
     def pulled() -> set[str]:
         return {p["camera_id"] for p in packets.snapshot()}
@@ -52,12 +61,16 @@ def test_ingest_follows_edits_disables_and_deletes(
 
         def edited_from_new_source() -> bool:
             return any(p["camera_id"] == edited and p["width"] == 768 for p in packets.snapshot()[edits_at:])
+
         wait_for(edited_from_new_source, 60, "the edited camera pulled from its new source")
         wait_for(lambda: stopped(disabled) and stopped(deleted), 60, "the disabled and deleted cameras to stop")
         stops_at = len(packets.snapshot())
         # The steady camera flows on for two more seconds (15 fps) while the stopped ones stay silent.
-        wait_for(lambda: sum(p["camera_id"] == steady for p in packets.snapshot()[stops_at:]) >= 30, 60,
-                 "the steady camera to go on")
+        wait_for(
+            lambda: sum(p["camera_id"] == steady for p in packets.snapshot()[stops_at:]) >= 30,
+            60,
+            "the steady camera to go on",
+        )
         assert replica.alive
     finally:
         assert replica.stop(timeout_s=GRACEFUL_STOP_S) == 0, replica.log_text()[-2000:]

@@ -49,10 +49,16 @@ def test_broker_outage_drops_whole_gops_and_recovers(tmp_path: Path) -> None:
         cameras = [CameraEntry(camera_id=f"outage-{i}", stream_url=f"file://{SAMPLE}", loop=True) for i in range(4)]
         publish(kafka, SERDE, cameras)
         metrics_port = free_port()
-        ingest = ServiceProcess("ingest", {
-            "CCTV_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers, "CCTV_HTTP__PORT": str(metrics_port),
-            "CCTV_MAX_BUFFERED_MESSAGES": "1000", "CCTV_LOG__FORMAT": "text",
-        }, tmp_path / "ingest.log").start()
+        ingest = ServiceProcess(
+            "ingest",
+            {
+                "CCTV_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+                "CCTV_HTTP__PORT": str(metrics_port),
+                "CCTV_MAX_BUFFERED_MESSAGES": "1000",
+                "CCTV_LOG__FORMAT": "text",
+            },
+            tmp_path / "ingest.log",
+        ).start()
         with TopicWatcher(kafka, VIDEO_PACKETS, "VideoPacket", SERDE) as before:
             wait_for(lambda: len(before.snapshot()) > 100, 60, "packets before the outage")
         assert metric(metrics_port, "cctv_ingest_dropped_packets_total") == 0
@@ -72,7 +78,7 @@ def test_broker_outage_drops_whole_gops_and_recovers(tmp_path: Path) -> None:
             packets = after.snapshot()
         for camera in {p["camera_id"] for p in packets}:
             mine = [p for p in packets if p["camera_id"] == camera]
-            for previous, current in zip(mine, mine[1:]):
+            for previous, current in zip(mine, mine[1:], strict=False):
                 if current["session_id"] == previous["session_id"] and current["sequence"] != previous["sequence"] + 1:
                     assert current["is_keyframe"], f"{camera}: a gap must end at a keyframe (whole GOPs dropped)"
         # Ready again within a few probe intervals (a late "all brokers down" callback of one client may

@@ -22,11 +22,18 @@ SERDE = AvroSerde(shipped_catalog())
 
 
 def ingest(name: str, kafka: KafkaSettings, group: str, tmp_path: Path) -> ServiceProcess:
-    return ServiceProcess("ingest", {
-        "CCTV_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers, "CCTV_HTTP__PORT": "0",
-        "CCTV_INSTANCE_ID": name, "CCTV_GROUP_ID": group, "CCTV_LOG__FORMAT": "text",
-        "CCTV_PULL__STATUS_INTERVAL_S": "2",
-    }, tmp_path / f"{name}.log").start()
+    return ServiceProcess(
+        "ingest",
+        {
+            "CCTV_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+            "CCTV_HTTP__PORT": "0",
+            "CCTV_INSTANCE_ID": name,
+            "CCTV_GROUP_ID": group,
+            "CCTV_LOG__FORMAT": "text",
+            "CCTV_PULL__STATUS_INTERVAL_S": "2",
+        },
+        tmp_path / f"{name}.log",
+    ).start()
 
 
 @pytest.fixture
@@ -68,22 +75,39 @@ def test_replicas_split_cameras_and_survivor_takes_over(
 
         replica_b = ingest(f"b-{unique}", kafka_settings, group, tmp_path)
         split_at = int(time.time() * 1000)
-        wait_for(lambda: set(Counter(owners(status_watch.snapshot(), split_at).values())) == {replica_a_name(unique), replica_b_name(unique)}
-                 and len(owners(status_watch.snapshot())) == 12,
-                 60, "both replicas to own cameras")
+        wait_for(
+            lambda: (
+                set(Counter(owners(status_watch.snapshot(), split_at).values()))
+                == {replica_a_name(unique), replica_b_name(unique)}
+                and len(owners(status_watch.snapshot())) == 12
+            ),
+            60,
+            "both replicas to own cameras",
+        )
         b_cameras = {c for c, who in owners(status_watch.snapshot()).items() if who == replica_b_name(unique)}
         assert 0 < len(b_cameras) < 12
 
         replica_b.kill()
         killed_at = int(time.time() * 1000)
-        wait_for(lambda: set(owners(status_watch.snapshot(), killed_at)) >= b_cameras
-                 and all(owners(status_watch.snapshot(), killed_at)[c] == replica_a_name(unique) for c in b_cameras),
-                 45, "the survivor to take over the killed replica's cameras")
-        taken_over = min(s["timestamp"] for s in status_watch.snapshot()
-                         if s["timestamp"] >= killed_at and s["camera_id"] in b_cameras)
+        wait_for(
+            lambda: (
+                set(owners(status_watch.snapshot(), killed_at)) >= b_cameras
+                and all(owners(status_watch.snapshot(), killed_at)[c] == replica_a_name(unique) for c in b_cameras)
+            ),
+            45,
+            "the survivor to take over the killed replica's cameras",
+        )
+        taken_over = min(
+            s["timestamp"]
+            for s in status_watch.snapshot()
+            if s["timestamp"] >= killed_at and s["camera_id"] in b_cameras
+        )
         print(f"\ncameras moved {taken_over - killed_at} ms after the kill (session timeout 10 s)")
-        wait_for(lambda: {p["camera_id"] for p in packet_watch.snapshot()[-400:]} >= b_cameras, 30,
-                 "packets again from the moved cameras")
+        wait_for(
+            lambda: {p["camera_id"] for p in packet_watch.snapshot()[-400:]} >= b_cameras,
+            30,
+            "packets again from the moved cameras",
+        )
     finally:
         for replica in (replica_a, replica_b):
             if replica is not None:

@@ -76,7 +76,7 @@ def _bad_files(tmp_path: Path, ts: bytes) -> dict[str, bytes]:
     corrupted = bytearray(ts)
     for _ in range(400):
         start = rng.randrange(len(corrupted) - 64)
-        corrupted[start:start + 64] = rng.randbytes(64)
+        corrupted[start : start + 64] = rng.randbytes(64)
     cases["corrupted-h264"] = bytes(corrupted)
     mp4 = SAMPLE.read_bytes()
     cases["mp4-cut-before-index"] = mp4[: len(mp4) // 2]
@@ -143,8 +143,11 @@ def stalling_server(transport_stream: bytes) -> Iterator[tuple[str, threading.Ev
     def answer(connection: socket.socket) -> None:
         with connection:
             connection.recv(4096)
-            connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: video/MP2T\r\n"
-                               + f"Content-Length: {len(transport_stream)}\r\n\r\n".encode() + head)
+            connection.sendall(
+                b"HTTP/1.1 200 OK\r\nContent-Type: video/MP2T\r\n"
+                + f"Content-Length: {len(transport_stream)}\r\n\r\n".encode()
+                + head
+            )
             release.wait()  # stall mid-stream until the test ends
 
     thread = threading.Thread(target=serve, daemon=True)
@@ -160,11 +163,17 @@ def test_a_server_stalling_mid_stream_is_reported_and_stalls_no_other_camera(
 ) -> None:
     url, _release = stalling_server
     recorder = Recorder()
-    stalled = CameraPuller(CameraEntry(camera_id="stalls", stream_url=url), recorder.packet, recorder.status,
-                           FAST).start()
-    healthy = CameraPuller(CameraEntry(camera_id="healthy", stream_url=f"file://{SAMPLE}", loop=True, realtime=True),
-                           recorder.packet, recorder.status, FAST).start()
+    stalled = CameraPuller(
+        CameraEntry(camera_id="stalls", stream_url=url), recorder.packet, recorder.status, FAST
+    ).start()
+    healthy = CameraPuller(
+        CameraEntry(camera_id="healthy", stream_url=f"file://{SAMPLE}", loop=True, realtime=True),
+        recorder.packet,
+        recorder.status,
+        FAST,
+    ).start()
     try:
+
         def stalls() -> list[StatusChange]:  # reconnects after a failure carry its reason
             return [s for s in recorder.of("stalls") if s.state == CameraState.RECONNECTING and s.reason]
 
@@ -177,6 +186,8 @@ def test_a_server_stalling_mid_stream_is_reported_and_stalls_no_other_camera(
         for puller in (stalled, healthy):
             puller.stop()
         assert stalled.join(10) and healthy.join(10)
-    reasons = {s.reason.split(";")[0] for s in recorder.of("stalls") if s.state == CameraState.RECONNECTING and s.reason}
+    reasons = {
+        s.reason.split(";")[0] for s in recorder.of("stalls") if s.state == CameraState.RECONNECTING and s.reason
+    }
     assert reasons == {"no data for 2 s (timeout)"}, reasons
     assert recorder.count("stalls") > 0  # it did deliver the part it received

@@ -29,8 +29,9 @@ from tests.kafka_helpers import wait_for
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "samples" / "vtest-h264.mp4"
 READ_TIMEOUT_S = 3.0
-SETTINGS = PullSettings(open_timeout_s=10, read_timeout_s=READ_TIMEOUT_S, backoff_initial_s=0.2, backoff_max_s=1.0,
-                        status_interval_s=1)
+SETTINGS = PullSettings(
+    open_timeout_s=10, read_timeout_s=READ_TIMEOUT_S, backoff_initial_s=0.2, backoff_max_s=1.0, status_interval_s=1
+)
 
 
 def ffmpeg(*args: str) -> None:
@@ -92,8 +93,9 @@ def test_connected_but_silent_stream_is_detected_and_reconnected(tmp_path: Path)
     recorder = TimedRecorder()
     url = f"http://127.0.0.1:{server.server_address[1]}/camera.ts"
     # realtime=False: packets are handed over as they are read, so the last one marks when data stopped.
-    puller = CameraPuller(CameraEntry(camera_id="stalled-1", stream_url=url, realtime=False), recorder.packet,
-                          recorder.status, SETTINGS).start()
+    puller = CameraPuller(
+        CameraEntry(camera_id="stalled-1", stream_url=url, realtime=False), recorder.packet, recorder.status, SETTINGS
+    ).start()
     try:
         wait_for(lambda: len(recorder.sessions()) >= 2, 90, "a second session after the stall")
     finally:
@@ -120,8 +122,22 @@ def test_h265_camera_flows_from_ingest_to_sampled_jpeg_frames(tmp_path: Path) ->
     stream it): ingest demuxes it with the codec and parameter sets, the frame-sampler decodes it, sees
     the people walking and publishes real JPEGs at the configured rate."""
     clip = tmp_path / "hevc.mp4"
-    ffmpeg("-i", str(SAMPLE), "-t", "10", "-an", "-c:v", "libx265", "-preset", "ultrafast",
-           "-x265-params", "keyint=10:min-keyint=10:bframes=0:log-level=error", "-tag:v", "hvc1", str(clip))
+    ffmpeg(
+        "-i",
+        str(SAMPLE),
+        "-t",
+        "10",
+        "-an",
+        "-c:v",
+        "libx265",
+        "-preset",
+        "ultrafast",
+        "-x265-params",
+        "keyint=10:min-keyint=10:bframes=0:log-level=error",
+        "-tag:v",
+        "hvc1",
+        str(clip),
+    )
     packets: list[PacketRecord] = []
     states: list[CameraState] = []
     entry = CameraEntry(camera_id="hevc-1", stream_url=f"file://{clip}", realtime=False)
@@ -131,16 +147,33 @@ def test_h265_camera_flows_from_ingest_to_sampled_jpeg_frames(tmp_path: Path) ->
     assert len(keyframes) == 10 and all(p.codec == "hevc" and p.extradata for p in keyframes)
     assert (packets[0].width, packets[0].height) == (768, 576)
 
-    decoder = CameraDecoder("hevc-1", FrameSamplerConfig.model_validate(
-        {"sampling": {"mode": "fps", "fps": 2, "heartbeat_s": 0.001}}))  # emit every pick
+    decoder = CameraDecoder(
+        "hevc-1", FrameSamplerConfig.model_validate({"sampling": {"mode": "fps", "fps": 2, "heartbeat_s": 0.001}})
+    )  # emit every pick
     frames = []
     codec, extradata = "", None
     for p in packets:
         if p.is_keyframe:  # like the service: later packets decode with the last keyframe's parameter sets
             codec, extradata = p.codec or "", p.extradata
-        frames += decoder.process(EncodedPacket(
-            "hevc-1", codec, extradata, (1, 1_000_000), p.pts_us, p.dts_us, p.is_keyframe, p.data, p.sequence,
-            p.session_id, p.capture_time // 1000)).finish().frames
+        frames += (
+            decoder.process(
+                EncodedPacket(
+                    "hevc-1",
+                    codec,
+                    extradata,
+                    (1, 1_000_000),
+                    p.pts_us,
+                    p.dts_us,
+                    p.is_keyframe,
+                    p.data,
+                    p.sequence,
+                    p.session_id,
+                    p.capture_time // 1000,
+                )
+            )
+            .finish()
+            .frames
+        )
     frames += decoder.flush().finish().frames
     assert decoder.counters.decode_errors == 0 and decoder.counters.missing_extradata_errors == 0
     assert decoder.activity_state.state == "active", "people walk through the footage"

@@ -60,8 +60,9 @@ cameras:
 
 def cli(*args: str, kafka: KafkaSettings, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     env = os.environ | {"CCTV_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers, "COLUMNS": "250"}
-    return subprocess.run([sys.executable, "-m", "cctv.cli", *args], env=env, capture_output=True, text=True,
-                          timeout=180, input=stdin)
+    return subprocess.run(
+        [sys.executable, "-m", "cctv.cli", *args], env=env, capture_output=True, text=True, timeout=180, input=stdin
+    )
 
 
 def test_bad_entries_are_rejected_with_line_and_reason() -> None:
@@ -75,10 +76,12 @@ def test_bad_entries_are_rejected_with_line_and_reason() -> None:
 
 
 def test_csv_rows_are_validated_with_line_numbers() -> None:
-    text = "camera_id,name,site_id,stream_url,lat,lon,tags,sampling\n" \
-           "c1,One,s1,rtsp://h/1,37.1,127.1,park;riverside,fps:1\n" \
-           "c2,Two,s1,rtsp://h/2,137.1,127.1,,keyframes\n" \
-           "c3,Three,s1,rtsp://h/3,,,,every-frame\n"
+    text = (
+        "camera_id,name,site_id,stream_url,lat,lon,tags,sampling\n"
+        "c1,One,s1,rtsp://h/1,37.1,127.1,park;riverside,fps:1\n"
+        "c2,Two,s1,rtsp://h/2,137.1,127.1,,keyframes\n"
+        "c3,Three,s1,rtsp://h/3,,,,every-frame\n"
+    )
     with pytest.raises(InventoryError) as caught:
         parse_csv(text)
     problems = [str(e) for e in caught.value.errors]
@@ -130,8 +133,10 @@ def test_district_scale_import(kafka_settings: KafkaSettings, unique: str, tmp_p
         site = index % 1141
         # Loopback discard port: nothing is ever contacted, even if an ingest replica pulled these.
         lat, lon, tag = f"{37.5 + rng.random() / 10:.6f}", f"{127.0 + rng.random() / 10:.6f}", rng.choice(tags)
-        rows.append(f"d{unique}-{index:04d},Camera {index},site-{site:04d},rtsp://127.0.0.1:9/site{site}/cam{index % 4},"
-                    f"{lat},{lon},{tag},fps:2")
+        rows.append(
+            f"d{unique}-{index:04d},Camera {index},site-{site:04d},rtsp://127.0.0.1:9/site{site}/cam{index % 4},"
+            f"{lat},{lon},{tag},fps:2"
+        )
         if index == 2042:  # one row checked field by field after the round trip
             row_2042 = (float(lat), float(lon), tag)
     csv_file = tmp_path / "district.csv"
@@ -145,7 +150,11 @@ def test_district_scale_import(kafka_settings: KafkaSettings, unique: str, tmp_p
     assert len({c.site_id for c in mine.values()}) == 1141
     # Every column of a row survives CSV -> Avro -> inventory (row 2042 is at site 2042 % 1141 = 901).
     entry = mine[f"d{unique}-2042"]
-    assert (entry.name, entry.site_id, entry.stream_url) == ("Camera 2042", "site-0901", "rtsp://127.0.0.1:9/site901/cam2")
+    assert (entry.name, entry.site_id, entry.stream_url) == (
+        "Camera 2042",
+        "site-0901",
+        "rtsp://127.0.0.1:9/site901/cam2",
+    )
     assert entry.location is not None and (entry.location.lat, entry.location.lon, *entry.tags) == row_2042
     assert (entry.sampling.mode, entry.sampling.fps) == ("fps", 2.0) and entry.enabled
     removed = cli("cameras", "delete", *sorted(mine), kafka=kafka_settings)

@@ -48,13 +48,20 @@ def test_start_twice_is_harmless_and_stop_leaves_nothing(kafka_broker: KafkaBrok
 def test_topics_create_is_idempotent_and_check_passes(kafka_broker: KafkaBroker) -> None:
     env = os.environ | {"CCTV_KAFKA__BOOTSTRAP_SERVERS": kafka_broker.bootstrap, "COLUMNS": "200"}
     for _ in range(2):
-        created = subprocess.run([sys.executable, "-m", "cctv.cli", "topics", "create"], env=env,
-                                 capture_output=True, text=True, timeout=120)
+        created = subprocess.run(
+            [sys.executable, "-m", "cctv.cli", "topics", "create"], env=env, capture_output=True, text=True, timeout=120
+        )
         assert created.returncode == 0, created.stderr
         assert "cctv.video.packets.v1" in created.stdout and "cctv.alerts.police.v1" in created.stdout
-    checked = subprocess.run([sys.executable, "-m", "cctv.cli", "topics", "check"], env=env,
-                             capture_output=True, text=True, timeout=120)
+    checked = subprocess.run(
+        [sys.executable, "-m", "cctv.cli", "topics", "check"], env=env, capture_output=True, text=True, timeout=120
+    )
     assert checked.returncode == 0, checked.stderr
-    missing = subprocess.run([sys.executable, "-m", "cctv.cli", "topics", "check", "-d", "coast-guard"], env=env,
-                             capture_output=True, text=True, timeout=120)
+    missing = subprocess.run(
+        [sys.executable, "-m", "cctv.cli", "topics", "check", "-d", "coast-guard"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert missing.returncode == 1 and "cctv.alerts.coast-guard.v1" in missing.stderr

@@ -68,8 +68,15 @@ def test_round_trip_through_loop_poison_goes_to_dlq_and_loop_continues(
     group = f"test-group-{unique}"
     health = Health(60)
     loop = ConsumeProduceLoop(
-        service="test", group_id=group, topics=[source], schema_for=lambda _t: "CameraActivity",
-        consumer=make_consumer(kafka_settings, group), producer=producer, serde=SERDE, handler=handler, health=health,
+        service="test",
+        group_id=group,
+        topics=[source],
+        schema_for=lambda _t: "CameraActivity",
+        consumer=make_consumer(kafka_settings, group),
+        producer=producer,
+        serde=SERDE,
+        handler=handler,
+        health=health,
     )
     run_loop_until(loop, lambda: sorted(processed) == ["cam-1", "cam-3"])
     assert health.ready
@@ -109,15 +116,22 @@ def test_graceful_stop_flushes_and_closes(kafka_settings: KafkaSettings, unique:
     new_topics(kafka_settings, source, sink)
     feeder = make_producer(kafka_settings, "feeder")
     for index in range(3):
-        feeder.produce(source, key=b"cam", value=SERDE.serialize(source, "CameraActivity", activity(f"cam-{index}", 0.1)))
+        feeder.produce(
+            source, key=b"cam", value=SERDE.serialize(source, "CameraActivity", activity(f"cam-{index}", 0.1))
+        )
     assert feeder.flush(30) == 0
     stop = threading.Event()
     group = f"g-{unique}"
     # A linger far longer than the test: only an explicit flush sends a queued record in time.
     producer = make_producer(kafka_settings, "t", **{"linger.ms": 600_000, "message.timeout.ms": 900_000})
     loop = ConsumeProduceLoop(
-        service="test", group_id=group, topics=[source], schema_for=lambda _t: "CameraActivity",
-        consumer=make_consumer(kafka_settings, group), producer=producer, serde=SERDE,
+        service="test",
+        group_id=group,
+        topics=[source],
+        schema_for=lambda _t: "CameraActivity",
+        consumer=make_consumer(kafka_settings, group),
+        producer=producer,
+        serde=SERDE,
         handler=lambda batch: ([Outgoing(sink, r.key, "CameraActivity", r.value) for r in batch], []),
         health=Health(60),
     )
@@ -168,7 +182,9 @@ def test_delivery_failure_reprocesses_the_batch_nothing_lost_nothing_doubled_aft
     feeder = make_producer(kafka_settings, "feeder")
     cameras = [f"cam-{index}" for index in range(5)]
     for camera in cameras:
-        feeder.produce(source, key=camera.encode(), value=SERDE.serialize(source, "CameraActivity", activity(camera, 0.5)))
+        feeder.produce(
+            source, key=camera.encode(), value=SERDE.serialize(source, "CameraActivity", activity(camera, 0.5))
+        )
     assert feeder.flush(30) == 0
     big_jpeg = random.Random(5).randbytes(8192)  # incompressible: over the 2 KiB limit even with lz4
     attempts: dict[str, int] = {}
@@ -180,18 +196,41 @@ def test_delivery_failure_reprocesses_the_batch_nothing_lost_nothing_doubled_aft
             attempts[camera] = attempts.get(camera, 0) + 1
             outputs.append(Outgoing(sink, record.key, "CameraActivity", record.value | {"state": "IDLE"}))
             if camera == "cam-3":
-                outputs.append(Outgoing(evidence, record.key, "Frame", {
-                    "camera_id": camera, "session_id": "s", "sequence": record.offset, "capture_time": 1, "pts_us": 0,
-                    "source_partition": record.partition, "source_offset": record.offset, "width": 64, "height": 64,
-                    "jpeg": big_jpeg, "motion_score": 0.5, "reason": "MOTION", "sampled_at": 1,
-                }))
+                outputs.append(
+                    Outgoing(
+                        evidence,
+                        record.key,
+                        "Frame",
+                        {
+                            "camera_id": camera,
+                            "session_id": "s",
+                            "sequence": record.offset,
+                            "capture_time": 1,
+                            "pts_us": 0,
+                            "source_partition": record.partition,
+                            "source_offset": record.offset,
+                            "width": 64,
+                            "height": 64,
+                            "jpeg": big_jpeg,
+                            "motion_score": 0.5,
+                            "reason": "MOTION",
+                            "sampled_at": 1,
+                        },
+                    )
+                )
         return outputs, []
 
     group = f"redo-{unique}"
     loop = ConsumeProduceLoop(
-        service="test", group_id=group, topics=[source], schema_for=lambda _t: "CameraActivity",
-        consumer=make_consumer(kafka_settings, group), producer=make_producer(kafka_settings, "redo"),
-        serde=SERDE, handler=handler, health=Health(60),
+        service="test",
+        group_id=group,
+        topics=[source],
+        schema_for=lambda _t: "CameraActivity",
+        consumer=make_consumer(kafka_settings, group),
+        producer=make_producer(kafka_settings, "redo"),
+        serde=SERDE,
+        handler=handler,
+        health=Health(60),
     )
     stop = threading.Event()
     worker = threading.Thread(target=loop.run, args=(stop.is_set,))
@@ -203,12 +242,20 @@ def test_delivery_failure_reprocesses_the_batch_nothing_lost_nothing_doubled_aft
         assert committed.offset < 0, "a batch with an undelivered output must not be committed"
         # The operator raises the limit: the next attempt delivers everything and commits.
         admin = make_admin(kafka_settings)
-        resource = ConfigResource(ConfigResource.Type.TOPIC, evidence, incremental_configs=[
-            ConfigEntry("max.message.bytes", "1048576", incremental_operation=AlterConfigOpType.SET)])
+        resource = ConfigResource(
+            ConfigResource.Type.TOPIC,
+            evidence,
+            incremental_configs=[
+                ConfigEntry("max.message.bytes", "1048576", incremental_operation=AlterConfigOpType.SET)
+            ],
+        )
         for future in admin.incremental_alter_configs([resource]).values():
             future.result(timeout=30)
-        wait_for(lambda: probe.committed([TopicPartition(source, 0)], timeout=10)[0].offset == len(cameras), 60,
-                 "the batch to be delivered and committed")
+        wait_for(
+            lambda: probe.committed([TopicPartition(source, 0)], timeout=10)[0].offset == len(cameras),
+            60,
+            "the batch to be delivered and committed",
+        )
     finally:
         stop.set()
         worker.join(60)

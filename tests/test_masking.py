@@ -36,8 +36,9 @@ def detail(rgb: np.ndarray, box: list[int]) -> float:
 
 
 @pytest.mark.parametrize("name", ["bus.jpg", "zidane.jpg"])
-def test_every_hand_annotated_face_of_a_real_still_is_pixelated(name: str, detector: FaceDetector,
-                                                                 stills: dict[str, Path]) -> None:
+def test_every_hand_annotated_face_of_a_real_still_is_pixelated(
+    name: str, detector: FaceDetector, stills: dict[str, Path]
+) -> None:
     original_jpeg = stills[name].read_bytes()
     result = mask_jpeg(original_jpeg, detector)
     original = np.asarray(Image.open(io.BytesIO(original_jpeg)).convert("RGB"))
@@ -45,15 +46,21 @@ def test_every_hand_annotated_face_of_a_real_still_is_pixelated(name: str, detec
     assert masked.shape == original.shape and len(result.faces) >= len(ANNOTATIONS[name])
     for face in ANNOTATIONS[name]:
         x1, y1, x2, y2 = face
-        inner = [x1 + (x2 - x1) // 4, y1 + (y2 - y1) // 4, x2 - (x2 - x1) // 4, y2 - (y2 - y1) // 4]  # eyes, nose, mouth
+        inner = [
+            x1 + (x2 - x1) // 4,
+            y1 + (y2 - y1) // 4,
+            x2 - (x2 - x1) // 4,
+            y2 - (y2 - y1) // 4,
+        ]  # eyes, nose, mouth
         assert shared_detail(original, masked, inner) < 0.3, (name, face)  # measured 0.12, 0.22 / -0.01, 0.17
     # Away from the faces the picture is what it was (only JPEG re-encoding noise).
     height, width = original.shape[:2]
     assert shared_detail(original, masked, [0, height - 150, width, height]) > 0.95  # measured 0.998 / 0.997
 
 
-def test_heads_of_tracked_people_are_hidden_even_where_no_face_is_found(detector: FaceDetector,
-                                                                       stills: dict[str, Path]) -> None:
+def test_heads_of_tracked_people_are_hidden_even_where_no_face_is_found(
+    detector: FaceDetector, stills: dict[str, Path]
+) -> None:
     rgb = np.asarray(Image.open(stills["bus.jpg"]).convert("RGB"))
     height, width = rgb.shape[:2]
     person = {"class_name": "person", "x1": 700 / width, "y1": 380 / height, "x2": 810 / width, "y2": 880 / height}
@@ -78,8 +85,9 @@ def test_bytes_that_are_not_an_image_are_refused_with_a_clear_error(detector: Fa
         mask_jpeg(b"\xff\xd8 not really a jpeg", detector)
 
 
-def test_text_inside_a_vehicle_box_is_pixelated_as_a_plate_would_be(detector: FaceDetector,
-                                                                    stills: dict[str, Path]) -> None:
+def test_text_inside_a_vehicle_box_is_pixelated_as_a_plate_would_be(
+    detector: FaceDetector, stills: dict[str, Path]
+) -> None:
     from libs.masking import PlateDetector
 
     jpeg = stills["bus.jpg"].read_bytes()

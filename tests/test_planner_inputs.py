@@ -25,12 +25,30 @@ from tests.planner_helpers import GEODANET, real_points
 
 REPO = Path(__file__).resolve().parents[1]
 SEOUL_ROWS = [  # 서울 중구 around City Hall; one row lacks coordinates, as real open-data files do
-    {"관리기관명": "서울특별시 중구청", "소재지도로명주소": "서울특별시 중구 세종대로 110", "설치목적구분": "생활방범",
-     "카메라대수": "2", "WGS84위도": "37.566535", "WGS84경도": "126.977969"},
-    {"관리기관명": "서울특별시 중구청", "소재지도로명주소": "서울특별시 중구 을지로 12", "설치목적구분": "어린이보호",
-     "카메라대수": "1", "WGS84위도": "37.566000", "WGS84경도": "126.979500"},
-    {"관리기관명": "서울특별시 중구청", "소재지도로명주소": "서울특별시 중구 무교로 1", "설치목적구분": "생활방범",
-     "카메라대수": "1", "WGS84위도": "", "WGS84경도": ""},
+    {
+        "관리기관명": "서울특별시 중구청",
+        "소재지도로명주소": "서울특별시 중구 세종대로 110",
+        "설치목적구분": "생활방범",
+        "카메라대수": "2",
+        "WGS84위도": "37.566535",
+        "WGS84경도": "126.977969",
+    },
+    {
+        "관리기관명": "서울특별시 중구청",
+        "소재지도로명주소": "서울특별시 중구 을지로 12",
+        "설치목적구분": "어린이보호",
+        "카메라대수": "1",
+        "WGS84위도": "37.566000",
+        "WGS84경도": "126.979500",
+    },
+    {
+        "관리기관명": "서울특별시 중구청",
+        "소재지도로명주소": "서울특별시 중구 무교로 1",
+        "설치목적구분": "생활방범",
+        "카메라대수": "1",
+        "WGS84위도": "",
+        "WGS84경도": "",
+    },
 ]
 
 
@@ -43,11 +61,15 @@ def _korean_csv(path: Path, encoding: str) -> Path:
 def _seoul_config(tmp_path: Path, cameras: Path, **overrides: object) -> dict:
     demand = tmp_path / "complaints.csv"
     demand.write_text("위도,경도,민원\n37.5664,126.9781,3\n37.5661,126.9794,1\n37.5690,126.9850,2\n", encoding="utf-8")
-    return {"existing_cameras": [{"path": str(cameras)}],
-            "demand": [{"name": "requests", "kind": "request", "path": str(demand), "weight_column": "민원"}],
-            "candidates": {"h3": {"resolution": 11}},
-            "coverage": {"camera_types": {"fixed": {"radius_m": 60}, "어린이보호": {"radius_m": 40}}},
-            "budget": {"cameras": 1}, "hotspots": {"enabled": False}, **overrides}
+    return {
+        "existing_cameras": [{"path": str(cameras)}],
+        "demand": [{"name": "requests", "kind": "request", "path": str(demand), "weight_column": "민원"}],
+        "candidates": {"h3": {"resolution": 11}},
+        "coverage": {"camera_types": {"fixed": {"radius_m": 60}, "어린이보호": {"radius_m": 40}}},
+        "budget": {"cameras": 1},
+        "hotspots": {"enabled": False},
+        **overrides,
+    }
 
 
 @pytest.mark.parametrize("encoding", ["cp949", "utf-8-sig"])
@@ -134,16 +156,23 @@ def test_budget_larger_than_candidates_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_config_mistakes_are_listed_with_their_place(tmp_path: Path) -> None:
     with pytest.raises(PlanConfigError) as caught:
-        parse_config({"demand": [], "candidates": {}, "budget": {"cameras": 2, "total_cost": 5},
-                      "coverage": {"new_camera_type": "dome"}}, tmp_path)
+        parse_config(
+            {
+                "demand": [],
+                "candidates": {},
+                "budget": {"cameras": 2, "total_cost": 5},
+                "coverage": {"new_camera_type": "dome"},
+            },
+            tmp_path,
+        )
     message = str(caught.value)
     for expected in ("demand:", "candidates:", "budget:", "exactly one of budget.cameras", "new_camera_type 'dome'"):
         assert expected in message
 
 
 def test_metric_crs_choice() -> None:
-    assert metric_crs(np.array([126.98]), np.array([37.57])).to_epsg() == 5186   # Seoul
-    assert metric_crs(np.array([129.07]), np.array([35.18])).to_epsg() == 5186   # Busan
+    assert metric_crs(np.array([126.98]), np.array([37.57])).to_epsg() == 5186  # Seoul
+    assert metric_crs(np.array([129.07]), np.array([35.18])).to_epsg() == 5186  # Busan
     assert metric_crs(np.array([-111.83]), np.array([33.41])).to_epsg() == 32612  # Tempe
     assert metric_crs(np.array([151.2]), np.array([-33.87])).to_epsg() == 32756  # Sydney
     with pytest.raises(PlanConfigError, match="not a projected CRS"):
@@ -164,8 +193,15 @@ def test_sector_and_obstacles_narrow_coverage() -> None:
 
 def _cctv(*args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", "cctv.cli", *args], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=300, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "cctv.cli", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
 
 
 def test_cctv_plan_runs_the_shipped_example_in_under_a_minute(tmp_path: Path) -> None:
@@ -200,12 +236,23 @@ def test_polygon_demand_spreads_its_weight_inside_the_polygon(tmp_path: Path) ->
     schools = real_points("schools").to_crs("EPSG:4326")
     park = schools.union_all().convex_hull
     path = tmp_path / "park.geojson"
-    path.write_text(json.dumps({"type": "FeatureCollection", "features": [
-        {"type": "Feature", "geometry": shapely.geometry.mapping(park), "properties": {"visitors": 10}}]}))
-    config = {"demand": [{"name": "park", "kind": "vulnerable", "path": str(path), "weight_column": "visitors"}],
-              "candidates": {"points": [{"path": "libpysal:geodanet/schools.shp"}]},
-              "coverage": {"camera_types": {"fixed": {"radius_m": 100}}},
-              "budget": {"cameras": 2}, "hotspots": {"enabled": False}}
+    path.write_text(
+        json.dumps(
+            {
+                "type": "FeatureCollection",
+                "features": [
+                    {"type": "Feature", "geometry": shapely.geometry.mapping(park), "properties": {"visitors": 10}}
+                ],
+            }
+        )
+    )
+    config = {
+        "demand": [{"name": "park", "kind": "vulnerable", "path": str(path), "weight_column": "visitors"}],
+        "candidates": {"points": [{"path": "libpysal:geodanet/schools.shp"}]},
+        "coverage": {"camera_types": {"fixed": {"radius_m": 100}}},
+        "budget": {"cameras": 2},
+        "hotspots": {"enabled": False},
+    }
     result = run_plan(parse_config(config, tmp_path))
     assert len(result.demand.xy) > 10
     assert result.demand.weight.sum() == pytest.approx(10.0)
@@ -215,9 +262,14 @@ def test_polygon_demand_spreads_its_weight_inside_the_polygon(tmp_path: Path) ->
 
 def test_crimes_by_type_and_time_and_an_obstacle_end_to_end(tmp_path: Path) -> None:
     """`where:` keeps night-time thefts only; a building polygon hides one of them from the camera."""
-    crimes = pd.DataFrame({"위도": [37.56660, 37.56700, 37.56620, 37.56690],
-                           "경도": [126.97800, 126.97797, 126.97797, 126.97840],
-                           "type": ["theft", "theft", "assault", "theft"], "hour": [22, 23, 21, 9]})
+    crimes = pd.DataFrame(
+        {
+            "위도": [37.56660, 37.56700, 37.56620, 37.56690],
+            "경도": [126.97800, 126.97797, 126.97797, 126.97840],
+            "type": ["theft", "theft", "assault", "theft"],
+            "hour": [22, 23, 21, 9],
+        }
+    )
     path = tmp_path / "crimes.csv"
     path.write_bytes(crimes.to_csv(index=False).encode("cp949"))
     camera = tmp_path / "cams.csv"
@@ -225,14 +277,25 @@ def test_crimes_by_type_and_time_and_an_obstacle_end_to_end(tmp_path: Path) -> N
     # A building between the camera and the second theft (about 22 m north of the camera).
     building = shapely.box(126.97780, 37.56665, 126.97815, 37.56680)
     obstacles = tmp_path / "buildings.geojson"
-    obstacles.write_text(json.dumps({"type": "FeatureCollection", "features": [
-        {"type": "Feature", "geometry": shapely.geometry.mapping(building), "properties": {}}]}))
-    config = {"existing_cameras": [{"path": str(camera), "format": "points"}],
-              "demand": [{"name": "night_theft", "kind": "crime", "path": str(path),
-                          "where": "type == 'theft' and hour >= 20"}],
-              "candidates": {"h3": {"resolution": 12}},
-              "coverage": {"camera_types": {"fixed": {"radius_m": 80}}},
-              "budget": {"cameras": 1}, "hotspots": {"enabled": False}, "solver": {"lscp": False}}
+    obstacles.write_text(
+        json.dumps(
+            {
+                "type": "FeatureCollection",
+                "features": [{"type": "Feature", "geometry": shapely.geometry.mapping(building), "properties": {}}],
+            }
+        )
+    )
+    config = {
+        "existing_cameras": [{"path": str(camera), "format": "points"}],
+        "demand": [
+            {"name": "night_theft", "kind": "crime", "path": str(path), "where": "type == 'theft' and hour >= 20"}
+        ],
+        "candidates": {"h3": {"resolution": 12}},
+        "coverage": {"camera_types": {"fixed": {"radius_m": 80}}},
+        "budget": {"cameras": 1},
+        "hotspots": {"enabled": False},
+        "solver": {"lscp": False},
+    }
     open_view = run_plan(parse_config(config, tmp_path))
     assert len(open_view.demand.xy) == 2  # the assault and the morning theft are filtered out
     assert open_view.covered_before.tolist() == [True, True]

@@ -30,24 +30,34 @@ SCHOOL_WEIGHT = 10.0
 def case(tmp_path_factory: pytest.TempPathFactory) -> dict:
     folder = tmp_path_factory.mktemp("plan")
     candidates = street_corner_candidates(every=10)
-    cand_csv = write_lonlat_csv(candidates, folder / "candidates.csv",
-                                {"cost": [1.0 + (i % 3 == 0) for i in range(len(candidates))]})
+    cand_csv = write_lonlat_csv(
+        candidates, folder / "candidates.csv", {"cost": [1.0 + (i % 3 == 0) for i in range(len(candidates))]}
+    )
     crimes, schools = metric_xy(GEODANET / "crimes.shp"), metric_xy(GEODANET / "schools.shp")
     demand = np.vstack([crimes, schools])
     weight = np.concatenate([np.ones(len(crimes)), np.full(len(schools), SCHOOL_WEIGHT)])
     existing = real_points("schools").iloc[[0, 3]]  # two schools already have a camera
     cams_csv = write_lonlat_csv(existing, folder / "cams.csv", {"camera_id": ["cam-a", "cam-b"]})
-    return {"folder": folder, "cand_csv": cand_csv, "cand_xy": metric_xy(candidates), "demand": demand,
-            "weight": weight, "n_crimes": len(crimes), "cams_csv": cams_csv, "cam_xy": metric_xy(existing),
-            "cost": np.array([1.0 + (i % 3 == 0) for i in range(len(candidates))])}
+    return {
+        "folder": folder,
+        "cand_csv": cand_csv,
+        "cand_xy": metric_xy(candidates),
+        "demand": demand,
+        "weight": weight,
+        "n_crimes": len(crimes),
+        "cams_csv": cams_csv,
+        "cam_xy": metric_xy(existing),
+        "cost": np.array([1.0 + (i % 3 == 0) for i in range(len(candidates))]),
+    }
 
 
 def _plan(case: dict, budget: dict, existing: bool = False, **solver: object) -> PlanResult:
     config = {
         "name": "test",
-        "demand": [{"name": "crimes", "kind": "crime", "path": "libpysal:geodanet/crimes.shp"},
-                   {"name": "schools", "kind": "vulnerable", "path": "libpysal:geodanet/schools.shp",
-                    "weight": SCHOOL_WEIGHT}],
+        "demand": [
+            {"name": "crimes", "kind": "crime", "path": "libpysal:geodanet/crimes.shp"},
+            {"name": "schools", "kind": "vulnerable", "path": "libpysal:geodanet/schools.shp", "weight": SCHOOL_WEIGHT},
+        ],
         "candidates": {"points": [{"path": str(case["cand_csv"]), "cost_column": "cost"}]},
         "coverage": {"camera_types": {"fixed": {"radius_m": RADIUS}}},
         "budget": budget,
@@ -124,10 +134,13 @@ def test_lscp_is_the_fewest_cameras_that_cover_everything_reachable(case: dict) 
     radius = 300.0
     demand_csv = write_lonlat_csv(crimes[in_box], case["folder"] / "corner_crimes.csv")
     sites_csv = write_lonlat_csv(corners[near], case["folder"] / "corner_sites.csv")
-    config = {"demand": [{"name": "crimes", "path": str(demand_csv)}],
-              "candidates": {"points": [{"path": str(sites_csv)}]},
-              "coverage": {"camera_types": {"fixed": {"radius_m": radius}}},
-              "budget": {"cameras": 1}, "hotspots": {"enabled": False}}
+    config = {
+        "demand": [{"name": "crimes", "path": str(demand_csv)}],
+        "candidates": {"points": [{"path": str(sites_csv)}]},
+        "coverage": {"camera_types": {"fixed": {"radius_m": radius}}},
+        "budget": {"cameras": 1},
+        "hotspots": {"enabled": False},
+    }
     result = run_plan(parse_config(config, case["folder"]))
     cover = covers(crime_xy[in_box], corner_xy[near], radius)
     assert result.set_cover is not None
@@ -214,11 +227,18 @@ def test_sector_cameras_are_aimed_where_the_demand_is(case: dict) -> None:
     bearing = np.degrees(np.arctan2(dx, dy)) % 360
     within = np.hypot(dx, dy) <= radius
     seen = {h: int((within & (np.abs((bearing - h + 180) % 360 - 180) <= fov / 2)).sum()) for h in (0, 90, 180, 270)}
-    config = {"demand": [{"name": "crimes", "path": "libpysal:geodanet/crimes.shp"}],
-              "candidates": {"points": [{"path": str(write_lonlat_csv(street_corner_candidates(10).iloc[[5]],
-                                                                     case["folder"] / "one.csv"))}]},
-              "coverage": {"camera_types": {"fixed": {"radius_m": radius, "fov_deg": fov}}},
-              "budget": {"cameras": 1}, "hotspots": {"enabled": False}, "solver": {"lscp": False}}
+    config = {
+        "demand": [{"name": "crimes", "path": "libpysal:geodanet/crimes.shp"}],
+        "candidates": {
+            "points": [
+                {"path": str(write_lonlat_csv(street_corner_candidates(10).iloc[[5]], case["folder"] / "one.csv"))}
+            ]
+        },
+        "coverage": {"camera_types": {"fixed": {"radius_m": radius, "fov_deg": fov}}},
+        "budget": {"cameras": 1},
+        "hotspots": {"enabled": False},
+        "solver": {"lscp": False},
+    }
     result = run_plan(parse_config(config, case["folder"]))
     assert len(result.candidates) == 4
     assert result.sites["heading_deg"].tolist() == [float(max(seen, key=seen.get))]

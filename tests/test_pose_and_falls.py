@@ -106,12 +106,16 @@ def _placed(pose: Pose, width: int, height: int, scale: float, foot: tuple[float
 
 
 def _frames(dets: list[Det]) -> list[FrameDetections]:
-    return [FrameDetections("cam", i, T0 + i * 500, FrameRef("f", 0, i), CANVAS_W, CANVAS_H, [d]) for i, d in enumerate(dets)]
+    return [
+        FrameDetections("cam", i, T0 + i * 500, FrameRef("f", 0, i), CANVAS_W, CANVAS_H, [d])
+        for i, d in enumerate(dets)
+    ]
 
 
 def _fall_alerts(dets: list[Det]) -> list[int]:
-    camera = CameraConfig.model_validate({"camera_id": "cam", "zones": [{"name": "all", "polygon": WHOLE,
-                                                                         "rules": [{"type": "fall"}]}]})
+    camera = CameraConfig.model_validate(
+        {"camera_id": "cam", "zones": [{"name": "all", "polygon": WHOLE, "rules": [{"type": "fall"}]}]}
+    )
     pipeline = CameraPipeline(camera)
     return [e.started_at - T0 for f in _frames(dets) for e in pipeline.process(f) if e.kind is AlertKind.NEW]
 
@@ -142,8 +146,9 @@ def test_a_fall_on_real_keypoints_alerts_after_min_down_s_and_standing_does_not(
 
 def test_walkers_of_the_sample_clip_never_fall() -> None:
     # Recorded real detections (no keypoints: the box-shape fallback decides), 2 fps, 79.5 s, 3-9 walkers.
-    camera = CameraConfig.model_validate({"camera_id": "vtest", "zones": [{"name": "all", "polygon": WHOLE,
-                                                                           "rules": [{"type": "fall"}]}]})
+    camera = CameraConfig.model_validate(
+        {"camera_id": "vtest", "zones": [{"name": "all", "polygon": WHOLE, "rules": [{"type": "fall"}]}]}
+    )
     pipeline = CameraPipeline(camera)
     assert [e for f in load_recorded(0.5) for e in pipeline.process(f)] == []
 
@@ -163,17 +168,32 @@ def test_the_detection_stage_adds_keypoints_only_for_cameras_with_a_pose_rule(st
     def frame_record(camera_id: str, still: str, offset: int) -> Incoming:
         jpeg = fetch_stills(DEFAULT_CACHE_DIR)[still].read_bytes()
         height, width = stills[still].shape[:2]
-        frame = Frame(camera_id=camera_id, session_id="s", sequence=offset, capture_time_us=T0 * 1000, pts_us=None,
-                      source_partition=0, source_offset=offset, width=width, height=height, jpeg=jpeg,
-                      motion_score=0.1, reason="motion", sampled_at_us=T0 * 1000)
+        frame = Frame(
+            camera_id=camera_id,
+            session_id="s",
+            sequence=offset,
+            capture_time_us=T0 * 1000,
+            pts_us=None,
+            source_partition=0,
+            source_offset=offset,
+            width=width,
+            height=height,
+            jpeg=jpeg,
+            motion_score=0.1,
+            reason="motion",
+            sampled_at_us=T0 * 1000,
+        )
         # `raw` (the confluent Message) is not read by the stage.
         return Incoming("cctv.frames.v1", 0, offset, camera_id.encode(), frame.to_avro(), None, None)  # type: ignore[arg-type]
 
     estimator = CountingEstimator(PoseModelConfig())
     detector = Detector(DetectorModelConfig())
     stage = DetectionStage(detector, PoseStage(estimator, needs_pose=lambda camera: camera.startswith("falls-")))
-    batch = [frame_record("falls-bus", "bus.jpg", 1), frame_record("plain", "zidane.jpg", 2),
-             frame_record("falls-office", "zidane.jpg", 3)]
+    batch = [
+        frame_record("falls-bus", "bus.jpg", 1),
+        frame_record("plain", "zidane.jpg", 2),
+        frame_record("falls-office", "zidane.jpg", 3),
+    ]
     outputs, rejected = stage.handle(batch)
     detector.close()
     assert not rejected and estimator.calls == [2]  # both pose cameras' frames in one call

@@ -65,7 +65,9 @@ def test_bytes_identical_to_confluent_serializer(client: SchemaRegistryClient, u
     theirs = AvroSerializer(client, json.dumps(definition), conf={"auto.register.schemas": True})
     ours = AvroSerde(CATALOG, client)
     record = {"camera_id": "cam-7", "state": "IDLE", "motion_score": 0.25, "since": 123, "timestamp": 456}
-    assert ours.serialize(topic, "CameraActivity", record) == theirs(record, SerializationContext(topic, MessageField.VALUE))
+    assert ours.serialize(topic, "CameraActivity", record) == theirs(
+        record, SerializationContext(topic, MessageField.VALUE)
+    )
 
 
 def test_serde_reports_a_schema_the_registry_refuses_and_registers_a_compatible_one(

@@ -31,8 +31,10 @@ def full_name(definition: dict) -> str:
 def released_versions() -> dict[str, list[tuple[str, dict]]]:
     """Every released definition by record full name: [(release, definition), ...], oldest release first."""
     by_name: dict[str, list[tuple[str, dict]]] = {}
-    releases = sorted((p for p in RELEASED_ROOT.iterdir() if p.is_dir()), key=lambda p: [
-        int(part) if part.isdigit() else part for part in p.name.split(".")])
+    releases = sorted(
+        (p for p in RELEASED_ROOT.iterdir() if p.is_dir()),
+        key=lambda p: [int(part) if part.isdigit() else part for part in p.name.split(".")],
+    )
     for release in releases:
         for path in sorted(release.glob("*.avsc")):
             definition = json.loads(path.read_text())

@@ -36,8 +36,12 @@ REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "samples" / "vtest-h264.mp4"
 ROAD = [[0.30, 0.30], [0.90, 0.20], [0.99, 0.42], [0.55, 0.64], [0.30, 0.52]]
 SECURED_PORT = int(os.environ.get("CCTV_TEST_SECURED_KAFKA_PORT", "19392"))
-SERVICE_PRINCIPALS = {"ingest": "cctv-ingest", "frame-sampler": "cctv-frame-sampler",
-                      "detector": "cctv-detector", "alert-router": "cctv-alert-router"}
+SERVICE_PRINCIPALS = {
+    "ingest": "cctv-ingest",
+    "frame-sampler": "cctv-frame-sampler",
+    "detector": "cctv-detector",
+    "alert-router": "cctv-alert-router",
+}
 
 
 @pytest.fixture(scope="module")
@@ -52,9 +56,14 @@ def secured_broker() -> Iterator[SecuredKafkaBroker]:
 @pytest.fixture(scope="module")
 def passwords(secured_broker: SecuredKafkaBroker, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """Topics created by the administrator, then users and ACLs through `cctv acls apply`."""
-    admin = KafkaSettings(bootstrap_servers=secured_broker.bootstrap, security_protocol="SASL_SSL",
-                          sasl_mechanism="SCRAM-SHA-512", sasl_username="admin",
-                          sasl_password=secured_broker.admin_password, ssl_ca_location=str(secured_broker.tls.ca_file))
+    admin = KafkaSettings(
+        bootstrap_servers=secured_broker.bootstrap,
+        security_protocol="SASL_SSL",
+        sasl_mechanism="SCRAM-SHA-512",
+        sasl_username="admin",
+        sasl_password=secured_broker.admin_password,
+        ssl_ca_location=str(secured_broker.tls.ca_file),
+    )
     specs = pipeline_topics()
     create_topics(admin, specs)
     directory = tmp_path_factory.mktemp("kafka-users")
@@ -62,8 +71,14 @@ def passwords(secured_broker: SecuredKafkaBroker, tmp_path_factory: pytest.TempP
     for user, password in chosen.items():
         (directory / user).write_text(password)
     env = os.environ | secured_broker.service_env("admin", secured_broker.admin_password)
-    result = subprocess.run([sys.executable, "-m", "cctv.cli", "acls", "apply", "--passwords-dir", str(directory)],
-                            check=False, env=env, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "cctv.cli", "acls", "apply", "--passwords-dir", str(directory)],
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "ACL bindings applied" in result.stdout
     assert not any(password in result.stdout + result.stderr for password in chosen.values())
@@ -96,34 +111,58 @@ def test_pipeline_runs_on_secured_broker_with_least_privilege(
     secured_broker: SecuredKafkaBroker, passwords: dict[str, str], schema_registry, unique: str, tmp_path: Path
 ) -> None:
     broker = secured_broker
-    operator = KafkaSettings(bootstrap_servers=broker.bootstrap, security_protocol="SASL_SSL",
-                             sasl_mechanism="SCRAM-SHA-512", sasl_username="cctv-operator",
-                             sasl_password=passwords["cctv-operator"], ssl_ca_location=str(broker.tls.ca_file))
+    operator = KafkaSettings(
+        bootstrap_servers=broker.bootstrap,
+        security_protocol="SASL_SSL",
+        sasl_mechanism="SCRAM-SHA-512",
+        sasl_username="cctv-operator",
+        sasl_password=passwords["cctv-operator"],
+        ssl_ca_location=str(broker.tls.ca_file),
+    )
     camera = f"secure-{unique}"
     serde = AvroSerde(shipped_catalog())
-    publish(operator, serde, [CameraEntry(
-        camera_id=camera, name="Secured campus road", site_id="campus", stream_url=f"file://{SAMPLE}",
-        loop=True, realtime=True, tags=["crime-hotspot"], sampling=Sampling(mode="fps", fps=2, heartbeat_s=10),
-        zones=[{"name": "road", "polygon": ROAD, "rules": [{"type": "intrusion"}]}],
-    )])
+    publish(
+        operator,
+        serde,
+        [
+            CameraEntry(
+                camera_id=camera,
+                name="Secured campus road",
+                site_id="campus",
+                stream_url=f"file://{SAMPLE}",
+                loop=True,
+                realtime=True,
+                tags=["crime-hotspot"],
+                sampling=Sampling(mode="fps", fps=2, heartbeat_s=10),
+                zones=[{"name": "road", "polygon": ROAD, "rules": [{"type": "intrusion"}]}],
+            )
+        ],
+    )
 
     police_topic = "cctv.alerts.police.v1"
-    police = Consumer(_client(broker, "agency-police", passwords["agency-police"])
-                      | {"group.id": f"agency-police-{unique}", "enable.auto.commit": False})
+    police = Consumer(
+        _client(broker, "agency-police", passwords["agency-police"])
+        | {"group.id": f"agency-police-{unique}", "enable.auto.commit": False}
+    )
     assignment = []
     for partition in police.list_topics(police_topic, timeout=10).topics[police_topic].partitions:
         high = police.get_watermark_offsets(TopicPartition(police_topic, partition), timeout=10)[1]
         assignment.append(TopicPartition(police_topic, partition, high))
     police.assign(assignment)
 
-    groups = {"ingest": {"CCTV_GROUP_ID": f"cctv-ingest-{unique}"},
-              "frame-sampler": {"CCTV_GROUP_ID": f"cctv-frame-sampler-{unique}"},
-              "detector": {"CCTV_GROUP_ID": f"cctv-detector-{unique}"},
-              "alert-router": {"CCTV_GROUP_ID": f"cctv-alert-router-{unique}", "CCTV_DATA_DIR": str(tmp_path / "faust")}}
+    groups = {
+        "ingest": {"CCTV_GROUP_ID": f"cctv-ingest-{unique}"},
+        "frame-sampler": {"CCTV_GROUP_ID": f"cctv-frame-sampler-{unique}"},
+        "detector": {"CCTV_GROUP_ID": f"cctv-detector-{unique}"},
+        "alert-router": {"CCTV_GROUP_ID": f"cctv-alert-router-{unique}", "CCTV_DATA_DIR": str(tmp_path / "faust")},
+    }
     common = {"CCTV_REGISTRY__URL": schema_registry.url, "CCTV_HTTP__PORT": "0", "CCTV_LOG__FORMAT": "text"}
     services = [
-        ServiceProcess(name, common | broker.service_env(SERVICE_PRINCIPALS[name], passwords[SERVICE_PRINCIPALS[name]])
-                       | groups[name], tmp_path / f"{name}.log").start()
+        ServiceProcess(
+            name,
+            common | broker.service_env(SERVICE_PRINCIPALS[name], passwords[SERVICE_PRINCIPALS[name]]) | groups[name],
+            tmp_path / f"{name}.log",
+        ).start()
         for name in PIPELINE_SERVICES
     ]
     alert = None
@@ -163,8 +202,9 @@ def test_pipeline_runs_on_secured_broker_with_least_privilege(
     with pytest.raises(KafkaException) as refused:
         intruder.list_topics(police_topic, timeout=15)
     intruder.close()
-    assert refused.value.args[0].code() in (KafkaError._AUTHENTICATION, KafkaError._TRANSPORT,
-                                            KafkaError._TIMED_OUT), refused.value
+    assert refused.value.args[0].code() in (KafkaError._AUTHENTICATION, KafkaError._TRANSPORT, KafkaError._TIMED_OUT), (
+        refused.value
+    )
 
     # Credentials never in the logs: services' and the broker's.
     broker_log = broker.log_file.read_text(errors="replace")

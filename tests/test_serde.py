@@ -12,8 +12,19 @@ from libs.serde import SINGLE_OBJECT_MAGIC, AvroSerde, SerdeError, shipped_catal
 from tests.seeded import sample_records, seed_for
 
 CATALOG = shipped_catalog()
-EXPECTED = {"Alert", "AuditRecord", "CameraActivity", "CameraConfig", "CameraStatus", "DeadLetter", "Detections", "Frame",
-            "IncidentAction", "PlatformEvent", "VideoPacket"}
+EXPECTED = {
+    "Alert",
+    "AuditRecord",
+    "CameraActivity",
+    "CameraConfig",
+    "CameraStatus",
+    "DeadLetter",
+    "Detections",
+    "Frame",
+    "IncidentAction",
+    "PlatformEvent",
+    "VideoPacket",
+}
 
 
 def assert_same(a: Any, b: Any, path: str = "") -> None:
@@ -26,7 +37,7 @@ def assert_same(a: Any, b: Any, path: str = "") -> None:
             assert_same(a[key], b[key], f"{path}.{key}")
     elif isinstance(a, list):
         assert len(a) == len(b), path
-        for index, (x, y) in enumerate(zip(a, b)):
+        for index, (x, y) in enumerate(zip(a, b, strict=False)):
             assert_same(x, y, f"{path}[{index}]")
     else:
         assert a == b, f"{path}: {a!r} != {b!r}"

@@ -61,10 +61,12 @@ def test_variables_a_service_would_ignore_are_named_with_the_nearest_real_one() 
     environ = {
         "CCTV_KAFKA__BOOTSTRAP_SERVERS": "kafka:9092",  # a section field
         "CCTV_KAFKA__EXTRA__socket.keepalive.enable": "true",  # any key below a plain dict field
-        "CCTV_MAX_BATCH": "16", "CCTV_MODEL__TENSORRT_CACHE_DIR": "/cache",  # the detector's own
+        "CCTV_MAX_BATCH": "16",
+        "CCTV_MODEL__TENSORRT_CACHE_DIR": "/cache",  # the detector's own
         "CCTV_CONFIG_FILE": "/etc/cctv/config/detector.yaml",
         "CCTV_CAMERA_CREDENTIALS__LOBBY": "user:pw",  # read by name, not a field
-        "CCTV_SCHEMAS_DIR": "/opt/cctv/schemas", "CCTV_CACHE_DIR": "/var/cache/cctv",  # read outside the settings
+        "CCTV_SCHEMAS_DIR": "/opt/cctv/schemas",
+        "CCTV_CACHE_DIR": "/var/cache/cctv",  # read outside the settings
         "PATH": "/usr/bin",
         "CCTV_DETECTOR__MAX_BATCH": "16",  # the service name is not a section
         "CCTV_MODEL__SCORE_TRESHOLD": "0.3",  # misspelt

@@ -67,8 +67,12 @@ def test_a_killed_service_is_restarted_and_the_restart_is_published(
 ) -> None:
     report, seen = events
     name = f"ingest-{unique}"
-    spec = ServiceSpec(name, "services.ingest.main", 0,
-                       extra_env=lambda _ctx: {"CCTV_GROUP_ID": f"sup-{unique}", "CCTV_LOG__FORMAT": "text"})
+    spec = ServiceSpec(
+        name,
+        "services.ingest.main",
+        0,
+        extra_env=lambda _ctx: {"CCTV_GROUP_ID": f"sup-{unique}", "CCTV_LOG__FORMAT": "text"},
+    )
     policy = RestartPolicy(backoff_initial_s=0.5, backoff_max_s=2, max_restarts=3, window_s=60)
     with TopicWatcher(kafka_settings, PLATFORM_EVENTS, "PlatformEvent", SERDE, lambda v: v["service"] == name) as topic:
         supervisor = Supervisor([spec], context(kafka_settings, tmp_path), tmp_path, report, policy).start()
@@ -76,8 +80,11 @@ def test_a_killed_service_is_restarted_and_the_restart_is_published(
             first = supervisor.process(name).pid
             wait_for(lambda: any(e["event"] == "STARTED" for e in topic.snapshot()), 30, "the STARTED record")
             supervisor.process(name).kill()  # SIGKILL: as if the process crashed
-            wait_for(lambda: any(e["event"] == "STARTED" and e["restarts"] == 1 for e in topic.snapshot()), 60,
-                     "the restart's STARTED record on the topic")
+            wait_for(
+                lambda: any(e["event"] == "STARTED" and e["restarts"] == 1 for e in topic.snapshot()),
+                60,
+                "the restart's STARTED record on the topic",
+            )
             kinds = [e["event"] for e in topic.snapshot()]
             assert kinds[:4] == ["STARTED", "EXITED", "RESTARTING", "STARTED"], kinds
             exited = topic.snapshot()[1]
@@ -101,8 +108,9 @@ def test_a_service_that_keeps_dying_is_given_up_on(
     spec = ServiceSpec(name, "cctv.devstack.no_such_module", 0)
     policy = RestartPolicy(backoff_initial_s=0.1, backoff_max_s=0.2, max_restarts=2, window_s=60)
     with TopicWatcher(kafka_settings, PLATFORM_EVENTS, "PlatformEvent", SERDE, lambda v: v["service"] == name) as topic:
-        supervisor = Supervisor([spec], context(kafka_settings, tmp_path), tmp_path, report, policy,
-                                poll_interval_s=0.1).start()
+        supervisor = Supervisor(
+            [spec], context(kafka_settings, tmp_path), tmp_path, report, policy, poll_interval_s=0.1
+        ).start()
         try:
             wait_for(lambda: any(e["event"] == "GAVE_UP" for e in topic.snapshot()), 60, "the GAVE_UP record")
             assert supervisor.state(name) == "GAVE UP"

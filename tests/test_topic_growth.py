@@ -47,8 +47,11 @@ def _live(settings: KafkaSettings, topic: str) -> dict[bytes, dict[int, bytes]]:
 
 
 def test_plan_keeps_the_copy_in_the_target_partition() -> None:
-    key = next(k for k in (f"cam-{i}".encode() for i in range(100))
-               if len({key_partition(k, 8), key_partition(k, 5), key_partition(k, 3)}) == 3)
+    key = next(
+        k
+        for k in (f"cam-{i}".encode() for i in range(100))
+        if len({key_partition(k, 8), key_partition(k, 5), key_partition(k, 3)}) == 3
+    )
     target, current, original = key_partition(key, 8), key_partition(key, 5), key_partition(key, 3)
     # Written with 5 partitions since the naive growth: that copy is newer than the one from 3.
     move = plan_moves({key: {current: (1, b"v2"), original: (2, b"v1")}}, 8, 5)[0]
@@ -85,9 +88,24 @@ def test_growing_the_inventory_topic_neither_loses_nor_duplicates_a_camera(
         assert list(copies) == [key_partition(key, 12)], (key, copies)
         assert copies[key_partition(key, 12)] == updated.get(key, cameras[key]), key  # the newest value won
     # Nothing left to move: a second run changes nothing; later writes land on the same partition.
-    rerun = subprocess.run([sys.executable, "-m", "cctv.cli", "topics", "grow", topic, "--partitions", "12",
-                            "-b", kafka_settings.bootstrap_servers], capture_output=True, text=True, timeout=120,
-                           check=False)
+    rerun = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cctv.cli",
+            "topics",
+            "grow",
+            topic,
+            "--partitions",
+            "12",
+            "-b",
+            kafka_settings.bootstrap_servers,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert rerun.returncode == 0, rerun.stderr
     assert "12 -> 12 partitions; 0 of 600 keys moved" in rerun.stdout
     after = _produce_all(kafka_settings, topic, {b"cam-0007": b"v3"})

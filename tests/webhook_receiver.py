@@ -48,7 +48,9 @@ class Receiver:
 
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                if not verify(receiver.secret, self.headers.get(TIMESTAMP_HEADER), self.headers.get(SIGNATURE_HEADER), body):
+                if not verify(
+                    receiver.secret, self.headers.get(TIMESTAMP_HEADER), self.headers.get(SIGNATURE_HEADER), body
+                ):
                     with receiver.lock:
                         receiver.rejected_signatures += 1
                     self._answer(401)

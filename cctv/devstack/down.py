@@ -37,8 +37,10 @@ def stop_stack(kafka_port: int, registry_port: int, purge: bool, state_dir: Path
         lines.append(f"nothing to stop: no `cctv up`, Kafka or registry of ours on ports {kafka_port}/{registry_port}")
     if purge:
         if broker.status() != "stopped" or registry.status() != "stopped":
-            refusal = (f"not purging: something still answers on port {kafka_port} or {registry_port} "
-                       "(not started by cctv; stop it first)")
+            refusal = (
+                f"not purging: something still answers on port {kafka_port} or {registry_port} "
+                "(not started by cctv; stop it first)"
+            )
             return [*lines, refusal], 1
         removed = remove(purge_paths(kafka_port, registry_port, state_dir or repo_root() / "run"))
         lines += removed or ["nothing to purge: no broker data, registry database or run state"]

@@ -14,8 +14,7 @@ from libs.topics import PLATFORM_EVENTS
 
 log = logging.getLogger(__name__)
 
-EVENT_STYLE = {"STARTED": "green", "STOPPED": "dim", "EXITED": "yellow", "RESTARTING": "yellow",
-               "GAVE_UP": "bold red"}
+EVENT_STYLE = {"STARTED": "green", "STOPPED": "dim", "EXITED": "yellow", "RESTARTING": "yellow", "GAVE_UP": "bold red"}
 
 
 def event_line(event: PlatformEvent, markup: bool = True) -> str:
@@ -32,15 +31,20 @@ class PlatformEventPublisher:
 
     def __init__(self, settings: KafkaSettings, serde: AvroSerde) -> None:
         self.serde = serde
-        self.producer = Producer(settings.client_config() | {
-            "client.id": "cctv-supervisor", "enable.idempotence": True, "acks": "all", "linger.ms": 5,
-        })
+        self.producer = Producer(
+            settings.client_config()
+            | {
+                "client.id": "cctv-supervisor",
+                "enable.idempotence": True,
+                "acks": "all",
+                "linger.ms": 5,
+            }
+        )
 
     def publish(self, event: PlatformEvent) -> None:
         try:
             value = self.serde.serialize(PLATFORM_EVENTS, "PlatformEvent", event.as_record())
-            self.producer.produce(PLATFORM_EVENTS, key=event.service.encode(), value=value,
-                                  on_delivery=_report_failure)
+            self.producer.produce(PLATFORM_EVENTS, key=event.service.encode(), value=value, on_delivery=_report_failure)
             self.producer.poll(0)
         except Exception as error:  # noqa: BLE001 — the console misses one event; the terminal still shows it
             log.warning("platform event %s %s not published: %s", event.service, event.event, error)

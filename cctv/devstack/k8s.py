@@ -29,9 +29,11 @@ from cctv.devstack.process import (
 K8S_VERSION = os.environ.get("K8S_VERSION", "1.37.2")
 HOST = "127.0.0.1"
 # kube-controller-manager controllers worth running without nodes.
-CONTROLLERS = ("serviceaccount-controller,namespace-controller,garbage-collector-controller,"
-               "root-ca-certificate-publisher-controller,clusterrole-aggregation-controller,"
-               "deployment-controller,replicaset-controller")
+CONTROLLERS = (
+    "serviceaccount-controller,namespace-controller,garbage-collector-controller,"
+    "root-ca-certificate-publisher-controller,clusterrole-aggregation-controller,"
+    "deployment-controller,replicaset-controller"
+)
 
 
 def k8s_cache() -> Path:
@@ -88,15 +90,57 @@ class KubeControlPlane:
         if (pki / "tokens.csv").is_file():
             return pki
         pki.mkdir(parents=True, exist_ok=True)
-        _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
-                 "-days", "3650", "-subj", "/CN=cctv-test-ca", cwd=pki)
-        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "apiserver.key", "-out", "apiserver.csr",
-                 "-subj", "/CN=kube-apiserver", cwd=pki)
+        _openssl(
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "3650",
+            "-subj",
+            "/CN=cctv-test-ca",
+            cwd=pki,
+        )
+        _openssl(
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "apiserver.key",
+            "-out",
+            "apiserver.csr",
+            "-subj",
+            "/CN=kube-apiserver",
+            cwd=pki,
+        )
         (pki / "apiserver.ext").write_text(
             "subjectAltName=IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default\n"
-            "extendedKeyUsage=serverAuth\n")
-        _openssl("x509", "-req", "-in", "apiserver.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
-                 "-out", "apiserver.crt", "-days", "3650", "-extfile", "apiserver.ext", cwd=pki)
+            "extendedKeyUsage=serverAuth\n"
+        )
+        _openssl(
+            "x509",
+            "-req",
+            "-in",
+            "apiserver.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "apiserver.crt",
+            "-days",
+            "3650",
+            "-extfile",
+            "apiserver.ext",
+            cwd=pki,
+        )
         _openssl("genrsa", "-out", "sa.key", "2048", cwd=pki)
         _openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=pki)
         token = os.urandom(16).hex()
@@ -115,7 +159,9 @@ class KubeControlPlane:
         if not (self.home / "pki" / "ca.crt").is_file():
             return False
         context = ssl.create_default_context(cafile=str(self.home / "pki" / "ca.crt"))
-        request = urllib.request.Request(f"{self.server}/readyz", headers={"Authorization": f"Bearer {self.admin_token}"})
+        request = urllib.request.Request(
+            f"{self.server}/readyz", headers={"Authorization": f"Bearer {self.admin_token}"}
+        )
         try:
             with urllib.request.urlopen(request, timeout=2, context=context) as response:
                 return response.read() == b"ok"
@@ -126,10 +172,12 @@ class KubeControlPlane:
         import base64
 
         ca = base64.b64encode((pki / "ca.crt").read_bytes()).decode()
-        text = (f"apiVersion: v1\nkind: Config\nclusters:\n- name: local\n  cluster:\n    server: {self.server}\n"
-                f"    certificate-authority-data: {ca}\nusers:\n- name: admin\n  user:\n    token: {self.admin_token}\n"
-                "contexts:\n- name: local\n  context: {cluster: local, user: admin, namespace: default}\n"
-                "current-context: local\n")
+        text = (
+            f"apiVersion: v1\nkind: Config\nclusters:\n- name: local\n  cluster:\n    server: {self.server}\n"
+            f"    certificate-authority-data: {ca}\nusers:\n- name: admin\n  user:\n    token: {self.admin_token}\n"
+            "contexts:\n- name: local\n  context: {cluster: local, user: admin, namespace: default}\n"
+            "current-context: local\n"
+        )
         self.kubeconfig.write_text(text)
         self.kubeconfig.chmod(0o600)
 
@@ -145,23 +193,54 @@ class KubeControlPlane:
         pki = self._pki()
         logs = self.home / "logs"
         if read_pid(self.home / "etcd.pid") is None:
-            spawn([str(binaries / "etcd"), "--name", "cctv", "--data-dir", str(self.home / "etcd-data"),
-                   "--listen-client-urls", f"http://{HOST}:{self._etcd}", "--advertise-client-urls", f"http://{HOST}:{self._etcd}",
-                   "--listen-peer-urls", f"http://{HOST}:{self._etcd + 1}",
-                   "--initial-advertise-peer-urls", f"http://{HOST}:{self._etcd + 1}",
-                   "--initial-cluster", f"cctv=http://{HOST}:{self._etcd + 1}",
-                   "--quota-backend-bytes=2147483648", "--unsafe-no-fsync", "--log-level=warn"],
-                  logs / "etcd.log", self.home / "etcd.pid")
+            spawn(
+                [
+                    str(binaries / "etcd"),
+                    "--name",
+                    "cctv",
+                    "--data-dir",
+                    str(self.home / "etcd-data"),
+                    "--listen-client-urls",
+                    f"http://{HOST}:{self._etcd}",
+                    "--advertise-client-urls",
+                    f"http://{HOST}:{self._etcd}",
+                    "--listen-peer-urls",
+                    f"http://{HOST}:{self._etcd + 1}",
+                    "--initial-advertise-peer-urls",
+                    f"http://{HOST}:{self._etcd + 1}",
+                    "--initial-cluster",
+                    f"cctv=http://{HOST}:{self._etcd + 1}",
+                    "--quota-backend-bytes=2147483648",
+                    "--unsafe-no-fsync",
+                    "--log-level=warn",
+                ],
+                logs / "etcd.log",
+                self.home / "etcd.pid",
+            )
         issuer = "https://kubernetes.default.svc.cluster.local"
-        spawn([str(binaries / "kube-apiserver"), f"--etcd-servers=http://{HOST}:{self._etcd}",
-               f"--bind-address={HOST}", f"--advertise-address={HOST}", f"--secure-port={self.port}",
-               "--endpoint-reconciler-type=none",  # required with a loopback advertise address
-               f"--tls-cert-file={pki / 'apiserver.crt'}", f"--tls-private-key-file={pki / 'apiserver.key'}",
-               f"--client-ca-file={pki / 'ca.crt'}", f"--token-auth-file={pki / 'tokens.csv'}",
-               f"--service-account-key-file={pki / 'sa.pub'}", f"--service-account-signing-key-file={pki / 'sa.key'}",
-               f"--service-account-issuer={issuer}", f"--api-audiences={issuer}",
-               "--service-cluster-ip-range=10.0.0.0/24", "--authorization-mode=RBAC", "--profiling=false"],
-              logs / "kube-apiserver.log", self.home / "kube-apiserver.pid")
+        spawn(
+            [
+                str(binaries / "kube-apiserver"),
+                f"--etcd-servers=http://{HOST}:{self._etcd}",
+                f"--bind-address={HOST}",
+                f"--advertise-address={HOST}",
+                f"--secure-port={self.port}",
+                "--endpoint-reconciler-type=none",  # required with a loopback advertise address
+                f"--tls-cert-file={pki / 'apiserver.crt'}",
+                f"--tls-private-key-file={pki / 'apiserver.key'}",
+                f"--client-ca-file={pki / 'ca.crt'}",
+                f"--token-auth-file={pki / 'tokens.csv'}",
+                f"--service-account-key-file={pki / 'sa.pub'}",
+                f"--service-account-signing-key-file={pki / 'sa.key'}",
+                f"--service-account-issuer={issuer}",
+                f"--api-audiences={issuer}",
+                "--service-cluster-ip-range=10.0.0.0/24",
+                "--authorization-mode=RBAC",
+                "--profiling=false",
+            ],
+            logs / "kube-apiserver.log",
+            self.home / "kube-apiserver.pid",
+        )
         if not wait_until(self.ready, timeout_s, interval_s=0.3):
             tail = (logs / "kube-apiserver.log").read_text(errors="replace")[-3000:]
             self.stop()
@@ -173,10 +252,19 @@ class KubeControlPlane:
     def _start_controller_manager(self, binaries: Path, pki: Path) -> None:
         if not self.controller_manager or read_pid(self.home / "kube-controller-manager.pid") is not None:
             return
-        spawn([str(binaries / "kube-controller-manager"), f"--kubeconfig={self.kubeconfig}", "--leader-elect=false",
-               "--secure-port=0", f"--controllers={CONTROLLERS}", f"--root-ca-file={pki / 'ca.crt'}",
-               f"--service-account-private-key-file={pki / 'sa.key'}"],
-              self.home / "logs" / "kube-controller-manager.log", self.home / "kube-controller-manager.pid")
+        spawn(
+            [
+                str(binaries / "kube-controller-manager"),
+                f"--kubeconfig={self.kubeconfig}",
+                "--leader-elect=false",
+                "--secure-port=0",
+                f"--controllers={CONTROLLERS}",
+                f"--root-ca-file={pki / 'ca.crt'}",
+                f"--service-account-private-key-file={pki / 'sa.key'}",
+            ],
+            self.home / "logs" / "kube-controller-manager.log",
+            self.home / "kube-controller-manager.pid",
+        )
 
     def stop(self, purge: bool = False) -> bool:
         stopped = False

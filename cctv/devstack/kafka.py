@@ -38,8 +38,14 @@ def ensure_jars() -> Path:
     partial = target.with_name("lib.partial")
     shutil.rmtree(partial, ignore_errors=True)
     command = [
-        "mvn", "-q", "-B", "-f", str(POM), "dependency:copy-dependencies",
-        f"-DoutputDirectory={partial}", "-DincludeScope=runtime",
+        "mvn",
+        "-q",
+        "-B",
+        "-f",
+        str(POM),
+        "dependency:copy-dependencies",
+        f"-DoutputDirectory={partial}",
+        "-DincludeScope=runtime",
     ]
     log.info("fetching Kafka jars from Maven Central into %s", target)
     result = subprocess.run(command, check=False, capture_output=True, text=True)
@@ -119,9 +125,16 @@ class KafkaBroker(LocalServer):
 
     def _java(self, main_class: str, *args: str) -> list[str]:
         return [
-            "java", "-Xms256m", "-Xmx1g", "-XX:+UseG1GC", "-Djava.awt.headless=true",
+            "java",
+            "-Xms256m",
+            "-Xmx1g",
+            "-XX:+UseG1GC",
+            "-Djava.awt.headless=true",
             f"-Dlog4j2.configurationFile={self.home / 'log4j2.properties'}",
-            "-cp", str(jars_dir() / "*"), main_class, *args,
+            "-cp",
+            str(jars_dir() / "*"),
+            main_class,
+            *args,
         ]
 
     def ready(self, timeout_s: float = 2.0) -> bool:
@@ -143,9 +156,18 @@ class KafkaBroker(LocalServer):
         config = self._write_config()
         if not (self.home / "data" / "meta.properties").exists():
             result = subprocess.run(
-                self._java("kafka.tools.StorageTool", "format", "-t", _random_cluster_id(), "-c", str(config),
-                           *self._format_args()),
-                check=False, capture_output=True, text=True,
+                self._java(
+                    "kafka.tools.StorageTool",
+                    "format",
+                    "-t",
+                    _random_cluster_id(),
+                    "-c",
+                    str(config),
+                    *self._format_args(),
+                ),
+                check=False,
+                capture_output=True,
+                text=True,
             )
             if result.returncode != 0:
                 raise DevStackError(f"formatting KRaft storage failed: {result.stdout}{result.stderr}")

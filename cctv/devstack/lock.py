@@ -29,7 +29,8 @@ class StackRunning(Exception):
         super().__init__(
             f"a dev stack is already running on 127.0.0.1:{holder.get('kafka_port')} "
             f"(`cctv up` pid {holder.get('pid')}, started {started}, state in {holder.get('state_dir')}); "
-            "use it (cctv status, cctv alerts tail) or stop it first with `cctv down`")
+            "use it (cctv status, cctv alerts tail) or stop it first with `cctv down`"
+        )
 
 
 @dataclass

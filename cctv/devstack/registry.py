@@ -44,10 +44,20 @@ def ensure_distribution() -> Path:
     if runner_jar().is_file():
         return runner_jar()
     if shutil.which("mvn") is None:
-        raise DevStackError("Maven (mvn) is not installed: run `sudo apt-get install maven` or scripts/install-system-deps.sh")
+        raise DevStackError(
+            "Maven (mvn) is not installed: run `sudo apt-get install maven` or scripts/install-system-deps.sh"
+        )
     command = [
-        "mvn", "-B", "-q", "-s", str(MAVEN_DIR / "settings.xml"), "-f", str(MAVEN_DIR / "pom.xml"), "package",
-        f"-Dregistry.home={registry_home()}", f"-Dapicurio.version={APICURIO_VERSION}",
+        "mvn",
+        "-B",
+        "-q",
+        "-s",
+        str(MAVEN_DIR / "settings.xml"),
+        "-f",
+        str(MAVEN_DIR / "pom.xml"),
+        "package",
+        f"-Dregistry.home={registry_home()}",
+        f"-Dapicurio.version={APICURIO_VERSION}",
     ]
     result = subprocess.run(command, check=False, capture_output=True, text=True)
     if result.returncode != 0 or not runner_jar().is_file():
@@ -85,13 +95,21 @@ class SchemaRegistry(LocalServer):
     def prepare(self) -> list[str]:
         jar = ensure_distribution()
         return [
-            "java", "-Xms32m", "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
-            "-XX:ReservedCodeCacheSize=64m", "-Xss512k",
-            f"-Dquarkus.http.host={HOST}", f"-Dquarkus.http.port={self.port}",
+            "java",
+            "-Xms32m",
+            "-Xmx256m",
+            "-XX:+UseSerialGC",
+            "-XX:TieredStopAtLevel=1",
+            "-XX:ReservedCodeCacheSize=64m",
+            "-Xss512k",
+            f"-Dquarkus.http.host={HOST}",
+            f"-Dquarkus.http.port={self.port}",
             f"-Djava.io.tmpdir={self.home}",
-            "-Dquarkus.datasource.jdbc.initial-size=2", "-Dquarkus.datasource.jdbc.min-size=2",
+            "-Dquarkus.datasource.jdbc.initial-size=2",
+            "-Dquarkus.datasource.jdbc.min-size=2",
             "-Dquarkus.datasource.jdbc.max-size=20",
-            "-jar", str(jar),
+            "-jar",
+            str(jar),
         ]
 
 

@@ -39,7 +39,7 @@ gi.require_version("Gio", "2.0")
 gi.require_version("Gst", "1.0")
 gi.require_version("GstApp", "1.0")
 gi.require_version("GstRtspServer", "1.0")
-from gi.repository import Gio, GLib, Gst, GstApp, GstRtspServer
+from gi.repository import Gio, GLib, Gst, GstApp, GstRtspServer  # noqa: E402 (after require_version)
 
 # Encoded-video caps we know how to packetise, mapped to the (parser, payloader) pair.
 PAYLOADERS_BY_CAPS_NAME: dict[str, tuple[str, str]] = {
@@ -219,7 +219,11 @@ class CameraMediaFactory(GstRtspServer.RTSPMediaFactory):
 
 
 def build_server(
-    mounts: list[MountSpec], address: str, port: int, user: str | None, password: str | None,
+    mounts: list[MountSpec],
+    address: str,
+    port: int,
+    user: str | None,
+    password: str | None,
     tls_pem: Path | None = None,
 ) -> tuple[GstRtspServer.RTSPServer, list[LoopingCamera]]:
     server = GstRtspServer.RTSPServer()
@@ -241,7 +245,9 @@ def build_server(
             try:
                 auth.set_tls_certificate(Gio.TlsCertificate.new_from_file(str(tls_pem)))
             except GLib.Error as error:
-                raise StartupError(f"--tls-pem {tls_pem}: not a PEM certificate with its private key ({error.message})")
+                raise StartupError(
+                    f"--tls-pem {tls_pem}: not a PEM certificate with its private key ({error.message})"
+                ) from error
         server.set_auth(auth)
     cameras: list[LoopingCamera] = []
     mount_points = server.get_mount_points()

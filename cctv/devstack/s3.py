@@ -14,7 +14,6 @@ import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from cctv.devstack.process import (
     DevStackError,
@@ -83,7 +82,10 @@ class ObjectStore(LocalServer):
         from botocore.exceptions import BotoCoreError, ClientError
 
         client = boto3.client(
-            "s3", endpoint_url=self.endpoint, region_name="us-east-1", aws_access_key_id=self.access_key,
+            "s3",
+            endpoint_url=self.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id=self.access_key,
             aws_secret_access_key=self.secret_key,
             config=Config(connect_timeout=2, read_timeout=3, retries={"max_attempts": 1}),
         )
@@ -95,11 +97,19 @@ class ObjectStore(LocalServer):
 
     def _identities(self) -> Path:
         config = self.home / "s3-identities.json"
-        config.write_text(json.dumps({"identities": [{
-            "name": "cctv",
-            "credentials": [{"accessKey": self.access_key, "secretKey": self.secret_key}],
-            "actions": ["Admin", "Read", "Write", "List", "Tagging"],
-        }]}))
+        config.write_text(
+            json.dumps(
+                {
+                    "identities": [
+                        {
+                            "name": "cctv",
+                            "credentials": [{"accessKey": self.access_key, "secretKey": self.secret_key}],
+                            "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                        }
+                    ]
+                }
+            )
+        )
         config.chmod(0o600)
         return config
 
@@ -108,12 +118,22 @@ class ObjectStore(LocalServer):
         data = self.home / "data"
         data.mkdir(parents=True, exist_ok=True)
         return [
-            str(binary), "server", f"-dir={data}", f"-ip={HOST}", f"-ip.bind={HOST}",
-            f"-master.port={self.port + 1}", f"-volume.port={self.port + 2}", f"-filer.port={self.port + 3}",
-            "-master.volumeSizeLimitMB=64", "-volume.max=0", "-s3", f"-s3.port={self.port}",
+            str(binary),
+            "server",
+            f"-dir={data}",
+            f"-ip={HOST}",
+            f"-ip.bind={HOST}",
+            f"-master.port={self.port + 1}",
+            f"-volume.port={self.port + 2}",
+            f"-filer.port={self.port + 3}",
+            "-master.volumeSizeLimitMB=64",
+            "-volume.max=0",
+            "-s3",
+            f"-s3.port={self.port}",
             # Off: the Iceberg and Lance catalogs would listen on fixed ports (8181, 9101: a metrics port
             # of the dev stack) that no caller of ours uses.
-            "-s3.port.iceberg=0", "-s3.port.lance=0",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
             f"-s3.config={self._identities()}",
         ]
 
@@ -151,10 +171,15 @@ def start_local_object_store(say: Callable[[str], None]) -> tuple[ObjectStore, d
     key_file = cache_dir() / "evidence" / "signing-key.pem"
     if not key_file.exists():
         key_file.parent.mkdir(parents=True, exist_ok=True)
-        key_file.write_bytes(Ed25519PrivateKey.generate().private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+        key_file.write_bytes(
+            Ed25519PrivateKey.generate().private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
         key_file.chmod(0o600)
     return store, {
-        "CCTV_S3__ENDPOINT_URL": store.endpoint, "CCTV_S3__ACCESS_KEY_ID": store.access_key,
-        "CCTV_S3__SECRET_ACCESS_KEY": store.secret_key, "CCTV_EVIDENCE__SIGNING_KEY_FILE": str(key_file),
+        "CCTV_S3__ENDPOINT_URL": store.endpoint,
+        "CCTV_S3__ACCESS_KEY_ID": store.access_key,
+        "CCTV_S3__SECRET_ACCESS_KEY": store.secret_key,
+        "CCTV_EVIDENCE__SIGNING_KEY_FILE": str(key_file),
     }

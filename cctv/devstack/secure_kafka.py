@@ -48,8 +48,10 @@ class SecuredKafkaBroker(KafkaBroker):
     def _properties(self) -> dict[str, str]:
         password = self.admin_password
         scram_login = f'org.apache.kafka.common.security.scram.ScramLoginModule required username="{ADMIN}" password="{password}";'
-        plain_login = ("org.apache.kafka.common.security.plain.PlainLoginModule required "
-                       f'username="{ADMIN}" password="{password}" user_{ADMIN}="{password}";')
+        plain_login = (
+            "org.apache.kafka.common.security.plain.PlainLoginModule required "
+            f'username="{ADMIN}" password="{password}" user_{ADMIN}="{password}";'
+        )
         controller = self._controller_port()
         return super()._properties() | {
             "listeners": f"SASL_SSL://{HOST}:{self.port},CONTROLLER://{HOST}:{controller}",
@@ -81,15 +83,21 @@ class SecuredKafkaBroker(KafkaBroker):
 
     def client_config(self, user: str = ADMIN, password: str | None = None) -> dict[str, str | int | float | bool]:
         return {
-            "bootstrap.servers": self.bootstrap, "security.protocol": "SASL_SSL", "sasl.mechanism": SCRAM,
-            "sasl.username": user, "sasl.password": self.admin_password if password is None else password,
+            "bootstrap.servers": self.bootstrap,
+            "security.protocol": "SASL_SSL",
+            "sasl.mechanism": SCRAM,
+            "sasl.username": user,
+            "sasl.password": self.admin_password if password is None else password,
             "ssl.ca.location": str(self.tls.ca_file),
         }
 
     def service_env(self, user: str, password: str) -> dict[str, str]:
         """CCTV_KAFKA__* variables for a service connecting as `user`."""
         return {
-            "CCTV_KAFKA__BOOTSTRAP_SERVERS": self.bootstrap, "CCTV_KAFKA__SECURITY_PROTOCOL": "SASL_SSL",
-            "CCTV_KAFKA__SASL_MECHANISM": SCRAM, "CCTV_KAFKA__SASL_USERNAME": user,
-            "CCTV_KAFKA__SASL_PASSWORD": password, "CCTV_KAFKA__SSL_CA_LOCATION": str(self.tls.ca_file),
+            "CCTV_KAFKA__BOOTSTRAP_SERVERS": self.bootstrap,
+            "CCTV_KAFKA__SECURITY_PROTOCOL": "SASL_SSL",
+            "CCTV_KAFKA__SASL_MECHANISM": SCRAM,
+            "CCTV_KAFKA__SASL_USERNAME": user,
+            "CCTV_KAFKA__SASL_PASSWORD": password,
+            "CCTV_KAFKA__SSL_CA_LOCATION": str(self.tls.ca_file),
         }

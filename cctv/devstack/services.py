@@ -58,8 +58,10 @@ def _prepare_credentials(context: StackContext) -> list[str]:
     directory = camera_credentials_dir(context)
     directory.mkdir(parents=True, exist_ok=True)
     directory.chmod(0o700)
-    line = (f"camera credentials: one file per credentials_ref in {directory}/ (content user:password), "
-            "read when it changes; no restart needed")
+    line = (
+        f"camera credentials: one file per credentials_ref in {directory}/ (content user:password), "
+        "read when it changes; no restart needed"
+    )
     return [line]
 
 
@@ -75,9 +77,13 @@ def _prepare_console(context: StackContext) -> list[str]:
 CONSOLE_PORT = 8080
 
 DEV_STACK_SERVICES: tuple[ServiceSpec, ...] = (
-    ServiceSpec("ingest", "services.ingest.main", 9101,
-                extra_env=lambda ctx: {"CCTV_CREDENTIALS_DIR": str(camera_credentials_dir(ctx))},
-                prepare=_prepare_credentials),
+    ServiceSpec(
+        "ingest",
+        "services.ingest.main",
+        9101,
+        extra_env=lambda ctx: {"CCTV_CREDENTIALS_DIR": str(camera_credentials_dir(ctx))},
+        prepare=_prepare_credentials,
+    ),
     ServiceSpec("frame-sampler", "services.frame_sampler.main", 9102),
     ServiceSpec("detector", "services.detector.main", 9103),
     ServiceSpec("alert-router", "services.alert_router.main", 9104),
@@ -86,8 +92,13 @@ DEV_STACK_SERVICES: tuple[ServiceSpec, ...] = (
     # Idles unless the routing file (CCTV_ROUTES_FILE) gives destinations webhook endpoints.
     ServiceSpec("dispatcher", "services.dispatcher.main", 9106),
     # Its HTTP port is the web page operators open.
-    ServiceSpec("console", "services.console.main", CONSOLE_PORT,
-                extra_env=lambda ctx: {"CCTV_DEV_USERS_DIR": str(ctx.state_dir)}, prepare=_prepare_console),
+    ServiceSpec(
+        "console",
+        "services.console.main",
+        CONSOLE_PORT,
+        extra_env=lambda ctx: {"CCTV_DEV_USERS_DIR": str(ctx.state_dir)},
+        prepare=_prepare_console,
+    ),
 )
 
 # name → module, for tests and benchmarks that start single services.
@@ -111,8 +122,11 @@ class ServiceProcess:
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_file, "ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", module], env=os.environ | self.env,
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                [sys.executable, "-m", module],
+                env=os.environ | self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
             )
         return self
 

@@ -26,8 +26,10 @@ def describe_state(kafka: KafkaSettings, serde: AvroSerde, wanted: set[str]) -> 
     others = sorted(inventory - wanted)
     if others:
         shown = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
-        lines.append(f"[yellow]state from earlier runs: {len(others)} other cameras in the inventory ({shown}); "
-                     f"ingest pulls them too. {RESET_HINT}[/]")
+        lines.append(
+            f"[yellow]state from earlier runs: {len(others)} other cameras in the inventory ({shown}); "
+            f"ingest pulls them too. {RESET_HINT}[/]"
+        )
     backlog = []
     for name, (group, topic) in SERVICE_GROUPS.items():
         lag = _lag(kafka, group, topic)
@@ -36,8 +38,10 @@ def describe_state(kafka: KafkaSettings, serde: AvroSerde, wanted: set[str]) -> 
         elif lag:
             backlog.append(f"{name} {lag} records behind on {topic}")
     if backlog:
-        lines.append(f"[yellow]backlog from earlier runs: {'; '.join(backlog)}. Alerts from it are not counted "
-                     f"as this run's; {RESET_HINT}[/]")
+        lines.append(
+            f"[yellow]backlog from earlier runs: {'; '.join(backlog)}. Alerts from it are not counted "
+            f"as this run's; {RESET_HINT}[/]"
+        )
     if not lines:
         lines.append("fresh state: no other cameras in the inventory, no backlog")
     return lines

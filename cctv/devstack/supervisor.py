@@ -68,8 +68,15 @@ class PlatformEvent:
     timestamp: int = field(default_factory=lambda: int(time.time() * 1000))
 
     def as_record(self) -> dict[str, Any]:
-        return {"service": self.service, "instance": self.instance, "event": self.event, "detail": self.detail,
-                "exit_code": self.exit_code, "restarts": self.restarts, "timestamp": self.timestamp}
+        return {
+            "service": self.service,
+            "instance": self.instance,
+            "event": self.event,
+            "detail": self.detail,
+            "exit_code": self.exit_code,
+            "restarts": self.restarts,
+            "timestamp": self.timestamp,
+        }
 
 
 @dataclass
@@ -86,9 +93,15 @@ class _Supervised:
 class Supervisor:
     """Starts the given services, restarts those that exit, and reports every event to `on_event`."""
 
-    def __init__(self, specs: list[ServiceSpec] | tuple[ServiceSpec, ...], context: StackContext, logs: Path,
-                 on_event: Callable[[PlatformEvent], None], policy: RestartPolicy | None = None,
-                 poll_interval_s: float = 0.5) -> None:
+    def __init__(
+        self,
+        specs: list[ServiceSpec] | tuple[ServiceSpec, ...],
+        context: StackContext,
+        logs: Path,
+        on_event: Callable[[PlatformEvent], None],
+        policy: RestartPolicy | None = None,
+        poll_interval_s: float = 0.5,
+    ) -> None:
         self.context = context
         self.policy = policy or RestartPolicy()
         self.on_event = on_event
@@ -98,8 +111,10 @@ class Supervisor:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.services = [
-            _Supervised(spec, ServiceProcess(spec.name, spec.environment(context), logs / f"{spec.name}.log",
-                                             module=spec.module))
+            _Supervised(
+                spec,
+                ServiceProcess(spec.name, spec.environment(context), logs / f"{spec.name}.log", module=spec.module),
+            )
             for spec in specs
         ]
 
@@ -176,27 +191,37 @@ class Supervisor:
     def _start(self, service: _Supervised) -> None:
         service.process.start()
         service.started_at = time.monotonic()
-        self._emit(service, "STARTED", f"pid {service.process.pid}" + (
-            f", restart {service.restarts}" if service.restarts else ""))
+        self._emit(
+            service,
+            "STARTED",
+            f"pid {service.process.pid}" + (f", restart {service.restarts}" if service.restarts else ""),
+        )
 
     def _handle_exit(self, service: _Supervised, code: int, now: float) -> None:
         up_for = now - service.started_at
-        self._emit(service, "EXITED", f"{describe_exit(code)} after {up_for:.0f} s up; log {service.process.log_file}",
-                   code)
+        self._emit(
+            service, "EXITED", f"{describe_exit(code)} after {up_for:.0f} s up; log {service.process.log_file}", code
+        )
         decision = restart_decision(self.policy, service.exit_times, now)
         service.exit_times = [t for t in service.exit_times if now - t <= self.policy.window_s] + [now]
         if decision.give_up:
             service.gave_up = True
-            self._emit(service, "GAVE_UP", f"exited {decision.recent_exits} times within {self.policy.window_s:.0f} s; "
-                       f"not restarting (see {service.process.log_file})", code)
+            self._emit(
+                service,
+                "GAVE_UP",
+                f"exited {decision.recent_exits} times within {self.policy.window_s:.0f} s; "
+                f"not restarting (see {service.process.log_file})",
+                code,
+            )
             return
         service.restart_at = now + decision.delay_s
         self._emit(service, "RESTARTING", f"restart {service.restarts + 1} in {decision.delay_s:.0f} s", code)
 
     def _emit(self, service: _Supervised, event: str, detail: str, code: int | None = None) -> None:
         pid = service.process.pid
-        record = PlatformEvent(service.spec.name, event, f"{self.host}:{pid}" if pid else self.host, detail, code,
-                               service.restarts)
+        record = PlatformEvent(
+            service.spec.name, event, f"{self.host}:{pid}" if pid else self.host, detail, code, service.restarts
+        )
         try:
             self.on_event(record)
         except Exception:  # a failing reporter must not stop supervision

@@ -61,8 +61,7 @@ class StackOptions(BaseModel):
 
     def specs(self) -> list[ServiceSpec]:
         known = {s.name: s for s in DEV_STACK_SERVICES}
-        return [replace(known[name], http_port=known[name].http_port + self.http_port_offset)
-                for name in self.services]
+        return [replace(known[name], http_port=known[name].http_port + self.http_port_offset) for name in self.services]
 
 
 def _inventory(cameras_file: Path, rtsp_url: str | None, console: Console) -> list[Any]:
@@ -164,8 +163,10 @@ def run_stack(options: StackOptions, console: Console) -> int:
     specs = options.specs()
     try:
         registry_url = SchemaRegistry(port=options.registry_port).url if options.registry_port else None
-        lock = acquire(options.kafka_port, {"state_dir": str(options.state_dir), "services": options.services,
-                                            "registry_url": registry_url})
+        lock = acquire(
+            options.kafka_port,
+            {"state_dir": str(options.state_dir), "services": options.services, "registry_url": registry_url},
+        )
     except (StackRunning, DevStackError) as error:
         console.print(f"[red]error:[/] {error}")
         return 3
@@ -184,7 +185,9 @@ def run_stack(options: StackOptions, console: Console) -> int:
         for line in describe_state(kafka, serde, {e.camera_id for e in entries}):
             console.print(line)
         publish(kafka, serde, entries)
-        console.print(f"published {len(entries)} cameras from {cameras_file}: {', '.join(e.camera_id for e in entries)}")
+        console.print(
+            f"published {len(entries)} cameras from {cameras_file}: {', '.join(e.camera_id for e in entries)}"
+        )
 
         logs = options.state_dir / "logs"
         object_store_env = stack.start_object_store() if any(s.name == "clip-writer" for s in specs) else {}
@@ -218,8 +221,10 @@ def run_stack(options: StackOptions, console: Console) -> int:
 
         signal.signal(signal.SIGTERM, shutting_down)
         signal.signal(signal.SIGINT, shutting_down)
-        console.print(f"services started: {', '.join(s.name for s in specs)} (logs in {logs}/, metrics on ports "
-                      f"{', '.join(str(s.http_port) for s in specs)})")
+        console.print(
+            f"services started: {', '.join(s.name for s in specs)} (logs in {logs}/, metrics on ports "
+            f"{', '.join(str(s.http_port) for s in specs)})"
+        )
         console.print("[bold]Waiting for alerts; Ctrl-C stops everything.[/]")
         return _show_alerts(stack.supervisor, kafka, serde, stop, started, started_us, options.duration_s, console)
     except KeyboardInterrupt:
@@ -237,8 +242,16 @@ def run_stack(options: StackOptions, console: Console) -> int:
         lock.release()
 
 
-def _show_alerts(supervisor: Supervisor, kafka: KafkaSettings, serde: AvroSerde, stop: threading.Event,
-                 started: float, started_us: int, duration_s: float, console: Console) -> int:
+def _show_alerts(
+    supervisor: Supervisor,
+    kafka: KafkaSettings,
+    serde: AvroSerde,
+    stop: threading.Event,
+    started: float,
+    started_us: int,
+    duration_s: float,
+    console: Console,
+) -> int:
     """Alerts detected after this run started (older ones replayed from a backlog are not counted)."""
     alerts: deque[dict[str, Any]] = deque(maxlen=20)
     first_alert_after: float | None = None

@@ -14,8 +14,9 @@ if TYPE_CHECKING:
     from .runner import ClipRun
 
 
-def evaluate(annotation_file: Path, clips_dir: Path, model_path: Path | None = None,
-             model_format: str | None = None) -> tuple[dict[str, TypeScore], list[ClipRun], str]:
+def evaluate(
+    annotation_file: Path, clips_dir: Path, model_path: Path | None = None, model_format: str | None = None
+) -> tuple[dict[str, TypeScore], list[ClipRun], str]:
     """Every annotated clip through the production cores; scores per event type."""
     from services.detector.config import DetectorModelConfig
     from services.detector.detector import Detector
@@ -31,14 +32,25 @@ def evaluate(annotation_file: Path, clips_dir: Path, model_path: Path | None = N
         overrides["format"] = model_format
     detector = Detector(DetectorModelConfig.model_validate(overrides))
     pose: PoseStage | None = None
-    if any(rule.get("type") in POSE_RULE_TYPES for clip in annotations.clips for zone in clip.zones
-           for rule in zone.get("rules") or []):
+    if any(
+        rule.get("type") in POSE_RULE_TYPES
+        for clip in annotations.clips
+        for zone in clip.zones
+        for rule in zone.get("rules") or []
+    ):
         pose = PoseStage(PoseEstimator(PoseModelConfig()), needs_pose=lambda _camera: True)
     try:
-        runs = [run_clip(clips_dir / clip.clip, clip, detector,
-                         pose if any(r.get("type") in POSE_RULE_TYPES for z in clip.zones for r in z.get("rules") or [])
-                         else None)
-                for clip in annotations.clips]
+        runs = [
+            run_clip(
+                clips_dir / clip.clip,
+                clip,
+                detector,
+                pose
+                if any(r.get("type") in POSE_RULE_TYPES for z in clip.zones for r in z.get("rules") or [])
+                else None,
+            )
+            for clip in annotations.clips
+        ]
     finally:
         detector.close()
     events = [LabelledEvent(c.clip_id, e.type, e.start_s, e.end_s, e.zone) for c in annotations.clips for e in c.events]
@@ -53,8 +65,9 @@ def evaluate(annotation_file: Path, clips_dir: Path, model_path: Path | None = N
 
 def eval_command(
     annotations: Annotated[Path, typer.Argument(help="annotation file (YAML, see docs/quality.md)")],
-    clips: Annotated[Path, typer.Option("--clips", help="directory the annotation's clip names are relative to")]
-    = Path("samples"),
+    clips: Annotated[
+        Path, typer.Option("--clips", help="directory the annotation's clip names are relative to")
+    ] = Path("samples"),
     out: Annotated[Path, typer.Option("--out", help="where eval.json, eval.md and eval.png go")] = Path("eval-out"),
     model: Annotated[Path | None, typer.Option(help="ONNX detector model (default: the detector's default)")] = None,
     model_format: Annotated[str | None, typer.Option(help="centernet or yolo")] = None,

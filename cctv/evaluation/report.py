@@ -20,10 +20,17 @@ def report_dict(scores: dict[str, TypeScore], runs: list[ClipRun], model: str) -
         "model": model,
         "types": [s.as_dict() for s in scores.values()],
         "clips": [
-            {"clip": r.clip_id, "duration_s": r.duration_s, "wall_s": r.wall_s, "realtime_factor": r.realtime_factor,
-             "frames_sampled": r.frames_sampled, "detector_ms": r.detector_ms, "decode_issues": r.decode_issues,
-             "alerts": [{"rule_type": a.rule_type, "zone": a.zone, "at_s": a.at_s} for a in r.alerts],
-             "alert_descriptions": r.descriptions}
+            {
+                "clip": r.clip_id,
+                "duration_s": r.duration_s,
+                "wall_s": r.wall_s,
+                "realtime_factor": r.realtime_factor,
+                "frames_sampled": r.frames_sampled,
+                "detector_ms": r.detector_ms,
+                "decode_issues": r.decode_issues,
+                "alerts": [{"rule_type": a.rule_type, "zone": a.zone, "at_s": a.at_s} for a in r.alerts],
+                "alert_descriptions": r.descriptions,
+            }
             for r in runs
         ],
     }
@@ -33,19 +40,23 @@ def markdown_table(scores: dict[str, TypeScore], runs: list[ClipRun]) -> str:
     lines = [
         f"Events count as detected when the alert starts within −{EARLY_S:g} s/+{LATE_S:g} s of the labelled start.",
         "",
-        ("| event type | TP | FP | FN | repeats | precision | recall | F1 | mean onset delay (s) "
-         "| event-free h | false alarms / h |"),
+        (
+            "| event type | TP | FP | FN | repeats | precision | recall | F1 | mean onset delay (s) "
+            "| event-free h | false alarms / h |"
+        ),
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for s in scores.values():
         lines.append(
             f"| {s.event_type} | {s.tp} | {s.fp} | {s.fn} | {s.repeats} | {_number(s.precision)} | "
             f"{_number(s.recall)} | {_number(s.f1)} | {_number(s.mean_onset_delay_s, 1)} | "
-            f"{s.event_free_s / 3600:.3f} | {_number(s.false_alarms_per_hour, 1)} |")
+            f"{s.event_free_s / 3600:.3f} | {_number(s.false_alarms_per_hour, 1)} |"
+        )
     lines += ["", "| clip | length (s) | frames sampled | wall (s) | × real time |", "|---|---|---|---|---|"]
     for r in runs:
-        lines.append(f"| {r.clip_id} | {r.duration_s:.1f} | {r.frames_sampled} | {r.wall_s:.1f} | "
-                     f"{r.realtime_factor:.1f} |")
+        lines.append(
+            f"| {r.clip_id} | {r.duration_s:.1f} | {r.frames_sampled} | {r.wall_s:.1f} | {r.realtime_factor:.1f} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -59,11 +70,13 @@ def plot(scores: dict[str, TypeScore], path: Path) -> None:
     types = list(scores)
     figure, axes = plt.subplots(figsize=(max(4.0, 1.6 * len(types) + 2), 3.5))
     width = 0.25
-    for offset, (label, values) in enumerate((
-        ("precision", [scores[t].precision or 0.0 for t in types]),
-        ("recall", [scores[t].recall or 0.0 for t in types]),
-        ("F1", [scores[t].f1 or 0.0 for t in types]),
-    )):
+    for offset, (label, values) in enumerate(
+        (
+            ("precision", [scores[t].precision or 0.0 for t in types]),
+            ("recall", [scores[t].recall or 0.0 for t in types]),
+            ("F1", [scores[t].f1 or 0.0 for t in types]),
+        )
+    ):
         axes.bar([i + (offset - 1) * width for i in range(len(types))], values, width, label=label)
     axes.axhline(0.9, color="black", linestyle="--", linewidth=1, label="KISA pass (F1 0.90)")
     axes.set_xticks(range(len(types)), types)

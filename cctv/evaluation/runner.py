@@ -94,9 +94,16 @@ def demux(path: Path, start_s: float, end_s: float | None) -> Iterator[EncodedPa
             if end_us is not None and clip_us >= end_us:
                 break
             yield EncodedPacket(
-                camera_id=EVAL_CAMERA_ID, codec=context.name, extradata=extradata, time_base=MICROSECOND_TIME_BASE,
-                pts_us=pts_us, dts_us=_micros(packet.dts, time_base), is_keyframe=bool(packet.is_keyframe),
-                data=bytes(packet), sequence=sequence, session_id="eval",
+                camera_id=EVAL_CAMERA_ID,
+                codec=context.name,
+                extradata=extradata,
+                time_base=MICROSECOND_TIME_BASE,
+                pts_us=pts_us,
+                dts_us=_micros(packet.dts, time_base),
+                is_keyframe=bool(packet.is_keyframe),
+                data=bytes(packet),
+                sequence=sequence,
+                session_id="eval",
                 capture_time_ms=CLIP_EPOCH_MS + (clip_us - start_us) // 1000,
             )
     finally:
@@ -105,11 +112,25 @@ def demux(path: Path, start_s: float, end_s: float | None) -> Iterator[EncodedPa
 
 def _frame_detections(frame: SampledFrame, objects: list, index: int) -> FrameDetections:
     return FrameDetections(
-        camera_id=EVAL_CAMERA_ID, frame_seq=frame.sequence, capture_time_ms=frame.capture_time_ms,
-        frame_ref=FrameRef("eval", 0, index), width=frame.width, height=frame.height,
-        detections=[Det(o.class_id, o.class_name, o.score, o.x1, o.y1, o.x2, o.y2,
-                        None if o.keypoints is None else tuple((k.x, k.y, k.score) for k in o.keypoints))
-                    for o in objects],
+        camera_id=EVAL_CAMERA_ID,
+        frame_seq=frame.sequence,
+        capture_time_ms=frame.capture_time_ms,
+        frame_ref=FrameRef("eval", 0, index),
+        width=frame.width,
+        height=frame.height,
+        detections=[
+            Det(
+                o.class_id,
+                o.class_name,
+                o.score,
+                o.x1,
+                o.y1,
+                o.x2,
+                o.y2,
+                None if o.keypoints is None else tuple((k.x, k.y, k.score) for k in o.keypoints),
+            )
+            for o in objects
+        ],
     )
 
 
@@ -128,7 +149,8 @@ def run_clip(
 ) -> ClipRun:
     """All alerts the production cores raise on one clip (clip times in seconds from the excerpt start)."""
     camera = CameraConfig.model_validate(
-        {"camera_id": EVAL_CAMERA_ID, "tags": annotation.tags, "zones": annotation.zones})
+        {"camera_id": EVAL_CAMERA_ID, "tags": annotation.tags, "zones": annotation.zones}
+    )
     sampler = (sampler or FrameSamplerConfig()).model_copy(update={"sampling": annotation.sampling})
     decoder = CameraDecoder(EVAL_CAMERA_ID, sampler)
     pipeline = CameraPipeline(camera, tracker, incidents)
@@ -144,8 +166,10 @@ def run_clip(
         run.detector_ms += result.timings.total_ms
         results = result.results
         if pose is not None:
-            images = [decode_jpeg(f.jpeg, pose.estimator.cfg.input_size) if pose.wants(EVAL_CAMERA_ID, objects)
-                      else None for f, objects in zip(frames, results, strict=True)]
+            images = [
+                decode_jpeg(f.jpeg, pose.estimator.cfg.input_size) if pose.wants(EVAL_CAMERA_ID, objects) else None
+                for f, objects in zip(frames, results, strict=True)
+            ]
             results = pose.add_keypoints([EVAL_CAMERA_ID] * len(frames), images, results)
         for frame, objects in zip(frames, results, strict=True):
             run.frames_sampled += 1

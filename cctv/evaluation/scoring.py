@@ -37,8 +37,11 @@ class LabelledEvent:
         return self.start_s - EARLY_S, self.last_s + LATE_S
 
     def accepts(self, alert: RaisedAlert) -> bool:
-        return alert.clip == self.clip and alert.rule_type == self.event_type and (
-            self.zone is None or self.zone == alert.zone)
+        return (
+            alert.clip == self.clip
+            and alert.rule_type == self.event_type
+            and (self.zone is None or self.zone == alert.zone)
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,9 +88,16 @@ class TypeScore:
 
     def as_dict(self) -> dict[str, object]:
         return {
-            "event_type": self.event_type, "tp": self.tp, "fp": self.fp, "fn": self.fn, "repeats": self.repeats,
-            "precision": self.precision, "recall": self.recall, "f1": self.f1,
-            "mean_onset_delay_s": self.mean_onset_delay_s, "event_free_hours": self.event_free_s / 3600.0,
+            "event_type": self.event_type,
+            "tp": self.tp,
+            "fp": self.fp,
+            "fn": self.fn,
+            "repeats": self.repeats,
+            "precision": self.precision,
+            "recall": self.recall,
+            "f1": self.f1,
+            "mean_onset_delay_s": self.mean_onset_delay_s,
+            "event_free_hours": self.event_free_s / 3600.0,
             "false_alarms_in_event_free": self.false_alarms_in_event_free,
             "false_alarms_per_hour": self.false_alarms_per_hour,
         }
@@ -120,15 +130,23 @@ def score(
     for event_type, clips in sorted(scored.items()):
         result = results[event_type] = TypeScore(event_type)
         for clip, clip_s in sorted(clips.items()):
-            clip_events = sorted((e for e in events if e.clip == clip and e.event_type == event_type),
-                                 key=lambda e: e.start_s)
-            clip_alerts = sorted((a for a in alerts if a.clip == clip and a.rule_type == event_type),
-                                 key=lambda a: a.at_s)
+            clip_events = sorted(
+                (e for e in events if e.clip == clip and e.event_type == event_type), key=lambda e: e.start_s
+            )
+            clip_alerts = sorted(
+                (a for a in alerts if a.clip == clip and a.rule_type == event_type), key=lambda a: a.at_s
+            )
             used: set[int] = set()
             for event in clip_events:
                 # The earliest unused alert inside the window detects the event.
-                match = next((i for i, a in enumerate(clip_alerts)
-                              if i not in used and event.accepts(a) and in_window(event, a.at_s)), None)
+                match = next(
+                    (
+                        i
+                        for i, a in enumerate(clip_alerts)
+                        if i not in used and event.accepts(a) and in_window(event, a.at_s)
+                    ),
+                    None,
+                )
                 if match is None:
                     result.fn += 1
                     continue

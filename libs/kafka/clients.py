@@ -172,7 +172,9 @@ def _wait_for_leaders(admin: AdminClient, topics: list[str], timeout_s: float = 
     while time.monotonic() < deadline:
         metadata = admin.list_topics(timeout=10).topics
         if all(
-            name in metadata and metadata[name].error is None and metadata[name].partitions
+            name in metadata
+            and metadata[name].error is None
+            and metadata[name].partitions
             and all(p.leader >= 0 for p in metadata[name].partitions.values())
             for name in topics
         ):
@@ -190,7 +192,9 @@ def high_watermark(consumer: Consumer, topic: str, partition: int, timeout_s: fl
             return consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=min(10.0, timeout_s))[1]
         except KafkaException as error:
             if not error.args[0].retriable() and error.args[0].code() not in (
-                KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE, KafkaError._TIMED_OUT,
+                KafkaError.NOT_LEADER_FOR_PARTITION,
+                KafkaError.LEADER_NOT_AVAILABLE,
+                KafkaError._TIMED_OUT,
             ):
                 raise
             if time.monotonic() > deadline:

@@ -74,7 +74,11 @@ def assign_from_beginning(consumer: Consumer, topic: str) -> CatchUp:
 
 
 def decode_latest(
-    serde: AvroSerde, topic: str, schema: str, message: Message, on_error: Callable[[Message, Exception], None],
+    serde: AvroSerde,
+    topic: str,
+    schema: str,
+    message: Message,
+    on_error: Callable[[Message, Exception], None],
 ) -> tuple[str, dict[str, Any] | None] | None:
     """(key, value or None for a tombstone) of one compacted-topic record; None for a consumer error or an
     undecodable record (handed to `on_error`)."""
@@ -90,8 +94,9 @@ def decode_latest(
         return None
 
 
-def read_compacted(settings: KafkaSettings, serde: AvroSerde, topic: str, schema: str,
-                   timeout_s: float = 15.0) -> dict[str, dict[str, Any]]:
+def read_compacted(
+    settings: KafkaSettings, serde: AvroSerde, topic: str, schema: str, timeout_s: float = 15.0
+) -> dict[str, dict[str, Any]]:
     """Latest record per key of a compacted topic, read from the beginning to the current end
     (undecodable records are skipped and summarised in one warning, not one line per record)."""
     undecodable: list[str] = []

@@ -89,8 +89,9 @@ class RecordDecoder:
     """Consumed messages → decoded `Incoming` records; a record that does not decode goes to the
     dead-letter topic (original bytes kept) and the rest of the batch carries on."""
 
-    def __init__(self, serde: AvroSerde, schema_for: Callable[[str], str], dead_letters: DeadLetterPublisher,
-                 service: str) -> None:
+    def __init__(
+        self, serde: AvroSerde, schema_for: Callable[[str], str], dead_letters: DeadLetterPublisher, service: str
+    ) -> None:
         self.serde = serde
         self.schema_for = schema_for
         self.dead_letters = dead_letters
@@ -111,10 +112,17 @@ class RecordDecoder:
             except SerdeError as serde_error:
                 self.dead_letters.publish(message, serde_error)
                 continue
-            decoded.append(Incoming(
-                topic=topic, partition=partition, offset=offset,
-                key=message.key(), value=value, timestamp_ms=message.timestamp()[1], raw=message,
-            ))
+            decoded.append(
+                Incoming(
+                    topic=topic,
+                    partition=partition,
+                    offset=offset,
+                    key=message.key(),
+                    value=value,
+                    timestamp_ms=message.timestamp()[1],
+                    raw=message,
+                )
+            )
         return decoded
 
 
@@ -122,8 +130,15 @@ class Subscription:
     """A group consumer's side of the loop: subscribe with rebalance hooks, poll (beating health and
     probing the brokers while not ready), commit what was delivered, rewind what was not."""
 
-    def __init__(self, consumer: Consumer, topics: Sequence[str], service: str, health: Health,
-                 on_assign: PartitionsCallback | None = None, on_revoke: PartitionsCallback | None = None) -> None:
+    def __init__(
+        self,
+        consumer: Consumer,
+        topics: Sequence[str],
+        service: str,
+        health: Health,
+        on_assign: PartitionsCallback | None = None,
+        on_revoke: PartitionsCallback | None = None,
+    ) -> None:
         self.consumer = consumer
         self.topics = list(topics)
         self.service = service

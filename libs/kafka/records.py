@@ -45,8 +45,12 @@ class SourceRecord:
         headers = message.headers() or []
         pairs = headers.items() if isinstance(headers, dict) else headers
         return cls(
-            topic=topic, partition=partition, offset=offset, timestamp_ms=timestamp if timestamp_type else None,
-            key=message.key(), value=message.value(),
+            topic=topic,
+            partition=partition,
+            offset=offset,
+            timestamp_ms=timestamp if timestamp_type else None,
+            key=message.key(),
+            value=message.value(),
             headers=dict(pairs),
         )
 
@@ -115,5 +119,9 @@ class DeadLetterPublisher:
         metrics.DEAD_LETTERS.labels(self.service, type(error).__name__).inc()
         log.warning(
             "dead-lettered %s[%d]@%d: %s: %s",
-            record.topic, record.partition, record.offset, type(error).__name__, redact_text(str(error)),
+            record.topic,
+            record.partition,
+            record.offset,
+            type(error).__name__,
+            redact_text(str(error)),
         )

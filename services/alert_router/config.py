@@ -72,8 +72,13 @@ class CameraConfig(BaseModel):
     def from_entry(cls, entry: CameraEntry) -> CameraConfig:
         """The rule side of an inventory entry; its zones (plain dicts there) are validated here."""
         return cls.model_validate(
-            {"camera_id": entry.camera_id, "name": entry.name, "site_id": entry.site_id, "tags": entry.tags,
-             "zones": entry.zones}
+            {
+                "camera_id": entry.camera_id,
+                "name": entry.name,
+                "site_id": entry.site_id,
+                "tags": entry.tags,
+                "zones": entry.zones,
+            }
         )
 
     @field_validator("zones", mode="before")

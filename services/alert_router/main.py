@@ -113,32 +113,69 @@ def frame_detections(record: dict[str, Any]) -> FrameDetections:
     detections = Detections.from_avro(record)
     ref = detections.frame
     return FrameDetections(
-        camera_id=detections.camera_id, frame_seq=detections.sequence, capture_time_ms=detections.capture_time_ms,
-        frame_ref=FrameRef(ref.topic, ref.partition, ref.offset), width=detections.width, height=detections.height,
-        detections=[Det(o.class_id, o.class_name, o.score, o.x1, o.y1, o.x2, o.y2,
-                        None if o.keypoints is None else tuple((k.x, k.y, k.score) for k in o.keypoints))
-                    for o in detections.objects],
+        camera_id=detections.camera_id,
+        frame_seq=detections.sequence,
+        capture_time_ms=detections.capture_time_ms,
+        frame_ref=FrameRef(ref.topic, ref.partition, ref.offset),
+        width=detections.width,
+        height=detections.height,
+        detections=[
+            Det(
+                o.class_id,
+                o.class_name,
+                o.score,
+                o.x1,
+                o.y1,
+                o.x2,
+                o.y2,
+                None if o.keypoints is None else tuple((k.x, k.y, k.score) for k in o.keypoints),
+            )
+            for o in detections.objects
+        ],
     )
 
 
-def alert_record(event: AlertEvent, camera: CameraEntry, destinations: list[str], snapshot: bytes | None,
-                 sequence: int) -> dict[str, Any]:
+def alert_record(
+    event: AlertEvent, camera: CameraEntry, destinations: list[str], snapshot: bytes | None, sequence: int
+) -> dict[str, Any]:
     """The core's AlertEvent → the Alert Avro record (times in µs)."""
     ref = event.frame_ref
     return {
-        "alert_id": event.alert_id, "kind": event.kind.value.upper(), "sequence": sequence,
-        "event_type": event.rule_type, "rule_id": event.rule, "severity": event.severity.value.upper(),
-        "camera_id": event.camera_id, "camera_name": camera.name or camera.camera_id, "site_id": camera.site_id,
-        "location": camera.location.model_dump() if camera.location else None, "tags": camera.tags,
-        "zone_id": event.zone, "zone_name": event.zone,
-        "started_at": event.started_at * 1000, "detected_at": event.detected_at * 1000,
+        "alert_id": event.alert_id,
+        "kind": event.kind.value.upper(),
+        "sequence": sequence,
+        "event_type": event.rule_type,
+        "rule_id": event.rule,
+        "severity": event.severity.value.upper(),
+        "camera_id": event.camera_id,
+        "camera_name": camera.name or camera.camera_id,
+        "site_id": camera.site_id,
+        "location": camera.location.model_dump() if camera.location else None,
+        "tags": camera.tags,
+        "zone_id": event.zone,
+        "zone_name": event.zone,
+        "started_at": event.started_at * 1000,
+        "detected_at": event.detected_at * 1000,
         "ended_at": event.ended_at * 1000 if event.ended_at is not None else None,
         "track_ids": event.track_ids,
-        "objects": [{"track_id": b.track_id, "class_name": b.class_name, "score": b.score,
-                     "x1": b.x1, "y1": b.y1, "x2": b.x2, "y2": b.y2} for b in event.boxes],
+        "objects": [
+            {
+                "track_id": b.track_id,
+                "class_name": b.class_name,
+                "score": b.score,
+                "x1": b.x1,
+                "y1": b.y1,
+                "x2": b.x2,
+                "y2": b.y2,
+            }
+            for b in event.boxes
+        ],
         "frame": {"topic": ref.topic, "partition": ref.partition, "offset": ref.offset} if ref else None,
-        "snapshot_jpeg": snapshot, "description": event.description, "destinations": destinations,
-        "produced_at": time.time_ns() // 1000, "evidence": evidence_reference(event.alert_id),
+        "snapshot_jpeg": snapshot,
+        "description": event.description,
+        "destinations": destinations,
+        "produced_at": time.time_ns() // 1000,
+        "evidence": evidence_reference(event.alert_id),
     }
 
 
@@ -188,8 +225,9 @@ def build_app(runtime: ServiceRuntime[AlertRouterSettings], inventory: Inventory
         broker_commit_interval=1.0,
         consumer_auto_offset_reset="earliest",
     )
-    detections = app.topic(DETECTIONS, key_type=str, key_serializer="raw", value_serializer="raw",
-                           partitions=partitions)
+    detections = app.topic(
+        DETECTIONS, key_type=str, key_serializer="raw", value_serializer="raw", partitions=partitions
+    )
     alert_codec = AvroCodec(serde, ALERTS, "Alert")
     alerts_topic = app.topic(ALERTS, key_serializer="raw", value_serializer=alert_codec)
     # Internal state, not a contract: JSON in the changelog (Faust's table serializer for plain types).
@@ -209,24 +247,30 @@ def build_app(runtime: ServiceRuntime[AlertRouterSettings], inventory: Inventory
         cached = pipelines.get(camera_id)
         if cached is not None and stored is not None and cached[1] is rules and cached[2] is stored:
             return cached[0]
-        return CameraPipeline(rules, settings.tracker, settings.incidents, settings.severity,
-                              stored["pipeline"] if stored else None)
+        return CameraPipeline(
+            rules, settings.tracker, settings.incidents, settings.severity, stored["pipeline"] if stored else None
+        )
 
     def store_outside_stream(camera_id: str, value: dict[str, Any]) -> None:
         """Faust only writes tables from stream events; a timer writes the changelog itself, to the
         partition the camera's detections (and so its table entry) live on."""
         partition = partition_of.get(camera_id, zlib.crc32(camera_id.encode()) % partitions)
         state.data[camera_id] = value
-        state.changelog_topic.send_soon(key=camera_id, value=value, partition=partition,
-                                        # Table has both serializers; Faust's TableT stub does not declare them.
-                                        key_serializer=state.key_serializer,  # type: ignore[attr-defined]
-                                        value_serializer=state.value_serializer)  # type: ignore[attr-defined]
+        state.changelog_topic.send_soon(
+            key=camera_id,
+            value=value,
+            partition=partition,
+            # Table has both serializers; Faust's TableT stub does not declare them.
+            key_serializer=state.key_serializer,  # type: ignore[attr-defined]
+            value_serializer=state.value_serializer,  # type: ignore[attr-defined]
+        )
 
     def topic_for(destination: str) -> faust.TopicT:
         if destination not in destination_topics:
             name = destination_topic(destination)
-            destination_topics[destination] = app.topic(name, key_serializer="raw",
-                                                        value_serializer=AvroCodec(serde, name, "Alert"))
+            destination_topics[destination] = app.topic(
+                name, key_serializer="raw", value_serializer=AvroCodec(serde, name, "Alert")
+            )
         return destination_topics[destination]
 
     async def publish(events: list[AlertEvent], rules: CameraConfig, incident_state: dict[str, Any]) -> None:
@@ -249,8 +293,16 @@ def build_app(runtime: ServiceRuntime[AlertRouterSettings], inventory: Inventory
                 await topic_for(destination).send(key=key, value=record)
                 ROUTED.labels(destination).inc()
             ALERTS_OUT.labels(event.rule_type, event.kind.value, event.severity.value).inc()
-            log.info("alert %s %s %s zone %s camera %s -> %s", event.kind.value, event.rule_type, event.alert_id[:8],
-                     event.zone, event.camera_id, destinations or "-", extra={"camera_id": event.camera_id})
+            log.info(
+                "alert %s %s %s zone %s camera %s -> %s",
+                event.kind.value,
+                event.rule_type,
+                event.alert_id[:8],
+                event.zone,
+                event.camera_id,
+                destinations or "-",
+                extra={"camera_id": event.camera_id},
+            )
 
     @app.agent(detections)
     async def evaluate(stream: faust.StreamT) -> None:
@@ -260,7 +312,9 @@ def build_app(runtime: ServiceRuntime[AlertRouterSettings], inventory: Inventory
                 record = serde.deserialize(DETECTIONS, "Detections", event.value)
                 frame = frame_detections(record)
             except (SerdeError, ValueError, KeyError) as error:
-                await asyncio.get_running_loop().run_in_executor(None, dead_letters.publish, _source_record(message), error)
+                await asyncio.get_running_loop().run_in_executor(
+                    None, dead_letters.publish, _source_record(message), error
+                )
                 continue
             partition_of[frame.camera_id] = message.partition
             directory.refresh()
@@ -327,9 +381,13 @@ def _evidence(fetcher: FrameFetcher, event: AlertEvent, settings: AlertRouterSet
 def _source_record(message: Any) -> SourceRecord:
     """A Faust message's original bytes and coordinates, for the dead-letter topic."""
     return SourceRecord(
-        topic=message.topic, partition=message.partition, offset=message.offset,
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
         timestamp_ms=int(message.timestamp * 1000) if message.timestamp else None,
-        key=message.key, value=message.value, headers=dict(message.headers or []),
+        key=message.key,
+        value=message.value,
+        headers=dict(message.headers or []),
     )
 
 
@@ -341,8 +399,10 @@ def _faust_credentials(kafka: KafkaSettings) -> Any:
     context = ssl.create_default_context(cafile=kafka.ssl_ca_location) if "SSL" in kafka.security_protocol else None
     if kafka.security_protocol.startswith("SASL"):
         return faust.SASLCredentials(
-            username=kafka.sasl_username, password=kafka.sasl_password.get_secret_value() if kafka.sasl_password else None,
-            mechanism=kafka.sasl_mechanism or "PLAIN", ssl_context=context,
+            username=kafka.sasl_username,
+            password=kafka.sasl_password.get_secret_value() if kafka.sasl_password else None,
+            mechanism=kafka.sasl_mechanism or "PLAIN",
+            ssl_context=context,
         )
     return faust.SSLCredentials(context)
 

@@ -80,7 +80,9 @@ class RoutingTable(BaseModel):
 
     @field_validator("endpoints")
     @classmethod
-    def _endpoint_destinations_topic_safe(cls, endpoints: dict[str, DestinationDelivery]) -> dict[str, DestinationDelivery]:
+    def _endpoint_destinations_topic_safe(
+        cls, endpoints: dict[str, DestinationDelivery]
+    ) -> dict[str, DestinationDelivery]:
         return check_destination_names(endpoints)
 
     def route(self, alert: AlertEvent, camera: CameraConfig) -> list[str]:

@@ -64,21 +64,26 @@ def ref_of(resource: dict[str, Any]) -> str:
     return f"{meta.get('namespace', '')}/{meta['name']}"
 
 
-def check_credentials(spec: dict[str, Any], namespace: str, policy: CredentialPolicy,
-                      secret_keys: set[str] | None) -> str | None:
+def check_credentials(
+    spec: dict[str, Any], namespace: str, policy: CredentialPolicy, secret_keys: set[str] | None
+) -> str | None:
     """The credentials_ref for ingest, after checking the Secret reference is allowed and resolvable.
     `secret_keys` are the keys of the referenced Secret (None: it does not exist or cannot be read)."""
     ref = spec.get("credentialsSecretRef")
     if not ref:
         return None
     if not policy.secret_name:
-        raise InvalidCamera("CredentialsNotConfigured",
-                            "credentialsSecretRef is set but the platform has no camera credentials Secret "
-                            "(chart value cameraCredentials.existingSecret)")
+        raise InvalidCamera(
+            "CredentialsNotConfigured",
+            "credentialsSecretRef is set but the platform has no camera credentials Secret "
+            "(chart value cameraCredentials.existingSecret)",
+        )
     if ref["name"] != policy.secret_name or namespace != policy.namespace:
-        raise InvalidCamera("CredentialsSecretNotAllowed",
-                            f"credentials must be keys of Secret {policy.secret_name!r} in namespace "
-                            f"{policy.namespace!r} (the one ingest mounts), not {namespace}/{ref['name']}")
+        raise InvalidCamera(
+            "CredentialsSecretNotAllowed",
+            f"credentials must be keys of Secret {policy.secret_name!r} in namespace "
+            f"{policy.namespace!r} (the one ingest mounts), not {namespace}/{ref['name']}",
+        )
     if secret_keys is None:
         raise InvalidCamera("CredentialsSecretMissing", f"Secret {namespace}/{ref['name']} was not found")
     if ref["key"] not in secret_keys:
@@ -92,16 +97,28 @@ def to_entry(resource: dict[str, Any], credentials_ref: str | None = None) -> Ca
 
     spec = resource.get("spec") or {}
     data: dict[str, Any] = {"camera_id": camera_id_of(resource), "stream_url": spec.get("streamUrl", "")}
-    simple = {"displayName": "name", "siteId": "site_id", "rtspTransport": "rtsp_transport", "loop": "loop",
-              "realtime": "realtime", "location": "location", "tags": "tags", "zones": "zones",
-              "timezone": "timezone", "enabled": "enabled"}
+    simple = {
+        "displayName": "name",
+        "siteId": "site_id",
+        "rtspTransport": "rtsp_transport",
+        "loop": "loop",
+        "realtime": "realtime",
+        "location": "location",
+        "tags": "tags",
+        "zones": "zones",
+        "timezone": "timezone",
+        "enabled": "enabled",
+    }
     for key, target in simple.items():
         if key in spec:
             data[target] = spec[key]
     if "sampling" in spec:
         sampling = spec["sampling"]
-        data["sampling"] = {"mode": sampling.get("mode", "keyframes"), "fps": sampling.get("fps"),
-                            "heartbeat_s": sampling.get("heartbeatSeconds", 30.0)}
+        data["sampling"] = {
+            "mode": sampling.get("mode", "keyframes"),
+            "fps": sampling.get("fps"),
+            "heartbeat_s": sampling.get("heartbeatSeconds", 30.0),
+        }
     if credentials_ref:
         data["credentials_ref"] = credentials_ref
     entry, error = validate_entry(data, 0)
@@ -116,8 +133,13 @@ def from_entry(entry: CameraEntry, namespace: str, credentials_secret: str = "")
         raise ValueError(f"{entry.camera_id}: credentials_ref needs the name of the credentials Secret")
     name = k8s_name(entry.camera_id)
     spec: dict[str, Any] = {
-        "streamUrl": entry.stream_url, "rtspTransport": entry.rtsp_transport, "loop": entry.loop,
-        "realtime": entry.realtime, "tags": entry.tags, "timezone": entry.timezone, "enabled": entry.enabled,
+        "streamUrl": entry.stream_url,
+        "rtspTransport": entry.rtsp_transport,
+        "loop": entry.loop,
+        "realtime": entry.realtime,
+        "tags": entry.tags,
+        "timezone": entry.timezone,
+        "enabled": entry.enabled,
         "sampling": {"mode": entry.sampling.mode, "heartbeatSeconds": entry.sampling.heartbeat_s},
         "zones": entry.zones,
     }
@@ -133,8 +155,12 @@ def from_entry(entry: CameraEntry, namespace: str, credentials_secret: str = "")
         spec["location"] = entry.location.model_dump()
     if entry.credentials_ref:
         spec["credentialsSecretRef"] = {"name": credentials_secret, "key": entry.credentials_ref}
-    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": KIND,
-            "metadata": {"name": name, "namespace": namespace}, "spec": spec}
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": KIND,
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": spec,
+    }
 
 
 def k8s_name(camera_id: str) -> str:
@@ -163,28 +189,33 @@ def claim_ids(resources: list[dict[str, Any]]) -> tuple[dict[str, dict[str, Any]
     return owners, losers
 
 
-def plan_resync(desired: dict[str, CameraEntry], on_topic: dict[str, CameraEntry]) -> tuple[list[CameraEntry], list[str]]:
+def plan_resync(
+    desired: dict[str, CameraEntry], on_topic: dict[str, CameraEntry]
+) -> tuple[list[CameraEntry], list[str]]:
     """Make the topic equal the cluster: publish what differs, tombstone what the cluster lacks."""
-    publish = [e for cid, e in sorted(desired.items()) if cid not in on_topic or fingerprint(on_topic[cid]) != fingerprint(e)]
+    publish = [
+        e for cid, e in sorted(desired.items()) if cid not in on_topic or fingerprint(on_topic[cid]) != fingerprint(e)
+    ]
     remove = sorted(set(on_topic) - set(desired))
     return publish, remove
 
 
 # ---- conditions ----------------------------------------------------------------------------------------
 
+
 def iso(ms: float | None = None) -> str:
     at = time.time() if ms is None else ms / 1000
     return datetime.fromtimestamp(at, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def set_condition(conditions: list[dict[str, Any]], kind: str, ok: bool, reason: str, message: str,
-                  generation: int | None) -> list[dict[str, Any]]:
+def set_condition(
+    conditions: list[dict[str, Any]], kind: str, ok: bool, reason: str, message: str, generation: int | None
+) -> list[dict[str, Any]]:
     """Conditions with `kind` set; lastTransitionTime only moves when the status flips."""
     status = "True" if ok else "False"
     previous = next((c for c in conditions if c.get("type") == kind), None)
     since = previous["lastTransitionTime"] if previous and previous.get("status") == status else iso()
-    updated = {"type": kind, "status": status, "reason": reason, "message": message[:1024],
-               "lastTransitionTime": since}
+    updated = {"type": kind, "status": status, "reason": reason, "message": message[:1024], "lastTransitionTime": since}
     if generation is not None:
         updated["observedGeneration"] = generation
     return [c for c in conditions if c.get("type") != kind] + [updated]
@@ -198,6 +229,7 @@ def _epoch_ms(value: Any, per_second: int) -> float:
 
 
 # ---- live status -----------------------------------------------------------------------------------------
+
 
 @dataclass
 class CameraView:
@@ -214,8 +246,11 @@ class CameraView:
     def patch(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         if self.state is not None:
-            out |= {"state": self.state, "reason": self.reason or "",
-                    "fps": round(self.fps, 2) if self.fps is not None else None}
+            out |= {
+                "state": self.state,
+                "reason": self.reason or "",
+                "fps": round(self.fps, 2) if self.fps is not None else None,
+            }
             if self.status_ms:
                 out["lastStatusTime"] = iso(self.status_ms)
         if self.activity is not None:
@@ -266,8 +301,12 @@ class StatusBoard:
         if record.get("kind") != "NEW":
             return
         view = self._view(record["camera_id"])
-        view.last_alert = {"time": iso(_epoch_ms(record["detected_at"], per_second=1_000_000)), "eventType": record["event_type"],
-                           "severity": record["severity"], "alertId": record["alert_id"]}
+        view.last_alert = {
+            "time": iso(_epoch_ms(record["detected_at"], per_second=1_000_000)),
+            "eventType": record["event_type"],
+            "severity": record["severity"],
+            "alertId": record["alert_id"],
+        }
         self.urgent[record["camera_id"]] = None
 
     def due(self, now: float, known: set[str]) -> list[str]:
@@ -314,6 +353,7 @@ class TokenBucket:
 
 # ---- leader election -------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class LeaseState:
     holder: str | None
@@ -330,4 +370,3 @@ def lease_action(lease: LeaseState | None, me: str, now: float) -> str:
     if not lease.holder or lease.renew_time is None or now - lease.renew_time > lease.duration_s:
         return "take"
     return "wait"
-

@@ -55,13 +55,26 @@ class CameraApi:
         re-watch). Raises ApiException(410) when the version is too old."""
         stream = watch.Watch()
         if self.namespace:
-            events = stream.stream(self.custom.list_namespaced_custom_object, GROUP, VERSION, self.namespace, PLURAL,
-                                   resource_version=resource_version, timeout_seconds=timeout_s,
-                                   allow_watch_bookmarks=True)
+            events = stream.stream(
+                self.custom.list_namespaced_custom_object,
+                GROUP,
+                VERSION,
+                self.namespace,
+                PLURAL,
+                resource_version=resource_version,
+                timeout_seconds=timeout_s,
+                allow_watch_bookmarks=True,
+            )
         else:
-            events = stream.stream(self.custom.list_cluster_custom_object, GROUP, VERSION, PLURAL,
-                                   resource_version=resource_version, timeout_seconds=timeout_s,
-                                   allow_watch_bookmarks=True)
+            events = stream.stream(
+                self.custom.list_cluster_custom_object,
+                GROUP,
+                VERSION,
+                PLURAL,
+                resource_version=resource_version,
+                timeout_seconds=timeout_s,
+                allow_watch_bookmarks=True,
+            )
         for event in events:
             yield event["type"], event["object"]
 
@@ -84,11 +97,23 @@ class CameraApi:
         body = client.CoreV1Event(
             metadata=client.V1ObjectMeta(generate_name=f"{meta['name']}.", namespace=meta["namespace"]),
             involved_object=client.V1ObjectReference(
-                api_version=f"{GROUP}/{VERSION}", kind=KIND, name=meta["name"], namespace=meta["namespace"],
-                uid=meta.get("uid"), resource_version=meta.get("resourceVersion")),
-            type=kind, reason=reason, message=message[:1024], source=client.V1EventSource(component=component),
-            first_timestamp=now, last_timestamp=now, count=1, reporting_component=component,
-            reporting_instance=socket.gethostname())
+                api_version=f"{GROUP}/{VERSION}",
+                kind=KIND,
+                name=meta["name"],
+                namespace=meta["namespace"],
+                uid=meta.get("uid"),
+                resource_version=meta.get("resourceVersion"),
+            ),
+            type=kind,
+            reason=reason,
+            message=message[:1024],
+            source=client.V1EventSource(component=component),
+            first_timestamp=now,
+            last_timestamp=now,
+            count=1,
+            reporting_component=component,
+            reporting_instance=socket.gethostname(),
+        )
         try:
             self.core.create_namespaced_event(meta["namespace"], body)
         except ApiException as error:  # an Event is a courtesy; the condition carries the same message
@@ -100,8 +125,15 @@ class LeaseElector:
     Lease once it has not been renewed for `duration_s`. Writes are optimistic (resourceVersion), so
     two replicas racing for an expired Lease cannot both win."""
 
-    def __init__(self, api: client.ApiClient, namespace: str, name: str, identity: str,
-                 duration_s: float = 15.0, renew_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        api: client.ApiClient,
+        namespace: str,
+        name: str,
+        identity: str,
+        duration_s: float = 15.0,
+        renew_s: float = 5.0,
+    ) -> None:
         self.coordination = client.CoordinationV1Api(api)
         self.namespace, self.name, self.identity = namespace, name, identity
         self.duration_s, self.renew_s = duration_s, renew_s
@@ -120,16 +152,28 @@ class LeaseElector:
         if lease is not None:
             spec = lease.spec = lease.spec or client.V1LeaseSpec()
             renew = spec.renew_time or spec.acquire_time
-            state = LeaseState(spec.holder_identity, renew.timestamp() if renew else None,
-                               float(spec.lease_duration_seconds or self.duration_s))
+            state = LeaseState(
+                spec.holder_identity,
+                renew.timestamp() if renew else None,
+                float(spec.lease_duration_seconds or self.duration_s),
+            )
         action = lease_action(state, self.identity, now)
         stamp = datetime.fromtimestamp(now, tz=UTC)
         try:
             if action == "create":
-                self.coordination.create_namespaced_lease(self.namespace, client.V1Lease(
-                    metadata=client.V1ObjectMeta(name=self.name, namespace=self.namespace),
-                    spec=client.V1LeaseSpec(holder_identity=self.identity, lease_duration_seconds=int(self.duration_s),
-                                            acquire_time=stamp, renew_time=stamp, lease_transitions=0)))
+                self.coordination.create_namespaced_lease(
+                    self.namespace,
+                    client.V1Lease(
+                        metadata=client.V1ObjectMeta(name=self.name, namespace=self.namespace),
+                        spec=client.V1LeaseSpec(
+                            holder_identity=self.identity,
+                            lease_duration_seconds=int(self.duration_s),
+                            acquire_time=stamp,
+                            renew_time=stamp,
+                            lease_transitions=0,
+                        ),
+                    ),
+                )
             elif action in ("renew", "take"):
                 assert lease is not None and lease.spec is not None
                 if action == "take":

@@ -65,7 +65,9 @@ CAMERAS_KNOWN = Gauge("cctv_camera_controller_cameras", "Camera resources publis
 class ControllerConfig(BaseModel):
     kubeconfig: str | None = None  # None: in-cluster ServiceAccount
     namespace: str = Field(default="", description="namespace whose Cameras are watched; '' = all")
-    platform_namespace: str = Field(default="default", min_length=1, description="where the Lease and credentials Secret live")
+    platform_namespace: str = Field(
+        default="default", min_length=1, description="where the Lease and credentials Secret live"
+    )
     credentials_secret: str = ""  # the Secret ingest mounts; Cameras may reference only its keys
     lease_name: str = "cctv-camera-controller"
     identity: str = Field(default_factory=default_identity)
@@ -91,8 +93,14 @@ class CameraController:
         self.kafka = runtime.settings.kafka
         api = api_client(self.config.kubeconfig)
         self.cameras = CameraApi(api, self.config.namespace)
-        self.elector = LeaseElector(api, self.config.platform_namespace, self.config.lease_name, self.config.identity,
-                                    self.config.lease_duration_s, self.config.renew_every_s)
+        self.elector = LeaseElector(
+            api,
+            self.config.platform_namespace,
+            self.config.lease_name,
+            self.config.identity,
+            self.config.lease_duration_s,
+            self.config.renew_every_s,
+        )
         self.policy = CredentialPolicy(self.config.credentials_secret, self.config.platform_namespace)
         self.board = StatusBoard(refresh_s=self.config.status_refresh_s)
         self.board_lock = threading.Lock()
@@ -117,7 +125,9 @@ class CameraController:
         camera_id = camera_id_of(resource)
         owner = self.owner_of.get(camera_id)
         if owner is not None and owner != ref_of(resource):
-            return None, InvalidCamera("DuplicateCameraId", f"camera id {camera_id!r} already belongs to Camera {owner}")
+            return None, InvalidCamera(
+                "DuplicateCameraId", f"camera id {camera_id!r} already belongs to Camera {owner}"
+            )
         try:
             return self._entry_for(resource), None
         except InvalidCamera as error:
@@ -134,27 +144,47 @@ class CameraController:
         current = resource.get("status") or {}
         conditions = list(current.get("conditions") or [])
         ready = next((c for c in conditions if c.get("type") == "Ready"), None)
-        if (current.get("observedGeneration") == generation and ready is not None and ready.get("reason") == outcome
-                and (error is None or ready.get("message") == str(error)[:1024])):
+        if (
+            current.get("observedGeneration") == generation
+            and ready is not None
+            and ready.get("reason") == outcome
+            and (error is None or ready.get("message") == str(error)[:1024])
+        ):
             return  # already says so (e.g. written before a restart): no write, no Event, no flood on resync
         if error is not None:
             INVALID.labels(error.reason).inc()
             log.warning("Camera %s refused: %s: %s", ref, error.reason, error)
-            status = {"state": "INVALID", "reason": str(error)[:256], "observedGeneration": generation,
-                      "conditions": set_condition(conditions, "Ready", False, error.reason, str(error), generation)}
+            status = {
+                "state": "INVALID",
+                "reason": str(error)[:256],
+                "observedGeneration": generation,
+                "conditions": set_condition(conditions, "Ready", False, error.reason, str(error), generation),
+            }
             self.cameras.event(resource, "Warning", error.reason, str(error), SERVICE)
         else:
             assert entry is not None
-            status = {"cameraId": entry.camera_id, "credentialsRef": entry.credentials_ref or "",
-                      "publishedAt": iso(), "observedGeneration": generation,
-                      "conditions": set_condition(conditions, "Ready", True, "Published",
-                                                  f"published to the inventory as {entry.camera_id}", generation)}
+            status = {
+                "cameraId": entry.camera_id,
+                "credentialsRef": entry.credentials_ref or "",
+                "publishedAt": iso(),
+                "observedGeneration": generation,
+                "conditions": set_condition(
+                    conditions,
+                    "Ready",
+                    True,
+                    "Published",
+                    f"published to the inventory as {entry.camera_id}",
+                    generation,
+                ),
+            }
             previous = (resource.get("status") or {}).get("state")
             if not entry.enabled:
                 status |= {"state": "DISABLED", "reason": "spec.enabled is false"}
             elif previous in (None, "INVALID", "DISABLED"):
                 status |= {"state": "PENDING", "reason": "waiting for ingest to report"}
-            self.cameras.event(resource, "Normal", "Published", f"published to the inventory as {entry.camera_id}", SERVICE)
+            self.cameras.event(
+                resource, "Normal", "Published", f"published to the inventory as {entry.camera_id}", SERVICE
+            )
         self._patch(meta["namespace"], meta["name"], status)
 
     def _patch(self, namespace: str, name: str, status: dict[str, Any]) -> None:
@@ -195,8 +225,14 @@ class CameraController:
         if self.owner_of.get(camera_id) != ref:
             return
         del self.owner_of[camera_id]
-        heir = next((r for r in sorted(self.resources.values(), key=lambda r: r["metadata"].get("creationTimestamp") or "")
-                     if camera_id_of(r) == camera_id), None)
+        heir = next(
+            (
+                r
+                for r in sorted(self.resources.values(), key=lambda r: r["metadata"].get("creationTimestamp") or "")
+                if camera_id_of(r) == camera_id
+            ),
+            None,
+        )
         if heir is not None:  # a duplicate waited for this id: it takes over
             self.handled.pop(ref_of(heir), None)
             self.judged.pop(ref_of(heir), None)
@@ -223,8 +259,13 @@ class CameraController:
         self.resources = {ref_of(r): r for r in items}
         self.owner_of = {cid: ref_of(r) for cid, r in owners.items()}
         self.handled = {ref: done for ref, done in self.handled.items() if ref in self.resources}
-        self.judged = {ref_of(r): (r["metadata"].get("generation"),
-                                   json.dumps(r["metadata"].get("annotations") or {}, sort_keys=True)) for r in items}
+        self.judged = {
+            ref_of(r): (
+                r["metadata"].get("generation"),
+                json.dumps(r["metadata"].get("annotations") or {}, sort_keys=True),
+            )
+            for r in items
+        }
         desired: dict[str, CameraEntry] = {}
         verdicts: list[tuple[dict[str, Any], CameraEntry | None, InvalidCamera | None]] = []
         for resource in items:
@@ -241,8 +282,14 @@ class CameraController:
         PUBLISHED.labels("camera").inc(len(changed))
         PUBLISHED.labels("tombstone").inc(len(removed))
         self.published = {cid: fingerprint(e) for cid, e in desired.items()}
-        log.info("resync: %d Cameras, %d published, %d tombstoned, %d refused (%d duplicate ids)",
-                 len(items), len(changed), len(removed), sum(1 for v in verdicts if v[2]), len(losers))
+        log.info(
+            "resync: %d Cameras, %d published, %d tombstoned, %d refused (%d duplicate ids)",
+            len(items),
+            len(changed),
+            len(removed),
+            sum(1 for v in verdicts if v[2]),
+            len(losers),
+        )
         for resource, entry, error in verdicts:
             self._report(resource, entry, error)
         CAMERAS_KNOWN.set(len(self.published))
@@ -252,8 +299,9 @@ class CameraController:
 
     def follow_pipeline(self, stop: threading.Event) -> None:
         """Latest status and activity (compacted: read from the start) and new alerts, into the board."""
-        consumer: Consumer = make_consumer(self.kafka, f"{SERVICE}-{self.config.identity}", self.runtime.health,
-                                           **{"enable.auto.commit": False})
+        consumer: Consumer = make_consumer(
+            self.kafka, f"{SERVICE}-{self.config.identity}", self.runtime.health, **{"enable.auto.commit": False}
+        )
         starts = ((CAMERA_STATUS, OFFSET_BEGINNING), (CAMERA_ACTIVITY, OFFSET_BEGINNING), (ALERTS, OFFSET_END))
         while not stop.is_set():  # the topics may not exist yet (a fresh cluster): keep asking
             topics = consumer.list_topics(timeout=10).topics
@@ -266,8 +314,11 @@ class CameraController:
             consumer.close()
             return
         consumer.assign([TopicPartition(topic, p, start) for topic, start in starts for p in topics[topic].partitions])
-        handlers = {CAMERA_STATUS: ("CameraStatus", self.board.on_status),
-                    CAMERA_ACTIVITY: ("CameraActivity", self.board.on_activity), ALERTS: ("Alert", self.board.on_alert)}
+        handlers = {
+            CAMERA_STATUS: ("CameraStatus", self.board.on_status),
+            CAMERA_ACTIVITY: ("CameraActivity", self.board.on_activity),
+            ALERTS: ("Alert", self.board.on_alert),
+        }
         try:
             while not stop.is_set():
                 for message in consumer.consume(500, 0.5):
@@ -277,7 +328,10 @@ class CameraController:
                     schema, handler = handlers[topic]
                     try:
                         record = self.runtime.serde.deserialize(topic, schema, message.value())
-                    except (SerdeError, ValueError) as error:  # someone else's bad record must not stop status reporting
+                    except (
+                        SerdeError,
+                        ValueError,
+                    ) as error:  # someone else's bad record must not stop status reporting
                         log.warning("unreadable %s record at %d: %s", message.topic(), message.offset(), error)
                         continue
                     with self.board_lock:

@@ -21,12 +21,29 @@ from libs.topics import AUDIT
 INSTANCE = f"evidence@{socket.gethostname()}"
 
 
-def audit_event(actor: str, action: str, *, allowed: bool, alert_id: str | None = None,
-                camera_id: str | None = None, client: str | None = None, detail: str | None = None,
-                at_ms: int | None = None) -> dict[str, Any]:
+def audit_event(
+    actor: str,
+    action: str,
+    *,
+    allowed: bool,
+    alert_id: str | None = None,
+    camera_id: str | None = None,
+    client: str | None = None,
+    detail: str | None = None,
+    at_ms: int | None = None,
+) -> dict[str, Any]:
     """One AuditRecord for an evidence action (the detail is redacted and size-capped)."""
-    return audit_record(actor, action, allowed=allowed, instance=INSTANCE, camera_id=camera_id, alert_id=alert_id,
-                        detail=detail, client_address=client, at_ms=at_ms)
+    return audit_record(
+        actor,
+        action,
+        allowed=allowed,
+        instance=INSTANCE,
+        camera_id=camera_id,
+        alert_id=alert_id,
+        detail=detail,
+        client_address=client,
+        at_ms=at_ms,
+    )
 
 
 class AuditFailed(Exception):

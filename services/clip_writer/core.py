@@ -52,8 +52,13 @@ class Incident:
     @classmethod
     def from_alert(cls, alert: dict[str, Any]) -> Incident:
         ended = alert.get("ended_at") or alert["detected_at"]
-        return cls(check_alert_id(alert["alert_id"]), alert["camera_id"], alert["event_type"],
-                   int(alert["started_at"]), int(ended))
+        return cls(
+            check_alert_id(alert["alert_id"]),
+            alert["camera_id"],
+            alert["event_type"],
+            int(alert["started_at"]),
+            int(ended),
+        )
 
     def window(self, policy: ClipPolicy) -> tuple[int, int]:
         """Capture-time span the clip must cover: pre-roll before the start to post-roll after the end."""
@@ -84,9 +89,21 @@ class Packet:
 
     @classmethod
     def from_record(cls, partition: int, offset: int, value: dict[str, Any]) -> Packet:
-        return cls(partition, offset, value["session_id"], value["capture_time"], value["pts_us"], value["dts_us"],
-                   value["duration_us"], value["is_keyframe"], value["codec"], value["extradata"],
-                   value["width"], value["height"], value["data"])
+        return cls(
+            partition,
+            offset,
+            value["session_id"],
+            value["capture_time"],
+            value["pts_us"],
+            value["dts_us"],
+            value["duration_us"],
+            value["is_keyframe"],
+            value["codec"],
+            value["extradata"],
+            value["width"],
+            value["height"],
+            value["data"],
+        )
 
     @property
     def media_time_us(self) -> int:
@@ -144,10 +161,14 @@ def cut_segments(packets: list[Packet], window: tuple[int, int], policy: ClipPol
     for packet in packets[start_index:]:
         if current is not None and current.end_us >= end_us:
             break  # the window is covered (the last packet's duration reaches its end)
-        starts_new = packet.is_keyframe and packet.codec is not None and (
-            current is None
-            or packet.session_id != current.header.session_id
-            or packet.capture_time_us - current.start_us >= limit_us
+        starts_new = (
+            packet.is_keyframe
+            and packet.codec is not None
+            and (
+                current is None
+                or packet.session_id != current.header.session_id
+                or packet.capture_time_us - current.start_us >= limit_us
+            )
         )
         if starts_new:
             current = Segment(len(segments))

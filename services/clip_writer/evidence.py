@@ -56,68 +56,143 @@ class EvidenceDesk:
         return manifest
 
     def _refuse(self, actor: Actor, action: str, alert_id: str, camera_id: str | None, why: str) -> PermissionError:
-        self.audit.record(audit_event(actor.name, action, allowed=False, alert_id=alert_id, camera_id=camera_id,
-                                      client=actor.client, detail=why))
+        self.audit.record(
+            audit_event(
+                actor.name,
+                action,
+                allowed=False,
+                alert_id=alert_id,
+                camera_id=camera_id,
+                client=actor.client,
+                detail=why,
+            )
+        )
         return PermissionError(why)
 
     def verify(self, alert_id: str) -> Verification:
         if self.public_key is None:
             raise ValueError("no verification key configured (CCTV_EVIDENCE__VERIFY_KEY or the signing key)")
         return verify_clip(
-            alert_id, self.store.get(self.store.key(alert_id, MANIFEST)),
-            self.store.get(self.store.key(alert_id, SIGNATURE)), self.public_key, self.store.get,
+            alert_id,
+            self.store.get(self.store.key(alert_id, MANIFEST)),
+            self.store.get(self.store.key(alert_id, SIGNATURE)),
+            self.public_key,
+            self.store.get,
         )
 
     def hold(self, alert_id: str, actor: Actor, reason: str) -> dict[str, Any]:
         manifest = self._manifest(alert_id)
         if not actor.roles & HOLD_ROLES:
-            raise self._refuse(actor, "evidence.hold", alert_id, manifest["camera_id"],
-                               f"legal hold needs one of the roles {sorted(HOLD_ROLES)}")
+            raise self._refuse(
+                actor,
+                "evidence.hold",
+                alert_id,
+                manifest["camera_id"],
+                f"legal hold needs one of the roles {sorted(HOLD_ROLES)}",
+            )
         if not reason.strip():
             raise ValueError("a legal hold needs a reason (e.g. the case number)")
         hold = {"by": actor.name, "reason": reason, "since_ms": int(time.time() * 1000)}
-        self.audit.record(audit_event(actor.name, "evidence.hold", allowed=True, alert_id=alert_id,
-                                      camera_id=manifest["camera_id"], client=actor.client, detail=reason))
+        self.audit.record(
+            audit_event(
+                actor.name,
+                "evidence.hold",
+                allowed=True,
+                alert_id=alert_id,
+                camera_id=manifest["camera_id"],
+                client=actor.client,
+                detail=reason,
+            )
+        )
         self.store.set_hold(alert_id, hold)
         return hold
 
     def release(self, alert_id: str, actor: Actor, reason: str = "") -> None:
         manifest = self._manifest(alert_id)
         if not actor.roles & HOLD_ROLES:
-            raise self._refuse(actor, "evidence.release", alert_id, manifest["camera_id"],
-                               f"releasing a legal hold needs one of the roles {sorted(HOLD_ROLES)}")
-        self.audit.record(audit_event(actor.name, "evidence.release", allowed=True, alert_id=alert_id,
-                                      camera_id=manifest["camera_id"], client=actor.client, detail=reason or None))
+            raise self._refuse(
+                actor,
+                "evidence.release",
+                alert_id,
+                manifest["camera_id"],
+                f"releasing a legal hold needs one of the roles {sorted(HOLD_ROLES)}",
+            )
+        self.audit.record(
+            audit_event(
+                actor.name,
+                "evidence.release",
+                allowed=True,
+                alert_id=alert_id,
+                camera_id=manifest["camera_id"],
+                client=actor.client,
+                detail=reason or None,
+            )
+        )
         self.store.clear_hold(alert_id)
 
     def download_links(self, alert_id: str, actor: Actor, ttl_s: int | None = None) -> list[dict[str, Any]]:
         """Presigned URLs of the clip's objects, handed out only after the download is audited."""
         manifest = self._manifest(alert_id)
         if not actor.roles & DOWNLOAD_ROLES:
-            raise self._refuse(actor, "evidence.download", alert_id, manifest["camera_id"],
-                               f"downloading evidence needs one of the roles {sorted(DOWNLOAD_ROLES)}")
+            raise self._refuse(
+                actor,
+                "evidence.download",
+                alert_id,
+                manifest["camera_id"],
+                f"downloading evidence needs one of the roles {sorted(DOWNLOAD_ROLES)}",
+            )
         keys = [item["key"] for item in manifest["objects"]]
-        self.audit.record(audit_event(actor.name, "evidence.download", allowed=True, alert_id=alert_id,
-                                      camera_id=manifest["camera_id"], client=actor.client, detail=" ".join(keys)))
+        self.audit.record(
+            audit_event(
+                actor.name,
+                "evidence.download",
+                allowed=True,
+                alert_id=alert_id,
+                camera_id=manifest["camera_id"],
+                client=actor.client,
+                detail=" ".join(keys),
+            )
+        )
         ttl = ttl_s or self.store.settings.presign_ttl_s
-        return [{"key": item["key"], "url": self.store.presigned_url(item["key"], ttl), "size": item["size"],
-                 "sha256": item["sha256"], "expires_in_s": ttl} for item in manifest["objects"]]
+        return [
+            {
+                "key": item["key"],
+                "url": self.store.presigned_url(item["key"], ttl),
+                "size": item["size"],
+                "sha256": item["sha256"],
+                "expires_in_s": ttl,
+            }
+            for item in manifest["objects"]
+        ]
 
     def snapshot(self, alert_id: str, capture_time_us: int, actor: Actor) -> bytes:
         """The frame at `capture_time_us` (e.g. the alert's detected_at) from the clip, as JPEG (audited)."""
         manifest = self._manifest(alert_id)
         if not actor.roles & DOWNLOAD_ROLES:
-            raise self._refuse(actor, "evidence.download", alert_id, manifest["camera_id"],
-                               f"downloading evidence needs one of the roles {sorted(DOWNLOAD_ROLES)}")
+            raise self._refuse(
+                actor,
+                "evidence.download",
+                alert_id,
+                manifest["camera_id"],
+                f"downloading evidence needs one of the roles {sorted(DOWNLOAD_ROLES)}",
+            )
         item = next((o for o in manifest["objects"] if o["start_us"] <= capture_time_us < o["end_us"]), None)
         if item is None:
             raise NotFound(f"the clip of alert {alert_id} does not cover {capture_time_us} µs")
         data = self.store.get(item["key"])
         if data is None:
             raise NotFound(f"{item['key']} is missing from the bucket (run `cctv evidence verify {alert_id}`)")
-        self.audit.record(audit_event(actor.name, "evidence.download", allowed=True, alert_id=alert_id,
-                                      camera_id=manifest["camera_id"], client=actor.client,
-                                      detail=f"frame at {capture_time_us} from {item['key']}"))
+        self.audit.record(
+            audit_event(
+                actor.name,
+                "evidence.download",
+                allowed=True,
+                alert_id=alert_id,
+                camera_id=manifest["camera_id"],
+                client=actor.client,
+                detail=f"frame at {capture_time_us} from {item['key']}",
+            )
+        )
         return frame_jpeg(data, (capture_time_us - item["start_us"]) / 1e6)
 
     def listing(self, alert_ids: Iterable[str] | None = None) -> list[dict[str, Any]]:
@@ -140,9 +215,16 @@ class EvidenceDesk:
                 continue
             keys = [item["key"] for item in manifest["objects"]]
             # Audited first: a crash between the two leaves an audited deletion that the next sweep finishes.
-            self.audit.record(audit_event(actor, "evidence.delete", allowed=True, alert_id=alert_id,
-                                          camera_id=manifest["camera_id"],
-                                          detail=f"retention ended; objects {' '.join(keys)}"))
+            self.audit.record(
+                audit_event(
+                    actor,
+                    "evidence.delete",
+                    allowed=True,
+                    alert_id=alert_id,
+                    camera_id=manifest["camera_id"],
+                    detail=f"retention ended; objects {' '.join(keys)}",
+                )
+            )
             self.store.delete_clip(alert_id)
             deleted.append(alert_id)
             log.info("evidence of alert %s deleted (retention ended)", alert_id)

@@ -55,12 +55,20 @@ def packet_partition(camera_id: str, partitions: int) -> int:
 class KafkaPacketSource:
     """Reads one camera's packets by capture time from its partition of cctv.video.packets.v1."""
 
-    def __init__(self, kafka: KafkaSettings, serde: AvroSerde, topic: str = VIDEO_PACKETS, slack_s: float = 5.0) -> None:
+    def __init__(
+        self, kafka: KafkaSettings, serde: AvroSerde, topic: str = VIDEO_PACKETS, slack_s: float = 5.0
+    ) -> None:
         self.topic, self.serde, self.slack_ms = topic, serde, int(slack_s * 1000)
-        self.consumer = Consumer(kafka.client_config() | {
-            "group.id": f"{SERVICE}-reader", "enable.auto.commit": False, "enable.auto.offset.store": False,
-            "auto.offset.reset": "earliest", "fetch.max.bytes": 64 * 1024 * 1024,
-        })
+        self.consumer = Consumer(
+            kafka.client_config()
+            | {
+                "group.id": f"{SERVICE}-reader",
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+                "auto.offset.reset": "earliest",
+                "fetch.max.bytes": 64 * 1024 * 1024,
+            }
+        )
         self._partitions: int | None = None
 
     def partition_of(self, camera_id: str) -> int:
@@ -75,7 +83,8 @@ class KafkaPacketSource:
         partition = self.partition_of(camera_id)
         # Record timestamps are produce times, a little after capture: start early, stop a little late.
         found = self.consumer.offsets_for_times(
-            [TopicPartition(self.topic, partition, start_us // 1000 - self.slack_ms)], timeout=10)[0]
+            [TopicPartition(self.topic, partition, start_us // 1000 - self.slack_ms)], timeout=10
+        )[0]
         low, high = self.consumer.get_watermark_offsets(TopicPartition(self.topic, partition), timeout=10)
         start = found.offset if found.offset >= 0 else high
         packets: list[Packet] = []
@@ -88,8 +97,13 @@ class KafkaPacketSource:
                 messages = self.consumer.consume(500, 1.0)
                 if not messages and time.monotonic() > idle_until:
                     # Offsets without records (compaction, transaction markers): what was read is all there is.
-                    log.warning("%s[%d]: nothing after offset %d of %d; clip cut from what was read",
-                                self.topic, partition, position, high)
+                    log.warning(
+                        "%s[%d]: nothing after offset %d of %d; clip cut from what was read",
+                        self.topic,
+                        partition,
+                        position,
+                        high,
+                    )
                     break
                 if messages:
                     idle_until = time.monotonic() + 15
@@ -120,8 +134,13 @@ class ClipWriterLoop:
         producer = self.producer = make_producer(settings.kafka, SERVICE, runtime.health)
         self.dead_letters = DeadLetterPublisher(producer, runtime.serde, SERVICE, settings.group_id)
         self.store = EvidenceStore(settings.s3)
-        self.builder = ClipBuilder(settings.clips, KafkaPacketSource(settings.kafka, runtime.serde), self.store,
-                                   settings.evidence.private_key(), max_wait_s=settings.max_wait_s)
+        self.builder = ClipBuilder(
+            settings.clips,
+            KafkaPacketSource(settings.kafka, runtime.serde),
+            self.store,
+            settings.evidence.private_key(),
+            max_wait_s=settings.max_wait_s,
+        )
         self.desk = EvidenceDesk(self.store, AuditLog(producer, runtime.serde))
         self.clips = OpenClips()
         self.paused = False
@@ -159,8 +178,9 @@ class ClipWriterLoop:
         self.clips.alert(partition, offset, alert["kind"], incident)
 
     def _commit(self) -> None:
-        offsets = [TopicPartition(ALERTS, p, o) for p, o in self.clips.commit_offsets().items()
-                   if self._committed.get(p) != o]
+        offsets = [
+            TopicPartition(ALERTS, p, o) for p, o in self.clips.commit_offsets().items() if self._committed.get(p) != o
+        ]
         if not offsets:
             return
         if self.producer.flush(30):  # dead letters of these offsets must be on the DLQ first
@@ -208,9 +228,13 @@ class ClipWriterLoop:
             return
         self.clips.finish(job.incident.alert_id)
         CLIPS_WRITTEN.inc()
-        log.info("evidence clip of alert %s stored: %d object(s), %.1f s", job.incident.alert_id,
-                 len(manifest["objects"]), (manifest["clip"]["end_us"] - manifest["clip"]["start_us"]) / 1e6,
-                 extra={"camera_id": job.incident.camera_id})
+        log.info(
+            "evidence clip of alert %s stored: %d object(s), %.1f s",
+            job.incident.alert_id,
+            len(manifest["objects"]),
+            (manifest["clip"]["end_us"] - manifest["clip"]["start_us"]) / 1e6,
+            extra={"camera_id": job.incident.camera_id},
+        )
 
     def _guarded(self, job: ClipJob, action: Callable[[], object]) -> None:
         try:
@@ -221,11 +245,17 @@ class ClipWriterLoop:
             job.attempts += 1
             delay = min(self.settings.retry_max_s, self.settings.retry_initial_s * 2 ** min(job.attempts - 1, 10))
             self.storage_retry_at = time.monotonic() + delay
-            log.error("object storage unavailable, %d clip(s) queued, retry in %.0f s: %s",
-                      self.clips.ended_count(), delay, error)
+            log.error(
+                "object storage unavailable, %d clip(s) queued, retry in %.0f s: %s",
+                self.clips.ended_count(),
+                delay,
+                error,
+            )
         except ClipError as error:
             CLIPS_FAILED.labels("no_packets" if "no packets" in str(error) else "cut").inc()
-            log.error("alert %s: no clip: %s", job.incident.alert_id, error, extra={"camera_id": job.incident.camera_id})
+            log.error(
+                "alert %s: no clip: %s", job.incident.alert_id, error, extra={"camera_id": job.incident.camera_id}
+            )
             if job.ended:
                 self.clips.finish(job.incident.alert_id)
 

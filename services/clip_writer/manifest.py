@@ -84,8 +84,9 @@ class StoredSegment:
     segment: Segment
 
 
-def build_manifest(incident: Incident, policy: ClipPolicy, stored: list[StoredSegment], topic: str,
-                   created_at_us: int) -> dict[str, Any]:
+def build_manifest(
+    incident: Incident, policy: ClipPolicy, stored: list[StoredSegment], topic: str, created_at_us: int
+) -> dict[str, Any]:
     first, last = stored[0].segment, stored[-1].segment
     return {
         "version": MANIFEST_VERSION,
@@ -100,15 +101,28 @@ def build_manifest(incident: Incident, policy: ClipPolicy, stored: list[StoredSe
         "width": first.header.width,
         "height": first.header.height,
         "container": "mp4",
-        "objects": [{
-            "key": item.key, "sha256": item.data_sha256, "size": item.size,
-            "start_us": item.segment.start_us, "end_us": item.segment.end_us,
-            "session_id": item.segment.header.session_id, "packets": len(item.segment.packets),
-            "first_packet": {"topic": topic, "partition": item.segment.packets[0].partition,
-                             "offset": item.segment.packets[0].offset},
-            "last_packet": {"topic": topic, "partition": item.segment.packets[-1].partition,
-                            "offset": item.segment.packets[-1].offset},
-        } for item in stored],
+        "objects": [
+            {
+                "key": item.key,
+                "sha256": item.data_sha256,
+                "size": item.size,
+                "start_us": item.segment.start_us,
+                "end_us": item.segment.end_us,
+                "session_id": item.segment.header.session_id,
+                "packets": len(item.segment.packets),
+                "first_packet": {
+                    "topic": topic,
+                    "partition": item.segment.packets[0].partition,
+                    "offset": item.segment.packets[0].offset,
+                },
+                "last_packet": {
+                    "topic": topic,
+                    "partition": item.segment.packets[-1].partition,
+                    "offset": item.segment.packets[-1].offset,
+                },
+            }
+            for item in stored
+        ],
         "retention_until_us": retention_until_us(incident, policy),
         "created_at_us": created_at_us,
     }
@@ -116,12 +130,14 @@ def build_manifest(incident: Incident, policy: ClipPolicy, stored: list[StoredSe
 
 def sign_manifest(manifest_bytes: bytes, private_key: Ed25519PrivateKey) -> bytes:
     """The signature document stored next to the manifest."""
-    return canonical_bytes({
-        "manifest_sha256": sha256_hex(manifest_bytes),
-        "signature": base64.b64encode(private_key.sign(manifest_bytes)).decode(),
-        "key_id": key_id(private_key.public_key()),
-        "algorithm": "Ed25519",
-    })
+    return canonical_bytes(
+        {
+            "manifest_sha256": sha256_hex(manifest_bytes),
+            "signature": base64.b64encode(private_key.sign(manifest_bytes)).decode(),
+            "key_id": key_id(private_key.public_key()),
+            "algorithm": "Ed25519",
+        }
+    )
 
 
 @dataclass(frozen=True)
@@ -135,8 +151,13 @@ class Verification:
         return not self.problems
 
 
-def verify_clip(alert_id: str, manifest_bytes: bytes | None, signature_bytes: bytes | None,
-                public_key: Ed25519PublicKey, read_object: Callable[[str], bytes | None]) -> Verification:
+def verify_clip(
+    alert_id: str,
+    manifest_bytes: bytes | None,
+    signature_bytes: bytes | None,
+    public_key: Ed25519PublicKey,
+    read_object: Callable[[str], bytes | None],
+) -> Verification:
     """Re-hash the manifest and every object and check the signature; each difference is named."""
     problems: list[str] = []
     checked: list[str] = []
@@ -152,14 +173,18 @@ def verify_clip(alert_id: str, manifest_bytes: bytes | None, signature_bytes: by
             problems.append("the signature document is not valid JSON")
         actual = sha256_hex(manifest_bytes)
         if signature.get("manifest_sha256") != actual:
-            problems.append(f"manifest sha256 is {actual}, the signature document says {signature.get('manifest_sha256')}")
+            problems.append(
+                f"manifest sha256 is {actual}, the signature document says {signature.get('manifest_sha256')}"
+            )
         if signature.get("key_id") != key_id(public_key):
             problems.append(f"manifest signed with key {signature.get('key_id')}, verifying with {key_id(public_key)}")
         try:
             public_key.verify(base64.b64decode(signature.get("signature", "")), manifest_bytes)
             checked.append(f"signature ({signature.get('key_id')}) valid over the manifest")
         except (InvalidSignature, ValueError):
-            problems.append("the Ed25519 signature does not match the manifest (the manifest was altered or signed by another key)")
+            problems.append(
+                "the Ed25519 signature does not match the manifest (the manifest was altered or signed by another key)"
+            )
     try:
         manifest = json.loads(manifest_bytes)
     except ValueError:

@@ -58,15 +58,19 @@ class EvidenceStore:
         self.bucket = settings.bucket
         self.prefix = settings.prefix
         self.client = boto3.client(
-            "s3", endpoint_url=settings.endpoint_url, region_name=settings.region,
+            "s3",
+            endpoint_url=settings.endpoint_url,
+            region_name=settings.region,
             aws_access_key_id=settings.access_key_id.get_secret_value() if settings.access_key_id else None,
             aws_secret_access_key=settings.secret_access_key.get_secret_value() if settings.secret_access_key else None,
             config=Config(
                 s3={"addressing_style": "path" if settings.path_style else "auto"},
-                connect_timeout=settings.timeout_s, read_timeout=settings.timeout_s,
+                connect_timeout=settings.timeout_s,
+                read_timeout=settings.timeout_s,
                 retries={"max_attempts": 2, "mode": "standard"},
                 # SeaweedFS and older S3-compatible servers reject the newer default checksum trailers.
-                request_checksum_calculation="when_required", response_checksum_validation="when_required",
+                request_checksum_calculation="when_required",
+                response_checksum_validation="when_required",
             ),
         )
         self._bucket_ready = False
@@ -80,12 +84,18 @@ class EvidenceStore:
         try:
             self.client.head_bucket(Bucket=self.bucket)
         except ClientError as error:
-            if error.response.get("Error", {}).get("Code") not in ("404", "NoSuchBucket") or not self.settings.create_bucket:
+            if (
+                error.response.get("Error", {}).get("Code") not in ("404", "NoSuchBucket")
+                or not self.settings.create_bucket
+            ):
                 raise StorageUnavailable(f"bucket {self.bucket}: {_describe(error)}") from None
             try:
                 self.client.create_bucket(Bucket=self.bucket)
             except ClientError as create_error:
-                if create_error.response.get("Error", {}).get("Code") not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                if create_error.response.get("Error", {}).get("Code") not in (
+                    "BucketAlreadyOwnedByYou",
+                    "BucketAlreadyExists",
+                ):
                     raise StorageUnavailable(f"creating bucket {self.bucket}: {_describe(create_error)}") from None
         except BotoCoreError as error:
             raise StorageUnavailable(f"{self.settings.endpoint_url or 'S3'}: {error}") from None
@@ -143,7 +153,7 @@ class EvidenceStore:
         try:
             for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix):
                 for item in page.get("Contents", []):
-                    rest = item["Key"][len(self.prefix):]
+                    rest = item["Key"][len(self.prefix) :]
                     alert_id, _, name = rest.partition("/")
                     if name == MANIFEST:
                         yield alert_id
@@ -172,7 +182,8 @@ class EvidenceStore:
 
     def presigned_url(self, key: str, ttl_s: int | None = None) -> str:
         return self.client.generate_presigned_url(
-            "get_object", Params={"Bucket": self.bucket, "Key": key},
+            "get_object",
+            Params={"Bucket": self.bucket, "Key": key},
             ExpiresIn=ttl_s or self.settings.presign_ttl_s,
         )
 

@@ -48,9 +48,15 @@ def segment_key(store: EvidenceStore, alert_id: str, index: int) -> str:
 
 
 class ClipBuilder:
-    def __init__(self, policy: ClipPolicy, source: PacketSource, store: EvidenceStore,
-                 signing_key: Ed25519PrivateKey, now_us: Callable[[], int] = lambda: time.time_ns() // 1000,
-                 max_wait_s: float = 60.0) -> None:
+    def __init__(
+        self,
+        policy: ClipPolicy,
+        source: PacketSource,
+        store: EvidenceStore,
+        signing_key: Ed25519PrivateKey,
+        now_us: Callable[[], int] = lambda: time.time_ns() // 1000,
+        max_wait_s: float = 60.0,
+    ) -> None:
         self.policy, self.source, self.store, self.signing_key, self.now_us = policy, source, store, signing_key, now_us
         # How long past the post-roll to wait for packets that have not arrived (a camera gone offline)
         # before writing the clip with what there is.
@@ -60,8 +66,10 @@ class ClipBuilder:
         start_us, _ = incident.window(self.policy)
         packets = self.source.read(incident.camera_id, start_us, until_us)
         if not packets:
-            raise ClipError(f"no packets of camera {incident.camera_id} between {start_us} and {until_us} "
-                            f"on {self.source.topic} (expired, or the camera sent nothing)")
+            raise ClipError(
+                f"no packets of camera {incident.camera_id} between {start_us} and {until_us} "
+                f"on {self.source.topic} (expired, or the camera sent nothing)"
+            )
         return cut_segments(packets, (start_us, until_us), self.policy)
 
     def _store_segment(self, job: ClipJob, segment: Segment) -> StoredSegment:
@@ -94,8 +102,15 @@ class ClipBuilder:
             manifest["note"] = "the stream ended before the post-roll: the clip ends with the last packet received"
         manifest_bytes = canonical_bytes(manifest)
         # Signature before manifest: a listed manifest always has its signature next to it.
-        self.store.put(self.store.key(incident.alert_id, SIGNATURE), sign_manifest(manifest_bytes, self.signing_key),
-                       "application/json")
-        self.store.put(self.store.key(incident.alert_id, MANIFEST), manifest_bytes, "application/json",
-                       sha256=sha256_hex(manifest_bytes))
+        self.store.put(
+            self.store.key(incident.alert_id, SIGNATURE),
+            sign_manifest(manifest_bytes, self.signing_key),
+            "application/json",
+        )
+        self.store.put(
+            self.store.key(incident.alert_id, MANIFEST),
+            manifest_bytes,
+            "application/json",
+            sha256=sha256_hex(manifest_bytes),
+        )
         return manifest

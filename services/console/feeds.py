@@ -47,9 +47,16 @@ from services.console.wall import CameraState
 
 log = logging.getLogger(__name__)
 
-SCHEMA_OF = {ALERTS: "Alert", INCIDENT_ACTIONS: "IncidentAction", CAMERA_ACTIVITY: "CameraActivity",
-             CAMERA_STATUS: "CameraStatus", PLATFORM_EVENTS: "PlatformEvent", AUDIT: "AuditRecord",
-             FRAMES: "Frame", DETECTIONS: "Detections"}
+SCHEMA_OF = {
+    ALERTS: "Alert",
+    INCIDENT_ACTIONS: "IncidentAction",
+    CAMERA_ACTIVITY: "CameraActivity",
+    CAMERA_STATUS: "CameraStatus",
+    PLATFORM_EVENTS: "PlatformEvent",
+    AUDIT: "AuditRecord",
+    FRAMES: "Frame",
+    DETECTIONS: "Detections",
+}
 UNDECODABLE = Counter("cctv_console_undecodable_records_total", "Records the console could not decode", ["topic"])
 FRAMES_HELD = Gauge("cctv_console_frames_held", "Latest frames held in memory (one per watched camera)")
 AUDIT_FAILED = Counter("cctv_console_audit_delivery_failures_total", "Audit records Kafka did not accept")
@@ -128,7 +135,12 @@ class ConsoleState:
         entries = inventory.snapshot()
         for camera_id, entry in entries.items():
             state = self.camera(camera_id)
-            state.name, state.site_id, state.enabled, state.in_inventory = entry.name, entry.site_id, entry.enabled, True
+            state.name, state.site_id, state.enabled, state.in_inventory = (
+                entry.name,
+                entry.site_id,
+                entry.enabled,
+                True,
+            )
             state.location = entry.location.model_dump() if entry.location else None
             state.tags = tuple(entry.tags)
         for camera_id, state in list(self.cameras.items()):
@@ -140,8 +152,15 @@ class _Reader:
     """One background consumer assigned to explicit partitions and start offsets (no group: every
     replica reads everything). `caught_up` is set once the ends that existed at start are reached."""
 
-    def __init__(self, name: str, consumer: Consumer, starts: list[TopicPartition], ends: dict[tuple[str, int], int],
-                 handle: Callable[[Message], None], health: Health) -> None:
+    def __init__(
+        self,
+        name: str,
+        consumer: Consumer,
+        starts: list[TopicPartition],
+        ends: dict[tuple[str, int], int],
+        handle: Callable[[Message], None],
+        health: Health,
+    ) -> None:
         self.name, self.consumer, self.handle, self.health = name, consumer, handle, health
         self.caught_up = threading.Event()
         self._pending = {tp for tp, end in ends.items() if end > 0}
@@ -175,11 +194,18 @@ class _Reader:
                 try:
                     self.handle(message)
                 except Exception:  # one bad record must not stop the console's view of the city
-                    log.exception("%s reader: record %s[%d]@%d not applied", self.name, message.topic(),
-                                  message.partition(), message.offset())
+                    log.exception(
+                        "%s reader: record %s[%d]@%d not applied",
+                        self.name,
+                        message.topic(),
+                        message.partition(),
+                        message.offset(),
+                    )
             if self._pending:
                 positions = self.consumer.position([TopicPartition(t, p) for t, p in self._pending])
-                self._pending -= {(tp.topic, tp.partition) for tp in positions if tp.offset >= self._ends[(tp.topic, tp.partition)]}
+                self._pending -= {
+                    (tp.topic, tp.partition) for tp in positions if tp.offset >= self._ends[(tp.topic, tp.partition)]
+                }
                 if not self._pending:
                     log.info("%s reader caught up", self.name)
                     self.caught_up.set()
@@ -248,8 +274,14 @@ class ConsoleFeeds:
             if record is None:
                 return
             waiters = None
-            frame = LatestFrame(record["jpeg"], record["capture_time"], record["sequence"], record["width"],
-                                record["height"], int(time.time() * 1000))
+            frame = LatestFrame(
+                record["jpeg"],
+                record["capture_time"],
+                record["sequence"],
+                record["width"],
+                record["height"],
+                int(time.time() * 1000),
+            )
             with state.lock:
                 current = state.frames.get(camera_id)
                 if current is None or frame.capture_time_us >= current.capture_time_us:
@@ -263,15 +295,20 @@ class ConsoleFeeds:
             if wanted and (record := self._decode(message)) is not None:
                 with state.lock:
                     state.detections[camera_id] = {
-                        "capture_time_us": record["capture_time"], "sequence": record["sequence"],
-                        "objects": [{"class_name": o["class_name"], "score": round(o["score"], 3), "box": o["box"]}
-                                    for o in record["objects"]],
+                        "capture_time_us": record["capture_time"],
+                        "sequence": record["sequence"],
+                        "objects": [
+                            {"class_name": o["class_name"], "score": round(o["score"], 3), "box": o["box"]}
+                            for o in record["objects"]
+                        ],
                     }
                     waiters = state.frame_waiters
                 if waiters is not None:  # the page draws boxes on the frame they belong to, when they come
                     waiters(camera_id)
 
-    def _window_starts(self, consumer: Consumer, topics: dict[str, int | None]) -> tuple[list[TopicPartition], dict[tuple[str, int], int]]:
+    def _window_starts(
+        self, consumer: Consumer, topics: dict[str, int | None]
+    ) -> tuple[list[TopicPartition], dict[tuple[str, int], int]]:
         """Start offsets per partition: `None` = beginning, else the first offset at or after that time (ms)."""
         starts, ends = [], {}
         for topic, since_ms in topics.items():
@@ -286,17 +323,26 @@ class ConsoleFeeds:
             else:
                 found = consumer.offsets_for_times([TopicPartition(topic, p, since_ms) for p in partitions], timeout=10)
                 # -1 means no record at or after that time: start at the end.
-                starts += [TopicPartition(t.topic, t.partition, t.offset if t.offset >= 0 else OFFSET_END) for t in found]
+                starts += [
+                    TopicPartition(t.topic, t.partition, t.offset if t.offset >= 0 else OFFSET_END) for t in found
+                ]
         return starts, ends
 
     def start(self) -> ConsoleFeeds:
         kafka, group = self.settings.kafka, f"cctv-console-{uuid.uuid4().hex[:8]}"
         since = int(time.time() * 1000 - self.settings.incident_window_h * 3_600_000)
         state_consumer = make_consumer(kafka, group + "-state", self.health)
-        starts, ends = self._window_starts(state_consumer, {
-            ALERTS: since, INCIDENT_ACTIONS: since, AUDIT: since,
-            CAMERA_ACTIVITY: None, CAMERA_STATUS: None, PLATFORM_EVENTS: None,
-        })
+        starts, ends = self._window_starts(
+            state_consumer,
+            {
+                ALERTS: since,
+                INCIDENT_ACTIONS: since,
+                AUDIT: since,
+                CAMERA_ACTIVITY: None,
+                CAMERA_STATUS: None,
+                PLATFORM_EVENTS: None,
+            },
+        )
         self._readers.append(_Reader("state", state_consumer, starts, ends, self._handle_state, self.health))
         live_consumer = make_consumer(kafka, group + "-live", self.health, **{"fetch.max.bytes": 128 * 1024 * 1024})
         live = []
@@ -388,18 +434,41 @@ class ConsoleFeeds:
         if outcome[0] is not None:
             raise RuntimeError(f"Kafka refused the action: {outcome[0].str()}")
 
-    def audit(self, actor: str, what: str, allowed: bool, *, role: str | None = None, camera_id: str | None = None,
-              alert_id: str | None = None, detail: str | None = None, client: str | None = None) -> dict[str, Any]:
-        record = audit_record(actor, what, allowed=allowed, instance=self.instance, role=role, camera_id=camera_id,
-                              alert_id=alert_id, detail=detail, client_address=client)
+    def audit(
+        self,
+        actor: str,
+        what: str,
+        allowed: bool,
+        *,
+        role: str | None = None,
+        camera_id: str | None = None,
+        alert_id: str | None = None,
+        detail: str | None = None,
+        client: str | None = None,
+    ) -> dict[str, Any]:
+        record = audit_record(
+            actor,
+            what,
+            allowed=allowed,
+            instance=self.instance,
+            role=role,
+            camera_id=camera_id,
+            alert_id=alert_id,
+            detail=detail,
+            client_address=client,
+        )
 
         def delivered(error: KafkaError | None, _message: Message) -> None:
             if error is not None:
                 AUDIT_FAILED.inc()
                 log.error("audit record %s (%s %s) not delivered: %s", record["audit_id"], what, actor, error.str())
 
-        self.producer.produce(AUDIT, key=actor[:200].encode(), on_delivery=delivered,
-                              value=self.serde.serialize(AUDIT, AUDIT_SCHEMA, record))
+        self.producer.produce(
+            AUDIT,
+            key=actor[:200].encode(),
+            on_delivery=delivered,
+            value=self.serde.serialize(AUDIT, AUDIT_SCHEMA, record),
+        )
         with self.state.lock:
             self.state.add_audit(record)
         return record

@@ -63,8 +63,9 @@ class FrameEvents:
         self.streams.discard(queue)
 
 
-async def frame_stream(events: FrameEvents, state: ConsoleState, request: Request,
-                       can_see: Callable[[str], bool]) -> AsyncIterator[str]:
+async def frame_stream(
+    events: FrameEvents, state: ConsoleState, request: Request, can_see: Callable[[str], bool]
+) -> AsyncIterator[str]:
     """`event: frame` with camera_id, sequence, capture_time_us and the camera's latest detections
     ({sequence, objects}) whenever a visible camera's latest frame or detections changed; a comment line
     every KEEPALIVE_S keeps proxies from closing the stream."""
@@ -83,8 +84,12 @@ async def frame_stream(events: FrameEvents, state: ConsoleState, request: Reques
                 latest = state.frames.get(camera_id)
                 detections = state.detections.get(camera_id)
             if latest is not None:
-                notice = {"camera_id": camera_id, "sequence": latest.sequence, "capture_time_us": latest.capture_time_us,
-                          "detections": detections}
+                notice = {
+                    "camera_id": camera_id,
+                    "sequence": latest.sequence,
+                    "capture_time_us": latest.capture_time_us,
+                    "detections": detections,
+                }
                 yield f"event: frame\ndata: {json.dumps(notice)}\n\n"
     finally:
         events.unsubscribe(queue)

@@ -34,13 +34,27 @@ class Action:
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> Action:
-        return cls(action_id=record["action_id"], alert_id=record["alert_id"], action=record["action"].lower(),
-                   operator=record["operator"], timestamp_ms=record["timestamp"], role=record.get("role") or "",
-                   assignee=record.get("assignee"), comment=record.get("comment"))
+        return cls(
+            action_id=record["action_id"],
+            alert_id=record["alert_id"],
+            action=record["action"].lower(),
+            operator=record["operator"],
+            timestamp_ms=record["timestamp"],
+            role=record.get("role") or "",
+            assignee=record.get("assignee"),
+            comment=record.get("comment"),
+        )
 
     def to_json(self) -> dict[str, Any]:
-        return {"action_id": self.action_id, "action": self.action, "operator": self.operator, "role": self.role,
-                "assignee": self.assignee, "comment": self.comment, "timestamp_ms": self.timestamp_ms}
+        return {
+            "action_id": self.action_id,
+            "action": self.action,
+            "operator": self.operator,
+            "role": self.role,
+            "assignee": self.assignee,
+            "comment": self.comment,
+            "timestamp_ms": self.timestamp_ms,
+        }
 
 
 @dataclass
@@ -107,15 +121,29 @@ class Incident:
 
     def summary(self) -> dict[str, Any]:
         return {
-            "alert_id": self.alert_id, "camera_id": self.camera_id, "camera_name": self.camera_name,
-            "site_id": self.site_id, "event_type": self.event_type, "rule_id": self.rule_id,
-            "zone_id": self.zone_id, "zone_name": self.zone_name, "severity": self.severity,
-            "description": self.description, "started_at_us": self.started_at_us,
-            "last_step_at_us": self.last_step_at_us, "ended_at_us": self.ended_at_us,
-            "alert_active": self.alert_active, "status": self.status, "assignee": self.assignee,
-            "false_alarm": self.false_alarm, "acknowledged_by": self.acknowledged_by,
-            "closed_by": self.closed_by, "closed_at_ms": self.closed_at_ms, "location": self.location,
-            "objects": self.objects, "destinations": self.destinations,
+            "alert_id": self.alert_id,
+            "camera_id": self.camera_id,
+            "camera_name": self.camera_name,
+            "site_id": self.site_id,
+            "event_type": self.event_type,
+            "rule_id": self.rule_id,
+            "zone_id": self.zone_id,
+            "zone_name": self.zone_name,
+            "severity": self.severity,
+            "description": self.description,
+            "started_at_us": self.started_at_us,
+            "last_step_at_us": self.last_step_at_us,
+            "ended_at_us": self.ended_at_us,
+            "alert_active": self.alert_active,
+            "status": self.status,
+            "assignee": self.assignee,
+            "false_alarm": self.false_alarm,
+            "acknowledged_by": self.acknowledged_by,
+            "closed_by": self.closed_by,
+            "closed_at_ms": self.closed_at_ms,
+            "location": self.location,
+            "objects": self.objects,
+            "destinations": self.destinations,
             "has_snapshot": self.snapshot_jpeg is not None,
         }
 
@@ -163,11 +191,19 @@ class IncidentBook:
         created = incident is None
         if incident is None:
             incident = Incident(
-                alert_id=alert_id, camera_id=record["camera_id"], camera_name=record.get("camera_name") or "",
-                site_id=record.get("site_id") or "", event_type=record["event_type"], rule_id=record["rule_id"],
-                zone_id=record["zone_id"], zone_name=record.get("zone_name") or "", severity=record["severity"],
-                description=record.get("description") or "", started_at_us=record["started_at"],
-                last_step_at_us=record["detected_at"], location=record.get("location"),
+                alert_id=alert_id,
+                camera_id=record["camera_id"],
+                camera_name=record.get("camera_name") or "",
+                site_id=record.get("site_id") or "",
+                event_type=record["event_type"],
+                rule_id=record["rule_id"],
+                zone_id=record["zone_id"],
+                zone_name=record.get("zone_name") or "",
+                severity=record["severity"],
+                description=record.get("description") or "",
+                started_at_us=record["started_at"],
+                last_step_at_us=record["detected_at"],
+                location=record.get("location"),
             )
             self.incidents[alert_id] = incident
             for action in self._pending.pop(alert_id, {}).values():
@@ -232,10 +268,13 @@ class IncidentBook:
     def get(self, alert_id: str) -> Incident | None:
         return self.incidents.get(alert_id)
 
-    def select(self, state: str = "open", cameras: set[str] | None = None, camera_id: str | None = None) -> list[Incident]:
+    def select(
+        self, state: str = "open", cameras: set[str] | None = None, camera_id: str | None = None
+    ) -> list[Incident]:
         """Incidents in the operator's order: open ones by severity, newest first; `cameras` restricts."""
         chosen = [
-            i for i in self.incidents.values()
+            i
+            for i in self.incidents.values()
             if (state == "all" or (state == "open") == i.open)
             and (cameras is None or i.camera_id in cameras)
             and (camera_id is None or i.camera_id == camera_id)

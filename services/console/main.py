@@ -1,8 +1,8 @@
 """cctv-console: the control-room web app (http://127.0.0.1:8080 by default).
 
-    cctv-console                         # users and session key from CCTV_USERS_FILE / CCTV_SESSION_KEY(_FILE)
-    cctv-console --dev-users run/        # create dev logins admin + operator in run/ (printed once)
-    cctv-console hash-password           # argon2 hash for a users file (reads the password from stdin)
+cctv-console                         # users and session key from CCTV_USERS_FILE / CCTV_SESSION_KEY(_FILE)
+cctv-console --dev-users run/        # create dev logins admin + operator in run/ (printed once)
+cctv-console hash-password           # argon2 hash for a users file (reads the password from stdin)
 """
 
 from __future__ import annotations
@@ -62,11 +62,16 @@ def _hash_password_command() -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="cctv-console", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="cctv-console", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("command", nargs="?", choices=["serve", "hash-password"], default="serve")
-    parser.add_argument("--dev-users", type=Path, metavar="DIR",
-                        help="create dev logins (admin, operator) with random passwords in DIR and use them")
+    parser.add_argument(
+        "--dev-users",
+        type=Path,
+        metavar="DIR",
+        help="create dev logins (admin, operator) with random passwords in DIR and use them",
+    )
     args = parser.parse_args(argv)
     if args.command == "hash-password":
         raise SystemExit(_hash_password_command())
@@ -84,8 +89,10 @@ def main(argv: list[str] | None = None) -> None:
         created = ensure_dev_users(settings.dev_users_dir)
         for name, password in created.items():
             # Printed once, to the terminal that started it; also in the 0600 credentials file.
-            print(f"console login created: {name} / {password}  (saved in {settings.dev_users_dir / CREDENTIALS_FILE})",
-                  file=sys.stderr)
+            print(
+                f"console login created: {name} / {password}  (saved in {settings.dev_users_dir / CREDENTIALS_FILE})",
+                file=sys.stderr,
+            )
         users_file = settings.users_file or settings.dev_users_dir / USERS_FILE
         key_file = settings.session_key_file or settings.dev_users_dir / SESSION_KEY_FILE
         settings = settings.model_copy(update={"users_file": users_file, "session_key_file": key_file})
@@ -105,11 +112,21 @@ def main(argv: list[str] | None = None) -> None:
     state = ConsoleState(IncidentBook(settings.max_incidents), audit_keep=settings.audit_keep)
     feeds = ConsoleFeeds(settings, make_serde(settings.registry), health, state).start()
     app = create_app(settings, state, feeds, users, signer, health)
-    log.info("console on http://%s:%d (kafka %s)", settings.http.host, settings.http.port, settings.kafka.bootstrap_servers)
-    server = uvicorn.Server(uvicorn.Config(
-        app, host=settings.http.host, port=settings.http.port, log_level="warning", access_log=False,
-        proxy_headers=True, forwarded_allow_ips=settings.forwarded_allow_ips,
-        timeout_graceful_shutdown=5))  # open event streams never finish on their own
+    log.info(
+        "console on http://%s:%d (kafka %s)", settings.http.host, settings.http.port, settings.kafka.bootstrap_servers
+    )
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=settings.http.host,
+            port=settings.http.port,
+            log_level="warning",
+            access_log=False,
+            proxy_headers=True,
+            forwarded_allow_ips=settings.forwarded_allow_ips,
+            timeout_graceful_shutdown=5,
+        )
+    )  # open event streams never finish on their own
     # uvicorn re-raises SIGTERM after its graceful stop (exit -15); like the other services, a requested
     # stop is a clean exit 0, so the signals only ask the server to finish.
     server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]

@@ -37,20 +37,28 @@ class ConsoleSettings(CommonSettings):
     silent_after_s: float = Field(default=120.0, gt=0, description="no frame this long: maintenance alert")
     lag_interval_s: float = Field(default=10.0, gt=0)
     # Consumer group -> input topic, for the pipeline lag panel (the groups `cctv up` and the chart use).
-    lag_groups: dict[str, str] = Field(default_factory=lambda: {
-        "cctv-frame-sampler": VIDEO_PACKETS, "cctv-detector": FRAMES, "cctv-alert-router": DETECTIONS,
-    })
+    lag_groups: dict[str, str] = Field(
+        default_factory=lambda: {
+            "cctv-frame-sampler": VIDEO_PACKETS,
+            "cctv-detector": FRAMES,
+            "cctv-alert-router": DETECTIONS,
+        }
+    )
 
     @model_validator(mode="after")
     def _has_logins(self) -> ConsoleSettings:
         if self.dev_users_dir is None:
             if self.users_file is None:
-                raise ValueError("no users: set CCTV_USERS_FILE to a users YAML (see docs/console.md), "
-                                 "or CCTV_DEV_USERS_DIR (or --dev-users DIR) for generated dev logins")
+                raise ValueError(
+                    "no users: set CCTV_USERS_FILE to a users YAML (see docs/console.md), "
+                    "or CCTV_DEV_USERS_DIR (or --dev-users DIR) for generated dev logins"
+                )
             if self.session_key is None and self.session_key_file is None:
-                raise ValueError("no session key: set CCTV_SESSION_KEY or CCTV_SESSION_KEY_FILE (a Secret, "
-                                 "the same for every replica), e.g. `python -c 'import secrets; "
-                                 "print(secrets.token_urlsafe(48))'`")
+                raise ValueError(
+                    "no session key: set CCTV_SESSION_KEY or CCTV_SESSION_KEY_FILE (a Secret, "
+                    "the same for every replica), e.g. `python -c 'import secrets; "
+                    "print(secrets.token_urlsafe(48))'`"
+                )
         if self.session_key is not None and len(self.session_key.get_secret_value()) < 32:
             raise ValueError("CCTV_SESSION_KEY is shorter than 32 characters; use a long random key")
         return self

@@ -50,8 +50,11 @@ class User:
         return self.cameras is None or camera_id in self.cameras
 
     def public(self) -> dict[str, Any]:
-        return {"username": self.name, "role": self.role,
-                "cameras": None if self.cameras is None else sorted(self.cameras)}
+        return {
+            "username": self.name,
+            "role": self.role,
+            "cameras": None if self.cameras is None else sorted(self.cameras),
+        }
 
 
 def hash_password(password: str) -> str:

@@ -44,12 +44,20 @@ class CameraState:
 
     def summary(self) -> dict[str, Any]:
         return {
-            "camera_id": self.camera_id, "name": self.name or self.camera_id, "site_id": self.site_id,
-            "location": self.location, "tags": list(self.tags), "enabled": self.enabled,
-            "in_inventory": self.in_inventory, "activity": self.activity or "UNKNOWN",
-            "activity_since_us": self.activity_since_us, "motion_score": round(self.motion_score, 4),
-            "connection": self.connection or "UNKNOWN", "connection_reason": self.connection_reason,
-            "connection_since_ms": self.connection_since_ms, "last_frame_ms": self.last_frame_ms,
+            "camera_id": self.camera_id,
+            "name": self.name or self.camera_id,
+            "site_id": self.site_id,
+            "location": self.location,
+            "tags": list(self.tags),
+            "enabled": self.enabled,
+            "in_inventory": self.in_inventory,
+            "activity": self.activity or "UNKNOWN",
+            "activity_since_us": self.activity_since_us,
+            "motion_score": round(self.motion_score, 4),
+            "connection": self.connection or "UNKNOWN",
+            "connection_reason": self.connection_reason,
+            "connection_since_ms": self.connection_since_ms,
+            "last_frame_ms": self.last_frame_ms,
         }
 
 
@@ -60,8 +68,9 @@ class WallSelection:
     incident_of: dict[str, Incident]  # camera id -> its most pressing open incident
 
 
-def select_wall(cameras: dict[str, CameraState], open_incidents: list[Incident], allowed: set[str] | None,
-                max_tiles: int = 64) -> WallSelection:
+def select_wall(
+    cameras: dict[str, CameraState], open_incidents: list[Incident], allowed: set[str] | None, max_tiles: int = 64
+) -> WallSelection:
     """Selective monitoring: only cameras that are ACTIVE or have an open incident get a tile.
 
     Order: cameras with open incidents by severity (then the newest incident first), then active
@@ -75,14 +84,18 @@ def select_wall(cameras: dict[str, CameraState], open_incidents: list[Incident],
             pressing[incident.camera_id] = incident
     with_incident = sorted(pressing, key=lambda c: _urgency(pressing[c]), reverse=True)
     active = sorted(
-        (c for c, s in cameras.items()
-         if s.activity == "ACTIVE" and s.in_inventory and c not in pressing and (allowed is None or c in allowed)),
+        (
+            c
+            for c, s in cameras.items()
+            if s.activity == "ACTIVE" and s.in_inventory and c not in pressing and (allowed is None or c in allowed)
+        ),
         key=lambda c: (-(cameras[c].activity_since_us or 0), c),
     )
     tiles = (with_incident + active)[:max_tiles]
     # Removed cameras (tombstoned, but with old status records) neither get tiles nor count as idle.
-    visible_total = len({c for c, s in cameras.items() if s.in_inventory and (allowed is None or c in allowed)}
-                        | set(pressing))
+    visible_total = len(
+        {c for c, s in cameras.items() if s.in_inventory and (allowed is None or c in allowed)} | set(pressing)
+    )
     return WallSelection(tiles=tiles, idle_count=max(0, visible_total - len(tiles)), incident_of=pressing)
 
 
@@ -100,13 +113,25 @@ def maintenance_alerts(cameras: dict[str, CameraState], now_ms: int, silent_afte
             continue
         since = camera.connection_since_ms
         if camera.connection in ("FAILED", "RECONNECTING") and since is not None and now_ms - since > threshold_ms:
-            found.append({"camera_id": camera.camera_id, "kind": "offline", "since_ms": since,
-                          "reason": f"{camera.connection.lower()}: {camera.connection_reason or 'no reason given'}"})
+            found.append(
+                {
+                    "camera_id": camera.camera_id,
+                    "kind": "offline",
+                    "since_ms": since,
+                    "reason": f"{camera.connection.lower()}: {camera.connection_reason or 'no reason given'}",
+                }
+            )
         elif camera.connection == "ONLINE":
             last = camera.last_frame_ms or since
             if last is not None and now_ms - last > threshold_ms:
-                found.append({"camera_id": camera.camera_id, "kind": "silent", "since_ms": last,
-                              "reason": f"online but no frame for {(now_ms - last) / 1000:.0f} s (tamper or frozen?)"})
+                found.append(
+                    {
+                        "camera_id": camera.camera_id,
+                        "kind": "silent",
+                        "since_ms": last,
+                        "reason": f"online but no frame for {(now_ms - last) / 1000:.0f} s (tamper or frozen?)",
+                    }
+                )
     return sorted(found, key=lambda m: m["since_ms"])
 
 
@@ -118,7 +143,9 @@ def distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     return 2 * EARTH_RADIUS_M * math.asin(math.sqrt(min(1.0, a)))
 
 
-def cameras_within(cameras: list[CameraState], lat: float, lon: float, radius_m: float) -> list[tuple[CameraState, float]]:
+def cameras_within(
+    cameras: list[CameraState], lat: float, lon: float, radius_m: float
+) -> list[tuple[CameraState, float]]:
     """Cameras with a location within `radius_m` of the point, nearest first."""
     near = []
     for camera in cameras:

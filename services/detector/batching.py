@@ -44,10 +44,24 @@ class BatchingLoop:
     """consume → decode (poison → DLQ) → queue → [inference thread: batch → handler → produce] → commit
     delivered, built from libs.kafka's pieces."""
 
-    def __init__(self, *, service: str, group_id: str, topics: Sequence[str], schema_for: Callable[[str], str],
-                 consumer: Consumer, producer: Producer, serde: AvroSerde, handler: BatchHandler, health: Health,
-                 batch_size: int, max_wait_ms: int, queue_high: int, queue_low: int,
-                 overlap: PreparingStage | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        service: str,
+        group_id: str,
+        topics: Sequence[str],
+        schema_for: Callable[[str], str],
+        consumer: Consumer,
+        producer: Producer,
+        serde: AvroSerde,
+        handler: BatchHandler,
+        health: Health,
+        batch_size: int,
+        max_wait_ms: int,
+        queue_high: int,
+        queue_low: int,
+        overlap: PreparingStage | None = None,
+    ) -> None:
         self.service = service
         self.health = health
         self.handler = handler

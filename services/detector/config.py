@@ -17,20 +17,92 @@ DEFAULT_TENSORRT_CACHE_DIR = REPO_ROOT / ".cache" / "tensorrt"
 
 # COCO-80 in the order both the default CenterNet model and Ultralytics COCO models use.
 COCO_CLASS_NAMES: tuple[str, ...] = (
-    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat",
-    "traffic light", "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog",
-    "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe", "backpack", "umbrella",
-    "handbag", "tie", "suitcase", "frisbee", "skis", "snowboard", "sports ball", "kite",
-    "baseball bat", "baseball glove", "skateboard", "surfboard", "tennis racket", "bottle",
-    "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple", "sandwich", "orange",
-    "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair", "couch", "potted plant",
-    "bed", "dining table", "toilet", "tv", "laptop", "mouse", "remote", "keyboard", "cell phone",
-    "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase", "scissors",
-    "teddy bear", "hair drier", "toothbrush",
+    "person",
+    "bicycle",
+    "car",
+    "motorcycle",
+    "airplane",
+    "bus",
+    "train",
+    "truck",
+    "boat",
+    "traffic light",
+    "fire hydrant",
+    "stop sign",
+    "parking meter",
+    "bench",
+    "bird",
+    "cat",
+    "dog",
+    "horse",
+    "sheep",
+    "cow",
+    "elephant",
+    "bear",
+    "zebra",
+    "giraffe",
+    "backpack",
+    "umbrella",
+    "handbag",
+    "tie",
+    "suitcase",
+    "frisbee",
+    "skis",
+    "snowboard",
+    "sports ball",
+    "kite",
+    "baseball bat",
+    "baseball glove",
+    "skateboard",
+    "surfboard",
+    "tennis racket",
+    "bottle",
+    "wine glass",
+    "cup",
+    "fork",
+    "knife",
+    "spoon",
+    "bowl",
+    "banana",
+    "apple",
+    "sandwich",
+    "orange",
+    "broccoli",
+    "carrot",
+    "hot dog",
+    "pizza",
+    "donut",
+    "cake",
+    "chair",
+    "couch",
+    "potted plant",
+    "bed",
+    "dining table",
+    "toilet",
+    "tv",
+    "laptop",
+    "mouse",
+    "remote",
+    "keyboard",
+    "cell phone",
+    "microwave",
+    "oven",
+    "toaster",
+    "sink",
+    "refrigerator",
+    "book",
+    "clock",
+    "vase",
+    "scissors",
+    "teddy bear",
+    "hair drier",
+    "toothbrush",
 )
 
 PROVIDER_PREFERENCE: tuple[str, ...] = (
-    "TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider",
+    "TensorrtExecutionProvider",
+    "CUDAExecutionProvider",
+    "CPUExecutionProvider",
 )
 
 ModelFormat = Literal["centernet", "yolo"]
@@ -44,7 +116,6 @@ class BadImageError(ValueError):
 
 class ModelLoadError(RuntimeError):
     """The model file cannot be loaded or does not have the expected input/output shape."""
-
 
 
 class DetectorModelConfig(BaseModel):
@@ -77,11 +148,11 @@ class DetectorModelConfig(BaseModel):
         default_factory=lambda: list(PROVIDER_PREFERENCE),
         description="ONNX Runtime execution providers in order of preference",
     )
-    intra_op_threads: int | None = Field(
-        default=None, ge=1, le=256, description="default: the container's CPU quota"
-    )
+    intra_op_threads: int | None = Field(default=None, ge=1, le=256, description="default: the container's CPU quota")
     preprocess_threads: int | None = Field(
-        default=None, ge=1, le=64,
+        default=None,
+        ge=1,
+        le=64,
         description="threads decoding and resizing a batch's frames in parallel; default: the CPU quota, at most 8",
     )
     device_id: int = Field(default=0, ge=0, description="GPU index for the CUDA and TensorRT providers")

@@ -24,8 +24,6 @@ class Candidates:
     class_ids: np.ndarray  # [K] int64
 
 
-
-
 class OutputDecoder(Protocol):
     """Model-family specifics: input tensor layout and how raw outputs become candidate boxes."""
 
@@ -35,7 +33,6 @@ class OutputDecoder(Protocol):
     def decode(self, outputs: Sequence[np.ndarray], score_threshold: float) -> list[Candidates]:
         """Per image: candidate boxes (input pixels) with score >= score_threshold, before NMS."""
         ...
-
 
 
 class CenterNetDecoder:
@@ -52,10 +49,13 @@ class CenterNetDecoder:
         for image_rows in rows:
             keep = image_rows[:, 4] >= score_threshold
             kept = image_rows[keep]
-            decoded.append(Candidates(
-                boxes=kept[:, :4].astype(np.float32), scores=kept[:, 4].astype(np.float32),
-                class_ids=kept[:, 5].astype(np.int64),
-            ))
+            decoded.append(
+                Candidates(
+                    boxes=kept[:, :4].astype(np.float32),
+                    scores=kept[:, 4].astype(np.float32),
+                    class_ids=kept[:, 5].astype(np.int64),
+                )
+            )
         return decoded
 
 
@@ -77,8 +77,11 @@ class YoloDecoder:
             keep = scores >= score_threshold
             cx, cy, w, h = prediction[:4, keep]
             boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1).astype(np.float32)
-            decoded.append(Candidates(boxes=boxes, scores=scores[keep].astype(np.float32),
-                                      class_ids=class_ids[keep].astype(np.int64)))
+            decoded.append(
+                Candidates(
+                    boxes=boxes, scores=scores[keep].astype(np.float32), class_ids=class_ids[keep].astype(np.int64)
+                )
+            )
         return decoded
 
 

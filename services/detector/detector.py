@@ -56,7 +56,6 @@ class DetectionRun:
     errors: dict[int, BadImageError] = field(default_factory=dict)
 
 
-
 @dataclass(frozen=True)
 class PreparedFrames:
     """Frames decoded and preprocessed, waiting for the model."""
@@ -69,15 +68,12 @@ class PreparedFrames:
     preprocess_ms: float = 0.0
 
 
-
 def _elapsed_ms(start: float) -> float:
     return (time.perf_counter() - start) * 1000.0
 
 
 ItemT = TypeVar("ItemT")
 ResultT = TypeVar("ResultT")
-
-
 
 
 class Detector:
@@ -91,8 +87,11 @@ class Detector:
         # JPEG decoding and resizing run outside the GIL: a pool keeps them from starving the model,
         # above all on a GPU, where they would otherwise take longer than the forward pass.
         self.preprocess_threads = cfg.preprocess_threads or min(8, container_cpu_limit())
-        self._pool = (ThreadPoolExecutor(self.preprocess_threads, thread_name_prefix="preprocess")
-                      if self.preprocess_threads > 1 else None)
+        self._pool = (
+            ThreadPoolExecutor(self.preprocess_threads, thread_name_prefix="preprocess")
+            if self.preprocess_threads > 1
+            else None
+        )
 
     def close(self) -> None:
         if self._pool is not None:
@@ -153,20 +152,31 @@ class Detector:
                 positions.append(index)
         decode_ms = _elapsed_ms(started)
         prepared = self.prepare_images(decoded)
-        return dataclasses.replace(prepared, count=len(payloads), positions=positions, errors=errors,
-                                   decode_ms=decode_ms)
+        return dataclasses.replace(
+            prepared, count=len(payloads), positions=positions, errors=errors, decode_ms=decode_ms
+        )
 
     def prepare_images(self, images: Sequence[np.ndarray]) -> PreparedFrames:
         """Preprocess RGB arrays into model-sized input batches."""
         started = time.perf_counter()
         batches = [
             # A fixed-batch model needs full batches: blank rows pad it, their output is ignored.
-            preprocess_batch(images[start:start + self.batch_size], self.cfg, self.decoder,
-                             rows=self.model.fixed_batch, map_fn=self._map)
+            preprocess_batch(
+                images[start : start + self.batch_size],
+                self.cfg,
+                self.decoder,
+                rows=self.model.fixed_batch,
+                map_fn=self._map,
+            )
             for start in range(0, len(images), self.batch_size)
         ]
-        return PreparedFrames(count=len(images), batches=batches, positions=list(range(len(images))),
-                              errors={}, preprocess_ms=_elapsed_ms(started))
+        return PreparedFrames(
+            count=len(images),
+            batches=batches,
+            positions=list(range(len(images))),
+            errors={},
+            preprocess_ms=_elapsed_ms(started),
+        )
 
     def infer(self, prepared: PreparedFrames) -> DetectionRun:
         """Run the model over prepared batches, then decode and NMS; results in input order."""
@@ -178,14 +188,21 @@ class Detector:
             inference_ms += _elapsed_ms(started)
             started = time.perf_counter()
             candidates = self.decoder.decode(outputs, self.cfg.score_threshold)[: len(batch.transforms)]
-            found.extend(self._finish(candidate, transform) for candidate, transform in zip(candidates, batch.transforms))
+            found.extend(
+                self._finish(candidate, transform)
+                for candidate, transform in zip(candidates, batch.transforms, strict=False)
+            )
             postprocess_ms += _elapsed_ms(started)
         results: list[list[DetectedObject]] = [[] for _ in range(prepared.count)]
-        for position, detections in zip(prepared.positions, found):
+        for position, detections in zip(prepared.positions, found, strict=False):
             results[position] = detections
         timings = StageTimings(
-            images=prepared.count, batches=len(prepared.batches), decode_ms=prepared.decode_ms,
-            preprocess_ms=prepared.preprocess_ms, inference_ms=inference_ms, postprocess_ms=postprocess_ms,
+            images=prepared.count,
+            batches=len(prepared.batches),
+            decode_ms=prepared.decode_ms,
+            preprocess_ms=prepared.preprocess_ms,
+            inference_ms=inference_ms,
+            postprocess_ms=postprocess_ms,
         )
         self.last_timings = timings
         return DetectionRun(results=results, timings=timings, errors=prepared.errors)
@@ -197,13 +214,21 @@ class Detector:
         normalised = transform.boxes_to_normalised(candidates.boxes[kept])
         names = self.model.class_names
         detections = []
-        for (x1, y1, x2, y2), score, class_id in zip(normalised, candidates.scores[kept], candidates.class_ids[kept]):
+        for (x1, y1, x2, y2), score, class_id in zip(
+            normalised, candidates.scores[kept], candidates.class_ids[kept], strict=False
+        ):
             if x2 <= x1 or y2 <= y1:
                 continue  # box lies wholly in the letterbox padding
             class_index = int(class_id)
-            detections.append(DetectedObject(
-                class_id=class_index,
-                class_name=names[class_index] if 0 <= class_index < len(names) else f"class_{class_index}",
-                score=float(score), x1=float(x1), y1=float(y1), x2=float(x2), y2=float(y2),
-            ))
+            detections.append(
+                DetectedObject(
+                    class_id=class_index,
+                    class_name=names[class_index] if 0 <= class_index < len(names) else f"class_{class_index}",
+                    score=float(score),
+                    x1=float(x1),
+                    y1=float(y1),
+                    x2=float(x2),
+                    y2=float(y2),
+                )
+            )
         return detections

@@ -52,8 +52,10 @@ def main() -> int:
         print(f"FAIL: the CUDA provider cannot load; missing {others} (install onnxruntime-gpu[cuda,cudnn])")
         return 1
     if DRIVER_LIBRARY in missing:
-        print(f"OK: CUDA and cuDNN libraries present; no {DRIVER_LIBRARY} here (no NVIDIA driver), "
-              "so the GPU itself is not tried")
+        print(
+            f"OK: CUDA and cuDNN libraries present; no {DRIVER_LIBRARY} here (no NVIDIA driver), "
+            "so the GPU itself is not tried"
+        )
         return 0
     from services.detector.config import DetectorModelConfig
     from services.detector.detector import Detector

@@ -27,8 +27,9 @@ from services.detector.stage import DetectionStage
 log = logging.getLogger(__name__)
 SERVICE = "detector"
 
-EXECUTION_PROVIDER = Gauge("cctv_detector_execution_provider", "1 for the ONNX Runtime provider the model runs on",
-                           ["provider"])
+EXECUTION_PROVIDER = Gauge(
+    "cctv_detector_execution_provider", "1 for the ONNX Runtime provider the model runs on", ["provider"]
+)
 
 
 class DetectorSettings(CommonSettings):
@@ -64,28 +65,40 @@ def pose_stage(settings: DetectorSettings, inventory: InventoryFollower | None) 
 
     def needs_pose(camera_id: str) -> bool:
         entry = inventory.get(camera_id)
-        return entry is not None and any(rule.get("type") in wanted for zone in entry.zones
-                                         for rule in zone.get("rules") or [])
+        return entry is not None and any(
+            rule.get("type") in wanted for zone in entry.zones for rule in zone.get("rules") or []
+        )
 
     return PoseStage(PoseEstimator(settings.pose), needs_pose)
 
 
-def build_loop(runtime: ServiceRuntime[DetectorSettings], detector: Detector,
-               inventory: InventoryFollower | None = None) -> BatchingLoop:
+def build_loop(
+    runtime: ServiceRuntime[DetectorSettings], detector: Detector, inventory: InventoryFollower | None = None
+) -> BatchingLoop:
     settings = runtime.settings
-    consumer = make_consumer(settings.kafka, settings.group_id, runtime.health,
-                             **{"queued.max.messages.kbytes": settings.prefetch_mb * 1024})
+    consumer = make_consumer(
+        settings.kafka, settings.group_id, runtime.health, **{"queued.max.messages.kbytes": settings.prefetch_mb * 1024}
+    )
     stage = DetectionStage(detector, pose_stage(settings, inventory))
     overlap = settings.overlap_preprocessing
     if overlap is None:
         overlap = detector.model.providers[0] != "CPUExecutionProvider"
     log.info("preprocessing %s inference", "overlaps" if overlap else "runs in turn with")
     return BatchingLoop(
-        service=SERVICE, group_id=settings.group_id, topics=[FRAMES], schema_for=lambda _t: "Frame",
-        consumer=consumer, producer=make_producer(settings.kafka, SERVICE, runtime.health),
-        serde=runtime.serde, handler=stage.handle, health=runtime.health,
-        batch_size=settings.max_batch, max_wait_ms=settings.max_wait_ms,
-        queue_high=settings.queue_high, queue_low=settings.queue_low, overlap=stage if overlap else None,
+        service=SERVICE,
+        group_id=settings.group_id,
+        topics=[FRAMES],
+        schema_for=lambda _t: "Frame",
+        consumer=consumer,
+        producer=make_producer(settings.kafka, SERVICE, runtime.health),
+        serde=runtime.serde,
+        handler=stage.handle,
+        health=runtime.health,
+        batch_size=settings.max_batch,
+        max_wait_ms=settings.max_wait_ms,
+        queue_high=settings.queue_high,
+        queue_low=settings.queue_low,
+        overlap=stage if overlap else None,
     )
 
 
@@ -95,13 +108,21 @@ def main() -> None:
     model = runtime.settings.model.model_copy(update={"max_batch_size": runtime.settings.max_batch})
     detector = Detector(model)
     warm_ms = detector.warmup()
-    log.info("model %s (%s) ready on %s; warm batch of %d took %.0f ms; %d inference and %d preprocessing threads",
-             detector.identity.name, detector.identity.sha256[:12], detector.model.session.get_providers()[0],
-             detector.batch_size, warm_ms, detector.model.intra_op_threads, detector.preprocess_threads)
+    log.info(
+        "model %s (%s) ready on %s; warm batch of %d took %.0f ms; %d inference and %d preprocessing threads",
+        detector.identity.name,
+        detector.identity.sha256[:12],
+        detector.model.session.get_providers()[0],
+        detector.batch_size,
+        warm_ms,
+        detector.model.intra_op_threads,
+        detector.preprocess_threads,
+    )
     EXECUTION_PROVIDER.labels(detector.model.providers[0]).set(1)
     # Which cameras need keypoints is in the camera inventory: followed only when the pose stage is on.
-    inventory = (InventoryFollower(runtime.settings.kafka, runtime.serde).start()
-                 if runtime.settings.pose is not None else None)
+    inventory = (
+        InventoryFollower(runtime.settings.kafka, runtime.serde).start() if runtime.settings.pose is not None else None
+    )
     try:
         build_loop(runtime, detector, inventory).run(lambda: runtime.shutdown.requested)
     finally:

@@ -79,15 +79,22 @@ def provider_options(
                 return f"{input_name}:{'x'.join(str(side) for side in sides)}"
 
             cache = str(cfg.tensorrt_cache_dir)
-            specs.append((provider, {
-                "device_id": str(cfg.device_id),
-                "trt_fp16_enable": str(cfg.tensorrt_fp16),
-                "trt_engine_cache_enable": "True", "trt_engine_cache_path": cache,
-                "trt_timing_cache_enable": "True", "trt_timing_cache_path": cache,
-                "trt_profile_min_shapes": shape(1),
-                "trt_profile_opt_shapes": shape(cfg.max_batch_size),
-                "trt_profile_max_shapes": shape(cfg.max_batch_size),
-            }))
+            specs.append(
+                (
+                    provider,
+                    {
+                        "device_id": str(cfg.device_id),
+                        "trt_fp16_enable": str(cfg.tensorrt_fp16),
+                        "trt_engine_cache_enable": "True",
+                        "trt_engine_cache_path": cache,
+                        "trt_timing_cache_enable": "True",
+                        "trt_timing_cache_path": cache,
+                        "trt_profile_min_shapes": shape(1),
+                        "trt_profile_opt_shapes": shape(cfg.max_batch_size),
+                        "trt_profile_max_shapes": shape(cfg.max_batch_size),
+                    },
+                )
+            )
         elif provider == "CUDAExecutionProvider":
             specs.append((provider, {"device_id": str(cfg.device_id)}))
         else:
@@ -132,8 +139,10 @@ def _open_session(
 ) -> onnxruntime.InferenceSession:
     try:
         return onnxruntime.InferenceSession(
-            str(path), sess_options=options,
-            providers=[name for name, _ in specs], provider_options=[opts for _, opts in specs],
+            str(path),
+            sess_options=options,
+            providers=[name for name, _ in specs],
+            provider_options=[opts for _, opts in specs],
         )
     except Exception as error:  # onnxruntime raises its own Fail/InvalidGraph types
         raise ModelLoadError(f"cannot load {path} as an ONNX model: {error}") from error
@@ -178,8 +187,11 @@ def load_model(cfg: DetectorModelConfig) -> LoadedModel:
     session = _open_session(cfg.path, options, specs)
     if providers[0] != "CPUExecutionProvider" and session.get_providers()[0] == "CPUExecutionProvider":
         # onnxruntime-gpu falls back to the CPU with only its own log lines; say it plainly once more.
-        log.warning("GPU providers %s are in this onnxruntime build but the model runs on the CPU; "
-                    "`python -m services.detector.gpu_check` says why", providers[:-1])
+        log.warning(
+            "GPU providers %s are in this onnxruntime build but the model runs on the CPU; "
+            "`python -m services.detector.gpu_check` says why",
+            providers[:-1],
+        )
 
     inputs = session.get_inputs()
     if len(inputs) != 1 or len(inputs[0].shape) != 4:
@@ -194,17 +206,19 @@ def load_model(cfg: DetectorModelConfig) -> LoadedModel:
             f"the INT8 CenterNet (precision int8) takes any multiple of 32"
         )
     metadata = dict(session.get_modelmeta().custom_metadata_map)
-    class_names = tuple(cfg.class_names) if cfg.class_names else (
-        _class_names_from_metadata(metadata) or COCO_CLASS_NAMES
+    class_names = (
+        tuple(cfg.class_names) if cfg.class_names else (_class_names_from_metadata(metadata) or COCO_CLASS_NAMES)
     )
-    identity = ModelIdentity(
-        name=cfg.name or cfg.path.stem, version=cfg.version, sha256=file_sha256(cfg.path)
-    )
+    identity = ModelIdentity(name=cfg.name or cfg.path.stem, version=cfg.version, sha256=file_sha256(cfg.path))
     return LoadedModel(
-        session=session, identity=identity, input_name=inputs[0].name, fixed_batch=fixed_batch,
-        class_names=class_names, providers=tuple(session.get_providers()), intra_op_threads=threads,
+        session=session,
+        identity=identity,
+        input_name=inputs[0].name,
+        fixed_batch=fixed_batch,
+        class_names=class_names,
+        providers=tuple(session.get_providers()),
+        intra_op_threads=threads,
     )
-
 
 
 def run_batch(session: onnxruntime.InferenceSession, batch: np.ndarray) -> list[np.ndarray]:

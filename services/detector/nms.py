@@ -17,7 +17,10 @@ def box_iou_matrix(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
 
 
 def class_aware_nms(
-    boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray, iou_threshold: float,
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    class_ids: np.ndarray,
+    iou_threshold: float,
     max_detections: int | None = None,
 ) -> np.ndarray:
     """Indices of kept boxes, highest score first; boxes only suppress boxes of their own class."""
@@ -32,6 +35,6 @@ def class_aware_nms(
     keep = np.ones(len(order), dtype=bool)
     for index in range(len(order)):  # greedy: a suppressed box no longer suppresses others
         if keep[index]:
-            keep[index + 1:] &= ~suppressors[index, index + 1:]
+            keep[index + 1 :] &= ~suppressors[index, index + 1 :]
     kept = order[keep]
     return kept[:max_detections] if max_detections is not None else kept

@@ -25,9 +25,23 @@ from services.detector.model import container_cpu_limit, file_sha256
 
 DEFAULT_POSE_MODEL = REPO_ROOT / "models" / "movenet-multipose-lightning.onnx"
 KEYPOINT_NAMES: tuple[str, ...] = (
-    "nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
-    "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee",
-    "right_knee", "left_ankle", "right_ankle",
+    "nose",
+    "left_eye",
+    "right_eye",
+    "left_ear",
+    "right_ear",
+    "left_shoulder",
+    "right_shoulder",
+    "left_elbow",
+    "right_elbow",
+    "left_wrist",
+    "right_wrist",
+    "left_hip",
+    "right_hip",
+    "left_knee",
+    "right_knee",
+    "left_ankle",
+    "right_ankle",
 )
 MAX_PEOPLE = 6  # MoveNet MultiPose reports at most six people per image
 
@@ -86,8 +100,9 @@ class PoseEstimator:
         options.inter_op_num_threads = 1
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
-            self.session = onnxruntime.InferenceSession(str(cfg.path), sess_options=options,
-                                                        providers=["CPUExecutionProvider"])
+            self.session = onnxruntime.InferenceSession(
+                str(cfg.path), sess_options=options, providers=["CPUExecutionProvider"]
+            )
         except Exception as error:  # onnxruntime raises its own Fail/InvalidGraph types
             raise ModelLoadError(f"cannot load pose model {cfg.path}: {error}") from error
         model_input = self.session.get_inputs()[0]
@@ -101,8 +116,11 @@ class PoseEstimator:
         height, width = image.shape[:2]
         size = self.cfg.input_size
         scale = min(size / width, size / height)
-        resized = np.asarray(Image.fromarray(image).resize((max(1, round(width * scale)), max(1, round(height * scale))),
-                                                           Image.Resampling.BILINEAR))
+        resized = np.asarray(
+            Image.fromarray(image).resize(
+                (max(1, round(width * scale)), max(1, round(height * scale))), Image.Resampling.BILINEAR
+            )
+        )
         canvas = np.zeros((size, size, 3), dtype=np.int32)
         canvas[: resized.shape[0], : resized.shape[1]] = resized
         return canvas, _Placement(width, height, scale, 0.0, 0.0)
@@ -111,8 +129,9 @@ class PoseEstimator:
         """Bare model call on a prepared [N, S, S, 3] int32 tensor (what the benchmark compares with)."""
         if self.fixed_batch is None:
             return self.session.run(None, {self.input_name: tensor})[0]
-        return np.concatenate([self.session.run(None, {self.input_name: tensor[i: i + 1]})[0]
-                               for i in range(len(tensor))])
+        return np.concatenate(
+            [self.session.run(None, {self.input_name: tensor[i : i + 1]})[0] for i in range(len(tensor))]
+        )
 
     def estimate(self, images: Sequence[np.ndarray]) -> list[list[Pose]]:
         if not images:
@@ -131,11 +150,20 @@ class PoseEstimator:
             if score < self.cfg.min_pose_score:
                 continue
             points = row[:51].reshape(17, 3)
-            keypoints = tuple(Keypoint(float(np.clip(x * to_x, 0, 1)), float(np.clip(y * to_y, 0, 1)), float(s))
-                              for y, x, s in points)
+            keypoints = tuple(
+                Keypoint(float(np.clip(x * to_x, 0, 1)), float(np.clip(y * to_y, 0, 1)), float(s)) for y, x, s in points
+            )
             ymin, xmin, ymax, xmax = (float(v) for v in row[51:55])
-            poses.append(Pose(float(np.clip(xmin * to_x, 0, 1)), float(np.clip(ymin * to_y, 0, 1)),
-                              float(np.clip(xmax * to_x, 0, 1)), float(np.clip(ymax * to_y, 0, 1)), score, keypoints))
+            poses.append(
+                Pose(
+                    float(np.clip(xmin * to_x, 0, 1)),
+                    float(np.clip(ymin * to_y, 0, 1)),
+                    float(np.clip(xmax * to_x, 0, 1)),
+                    float(np.clip(ymax * to_y, 0, 1)),
+                    score,
+                    keypoints,
+                )
+            )
         return poses
 
 
@@ -148,13 +176,22 @@ def _iou(a: tuple[float, float, float, float], b: tuple[float, float, float, flo
     return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
 
 
-def attach_keypoints(objects: list[DetectedObject], poses: list[Pose], min_iou: float,
-                     person_classes: frozenset[str] = frozenset({"person"})) -> list[DetectedObject]:
+def attach_keypoints(
+    objects: list[DetectedObject],
+    poses: list[Pose],
+    min_iou: float,
+    person_classes: frozenset[str] = frozenset({"person"}),
+) -> list[DetectedObject]:
     """Each pose to the person box it overlaps most (greedy, best pairs first; one pose per person)."""
     pairs = sorted(
-        ((_iou((o.x1, o.y1, o.x2, o.y2), (p.x1, p.y1, p.x2, p.y2)), oi, pi)
-         for oi, o in enumerate(objects) if o.class_name in person_classes for pi, p in enumerate(poses)),
-        reverse=True)
+        (
+            (_iou((o.x1, o.y1, o.x2, o.y2), (p.x1, p.y1, p.x2, p.y2)), oi, pi)
+            for oi, o in enumerate(objects)
+            if o.class_name in person_classes
+            for pi, p in enumerate(poses)
+        ),
+        reverse=True,
+    )
     out = list(objects)
     used_objects: set[int] = set()
     used_poses: set[int] = set()
@@ -173,8 +210,12 @@ class PoseStage:
     """Adds keypoints to the detections of a batch of frames from many cameras: only frames of cameras
     that `needs_pose(camera_id)` and with at least one person go through the model, all in one call."""
 
-    def __init__(self, estimator: PoseEstimator, needs_pose: Callable[[str], bool],
-                 person_classes: frozenset[str] = frozenset({"person"})) -> None:
+    def __init__(
+        self,
+        estimator: PoseEstimator,
+        needs_pose: Callable[[str], bool],
+        person_classes: frozenset[str] = frozenset({"person"}),
+    ) -> None:
         self.estimator = estimator
         self.needs_pose = needs_pose
         self.person_classes = person_classes
@@ -184,11 +225,15 @@ class PoseStage:
         """Whether a frame goes through the pose model: its camera needs pose and someone is in it."""
         return self.needs_pose(camera_id) and any(o.class_name in self.person_classes for o in objects)
 
-    def add_keypoints(self, camera_ids: Sequence[str], images: Sequence[np.ndarray | None],
-                      results: list[list[DetectedObject]]) -> list[list[DetectedObject]]:
+    def add_keypoints(
+        self, camera_ids: Sequence[str], images: Sequence[np.ndarray | None], results: list[list[DetectedObject]]
+    ) -> list[list[DetectedObject]]:
         """`images[i]` may be None for a frame `wants` says no to (the caller need not decode it)."""
-        chosen = [i for i, (camera_id, image, objects) in enumerate(zip(camera_ids, images, results, strict=True))
-                  if image is not None and self.wants(camera_id, objects)]
+        chosen = [
+            i
+            for i, (camera_id, image, objects) in enumerate(zip(camera_ids, images, results, strict=True))
+            if image is not None and self.wants(camera_id, objects)
+        ]
         poses = self.estimator.estimate([images[i] for i in chosen])  # type: ignore[misc]
         self.frames_run += len(chosen)
         out = list(results)

@@ -68,7 +68,9 @@ def _validate_image(image: np.ndarray, index: int) -> None:
         raise BadImageError(f"image {index} is empty: shape {image.shape}")
 
 
-def fit_image(image: np.ndarray, size: int, resize_mode: ResizeMode, pad_value: int) -> tuple[np.ndarray, ImageTransform]:
+def fit_image(
+    image: np.ndarray, size: int, resize_mode: ResizeMode, pad_value: int
+) -> tuple[np.ndarray, ImageTransform]:
     """Resize (and for letterbox, centre-pad) one RGB image to size x size uint8."""
     height, width = image.shape[:2]
     if resize_mode == "stretch":
@@ -85,10 +87,14 @@ def fit_image(image: np.ndarray, size: int, resize_mode: ResizeMode, pad_value: 
     else:
         pad_x, pad_y = (size - new_width) // 2, (size - new_height) // 2
         canvas = np.full((size, size, 3), pad_value, dtype=np.uint8)
-        canvas[pad_y:pad_y + new_height, pad_x:pad_x + new_width] = resized
+        canvas[pad_y : pad_y + new_height, pad_x : pad_x + new_width] = resized
     transform = ImageTransform(
-        original_width=width, original_height=height,
-        scale_x=new_width / width, scale_y=new_height / height, pad_x=pad_x, pad_y=pad_y,
+        original_width=width,
+        original_height=height,
+        scale_x=new_width / width,
+        scale_y=new_height / height,
+        pad_x=pad_x,
+        pad_y=pad_y,
     )
     return canvas, transform
 
@@ -99,9 +105,10 @@ class PreprocessedBatch:
     transforms: list[ImageTransform]
 
 
-
 def preprocess_batch(
-    images: Sequence[np.ndarray], cfg: DetectorModelConfig, decoder: OutputDecoder,
+    images: Sequence[np.ndarray],
+    cfg: DetectorModelConfig,
+    decoder: OutputDecoder,
     rows: int | None = None,
     map_fn: Callable[[Callable[[int], ImageTransform], Iterable[int]], Iterable[ImageTransform]] = map,
 ) -> PreprocessedBatch:

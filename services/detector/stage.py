@@ -19,8 +19,12 @@ from services.detector.preprocess import decode_jpeg
 
 FRAMES_DETECTED = Counter("cctv_detector_frames_total", "Frames run through the model")
 OBJECTS = Counter("cctv_detector_objects_total", "Objects detected", ["class_name"])
-STAGE_MS = Histogram("cctv_detector_stage_ms", "Milliseconds per frame by stage", ["stage"],
-                     buckets=(0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000))
+STAGE_MS = Histogram(
+    "cctv_detector_stage_ms",
+    "Milliseconds per frame by stage",
+    ["stage"],
+    buckets=(0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000),
+)
 BATCH_SIZE = Histogram("cctv_detector_batch_size", "Frames per session.run", buckets=(1, 2, 4, 8, 16, 32, 64))
 
 
@@ -67,10 +71,17 @@ class DetectionStage:
                 continue
             frame = Frame.from_avro(record.value)
             detected = Detections(
-                camera_id=frame.camera_id, frame=FrameRef(record.topic, record.partition, record.offset),
-                session_id=frame.session_id, sequence=frame.sequence, capture_time_us=frame.capture_time_us,
-                width=frame.width, height=frame.height, objects=detections, model=self.model_id,
-                inference_ms=per_frame_ms, detected_at_us=now_us,
+                camera_id=frame.camera_id,
+                frame=FrameRef(record.topic, record.partition, record.offset),
+                session_id=frame.session_id,
+                sequence=frame.sequence,
+                capture_time_us=frame.capture_time_us,
+                width=frame.width,
+                height=frame.height,
+                objects=detections,
+                model=self.model_id,
+                inference_ms=per_frame_ms,
+                detected_at_us=now_us,
             )
             outputs.append(Outgoing(DETECTIONS, detected.camera_id, "Detections", detected.to_avro()))
             for detection in detections:
@@ -78,17 +89,21 @@ class DetectionStage:
         FRAMES_DETECTED.inc(len(outputs))
         return outputs, rejected
 
-    def _with_keypoints(self, batch: list[Incoming], results: list[list[DetectedObject]],
-                        errors: Mapping[int, Exception]) -> list[list[DetectedObject]]:
+    def _with_keypoints(
+        self, batch: list[Incoming], results: list[list[DetectedObject]], errors: Mapping[int, Exception]
+    ) -> list[list[DetectedObject]]:
         """One pose-model call for the frames of all cameras in this batch that need it."""
         assert self.pose is not None
         camera_ids = [str(record.value["camera_id"]) for record in batch]
         images = [
             decode_jpeg(record.value["jpeg"], self.pose.estimator.cfg.input_size)
-            if index not in errors and self.pose.wants(camera_ids[index], results[index]) else None
+            if index not in errors and self.pose.wants(camera_ids[index], results[index])
+            else None
             for index, record in enumerate(batch)
         ]
         started = time.perf_counter()
         with_keypoints = self.pose.add_keypoints(camera_ids, images, results)
-        STAGE_MS.labels("pose").observe((time.perf_counter() - started) * 1000 / max(1, sum(i is not None for i in images)))
+        STAGE_MS.labels("pose").observe(
+            (time.perf_counter() - started) * 1000 / max(1, sum(i is not None for i in images))
+        )
         return with_keypoints

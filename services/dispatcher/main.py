@@ -52,21 +52,27 @@ from services.dispatcher.worker import (
 log = logging.getLogger(__name__)
 SERVICE = "dispatcher"
 ROUTES_CHECK_S = 2.0  # how often the routing file is checked for changed endpoints
-MASKING_SECONDS = Histogram("cctv_dispatcher_masking_seconds", "Masking one snapshot (decode, detect, pixelate, encode)",
-                            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5))
+MASKING_SECONDS = Histogram(
+    "cctv_dispatcher_masking_seconds",
+    "Masking one snapshot (decode, detect, pixelate, encode)",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5),
+)
 
 
 FinishedQueue = queue.SimpleQueue[tuple[Job, DeliveryGaveUp | None, SnapshotRelease | None]]
 
 
-def snapshot_for(job: Job, *, unmasked: bool, detector: FaceDetector | None,
-                 plates: PlateDetector | None = None) -> tuple[dict | None, SnapshotRelease | None]:
+def snapshot_for(
+    job: Job, *, unmasked: bool, detector: FaceDetector | None, plates: PlateDetector | None = None
+) -> tuple[dict | None, SnapshotRelease | None]:
     """The event's `snapshot`: masked (faces, heads of tracked people) unless the destination may have it
     unmasked. A snapshot that cannot be masked is not sent; the event still is, saying why."""
     assert job.snapshot is not None
     if unmasked:
-        return ({"jpeg_base64": base64.b64encode(job.snapshot).decode(), "masked": False},
-                SnapshotRelease(masked=False, faces=0))
+        return (
+            {"jpeg_base64": base64.b64encode(job.snapshot).decode(), "masked": False},
+            SnapshotRelease(masked=False, faces=0),
+        )
     if detector is None:
         return {"withheld": "masking unavailable"}, None
     try:
@@ -75,8 +81,10 @@ def snapshot_for(job: Job, *, unmasked: bool, detector: FaceDetector | None,
         log.warning("alert %s: snapshot withheld: %s", job.event["incident"], error)
         return {"withheld": "snapshot could not be masked"}, None
     MASKING_SECONDS.observe(result.seconds)
-    return ({"jpeg_base64": base64.b64encode(result.jpeg).decode(), "masked": True},
-            SnapshotRelease(masked=True, faces=len(result.faces), plates=len(result.plates)))
+    return (
+        {"jpeg_base64": base64.b64encode(result.jpeg).decode(), "masked": True},
+        SnapshotRelease(masked=True, faces=len(result.faces), plates=len(result.plates)),
+    )
 
 
 class DispatcherSettings(CommonSettings):
@@ -91,15 +99,26 @@ class DispatcherSettings(CommonSettings):
     masking_upscale: int = Field(default=1, ge=1, le=4)
 
 
-def build_workers(endpoints: dict[str, DestinationDelivery], policy: RetryPolicy, finished: FinishedQueue,
-                  detector: FaceDetector | None, plates: PlateDetector | None = None) -> dict[str, list[EndpointWorker]]:
+def build_workers(
+    endpoints: dict[str, DestinationDelivery],
+    policy: RetryPolicy,
+    finished: FinishedQueue,
+    detector: FaceDetector | None,
+    plates: PlateDetector | None = None,
+) -> dict[str, list[EndpointWorker]]:
     """One worker per endpoint; raises ValueError naming a secret that cannot be read."""
     workers: dict[str, list[EndpointWorker]] = {}
     for destination, delivery in endpoints.items():
         snapshots = partial(snapshot_for, unmasked=delivery.unmasked, detector=detector, plates=plates)
         workers[destination] = [
-            EndpointWorker(destination, endpoint, endpoint.secret.read(), policy,
-                           lambda job, outcome, release: finished.put((job, outcome, release)), snapshots)
+            EndpointWorker(
+                destination,
+                endpoint,
+                endpoint.secret.read(),
+                policy,
+                lambda job, outcome, release: finished.put((job, outcome, release)),
+                snapshots,
+            )
             for endpoint in delivery.webhooks
         ]
     return {d: w for d, w in workers.items() if w}
@@ -114,8 +133,13 @@ class DispatcherLoop:
         masking_needed = any(not d.unmasked and d.webhooks for d in table.endpoints.values())
         detector = FaceDetector(upscale=settings.masking_upscale) if masking_needed else None
         plates = PlateDetector() if masking_needed else None
-        self.workers = build_workers(table.endpoints, RetryPolicy(settings.retry_initial_s, settings.retry_max_s),
-                                     self.finished, detector, plates)
+        self.workers = build_workers(
+            table.endpoints,
+            RetryPolicy(settings.retry_initial_s, settings.retry_max_s),
+            self.finished,
+            detector,
+            plates,
+        )
         self.topics = {destination_topic(d): d for d in self.workers}
         self.consumer = make_consumer(settings.kafka, settings.group_id, runtime.health)
         self.producer = make_producer(settings.kafka, SERVICE, runtime.health)
@@ -174,8 +198,13 @@ class DispatcherLoop:
             return
         workers = self.workers[destination]
         self.tracker.add(topic, partition, offset, len(workers))
-        job = Job(event, SourceRecord.of(message), int(alert["produced_at"]), alert.get("snapshot_jpeg"),
-                  tuple(alert.get("objects") or ()))
+        job = Job(
+            event,
+            SourceRecord.of(message),
+            int(alert["produced_at"]),
+            alert.get("snapshot_jpeg"),
+            tuple(alert.get("objects") or ()),
+        )
         for worker in workers:
             worker.submit(job)
 
@@ -195,11 +224,15 @@ class DispatcherLoop:
         """The release ledger: every snapshot that left the centre, masked or not, on cctv.audit.v1."""
         data = job.event["data"]
         record = audit_record(
-            job.event["destination"], "webhook.snapshot" if release.masked else "webhook.snapshot.unmasked",
-            allowed=True, instance=self.settings.instance_id, role="agency", camera_id=data.get("camera_id"),
+            job.event["destination"],
+            "webhook.snapshot" if release.masked else "webhook.snapshot.unmasked",
+            allowed=True,
+            instance=self.settings.instance_id,
+            role="agency",
+            camera_id=data.get("camera_id"),
             alert_id=data.get("alert_id"),
             detail=f"event {job.event['id']}; masked={str(release.masked).lower()}; faces_masked={release.faces}; "
-                   f"text_regions_masked={release.plates}",
+            f"text_regions_masked={release.plates}",
         )
         self.producer.produce(AUDIT, key=record["audit_id"], value=self.runtime.serde.serialize(AUDIT, SCHEMA, record))
 
@@ -213,7 +246,9 @@ class DispatcherLoop:
             if topic not in self.paused and backlog >= limit:
                 self.paused.add(topic)
                 self.consumer.pause(partitions)
-                log.warning("%s: %d events queued for a slow endpoint; this destination is paused", destination, backlog)
+                log.warning(
+                    "%s: %d events queued for a slow endpoint; this destination is paused", destination, backlog
+                )
             elif topic in self.paused and backlog <= limit // 2:
                 self.paused.discard(topic)
                 self.consumer.resume(partitions)
@@ -242,8 +277,9 @@ class DispatcherLoop:
             log.warning("no destination in %s has webhooks: nothing to deliver", self.settings.routes_file)
             self.runtime.health.set_ready(True)
         else:
-            self.consumer.subscribe(sorted(self.topics), on_assign=self._assigned,
-                                    on_revoke=self._revoked, on_lost=self._revoked)
+            self.consumer.subscribe(
+                sorted(self.topics), on_assign=self._assigned, on_revoke=self._revoked, on_lost=self._revoked
+            )
         try:
             while not self.runtime.shutdown.requested:
                 if self._endpoints_changed():

@@ -13,8 +13,14 @@ import hmac
 import time
 
 
-def verify(secret: bytes, timestamp: str | None, signature: str | None, body: bytes,
-           tolerance_s: float = 300.0, now: float | None = None) -> bool:
+def verify(
+    secret: bytes,
+    timestamp: str | None,
+    signature: str | None,
+    body: bytes,
+    tolerance_s: float = 300.0,
+    now: float | None = None,
+) -> bool:
     """True when `signature` is the HMAC-SHA256 of `<timestamp>.<body>` and the timestamp is recent."""
     if not timestamp or not signature or not signature.startswith("sha256="):
         return False

@@ -24,10 +24,15 @@ log = logging.getLogger(__name__)
 
 SENT = Counter("cctv_dispatcher_sent_total", "Events an endpoint accepted (2xx)", ["destination", "endpoint"])
 RETRIED = Counter("cctv_dispatcher_retries_total", "Delivery attempts that are retried", ["destination", "endpoint"])
-FAILED = Counter("cctv_dispatcher_failed_total", "Events given up on and dead-lettered",
-                 ["destination", "endpoint", "reason"])
-LATENCY = Histogram("cctv_dispatcher_delivery_seconds", "From the alert's production to the endpoint's 2xx",
-                    ["destination", "endpoint"], buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300))
+FAILED = Counter(
+    "cctv_dispatcher_failed_total", "Events given up on and dead-lettered", ["destination", "endpoint", "reason"]
+)
+LATENCY = Histogram(
+    "cctv_dispatcher_delivery_seconds",
+    "From the alert's production to the endpoint's 2xx",
+    ["destination", "endpoint"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300),
+)
 QUEUED = Gauge("cctv_dispatcher_queued", "Events waiting for an endpoint", ["destination", "endpoint"])
 
 
@@ -66,15 +71,25 @@ SnapshotPolicy = Callable[[Job], tuple[dict[str, Any] | None, SnapshotRelease | 
 
 
 class EndpointWorker:
-    def __init__(self, destination: str, endpoint: WebhookEndpoint, secret: bytes, policy: RetryPolicy,
-                 finished: Finished, snapshots: SnapshotPolicy) -> None:
+    def __init__(
+        self,
+        destination: str,
+        endpoint: WebhookEndpoint,
+        secret: bytes,
+        policy: RetryPolicy,
+        finished: Finished,
+        snapshots: SnapshotPolicy,
+    ) -> None:
         self.destination, self.endpoint, self.policy = destination, endpoint, policy
         self._secret, self._finished, self._snapshots = secret, finished, snapshots
         self._queue: queue.Queue[Job | None] = queue.Queue()
         self._stop = threading.Event()
-        cert = (str(endpoint.client_cert.cert_file), str(endpoint.client_cert.key_file)) if endpoint.client_cert else None
-        self._client = httpx.Client(timeout=endpoint.timeout_s, cert=cert,
-                                    verify=str(endpoint.ca_file) if endpoint.ca_file else True)
+        cert = (
+            (str(endpoint.client_cert.cert_file), str(endpoint.client_cert.key_file)) if endpoint.client_cert else None
+        )
+        self._client = httpx.Client(
+            timeout=endpoint.timeout_s, cert=cert, verify=str(endpoint.ca_file) if endpoint.ca_file else True
+        )
         self._labels = (destination, endpoint.name)
         self._thread = threading.Thread(target=self._run, name=f"webhook-{destination}-{endpoint.name}", daemon=True)
 
@@ -137,11 +152,19 @@ class EndpointWorker:
                 break
             RETRIED.labels(*self._labels).inc()
             delay = backoff_delay(attempt, self.policy.initial_s, self.policy.cap_s)
-            log.warning("webhook %s/%s: event %s attempt %d failed (%s); retry in %.1f s", *self._labels,
-                        job.event["id"], attempt, reason, delay)
+            log.warning(
+                "webhook %s/%s: event %s attempt %d failed (%s); retry in %.1f s",
+                *self._labels,
+                job.event["id"],
+                attempt,
+                reason,
+                delay,
+            )
             if self._stop.wait(delay):
                 return _STOPPED
         kind = "refused" if reason.startswith("HTTP 4") else "exhausted"
         FAILED.labels(*self._labels, kind).inc()
-        return DeliveryGaveUp(f"webhook {self.destination}/{self.endpoint.name}: event {job.event['id']} not "
-                              f"delivered after {attempt} attempt(s); last: {reason}")
+        return DeliveryGaveUp(
+            f"webhook {self.destination}/{self.endpoint.name}: event {job.event['id']} not "
+            f"delivered after {attempt} attempt(s); last: {reason}"
+        )

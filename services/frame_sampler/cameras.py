@@ -45,9 +45,17 @@ class Camera:
         while len(self._sources) > OFFSET_MEMORY:
             self._sources.popitem(last=False)
         return EncodedPacket(
-            camera_id=self.camera_id, codec=self.codec, extradata=self.extradata, time_base=MICROSECOND_TIME_BASE,
-            pts_us=record.pts_us, dts_us=record.dts_us, is_keyframe=record.is_keyframe, data=record.data,
-            sequence=record.sequence, session_id=record.session_id, capture_time_ms=record.capture_time_ms,
+            camera_id=self.camera_id,
+            codec=self.codec,
+            extradata=self.extradata,
+            time_base=MICROSECOND_TIME_BASE,
+            pts_us=record.pts_us,
+            dts_us=record.dts_us,
+            is_keyframe=record.is_keyframe,
+            data=record.data,
+            sequence=record.sequence,
+            session_id=record.session_id,
+            capture_time_ms=record.capture_time_ms,
         )
 
     def source_of(self, frame: SampledFrame) -> tuple[int, int] | None:
@@ -63,8 +71,13 @@ class CameraMap:
     """The one map of cameras. A camera's sampling policy comes from the inventory (`policy_of`), else
     from the defaults; when its policy changes, the camera starts afresh with a new decoder."""
 
-    def __init__(self, defaults: FrameSamplerConfig, policy_of: Callable[[str], Sampling | None] = lambda _c: None,
-                 policy_version: Callable[[], int] = lambda: 0, jpeg_executor: Executor | None = None) -> None:
+    def __init__(
+        self,
+        defaults: FrameSamplerConfig,
+        policy_of: Callable[[str], Sampling | None] = lambda _c: None,
+        policy_version: Callable[[], int] = lambda: 0,
+        jpeg_executor: Executor | None = None,
+    ) -> None:
         self.defaults = defaults
         self.policy_of = policy_of
         self.policy_version = policy_version

@@ -36,8 +36,9 @@ class MotionGate:
         self._jpeg_reformatter = VideoReformatter()
         self._last_emitted_ms: int | None = None
 
-    def analyse(self, frame: av.VideoFrame, info: PacketFacts, counters: SamplerCounters,
-                output: SamplerOutput) -> None:
+    def analyse(
+        self, frame: av.VideoFrame, info: PacketFacts, counters: SamplerCounters, output: SamplerOutput
+    ) -> None:
         counters.frames_analysed += 1
         score = self.motion.score(frame, info.capture_time_ms)
         change = self.activity.update(score, info.capture_time_ms, info.sequence)

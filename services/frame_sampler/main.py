@@ -40,9 +40,13 @@ log = logging.getLogger(__name__)
 SERVICE = "frame-sampler"
 
 FRAMES_OUT = Counter("cctv_sampler_frames_total", "Frames published", ["camera_id", "reason"])
-DECODE_ISSUES = Counter("cctv_sampler_decode_issues_total", "Bad input skipped to the next keyframe", ["camera_id", "kind"])
+DECODE_ISSUES = Counter(
+    "cctv_sampler_decode_issues_total", "Bad input skipped to the next keyframe", ["camera_id", "kind"]
+)
 PACKETS_DECODED = Counter("cctv_sampler_packets_decoded_total", "Packets handed to a decoder", ["camera_id"])
-PACKETS_SKIPPED = Counter("cctv_sampler_packets_skipped_total", "Packets never decoded (keyframe fast path)", ["camera_id"])
+PACKETS_SKIPPED = Counter(
+    "cctv_sampler_packets_skipped_total", "Packets never decoded (keyframe fast path)", ["camera_id"]
+)
 ACTIVE_CAMERAS = Gauge("cctv_sampler_active_cameras", "Cameras currently active (something moves)")
 
 
@@ -60,8 +64,9 @@ class PacketHandler:
     """The loop's handler: a batch of VideoPacket records through their cameras' decoders, out as Frame
     and CameraActivity records."""
 
-    def __init__(self, defaults: FrameSamplerConfig, inventory: InventoryFollower | None,
-                 jpeg_threads: int = 1) -> None:
+    def __init__(
+        self, defaults: FrameSamplerConfig, inventory: InventoryFollower | None, jpeg_threads: int = 1
+    ) -> None:
         # One worker encodes JPEGs while the loop decodes the next packets (both release the GIL).
         executor = ThreadPoolExecutor(jpeg_threads, thread_name_prefix="jpeg") if jpeg_threads else None
 
@@ -86,8 +91,14 @@ class PacketHandler:
             PACKETS_SKIPPED.labels(camera.camera_id).inc(counters.non_key_packets_skipped - before[1])
             for issue in result.issues:
                 DECODE_ISSUES.labels(camera.camera_id, issue.kind).inc()
-                log.warning("camera %s packet %d: %s: %s (resuming at the next keyframe)", camera.camera_id,
-                            issue.sequence, issue.kind, issue.message, extra={"camera_id": camera.camera_id})
+                log.warning(
+                    "camera %s packet %d: %s: %s (resuming at the next keyframe)",
+                    camera.camera_id,
+                    issue.sequence,
+                    issue.kind,
+                    issue.message,
+                    extra={"camera_id": camera.camera_id},
+                )
             decoded.append((camera, record, result))
         # Second pass, after every packet of the batch went through its decoder: JPEGs encoded on the
         # executor meanwhile are collected in order (decode of later packets overlapped their encoding).
@@ -98,31 +109,58 @@ class PacketHandler:
             for sampled in result.frames:
                 partition, offset = camera.source_of(sampled) or (record.partition, record.offset)
                 frame = Frame(
-                    camera_id=camera.camera_id, session_id=sampled.session_id, sequence=sampled.sequence,
-                    capture_time_us=ms_to_us(sampled.capture_time_ms), pts_us=sampled.pts_us,
-                    source_partition=partition, source_offset=offset, width=sampled.width, height=sampled.height,
-                    jpeg=sampled.jpeg, motion_score=sampled.motion_score, reason=sampled.reason, sampled_at_us=now_us,
+                    camera_id=camera.camera_id,
+                    session_id=sampled.session_id,
+                    sequence=sampled.sequence,
+                    capture_time_us=ms_to_us(sampled.capture_time_ms),
+                    pts_us=sampled.pts_us,
+                    source_partition=partition,
+                    source_offset=offset,
+                    width=sampled.width,
+                    height=sampled.height,
+                    jpeg=sampled.jpeg,
+                    motion_score=sampled.motion_score,
+                    reason=sampled.reason,
+                    sampled_at_us=now_us,
                 )
                 outputs.append(Outgoing(FRAMES, camera.camera_id, "Frame", frame.to_avro()))
                 FRAMES_OUT.labels(camera.camera_id, sampled.reason).inc()
             for change in result.activity_changes:
-                activity = CameraActivity(camera.camera_id, change.state, change.score, ms_to_us(change.since_ms), now_us)
+                activity = CameraActivity(
+                    camera.camera_id, change.state, change.score, ms_to_us(change.since_ms), now_us
+                )
                 outputs.append(Outgoing(CAMERA_ACTIVITY, camera.camera_id, "CameraActivity", activity.to_avro()))
-                log.info("camera %s is %s (motion %.4f)", camera.camera_id, change.state, change.score,
-                         extra={"camera_id": camera.camera_id})
+                log.info(
+                    "camera %s is %s (motion %.4f)",
+                    camera.camera_id,
+                    change.state,
+                    change.score,
+                    extra={"camera_id": camera.camera_id},
+                )
         ACTIVE_CAMERAS.set(self.cameras.active_count())
         return outputs, []
 
 
-def build_loop(runtime: ServiceRuntime[FrameSamplerSettings], inventory: InventoryFollower | None) -> ConsumeProduceLoop:
+def build_loop(
+    runtime: ServiceRuntime[FrameSamplerSettings], inventory: InventoryFollower | None
+) -> ConsumeProduceLoop:
     settings = runtime.settings
     handler = PacketHandler(settings.sampler, inventory, settings.jpeg_threads)
     return ConsumeProduceLoop(
-        service=SERVICE, group_id=settings.group_id, topics=[VIDEO_PACKETS], schema_for=lambda _t: "VideoPacket",
+        service=SERVICE,
+        group_id=settings.group_id,
+        topics=[VIDEO_PACKETS],
+        schema_for=lambda _t: "VideoPacket",
         consumer=make_consumer(settings.kafka, settings.group_id, runtime.health),
-        producer=make_producer(settings.kafka, SERVICE, runtime.health, **{"compression.type": "none"}),  # JPEG is compressed
-        serde=runtime.serde, handler=handler.handle, health=runtime.health, batch_size=settings.batch_size,
-        on_assign=None, on_revoke=handler.forget_partitions,
+        producer=make_producer(
+            settings.kafka, SERVICE, runtime.health, **{"compression.type": "none"}
+        ),  # JPEG is compressed
+        serde=runtime.serde,
+        handler=handler.handle,
+        health=runtime.health,
+        batch_size=settings.batch_size,
+        on_assign=None,
+        on_revoke=handler.forget_partitions,
     )
 
 

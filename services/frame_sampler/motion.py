@@ -81,9 +81,13 @@ class MotionDetector:
         current = self.small_gray(frame).astype(np.float32)
         deciles, previous_deciles = _deciles(current), self._previous_deciles
         self._previous_deciles = deciles
-        if (self._background is None or self._previous is None or self._background.shape != current.shape
-                or previous_deciles is None
-                or float(np.median(np.abs(deciles - previous_deciles))) > self.config.pixel_threshold):
+        if (
+            self._background is None
+            or self._previous is None
+            or self._background.shape != current.shape
+            or previous_deciles is None
+            or float(np.median(np.abs(deciles - previous_deciles))) > self.config.pixel_threshold
+        ):
             # First frame, or the whole picture changed tone at once (lights switched, IR mode, exposure
             # jump: every decile moves, bright parts more than dark ones, some saturate; a moving person
             # moves few). That is the light, not motion: start the models afresh from this frame.

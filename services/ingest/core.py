@@ -34,7 +34,6 @@ from services.ingest.rate import ConnectRateLimiter
 log = logging.getLogger(__name__)
 
 
-
 class PullSettings(BaseModel):
     open_timeout_s: float = Field(default=10.0, gt=0)
     # A stream silent for this long is considered stalled and is reconnected.
@@ -127,8 +126,9 @@ class GopGate:
         self.dropped += 1
 
 
-def camera_credentials(entry: CameraEntry, environ: dict[str, str] | None = None,
-                       resolver: CredentialResolver | None = None) -> str | None:
+def camera_credentials(
+    entry: CameraEntry, environ: dict[str, str] | None = None, resolver: CredentialResolver | None = None
+) -> str | None:
     """'user:password' for the camera's credentials_ref (see services/ingest/credentials.py); None when it
     has none or its source takes none (a file:// camera never gets credentials in its URL)."""
     if not entry.credentials_ref or not takes_credentials(entry.stream_url):
@@ -320,19 +320,39 @@ class CameraPuller:
                 reason = "end of stream"
                 attempt = 1 if self.packets_in_session else attempt + 1
             except Exception as error:  # noqa: BLE001 — every failure is a reconnect, never a crash
-                reason = describe_error(error, secrets_of(self.entry.stream_url, credentials), self.settings.read_timeout_s)
+                reason = describe_error(
+                    error, secrets_of(self.entry.stream_url, credentials), self.settings.read_timeout_s
+                )
                 attempt = 1 if self.packets_in_session else attempt + 1
             if self.stop_event.is_set():
                 break
             was_online = was_online or self.packets_in_session > 0
             self.reconnects += 1
-            delay = backoff_delay(attempt, self.settings.backoff_initial_s, self.settings.backoff_max_s,
-                                  self.settings.backoff_jitter, self.rng)
+            delay = backoff_delay(
+                attempt,
+                self.settings.backoff_initial_s,
+                self.settings.backoff_max_s,
+                self.settings.backoff_jitter,
+                self.rng,
+            )
             state = CameraState.RECONNECTING if self.packets_in_session else CameraState.FAILED
-            log.warning("camera %s %s: %s; retry in %.1f s", camera_id, state.value.lower(), reason, delay,
-                        extra={"camera_id": camera_id})
-            self.on_status(StatusChange(camera_id, state, self.session_id, reason=f"{reason}; retry in {delay:.1f} s",
-                                        reconnect_attempt=attempt))
+            log.warning(
+                "camera %s %s: %s; retry in %.1f s",
+                camera_id,
+                state.value.lower(),
+                reason,
+                delay,
+                extra={"camera_id": camera_id},
+            )
+            self.on_status(
+                StatusChange(
+                    camera_id,
+                    state,
+                    self.session_id,
+                    reason=f"{reason}; retry in {delay:.1f} s",
+                    reconnect_attempt=attempt,
+                )
+            )
             self.stop_event.wait(delay)
         self.on_status(StatusChange(camera_id, CameraState.STOPPED, self.session_id, reason=self._stop_reason))
 
@@ -370,8 +390,10 @@ class CameraPuller:
                     raise CameraError("no video stream in source")
                 if video.codec_context.name not in CAMERA_CODECS:
                     # FFmpeg probes anything: random bytes read as "bin" art or raw audio are not a camera.
-                    raise CameraError(f"not a camera video codec: {video.codec_context.name} "
-                                      "(expected H.264, H.265, MJPEG, MPEG-4, VP8/9 or AV1)")
+                    raise CameraError(
+                        f"not a camera video codec: {video.codec_context.name} "
+                        "(expected H.264, H.265, MJPEG, MPEG-4, VP8/9 or AV1)"
+                    )
                 # MJPEG over HTTP (and other raw live streams) carry no timestamps: the demuxer invents a
                 # 25 fps clock, which makes fps sampling wrong. The arrival time is the only true clock.
                 untimed = not is_file and bool(container.format.flags & AVFMT_NOTIMESTAMPS)
@@ -381,8 +403,10 @@ class CameraPuller:
                 header = {
                     "codec": context.name,
                     "extradata": bytes(context.extradata) if context.extradata else None,
-                    "time_base_num": 1, "time_base_den": 1_000_000,  # we carry µs timestamps
-                    "width": context.width or None, "height": context.height or None,
+                    "time_base_num": 1,
+                    "time_base_den": 1_000_000,  # we carry µs timestamps
+                    "width": context.width or None,
+                    "height": context.height or None,
                 }
                 last_end_us = pts_offset_us
                 for packet in container.demux(video):
@@ -390,6 +414,8 @@ class CameraPuller:
                         return False
                     if packet.size == 0:  # demuxer flush packet at end of input
                         continue
+                    pts_us: int | None
+                    dts_us: int | None
                     if untimed:
                         pts_us = dts_us = round((time.monotonic() - session_clock) * 1_000_000)
                         duration_us = None
@@ -411,9 +437,15 @@ class CameraPuller:
                     data = bytes(packet)
                     key = bool(packet.is_keyframe)
                     record = PacketRecord(
-                        camera_id=self.entry.camera_id, session_id=self.session_id, sequence=self.sequence,
-                        capture_time=time.time_ns() // 1000, pts_us=pts_us, dts_us=dts_us, duration_us=duration_us,
-                        is_keyframe=key, data=data,
+                        camera_id=self.entry.camera_id,
+                        session_id=self.session_id,
+                        sequence=self.sequence,
+                        capture_time=time.time_ns() // 1000,
+                        pts_us=pts_us,
+                        dts_us=dts_us,
+                        duration_us=duration_us,
+                        is_keyframe=key,
+                        data=data,
                         **(header if key else dict.fromkeys(header)),
                     )
                     self.sequence += 1
@@ -422,15 +454,28 @@ class CameraPuller:
                     self.bytes += len(data)
                     rates.add(len(data))
                     if self.packets_in_session == 1:
-                        self.on_status(StatusChange(self.entry.camera_id, CameraState.ONLINE, self.session_id,
-                                                    last_packet_time_ms=record.capture_time // 1000))
+                        self.on_status(
+                            StatusChange(
+                                self.entry.camera_id,
+                                CameraState.ONLINE,
+                                self.session_id,
+                                last_packet_time_ms=record.capture_time // 1000,
+                            )
+                        )
                     self.on_packet(record)
                     if time.monotonic() >= next_status:
                         fps, bps = rates.take()
                         next_status = time.monotonic() + self.settings.status_interval_s
-                        self.on_status(StatusChange(self.entry.camera_id, CameraState.ONLINE, self.session_id,
-                                                    fps=round(fps, 2), bitrate_bps=round(bps),
-                                                    last_packet_time_ms=record.capture_time // 1000))
+                        self.on_status(
+                            StatusChange(
+                                self.entry.camera_id,
+                                CameraState.ONLINE,
+                                self.session_id,
+                                fps=round(fps, 2),
+                                bitrate_bps=round(bps),
+                                last_packet_time_ms=record.capture_time // 1000,
+                            )
+                        )
             finally:
                 container.close()
             if not (is_file and self.entry.loop):

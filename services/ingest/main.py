@@ -54,12 +54,15 @@ SERVICE = "ingest"
 
 PACKETS = Counter("cctv_ingest_packets_total", "Video packets produced", ["camera_id"])
 BYTES = Counter("cctv_ingest_bytes_total", "Video bytes produced", ["camera_id"])
-DROPPED = Counter("cctv_ingest_dropped_packets_total", "Packets dropped (whole GOPs) because Kafka could not keep up", ["camera_id"])
+DROPPED = Counter(
+    "cctv_ingest_dropped_packets_total", "Packets dropped (whole GOPs) because Kafka could not keep up", ["camera_id"]
+)
 RECONNECTS = Counter("cctv_ingest_reconnects_total", "Connection attempts after a failure or a drop", ["camera_id"])
 CAMERAS_OWNED = Gauge("cctv_ingest_cameras_owned", "Cameras this replica is pulling")
-CAMERAS_WAITING = Gauge("cctv_ingest_cameras_waiting",
-                        "Cameras of this replica's partitions not pulled: over its camera limit or not started yet "
-                        "(scale out on this)")
+CAMERAS_WAITING = Gauge(
+    "cctv_ingest_cameras_waiting",
+    "Cameras of this replica's partitions not pulled: over its camera limit or not started yet (scale out on this)",
+)
 CAMERA_LIMIT = Gauge("cctv_ingest_camera_limit", "Cameras one replica pulls at most (0 = no limit)")
 
 
@@ -88,14 +91,24 @@ class Ingest:
         self.serde = runtime.serde
         # Video is already compressed: compressing again costs CPU for nothing.
         self.producer = make_producer(
-            settings.kafka, SERVICE, runtime.health, **{
+            settings.kafka,
+            SERVICE,
+            runtime.health,
+            **{
                 "compression.type": "none",
                 "queue.buffering.max.kbytes": self.config.max_buffered_mb * 1024,
                 "queue.buffering.max.messages": self.config.max_buffered_messages,
-            })
-        self.consumer: Consumer = make_consumer(settings.kafka, self.config.group_id, runtime.health, **{
-            "auto.offset.reset": "earliest", "isolation.level": "read_committed",
-        })
+            },
+        )
+        self.consumer: Consumer = make_consumer(
+            settings.kafka,
+            self.config.group_id,
+            runtime.health,
+            **{
+                "auto.offset.reset": "earliest",
+                "isolation.level": "read_committed",
+            },
+        )
         self.dead_letters = DeadLetterPublisher(self.producer, self.serde, SERVICE, self.config.group_id)
         self.pullers: dict[str, CameraPuller] = {}
         self.credentials = CredentialResolver(self.config.credentials_dir)
@@ -134,14 +147,23 @@ class Ingest:
         if change.state in ("RECONNECTING", "FAILED"):
             RECONNECTS.labels(change.camera_id).inc()
         record = {
-            "camera_id": change.camera_id, "session_id": change.session_id, "state": change.state.value,
-            "reason": change.reason, "fps": change.fps, "bitrate_bps": change.bitrate_bps,
-            "last_packet_time": change.last_packet_time_ms, "reconnect_attempt": change.reconnect_attempt,
-            "ingest_instance": self.runtime.settings.instance_id, "timestamp": int(time.time() * 1000),
+            "camera_id": change.camera_id,
+            "session_id": change.session_id,
+            "state": change.state.value,
+            "reason": change.reason,
+            "fps": change.fps,
+            "bitrate_bps": change.bitrate_bps,
+            "last_packet_time": change.last_packet_time_ms,
+            "reconnect_attempt": change.reconnect_attempt,
+            "ingest_instance": self.runtime.settings.instance_id,
+            "timestamp": int(time.time() * 1000),
         }
         try:
-            self.producer.produce(CAMERA_STATUS, key=change.camera_id.encode(),
-                                  value=self.serde.serialize(CAMERA_STATUS, "CameraStatus", record))
+            self.producer.produce(
+                CAMERA_STATUS,
+                key=change.camera_id.encode(),
+                value=self.serde.serialize(CAMERA_STATUS, "CameraStatus", record),
+            )
         except BufferError:
             log.warning("status of %s not published: producer queue full", change.camera_id)
 
@@ -159,13 +181,26 @@ class Ingest:
                 return
             camera_id = entry.camera_id
             # Labelled metrics resolved once per camera, not per packet (label lookup is ~2 µs each).
-            self.per_camera[camera_id] = (GopGate(), PACKETS.labels(camera_id), BYTES.labels(camera_id),
-                                          DROPPED.labels(camera_id))
-            log.info("pulling camera %s from %s", entry.camera_id, redact_url(entry.stream_url),
-                     extra={"camera_id": entry.camera_id})
-            self.pullers[entry.camera_id] = CameraPuller(entry, self.on_packet, self.on_status, self.config.pull,
-                                                         credentials=self.credentials,
-                                                         connect_gate=self.connect_gate).start()
+            self.per_camera[camera_id] = (
+                GopGate(),
+                PACKETS.labels(camera_id),
+                BYTES.labels(camera_id),
+                DROPPED.labels(camera_id),
+            )
+            log.info(
+                "pulling camera %s from %s",
+                entry.camera_id,
+                redact_url(entry.stream_url),
+                extra={"camera_id": entry.camera_id},
+            )
+            self.pullers[entry.camera_id] = CameraPuller(
+                entry,
+                self.on_packet,
+                self.on_status,
+                self.config.pull,
+                credentials=self.credentials,
+                connect_gate=self.connect_gate,
+            ).start()
             CAMERAS_OWNED.set(len(self.pullers))
 
     def stop_camera(self, camera_id: str, reason: str) -> None:
@@ -256,8 +291,10 @@ class Ingest:
             self.pending.pop(partition, None)
         self.orphaned |= lost
         consumer.incremental_unassign(partitions)
-        log.warning("inventory assignment lost (Kafka unreachable?); keeping %d cameras running until the "
-                    "group is rejoined", len(self.pullers))
+        log.warning(
+            "inventory assignment lost (Kafka unreachable?); keeping %d cameras running until the group is rejoined",
+            len(self.pullers),
+        )
 
     def stop_orphans(self, assigned: set[int]) -> None:
         """After a lost assignment: cameras whose partitions did not come back belong to another replica now."""
@@ -268,9 +305,10 @@ class Ingest:
         self.orphaned = set()
 
     def handle(self, message: Message) -> None:
-        if message.error():
-            if message.error().code() != KafkaError._PARTITION_EOF:
-                log.warning("inventory consumer error: %s", message.error().str())
+        error = message.error()
+        if error is not None:
+            if error.code() != KafkaError._PARTITION_EOF:
+                log.warning("inventory consumer error: %s", error.str())
             return
         camera_id = (message.key() or b"").decode(errors="replace")
         partition = message.partition()

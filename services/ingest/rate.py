@@ -13,8 +13,13 @@ from collections.abc import Callable
 class ConnectRateLimiter:
     """At most `rate_per_s` connection attempts a second on average, `burst` at once after a quiet spell."""
 
-    def __init__(self, rate_per_s: float, burst: int = 1, rng: random.Random | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        rate_per_s: float,
+        burst: int = 1,
+        rng: random.Random | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         if rate_per_s <= 0 or burst < 1:
             raise ValueError("rate_per_s must be > 0 and burst >= 1")
         self.interval_s = 1.0 / rate_per_s

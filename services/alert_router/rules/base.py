@@ -101,9 +101,7 @@ def rule_type_of(config: type[RuleConfigBase]) -> str:
     type_field = config.model_fields.get("type")
     literals = get_args(type_field.annotation) if type_field is not None else ()
     if type_field is None or len(literals) != 1 or type_field.default != literals[0]:
-        raise TypeError(
-            f"rule config {config.__name__} needs a field `type: Literal['<rule name>'] = '<rule name>'`"
-        )
+        raise TypeError(f"rule config {config.__name__} needs a field `type: Literal['<rule name>'] = '<rule name>'`")
     return str(literals[0])
 
 
@@ -173,4 +171,3 @@ def forget_gone_tracks(table_key: str) -> ForgetTracks:
                 del table[track_id]
 
     return forget
-

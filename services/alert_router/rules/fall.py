@@ -50,10 +50,13 @@ class FallRule(RuleConfigBase):
     @model_validator(mode="after")
     def _thresholds_ordered(self) -> FallRule:
         if self.upright_max_deg >= self.lying_min_deg:
-            raise ValueError(f"upright_max_deg ({self.upright_max_deg}) must be below lying_min_deg ({self.lying_min_deg})")
+            raise ValueError(
+                f"upright_max_deg ({self.upright_max_deg}) must be below lying_min_deg ({self.lying_min_deg})"
+            )
         if self.lying_max_ratio >= self.upright_min_ratio:
-            raise ValueError(f"lying_max_ratio ({self.lying_max_ratio}) must be below upright_min_ratio "
-                             f"({self.upright_min_ratio})")
+            raise ValueError(
+                f"lying_max_ratio ({self.lying_max_ratio}) must be below upright_min_ratio ({self.upright_min_ratio})"
+            )
         return self
 
 
@@ -107,8 +110,10 @@ def evaluate_fall(rule: FallRule, frame: RuleFrame) -> Firing | None:
                 fallen.append((track, down_s))
     if not fallen:
         return None
-    return Firing([t for t, _ in fallen], "; ".join(
-        f"{track_label(t)} down in zone '{frame.zone.name}' for {s:.0f} s" for t, s in fallen))
+    return Firing(
+        [t for t, _ in fallen],
+        "; ".join(f"{track_label(t)} down in zone '{frame.zone.name}' for {s:.0f} s" for t, s in fallen),
+    )
 
 
 def _was_upright(entry: dict[str, Any], track: Track, people: dict[str, Any], frame: RuleFrame, rule: FallRule) -> bool:
@@ -119,9 +124,11 @@ def _was_upright(entry: dict[str, Any], track: Track, people: dict[str, Any], fr
         return True
     centre_x, centre_y = track.center
     return any(
-        other.get("up", -math.inf) >= since_ms and math.hypot(
-            (other["foot"][0] - centre_x) * frame.aspect, other["foot"][1] - centre_y) <= other["height"]
-        for other in people.values() if other is not entry)
+        other.get("up", -math.inf) >= since_ms
+        and math.hypot((other["foot"][0] - centre_x) * frame.aspect, other["foot"][1] - centre_y) <= other["height"]
+        for other in people.values()
+        if other is not entry
+    )
 
 
 register_rule(FallRule, evaluate_fall, forget_tracks=forget_gone_tracks("people"))

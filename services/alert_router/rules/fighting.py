@@ -56,8 +56,11 @@ def limb_offsets(track: Track, aspect: float, min_score: float) -> dict[str, lis
         return None
     cx = sum(p[0] for p in torso) / len(torso)
     cy = sum(p[1] for p in torso) / len(torso)
-    return {str(i): [(points[i][0] - cx) * aspect / track.height, (points[i][1] - cy) / track.height]
-            for i in LIMBS if points[i][2] >= min_score}
+    return {
+        str(i): [(points[i][0] - cx) * aspect / track.height, (points[i][1] - cy) / track.height]
+        for i in LIMBS
+        if points[i][2] >= min_score
+    }
 
 
 def limb_speed(before: dict[str, Any], now_offsets: dict[str, list[float]], seconds: float) -> float | None:
@@ -96,8 +99,9 @@ def evaluate_fighting(rule: FightingRule, frame: RuleFrame) -> Firing | None:
     duration_s = (frame.now_ms - fight["since"]) / 1000.0
     if duration_s < rule.min_duration_s or fight["frames"] < rule.min_fast_frames:
         return None
-    return Firing(involved, f"{', '.join(map(track_label, involved))} fighting in zone '{frame.zone.name}' "
-                            f"for {duration_s:.0f} s")
+    return Firing(
+        involved, f"{', '.join(map(track_label, involved))} fighting in zone '{frame.zone.name}' for {duration_s:.0f} s"
+    )
 
 
 def _close_to_others(fast: list[Track], everyone: list[Track], aspect: float, proximity: float) -> list[Track]:

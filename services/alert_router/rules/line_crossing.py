@@ -83,9 +83,7 @@ def evaluate_line_crossing(rule: LineCrossingRule, frame: RuleFrame) -> Firing |
         return None
     return Firing(
         [t for t, _ in crossed],
-        "; ".join(
-            f"{track_label(t)} crossed line of zone '{frame.zone.name}' {direction}" for t, direction in crossed
-        ),
+        "; ".join(f"{track_label(t)} crossed line of zone '{frame.zone.name}' {direction}" for t, direction in crossed),
     )
 
 

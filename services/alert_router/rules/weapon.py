@@ -74,8 +74,9 @@ def evaluate_weapon(rule: WeaponRule, frame: RuleFrame) -> Firing | None:
         entry["last"] = frame.now_ms
         if entry["frames"] >= rule.min_frames:
             firing.extend([person, *near])
-            descriptions.append(f"{track_label(person)} with {', '.join(map(track_label, near))} "
-                                f"in zone '{frame.zone.name}'")
+            descriptions.append(
+                f"{track_label(person)} with {', '.join(map(track_label, near))} in zone '{frame.zone.name}'"
+            )
     if not firing:
         return None
     return Firing(firing, "; ".join(descriptions))

@@ -177,13 +177,16 @@ def main() -> None:
         "ours (time-aware)": lambda: ours(width, height),
         "ByteTrack+timestamps": library("bytetrack", True, **bytetrack),
         # DIoU < 0 for separate boxes: lets sparse frames associate. (A fresh DIoU per run, as before.)
-        "ByteTrack+ts+DIoU": lambda: roboflow("bytetrack", width, height, True, **bytetrack, iou=_diou(),
-                                              minimum_iou_threshold=-0.3),
+        "ByteTrack+ts+DIoU": lambda: roboflow(
+            "bytetrack", width, height, True, **bytetrack, iou=_diou(), minimum_iou_threshold=-0.3
+        ),
         "ByteTrack fixed-rate": library("bytetrack", False, **bytetrack),
-        "SORT+timestamps": library("sort", True, **budget, track_activation_threshold=0.4,
-                                   minimum_consecutive_frames=2),
-        "OC-SORT+timestamps": library("ocsort", True, **budget, high_conf_det_threshold=0.4,
-                                      minimum_consecutive_frames=2),
+        "SORT+timestamps": library(
+            "sort", True, **budget, track_activation_threshold=0.4, minimum_consecutive_frames=2
+        ),
+        "OC-SORT+timestamps": library(
+            "ocsort", True, **budget, high_conf_det_threshold=0.4, minimum_consecutive_frames=2
+        ),
     }
     print(f"{'schedule':<14} {'tracker':<22} {'frames':>6} {'IDSW':>5} {'IDF1':>6} {'coverage':>8}")
     for plan, indices in schedules(len(rows)).items():
