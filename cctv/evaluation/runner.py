@@ -118,19 +118,7 @@ def _frame_detections(frame: SampledFrame, objects: list, index: int) -> FrameDe
         frame_ref=FrameRef("eval", 0, index),
         width=frame.width,
         height=frame.height,
-        detections=[
-            Det(
-                o.class_id,
-                o.class_name,
-                o.score,
-                o.x1,
-                o.y1,
-                o.x2,
-                o.y2,
-                None if o.keypoints is None else tuple((k.x, k.y, k.score) for k in o.keypoints),
-            )
-            for o in objects
-        ],
+        detections=[Det.of(o) for o in objects],
     )
 
 

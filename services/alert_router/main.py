@@ -119,19 +119,7 @@ def frame_detections(record: dict[str, Any]) -> FrameDetections:
         frame_ref=FrameRef(ref.topic, ref.partition, ref.offset),
         width=detections.width,
         height=detections.height,
-        detections=[
-            Det(
-                o.class_id,
-                o.class_name,
-                o.score,
-                o.x1,
-                o.y1,
-                o.x2,
-                o.y2,
-                None if o.keypoints is None else tuple((k.x, k.y, k.score) for k in o.keypoints),
-            )
-            for o in detections.objects
-        ],
+        detections=[Det.of(o) for o in detections.objects],
     )
 
 

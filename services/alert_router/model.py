@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from libs.records import DetectedObject
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +32,12 @@ class Det:
     y2: float
     # A person's 17 COCO keypoints as (x, y, score), normalised; None when no pose stage ran.
     keypoints: tuple[tuple[float, float, float], ...] | None = None
+
+    @classmethod
+    def of(cls, o: DetectedObject) -> Det:
+        """The tracker's view of one object of a Detections record."""
+        keypoints = None if o.keypoints is None else tuple((k.x, k.y, k.score) for k in o.keypoints)
+        return cls(o.class_id, o.class_name, o.score, o.x1, o.y1, o.x2, o.y2, keypoints)
 
     def __post_init__(self) -> None:
         if not (self.x2 > self.x1 and self.y2 > self.y1):

@@ -130,8 +130,8 @@ class EvidenceDesk:
         )
         self.store.clear_hold(alert_id)
 
-    def download_links(self, alert_id: str, actor: Actor, ttl_s: int | None = None) -> list[dict[str, Any]]:
-        """Presigned URLs of the clip's objects, handed out only after the download is audited."""
+    def _downloadable(self, alert_id: str, actor: Actor) -> dict[str, Any]:
+        """The clip's manifest when `actor` may download it; a refusal (audited) otherwise."""
         manifest = self._manifest(alert_id)
         if not actor.roles & DOWNLOAD_ROLES:
             raise self._refuse(
@@ -141,6 +141,11 @@ class EvidenceDesk:
                 manifest["camera_id"],
                 f"downloading evidence needs one of the roles {sorted(DOWNLOAD_ROLES)}",
             )
+        return manifest
+
+    def download_links(self, alert_id: str, actor: Actor, ttl_s: int | None = None) -> list[dict[str, Any]]:
+        """Presigned URLs of the clip's objects, handed out only after the download is audited."""
+        manifest = self._downloadable(alert_id, actor)
         keys = [item["key"] for item in manifest["objects"]]
         self.audit.record(
             audit_event(
@@ -167,15 +172,7 @@ class EvidenceDesk:
 
     def snapshot(self, alert_id: str, capture_time_us: int, actor: Actor) -> bytes:
         """The frame at `capture_time_us` (e.g. the alert's detected_at) from the clip, as JPEG (audited)."""
-        manifest = self._manifest(alert_id)
-        if not actor.roles & DOWNLOAD_ROLES:
-            raise self._refuse(
-                actor,
-                "evidence.download",
-                alert_id,
-                manifest["camera_id"],
-                f"downloading evidence needs one of the roles {sorted(DOWNLOAD_ROLES)}",
-            )
+        manifest = self._downloadable(alert_id, actor)
         item = next((o for o in manifest["objects"] if o["start_us"] <= capture_time_us < o["end_us"]), None)
         if item is None:
             raise NotFound(f"the clip of alert {alert_id} does not cover {capture_time_us} µs")
