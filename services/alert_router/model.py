@@ -6,17 +6,10 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
+from libs.records import FrameRef  # the one claim-check type; re-exported for the alert-router's modules
+
 if TYPE_CHECKING:
     from libs.records import DetectedObject
-
-
-@dataclass(frozen=True, slots=True)
-class FrameRef:
-    """Where the frame that produced a set of detections lives in Kafka."""
-
-    topic: str
-    partition: int
-    offset: int
 
 
 @dataclass(frozen=True, slots=True)
