@@ -174,3 +174,43 @@ class TopicWatcher:
 
     def __exit__(self, *_args: object) -> None:
         self.close()
+
+
+def alert_record(
+    alert_id: str,
+    camera: str,
+    kind: str = "NEW",
+    sequence: int = 0,
+    *,
+    started_us: int,
+    detected_us: int | None = None,
+    ended_us: int | None = None,
+    **fields: Any,
+) -> dict[str, Any]:
+    """A complete Alert record (schemas/alert.avsc) of an intrusion in zone 'road'; `fields` override."""
+    return {
+        "alert_id": alert_id,
+        "kind": kind,
+        "sequence": sequence,
+        "event_type": "intrusion",
+        "rule_id": "r1",
+        "severity": "HIGH",
+        "camera_id": camera,
+        "camera_name": camera,
+        "site_id": "site-1",
+        "location": None,
+        "tags": [],
+        "zone_id": "road",
+        "zone_name": "road",
+        "started_at": started_us,
+        "detected_at": started_us if detected_us is None else detected_us,
+        "ended_at": ended_us,
+        "track_ids": [1],
+        "objects": [],
+        "frame": None,
+        "snapshot_jpeg": None,
+        "description": "person entered restricted zone road",
+        "destinations": [],
+        "produced_at": time.time_ns() // 1000,
+        "evidence": None,
+    } | fields

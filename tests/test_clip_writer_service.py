@@ -33,12 +33,13 @@ from services.clip_writer.jobs import ClipJob
 from services.clip_writer.store import EvidenceStore, S3Settings, StorageUnavailable
 from services.clip_writer.writer import ClipBuilder
 from tests.clip_helpers import GOP_US, probe_mp4, sample_packets
-from tests.kafka_helpers import TopicWatcher, wait_for
+from tests.kafka_helpers import TopicWatcher, alert_record, wait_for
 
 REPO = Path(__file__).resolve().parents[1]
 SERDE = AvroSerde(shipped_catalog())
 S = 1_000_000
-S3_PORT = int(os.environ.get("CCTV_TEST_S3_PORT", "18333"))
+# Not 18333: SeaweedFS serves gRPC on port + 10000, so the dev stack (`make run`, S3 on 8333) holds 18333-18336.
+S3_PORT = int(os.environ.get("CCTV_TEST_S3_PORT", "17333"))
 S3_OUTAGE_PORT = int(os.environ.get("CCTV_TEST_S3_OUTAGE_PORT", str(S3_PORT + 100)))
 SIGNING_KEY = Ed25519PrivateKey.generate()
 SEED_B64 = base64.b64encode(
@@ -111,32 +112,16 @@ def publish_packets(kafka: KafkaSettings, camera: str, start_us: int) -> list:
 
 
 def alert(alert_id: str, camera: str, kind: str, started_us: int, ended_us: int | None, sequence: int = 0) -> dict:
-    return {
-        "alert_id": alert_id,
-        "kind": kind,
-        "sequence": sequence,
-        "event_type": "intrusion",
-        "rule_id": "r1",
-        "severity": "HIGH",
-        "camera_id": camera,
-        "camera_name": camera,
-        "site_id": "site-1",
-        "location": None,
-        "tags": [],
-        "zone_id": "road",
-        "zone_name": "road",
-        "started_at": started_us,
-        "detected_at": ended_us or started_us,
-        "ended_at": ended_us,
-        "track_ids": [1],
-        "objects": [],
-        "frame": None,
-        "snapshot_jpeg": None,
-        "description": "person entered restricted zone road",
-        "destinations": [],
-        "produced_at": time.time_ns() // 1000,
-        "evidence": {"clip_id": alert_id, "uri": f"cctv-evidence://clips/{alert_id}"},
-    }
+    return alert_record(
+        alert_id,
+        camera,
+        kind,
+        sequence,
+        started_us=started_us,
+        detected_us=ended_us or started_us,
+        ended_us=ended_us,
+        evidence={"clip_id": alert_id, "uri": f"cctv-evidence://clips/{alert_id}"},
+    )
 
 
 def publish_alerts(kafka: KafkaSettings, *records: dict) -> None:

@@ -36,7 +36,7 @@ from services.dispatcher.events import (
 )
 from services.dispatcher.verify import verify
 from tests.assets_fetch import fetch_stills
-from tests.kafka_helpers import TopicWatcher, free_port, read_topic, wait_for
+from tests.kafka_helpers import TopicWatcher, alert_record, free_port, read_topic, wait_for
 from tests.masking_helpers import shared_detail
 from tests.webhook_receiver import Receiver
 
@@ -46,32 +46,16 @@ SECRET = b"test-webhook-secret-0123456789"
 
 def alert(alert_id: str, kind: str = "NEW", sequence: int = 0, camera: str = "cam-1") -> dict:
     now_us = time.time_ns() // 1000
-    return {
-        "alert_id": alert_id,
-        "kind": kind,
-        "sequence": sequence,
-        "event_type": "intrusion",
-        "rule_id": "r1",
-        "severity": "HIGH",
-        "camera_id": camera,
-        "camera_name": camera,
-        "site_id": "site-1",
-        "location": None,
-        "tags": [],
-        "zone_id": "road",
-        "zone_name": "road",
-        "started_at": now_us,
-        "detected_at": now_us,
-        "ended_at": now_us if kind == "END" else None,
-        "track_ids": [1],
-        "objects": [],
-        "frame": None,
-        "snapshot_jpeg": b"\xff\xd8jpeg",
-        "description": "person entered restricted zone road",
-        "destinations": [],
-        "produced_at": now_us,
-        "evidence": None,
-    }
+    return alert_record(
+        alert_id,
+        camera,
+        kind,
+        sequence,
+        started_us=now_us,
+        ended_us=now_us if kind == "END" else None,
+        snapshot_jpeg=b"\xff\xd8jpeg",
+        produced_at=now_us,
+    )
 
 
 # --- pure pieces ------------------------------------------------------------------------------------
