@@ -17,6 +17,7 @@ from libs.serde import AvroSerde, shipped_catalog
 from libs.settings import KafkaSettings
 from libs.topics import ALERTS, DETECTIONS, DLQ, FRAMES
 from tests.kafka_helpers import TopicWatcher, wait_for
+from tests.pipeline_helpers import service_env
 
 REPO = Path(__file__).resolve().parents[1]
 SERDE = AvroSerde(shipped_catalog())
@@ -41,15 +42,12 @@ END_GRACE_S = 120
 def router(kafka: KafkaSettings, app_id: str, tmp_path: Path, tag: str) -> ServiceProcess:
     return ServiceProcess(
         "alert-router",
-        {
-            "CCTV_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
-            "CCTV_HTTP__PORT": "0",
-            "CCTV_GROUP_ID": app_id,
+        service_env(kafka.bootstrap_servers, group=app_id)
+        | {
             "CCTV_DATA_DIR": str(tmp_path / f"faust-{tag}"),
             "CCTV_INCIDENTS__END_GRACE_S": str(END_GRACE_S),
             "CCTV_INCIDENTS__UPDATE_INTERVAL_S": "60",
             "CCTV_EXPIRE_INTERVAL_S": "0.5",
-            "CCTV_LOG__FORMAT": "text",
         },
         tmp_path / f"router-{tag}.log",
     ).start()

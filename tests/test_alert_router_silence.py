@@ -19,6 +19,7 @@ from libs.serde import AvroSerde, shipped_catalog
 from libs.settings import KafkaSettings
 from libs.topics import ALERTS, DETECTIONS, FRAMES
 from tests.kafka_helpers import GRACEFUL_STOP_S, TopicWatcher, free_port, wait_for
+from tests.pipeline_helpers import service_env
 from tests.test_alert_router_service import PERSON, real_frame_jpeg
 
 SERDE = AvroSerde(shipped_catalog())
@@ -117,14 +118,11 @@ def test_silent_camera_ended_by_timer_aged_out_evidence_and_invalid_zone_skipped
     port = free_port()
     router = ServiceProcess(
         "alert-router",
-        {
-            "CCTV_KAFKA__BOOTSTRAP_SERVERS": kafka_settings.bootstrap_servers,
-            "CCTV_HTTP__PORT": str(port),
-            "CCTV_GROUP_ID": f"router-{unique}",
+        service_env(kafka_settings.bootstrap_servers, http_port=port, group=f"router-{unique}")
+        | {
             "CCTV_DATA_DIR": str(tmp_path / "faust"),
             "CCTV_INCIDENTS__END_GRACE_S": str(END_GRACE_S),
             "CCTV_EXPIRE_INTERVAL_S": "0.5",
-            "CCTV_LOG__FORMAT": "text",
         },
         tmp_path / "router.log",
     ).start()

@@ -16,6 +16,7 @@ from libs.settings import KafkaSettings
 from libs.topics import DETECTIONS, DLQ, FRAMES, pipeline_topics
 from tests.assets_fetch import DEFAULT_CACHE_DIR, fetch_stills
 from tests.kafka_helpers import TopicWatcher, free_port, wait_for
+from tests.pipeline_helpers import service_env
 
 SERDE = AvroSerde(shipped_catalog())
 
@@ -55,16 +56,13 @@ def test_batches_across_cameras_keep_results_apart_and_corrupt_jpeg_goes_to_dlq(
     metrics_port = free_port()
     detector = ServiceProcess(
         "detector",
-        {
-            "CCTV_KAFKA__BOOTSTRAP_SERVERS": kafka_settings.bootstrap_servers,
-            "CCTV_HTTP__PORT": str(metrics_port),
-            "CCTV_GROUP_ID": f"detector-{unique}",
+        service_env(kafka_settings.bootstrap_servers, http_port=metrics_port, group=f"detector-{unique}")
+        | {
             "CCTV_MAX_BATCH": "8",
             "CCTV_MAX_WAIT_MS": "1000",
             "CCTV_QUEUE_HIGH": "4",
             "CCTV_QUEUE_LOW": "1",
             "CCTV_OVERLAP_PREPROCESSING": overlap,
-            "CCTV_LOG__FORMAT": "text",
         },
         tmp_path / "detector.log",
     ).start()
