@@ -30,7 +30,7 @@ from libs.kafka import create_topics
 from libs.serde import AvroSerde, shipped_catalog
 from libs.settings import KafkaSettings
 from libs.topics import FRAMES, pipeline_topics
-from tests.pipeline_helpers import campus_camera, service_env, start_pipeline
+from tests.pipeline_helpers import campus_camera, pipeline_group, service_env, start_pipeline
 
 REPO = Path(__file__).resolve().parents[1]
 SECURED_PORT = int(os.environ.get("CCTV_TEST_SECURED_KAFKA_PORT", "19392"))
@@ -171,7 +171,9 @@ def test_pipeline_runs_on_secured_broker_with_least_privilege(
     forger.produce(police_topic, key=b"forged", value=b"x", on_delivery=lambda err, _m: outcomes.append(err))
     forger.flush(30)
     assert outcomes and outcomes[0] is not None and outcomes[0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
-    detector = _client(broker, "cctv-detector", passwords["cctv-detector"]) | {"group.id": f"cctv-detector-{unique}"}
+    detector = _client(broker, "cctv-detector", passwords["cctv-detector"]) | {
+        "group.id": pipeline_group("detector", unique)
+    }
     assert _refused(detector, "cctv.video.packets.v1").code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
 
     # A wrong password is an authentication failure, not an anonymous session.
