@@ -16,7 +16,7 @@ from libs.kafka import make_producer
 from libs.serde import AvroSerde, shipped_catalog
 from libs.settings import KafkaSettings
 from libs.topics import ALERTS, DETECTIONS, DLQ, FRAMES
-from tests.kafka_helpers import TopicWatcher, wait_for
+from tests.kafka_helpers import TopicWatcher, frame_record, wait_for
 from tests.pipeline_helpers import service_env
 
 REPO = Path(__file__).resolve().parents[1]
@@ -103,21 +103,7 @@ def test_killed_router_resumes_incident_without_second_new_and_ends_it(
         value=SERDE.serialize(
             FRAMES,
             "Frame",
-            {
-                "camera_id": camera,
-                "session_id": "s",
-                "sequence": 0,
-                "capture_time": time.time_ns() // 1000,
-                "pts_us": 0,
-                "source_partition": 0,
-                "source_offset": 0,
-                "width": 768,
-                "height": 576,
-                "jpeg": real_frame_jpeg(),
-                "motion_score": 0.1,
-                "reason": "MOTION",
-                "sampled_at": time.time_ns() // 1000,
-            },
+            frame_record(camera, 0, real_frame_jpeg(), pts_us=0, width=768, height=576, motion_score=0.1),
         ),
         on_delivery=lambda _e, m: frame_offsets.append((m.partition(), m.offset())),
     )

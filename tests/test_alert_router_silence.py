@@ -18,7 +18,7 @@ from libs.kafka import make_admin, make_producer
 from libs.serde import AvroSerde, shipped_catalog
 from libs.settings import KafkaSettings
 from libs.topics import ALERTS, DETECTIONS, FRAMES
-from tests.kafka_helpers import GRACEFUL_STOP_S, TopicWatcher, free_port, wait_for
+from tests.kafka_helpers import GRACEFUL_STOP_S, TopicWatcher, frame_record, free_port, wait_for
 from tests.pipeline_helpers import service_env
 from tests.test_alert_router_service import PERSON, real_frame_jpeg
 
@@ -62,21 +62,7 @@ def test_silent_camera_ended_by_timer_aged_out_evidence_and_invalid_zone_skipped
         value=SERDE.serialize(
             FRAMES,
             "Frame",
-            {
-                "camera_id": silent,
-                "session_id": "s",
-                "sequence": 0,
-                "capture_time": time.time_ns() // 1000,
-                "pts_us": 0,
-                "source_partition": 0,
-                "source_offset": 0,
-                "width": 768,
-                "height": 576,
-                "jpeg": real_frame_jpeg(),
-                "motion_score": 0.1,
-                "reason": "MOTION",
-                "sampled_at": time.time_ns() // 1000,
-            },
+            frame_record(silent, 0, real_frame_jpeg(), pts_us=0, width=768, height=576, motion_score=0.1),
         ),
         on_delivery=lambda _e, m: delivered.append((m.partition(), m.offset())),
     )
