@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import av
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from cctv.devstack.services import ServiceProcess
 from libs.cameras import CameraEntry
@@ -32,6 +32,20 @@ def real_frame_jpeg() -> bytes:
         buffer = io.BytesIO()
         frame.to_image().save(buffer, format="JPEG")
         return buffer.getvalue()
+
+
+def produce_evidence_frame(producer: Producer, camera: str) -> tuple[int, int]:
+    """One real frame on the frames topic, as the sampler writes it; its (partition, offset) for evidence."""
+    delivered: list[tuple[int, int]] = []
+    frame = frame_record(camera, 0, real_frame_jpeg(), pts_us=0, width=768, height=576, motion_score=0.1)
+    producer.produce(
+        FRAMES,
+        key=camera,
+        value=SERDE.serialize(FRAMES, "Frame", frame),
+        on_delivery=lambda _e, m: delivered.append((m.partition(), m.offset())),
+    )
+    producer.flush(30)
+    return delivered[0]
 
 
 # Longer than any restart on a loaded machine: the restarted router's wall-clock expiry must not END
@@ -96,19 +110,7 @@ def test_killed_router_resumes_incident_without_second_new_and_ends_it(
         ]
     )
     producer = make_producer(kafka_settings, "test")
-    frame_offsets: list[tuple[int, int]] = []
-    producer.produce(
-        FRAMES,
-        key=camera,
-        value=SERDE.serialize(
-            FRAMES,
-            "Frame",
-            frame_record(camera, 0, real_frame_jpeg(), pts_us=0, width=768, height=576, motion_score=0.1),
-        ),
-        on_delivery=lambda _e, m: frame_offsets.append((m.partition(), m.offset())),
-    )
-    producer.flush(30)
-    partition, offset = frame_offsets[0]
+    partition, offset = produce_evidence_frame(producer, camera)
     sequence = iter(range(10_000))
     sent: list[tuple[int, int]] = []  # (partition, offset) of each detections record
 

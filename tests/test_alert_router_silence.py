@@ -18,9 +18,9 @@ from libs.kafka import make_admin, make_producer
 from libs.serde import AvroSerde, shipped_catalog
 from libs.settings import KafkaSettings
 from libs.topics import ALERTS, DETECTIONS, FRAMES
-from tests.kafka_helpers import GRACEFUL_STOP_S, TopicWatcher, frame_record, free_port, wait_for
+from tests.kafka_helpers import GRACEFUL_STOP_S, TopicWatcher, free_port, wait_for
 from tests.pipeline_helpers import service_env
-from tests.test_alert_router_service import PERSON, real_frame_jpeg
+from tests.test_alert_router_service import PERSON, produce_evidence_frame
 
 SERDE = AvroSerde(shipped_catalog())
 END_GRACE_S = 3.0
@@ -55,19 +55,7 @@ def test_silent_camera_ended_by_timer_aged_out_evidence_and_invalid_zone_skipped
     )
     producer = make_producer(kafka_settings, "test")
     # The evidence frame, then aged out: the frames topic is cut past it, as retention would.
-    delivered: list[tuple[int, int]] = []
-    producer.produce(
-        FRAMES,
-        key=silent,
-        value=SERDE.serialize(
-            FRAMES,
-            "Frame",
-            frame_record(silent, 0, real_frame_jpeg(), pts_us=0, width=768, height=576, motion_score=0.1),
-        ),
-        on_delivery=lambda _e, m: delivered.append((m.partition(), m.offset())),
-    )
-    producer.flush(30)
-    frame_partition, frame_offset = delivered[0]
+    frame_partition, frame_offset = produce_evidence_frame(producer, silent)
     admin = make_admin(kafka_settings)  # kept referenced until its future is done
     (cut,) = admin.delete_records([TopicPartition(FRAMES, frame_partition, frame_offset + 1)]).values()
     assert cut.result(timeout=30).low_watermark == frame_offset + 1
