@@ -48,6 +48,25 @@ def produce_evidence_frame(producer: Producer, camera: str) -> tuple[int, int]:
     return delivered[0]
 
 
+def detections_record(
+    camera: str, frame: tuple[int, int], sequence: int, capture_us: int, objects: list[dict]
+) -> dict[str, Any]:
+    """A Detections record of a 768x576 frame whose evidence image is at `frame` (partition, offset)."""
+    return {
+        "camera_id": camera,
+        "frame": {"topic": FRAMES, "partition": frame[0], "offset": frame[1]},
+        "session_id": "s",
+        "sequence": sequence,
+        "capture_time": capture_us,
+        "width": 768,
+        "height": 576,
+        "objects": objects,
+        "model": {"name": "m", "version": "1", "sha256": "0" * 64},
+        "inference_ms": 1.0,
+        "detected_at": time.time_ns() // 1000,
+    }
+
+
 # Longer than any restart on a loaded machine: the restarted router's wall-clock expiry must not END
 # the incident before its backlog of frames is read. The test's camera clock jumps past it at the end.
 END_GRACE_S = 120
@@ -122,19 +141,7 @@ def test_killed_router_resumes_incident_without_second_new_and_ends_it(
             value=SERDE.serialize(
                 DETECTIONS,
                 "Detections",
-                {
-                    "camera_id": camera,
-                    "frame": {"topic": FRAMES, "partition": partition, "offset": offset},
-                    "session_id": "s",
-                    "sequence": next(sequence),
-                    "capture_time": capture,
-                    "width": 768,
-                    "height": 576,
-                    "objects": objects,
-                    "model": {"name": "m", "version": "1", "sha256": "0" * 64},
-                    "inference_ms": 1.0,
-                    "detected_at": time.time_ns() // 1000,
-                },
+                detections_record(camera, (partition, offset), next(sequence), capture, objects),
             ),
             on_delivery=lambda _e, m: sent.append((m.partition(), m.offset())),
         )

@@ -20,7 +20,7 @@ from libs.settings import KafkaSettings
 from libs.topics import ALERTS, DETECTIONS, FRAMES
 from tests.kafka_helpers import GRACEFUL_STOP_S, TopicWatcher, free_port, wait_for
 from tests.pipeline_helpers import service_env
-from tests.test_alert_router_service import PERSON, produce_evidence_frame
+from tests.test_alert_router_service import PERSON, detections_record, produce_evidence_frame
 
 SERDE = AvroSerde(shipped_catalog())
 END_GRACE_S = 3.0
@@ -71,19 +71,9 @@ def test_silent_camera_ended_by_timer_aged_out_evidence_and_invalid_zone_skipped
             value=SERDE.serialize(
                 DETECTIONS,
                 "Detections",
-                {
-                    "camera_id": camera,
-                    "frame": {"topic": FRAMES, "partition": frame_partition, "offset": frame_offset},
-                    "session_id": "s",
-                    "sequence": next(sequence),
-                    "capture_time": last_capture_us[camera],
-                    "width": 768,
-                    "height": 576,
-                    "objects": objects,
-                    "model": {"name": "m", "version": "1", "sha256": "0" * 64},
-                    "inference_ms": 1.0,
-                    "detected_at": time.time_ns() // 1000,
-                },
+                detections_record(
+                    camera, (frame_partition, frame_offset), next(sequence), last_capture_us[camera], objects
+                ),
             ),
         )
         producer.flush(10)
