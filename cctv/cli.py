@@ -518,6 +518,7 @@ def _plan_command() -> None:
 
 _plan_command()
 app.command("eval")(__import__("cctv.evaluation.command", fromlist=["eval_command"]).eval_command)
+app.command("eval-marks")(__import__("cctv.evaluation.marks_command", fromlist=["marks_command"]).marks_command)
 
 
 @app.command("up")

@@ -15,9 +15,13 @@ if TYPE_CHECKING:
 
 
 def evaluate(
-    annotation_file: Path, clips_dir: Path, model_path: Path | None = None, model_format: str | None = None
+    annotation_file: Path,
+    clips_dir: Path,
+    model_path: Path | None = None,
+    model_format: str | None = None,
+    part: str = "report",
 ) -> tuple[dict[str, TypeScore], list[ClipRun], str]:
-    """Every annotated clip through the production cores; scores per event type."""
+    """Every annotated clip of `part` (tune, report or all) through the production cores; scores per type."""
     from services.detector.config import DetectorModelConfig
     from services.detector.detector import Detector
     from services.detector.pose import PoseEstimator, PoseModelConfig, PoseStage
@@ -25,6 +29,9 @@ def evaluate(
     from .runner import POSE_RULE_TYPES, run_clip
 
     annotations = load_annotations(annotation_file, clips_dir)
+    clips = [c for c in annotations.clips if part in ("all", c.part)]
+    if not clips:
+        raise AnnotationError(f"{annotation_file} has no clips of part {part!r} (parts: tune, report, all)")
     overrides: dict[str, object] = {}
     if model_path is not None:
         overrides["path"] = model_path
@@ -33,10 +40,7 @@ def evaluate(
     detector = Detector(DetectorModelConfig.model_validate(overrides))
     pose: PoseStage | None = None
     if any(
-        rule.get("type") in POSE_RULE_TYPES
-        for clip in annotations.clips
-        for zone in clip.zones
-        for rule in zone.get("rules") or []
+        rule.get("type") in POSE_RULE_TYPES for clip in clips for zone in clip.zones for rule in zone.get("rules") or []
     ):
         pose = PoseStage(PoseEstimator(PoseModelConfig()), needs_pose=lambda _camera: True)
     try:
@@ -49,14 +53,14 @@ def evaluate(
                 if any(r.get("type") in POSE_RULE_TYPES for z in clip.zones for r in z.get("rules") or [])
                 else None,
             )
-            for clip in annotations.clips
+            for clip in clips
         ]
     finally:
         detector.close()
-    events = [LabelledEvent(c.clip_id, e.type, e.start_s, e.end_s, e.zone) for c in annotations.clips for e in c.events]
+    events = [LabelledEvent(c.clip_id, e.type, e.start_s, e.end_s, e.zone) for c in clips for e in c.events]
     alerts: list[RaisedAlert] = [a for r in runs for a in r.alerts]
     scored: dict[str, dict[str, float]] = {}
-    for clip, run in zip(annotations.clips, runs, strict=True):
+    for clip, run in zip(clips, runs, strict=True):
         for event_type in clip.labelled:
             scored.setdefault(event_type, {})[clip.clip_id] = run.duration_s
     identity = detector.identity
@@ -71,6 +75,9 @@ def eval_command(
     out: Annotated[Path, typer.Option("--out", help="where eval.json, eval.md and eval.png go")] = Path("eval-out"),
     model: Annotated[Path | None, typer.Option(help="ONNX detector model (default: the detector's default)")] = None,
     model_format: Annotated[str | None, typer.Option(help="centernet or yolo")] = None,
+    part: Annotated[
+        str, typer.Option(help="which clips: report (the scored footage), tune (for choosing defaults) or all")
+    ] = "report",
 ) -> None:
     """Run the production cores offline over annotated clips; KISA-style scores per event type."""
     from rich.console import Console
@@ -80,7 +87,7 @@ def eval_command(
 
     console = Console(soft_wrap=True)
     try:
-        scores, runs, model_name = evaluate(annotations, clips, model, model_format)
+        scores, runs, model_name = evaluate(annotations, clips, model, model_format, part)
     except (AnnotationError, ClipError, ValueError) as error:
         Console(stderr=True).print(f"[red]error:[/red] {error}")
         raise typer.Exit(2) from None
