@@ -20,13 +20,11 @@ def evaluate(
     model_path: Path | None = None,
     model_format: str | None = None,
     part: str = "report",
+    jobs: int = 1,
 ) -> tuple[dict[str, TypeScore], list[ClipRun], str]:
-    """Every annotated clip of `part` (tune, report or all) through the production cores; scores per type."""
-    from services.detector.config import DetectorModelConfig
-    from services.detector.detector import Detector
-    from services.detector.pose import PoseEstimator, PoseModelConfig, PoseStage
-
-    from .runner import POSE_RULE_TYPES, run_clip
+    """Every annotated clip of `part` (tune, report or all) through the production cores, `jobs` clips at a
+    time; scores per event type."""
+    from .stages import run_clips
 
     annotations = load_annotations(annotation_file, clips_dir)
     clips = [c for c in annotations.clips if part in ("all", c.part)]
@@ -37,34 +35,14 @@ def evaluate(
         overrides["path"] = model_path
     if model_format is not None:
         overrides["format"] = model_format
-    detector = Detector(DetectorModelConfig.model_validate(overrides))
-    pose: PoseStage | None = None
-    if any(
-        rule.get("type") in POSE_RULE_TYPES for clip in clips for zone in clip.zones for rule in zone.get("rules") or []
-    ):
-        pose = PoseStage(PoseEstimator(PoseModelConfig()), needs_pose=lambda _camera: True)
-    try:
-        runs = [
-            run_clip(
-                clips_dir / clip.clip,
-                clip,
-                detector,
-                pose
-                if any(r.get("type") in POSE_RULE_TYPES for z in clip.zones for r in z.get("rules") or [])
-                else None,
-            )
-            for clip in clips
-        ]
-    finally:
-        detector.close()
+    runs, model_name = run_clips(clips, clips_dir, overrides, jobs)
     events = [LabelledEvent(c.clip_id, e.type, e.start_s, e.end_s, e.zone) for c in clips for e in c.events]
     alerts: list[RaisedAlert] = [a for r in runs for a in r.alerts]
     scored: dict[str, dict[str, float]] = {}
     for clip, run in zip(clips, runs, strict=True):
         for event_type in clip.labelled:
             scored.setdefault(event_type, {})[clip.clip_id] = run.duration_s
-    identity = detector.identity
-    return score(events, alerts, scored), runs, f"{identity.name} {identity.version} sha256:{identity.sha256[:12]}"
+    return score(events, alerts, scored), runs, model_name
 
 
 def eval_command(
@@ -78,6 +56,9 @@ def eval_command(
     part: Annotated[
         str, typer.Option(help="which clips: report (the scored footage), tune (for choosing defaults) or all")
     ] = "report",
+    jobs: Annotated[
+        int, typer.Option(min=1, help="clips run at once, each in its own process with its share of the CPU threads")
+    ] = 1,
 ) -> None:
     """Run the production cores offline over annotated clips; KISA-style scores per event type."""
     from rich.console import Console
@@ -87,7 +68,7 @@ def eval_command(
 
     console = Console(soft_wrap=True)
     try:
-        scores, runs, model_name = evaluate(annotations, clips, model, model_format, part)
+        scores, runs, model_name = evaluate(annotations, clips, model, model_format, part, jobs)
     except (AnnotationError, ClipError, ValueError) as error:
         Console(stderr=True).print(f"[red]error:[/red] {error}")
         raise typer.Exit(2) from None

@@ -25,6 +25,8 @@ def report_dict(scores: dict[str, TypeScore], runs: list[ClipRun], model: str) -
                 "duration_s": r.duration_s,
                 "wall_s": r.wall_s,
                 "realtime_factor": r.realtime_factor,
+                "cpu_s": r.cpu_s,
+                "realtime_factor_per_cpu": r.realtime_factor_per_cpu,
                 "frames_sampled": r.frames_sampled,
                 "detector_ms": r.detector_ms,
                 "decode_issues": r.decode_issues,
@@ -52,10 +54,15 @@ def markdown_table(scores: dict[str, TypeScore], runs: list[ClipRun]) -> str:
             f"{_number(s.recall)} | {_number(s.f1)} | {_number(s.mean_onset_delay_s, 1)} | "
             f"{s.event_free_s / 3600:.3f} | {_number(s.false_alarms_per_hour, 1)} |"
         )
-    lines += ["", "| clip | length (s) | frames sampled | wall (s) | × real time |", "|---|---|---|---|---|"]
+    lines += [
+        "",
+        "| clip | length (s) | frames sampled | wall (s) | × real time | CPU (s) | × real time per CPU-second |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in runs:
         lines.append(
-            f"| {r.clip_id} | {r.duration_s:.1f} | {r.frames_sampled} | {r.wall_s:.1f} | {r.realtime_factor:.1f} |"
+            f"| {r.clip_id} | {r.duration_s:.1f} | {r.frames_sampled} | {r.wall_s:.1f} | {r.realtime_factor:.1f} "
+            f"| {r.cpu_s:.1f} | {r.realtime_factor_per_cpu:.1f} |"
         )
     return "\n".join(lines) + "\n"
 
