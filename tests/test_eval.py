@@ -163,3 +163,23 @@ def test_only_the_chosen_part_is_scored_and_clips_in_parallel_processes_give_the
     path.write_text(yaml.safe_dump({"clips": [report_clip]}))
     with pytest.raises(AnnotationError, match="no clips of part 'tune'"):
         evaluate(path, SAMPLES, part="tune")
+
+
+@pytest.mark.parametrize("name", ["vtest.yaml", "vtest-360p.yaml"])
+def test_the_committed_annotations_load_and_keep_tuning_and_reporting_footage_apart(name: str) -> None:
+    import av
+
+    annotations = load_annotations(SAMPLES / "annotations" / name, SAMPLES)
+    parts = {clip.part: clip for clip in annotations.clips}
+    assert sorted(parts) == ["report", "tune"]
+    tune, report = parts["tune"], parts["report"]
+    with av.open(str(SAMPLES / tune.clip)) as container:
+        length_s = float(container.duration or 0) / 1e6
+    # The two parts do not overlap, and every event lies inside its excerpt.
+    assert tune.end_s is not None and tune.end_s <= report.start_s
+    for clip in (tune, report):
+        end = (clip.end_s or length_s) - clip.start_s
+        assert all(0 <= e.start_s < end and (e.end_s is None or e.end_s <= end) for e in clip.events), clip.clip_id
+    # Each behaviour the set reports on has labelled events on both sides of the split.
+    for event_type in ("intrusion", "loitering", "line_crossing"):
+        assert any(e.type == event_type for e in tune.events) and any(e.type == event_type for e in report.events)
