@@ -91,3 +91,37 @@ def test_known_types_are_read_unchanged() -> None:
     decoded = _round_trip(record, writer=SCHEMA, reader=SCHEMA)
     entry = CameraEntry.from_record(decoded)
     assert [r["type"] for r in entry.zones[0]["rules"]] == ["fall", "fighting"]
+
+
+def test_a_real_registry_accepts_the_evolution_and_a_later_rule_type_only_with_the_default(
+    schema_registry, unique: str
+) -> None:
+    """Apicurio's own Avro compatibility check: today's schema is BACKWARD-compatible with release 0.1.0,
+    and a later schema with one more rule type is FORWARD-compatible with today's (today's readers can
+    read it) only because of the enum default."""
+    from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+    from confluent_kafka.schema_registry.error import SchemaRegistryError
+
+    client = SchemaRegistryClient({"url": schema_registry.url})
+    released = (
+        Path(__file__).resolve().parents[1] / "schemas" / "released" / "0.1.0" / "camera_config.avsc"
+    ).read_text()
+    subject = f"test.enum-default.{unique}-value"
+    client.register_schema(subject, Schema(released, "AVRO"))
+    client.set_compatibility(subject, "BACKWARD")
+    client.register_schema(subject, Schema(json.dumps(SCHEMA), "AVRO"))
+    assert len(client.get_versions(subject)) == 2
+
+    client.set_compatibility(subject, "FORWARD")
+    client.register_schema(subject, Schema(json.dumps(_future_schema("arson")), "AVRO"))
+    assert len(client.get_versions(subject)) == 3
+
+    without = copy.deepcopy(SCHEMA)
+    del _rule_type_enum(without)["default"]
+    strict = f"test.enum-no-default.{unique}-value"
+    client.register_schema(strict, Schema(json.dumps(without), "AVRO"))
+    client.set_compatibility(strict, "FORWARD")
+    future_without = copy.deepcopy(without)
+    _rule_type_enum(future_without)["symbols"].append("arson")
+    with pytest.raises(SchemaRegistryError, match="arson"):
+        client.register_schema(strict, Schema(json.dumps(future_without), "AVRO"))
