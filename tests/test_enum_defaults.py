@@ -125,3 +125,21 @@ def test_a_real_registry_accepts_the_evolution_and_a_later_rule_type_only_with_t
     _rule_type_enum(future_without)["symbols"].append("arson")
     with pytest.raises(SchemaRegistryError, match="arson"):
         client.register_schema(strict, Schema(json.dumps(future_without), "AVRO"))
+
+
+def test_an_operator_action_newer_than_the_reader_is_read_as_unknown_and_changes_no_incident() -> None:
+    from cctv.evaluation.marks import marked_false
+    from services.console.incidents import Action
+
+    schema = json.loads((Path(__file__).resolve().parents[1] / "schemas" / "incident_action.avsc").read_text())
+    future = copy.deepcopy(schema)
+    action_enum = next(f for f in future["fields"] if f["name"] == "action")["type"]
+    action_enum["symbols"].append("ESCALATE")  # what a later console might add
+    records = [
+        {"action_id": "a1", "alert_id": "x", "action": "FALSE_ALARM", "operator": "op", "timestamp": 1},
+        {"action_id": "a2", "alert_id": "x", "action": "ESCALATE", "operator": "op", "timestamp": 2},
+    ]
+    decoded = [_round_trip(record, writer=future, reader=schema) for record in records]
+    assert [r["action"] for r in decoded] == ["FALSE_ALARM", "UNKNOWN"]
+    assert Action.from_record(decoded[1]).action == "unknown"
+    assert marked_false(decoded) == {"x"}  # the unknown action neither marks nor clears
