@@ -21,6 +21,7 @@ def evaluate(
     model_format: str | None = None,
     part: str = "report",
     jobs: int = 1,
+    input_size: int | None = None,
 ) -> tuple[dict[str, TypeScore], list[ClipRun], str]:
     """Every annotated clip of `part` (tune, report or all) through the production cores, `jobs` clips at a
     time; scores per event type."""
@@ -35,6 +36,8 @@ def evaluate(
         overrides["path"] = model_path
     if model_format is not None:
         overrides["format"] = model_format
+    if input_size is not None:
+        overrides["input_size"] = input_size
     runs, model_name = run_clips(clips, clips_dir, overrides, jobs)
     events = [LabelledEvent(c.clip_id, e.type, e.start_s, e.end_s, e.zone) for c in clips for e in c.events]
     alerts: list[RaisedAlert] = [a for r in runs for a in r.alerts]
@@ -52,7 +55,10 @@ def eval_command(
     ] = Path("samples"),
     out: Annotated[Path, typer.Option("--out", help="where eval.json, eval.md and eval.png go")] = Path("eval-out"),
     model: Annotated[Path | None, typer.Option(help="ONNX detector model (default: the detector's default)")] = None,
-    model_format: Annotated[str | None, typer.Option(help="centernet or yolo")] = None,
+    model_format: Annotated[str | None, typer.Option(help="centernet, yolo or nanodet")] = None,
+    input_size: Annotated[
+        int | None, typer.Option(help="detector input side in pixels (default: the detector's; nanodet-g: 416)")
+    ] = None,
     part: Annotated[
         str, typer.Option(help="which clips: report (the scored footage), tune (for choosing defaults) or all")
     ] = "report",
@@ -68,7 +74,7 @@ def eval_command(
 
     console = Console(soft_wrap=True)
     try:
-        scores, runs, model_name = evaluate(annotations, clips, model, model_format, part, jobs)
+        scores, runs, model_name = evaluate(annotations, clips, model, model_format, part, jobs, input_size)
     except (AnnotationError, ClipError, ValueError) as error:
         Console(stderr=True).print(f"[red]error:[/red] {error}")
         raise typer.Exit(2) from None
