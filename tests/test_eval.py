@@ -116,6 +116,8 @@ def test_cctv_eval_on_an_annotated_excerpt_gives_the_expected_counts(tmp_path: P
     (intrusion,) = report["types"]
     assert (intrusion["tp"], intrusion["fp"], intrusion["fn"]) == (1, 0, 0)
     assert "| intrusion | 1 | 0 | 0 |" in (out / "eval.md").read_text()
+    # Which footage the numbers are from is part of the report (clips without `part` are reported footage).
+    assert report["part"] == "report" and (out / "eval.md").read_text().startswith("Part: report")
     assert (out / "eval.png").stat().st_size > 1000
     (clip,) = report["clips"]
     assert clip["frames_sampled"] >= 20  # 14 s at 2 fps, all with motion

@@ -78,8 +78,8 @@ def eval_command(
     except (AnnotationError, ClipError, ValueError) as error:
         Console(stderr=True).print(f"[red]error:[/red] {error}")
         raise typer.Exit(2) from None
-    written = write_reports(out, scores, runs, model_name)
-    console.print(markdown_table(scores, runs), markup=False)
+    written = write_reports(out, scores, runs, model_name, part)
+    console.print(markdown_table(scores, runs, model_name, part), markup=False)
     if not any(p.suffix == ".png" for p in written):
         console.print("no plot: install matplotlib (pip install 'cctv-platform[eval]')")
     console.print(f"written: {', '.join(str(p) for p in written)}")
