@@ -143,3 +143,26 @@ def test_cctv_eval_marks_reads_real_alerts_and_marks_from_a_real_broker(
     )
     assert done.returncode == 0, done.stderr
     assert cam_a not in {row["camera_id"] for row in json.loads((early / "marks.json").read_text())["by_camera"]}
+
+
+def test_cctv_eval_marks_reads_an_export_and_names_a_bad_line(tmp_path: Path) -> None:
+    now = int(time.time() * 1000)
+    alerts = tmp_path / "alerts.jsonl"
+    actions = tmp_path / "actions.jsonl"
+    alerts.write_text("\n".join(json.dumps(alert(f"e-{i}", "cam-x", now - i * 1000)) for i in range(3)) + "\n")
+    actions.write_text(json.dumps(action("e-0", "FALSE_ALARM", now)) + "\n\n")
+    out = tmp_path / "out"
+    cli = [sys.executable, "-m", "cctv.cli", "eval-marks", "--since", "1h", "--out", str(out)]
+    files = ["--alerts-file", str(alerts), "--actions-file", str(actions)]
+    done = subprocess.run([*cli, *files], capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    (camera,) = json.loads((out / "marks.json").read_text())["by_camera"]
+    assert (camera["camera_id"], camera["alerts"], camera["marked_false"]) == ("cam-x", 3, 1)
+
+    actions.write_text(json.dumps(action("e-0", "FALSE_ALARM", now)) + '\n{"action_id": "a"}\n')
+    done = subprocess.run([*cli, *files], capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 2 and "actions.jsonl:2: record lacks" in done.stderr, done.stderr
+    done = subprocess.run(
+        [*cli, "--alerts-file", str(alerts)], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 2 and "give both" in done.stderr, done.stderr
