@@ -16,6 +16,7 @@ from cctv.commands import alerts, cameras, devstack, status, topics
 # Re-exported: sub-apps (acls, audit, ...) take these helpers from here.
 from cctv.commands.common import console, err_console, fail, settings, show
 from cctv.evaluation.command import eval_command
+from cctv.evaluation.marks_command import marks_command
 from planner.cli import register as register_plan
 
 __all__ = ["app", "console", "err_console", "fail", "main", "settings", "show"]
@@ -32,6 +33,7 @@ app.command("status")(status.status)
 app.command("capacity")(capacity_command)
 register_plan(app)  # `cctv plan`
 app.command("eval")(eval_command)
+app.command("eval-marks")(marks_command)
 app.command("up")(devstack.up)
 app.command("down")(devstack.down)
 app.add_typer(acls_cli.app, name="acls")

@@ -7,6 +7,7 @@ records back through it. Zone and rule semantics are validated by the alert-rout
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 from typing import Any, Literal
@@ -18,6 +19,10 @@ from libs.redact import redact_url
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 _SCHEMES = ("rtsp://", "rtsps://", "http://", "https://", "file://")
 _RULE_FIXED_KEYS = ("type", "name", "severity", "classes", "line", "direction")
+# The RuleType enum's reader default: a rule type added after this reader's schema decodes as this.
+UNKNOWN_RULE_TYPE = "unknown"
+
+log = logging.getLogger(__name__)
 
 
 class GeoPoint(BaseModel):
@@ -158,7 +163,7 @@ class CameraEntry(BaseModel):
             sampling=Sampling(
                 mode=sampling["mode"].lower(), fps=sampling.get("fps"), heartbeat_s=sampling["heartbeat_s"]
             ),
-            zones=[_zone_from_record(zone) for zone in record["zones"]],
+            zones=_zones_from_record(record["camera_id"], record["zones"]),
             timezone=record["timezone"],
             enabled=record["enabled"],
         )
@@ -207,6 +212,24 @@ def _rule_to_record(rule: dict[str, Any]) -> dict[str, Any]:
         "params": params,
         "options_json": json.dumps(options, sort_keys=True) if options else None,
     }
+
+
+def _zones_from_record(camera_id: str, zones: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rules of a type newer than this reader's schema arrive as `unknown` (the enum default): they are
+    skipped, the zone's other rules still run, and a zone left without rules is dropped."""
+    out = []
+    for zone in zones:
+        known = [rule for rule in zone["rules"] if rule["type"] != UNKNOWN_RULE_TYPE]
+        if len(known) < len(zone["rules"]):
+            log.warning(
+                "camera %s zone %s: %d rule(s) of a type this version does not know skipped (upgrade to run them)",
+                camera_id,
+                zone["name"],
+                len(zone["rules"]) - len(known),
+            )
+        if known:
+            out.append(_zone_from_record({**zone, "rules": known}))
+    return out
 
 
 def _zone_from_record(zone: dict[str, Any]) -> dict[str, Any]:

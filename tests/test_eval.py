@@ -116,6 +116,8 @@ def test_cctv_eval_on_an_annotated_excerpt_gives_the_expected_counts(tmp_path: P
     (intrusion,) = report["types"]
     assert (intrusion["tp"], intrusion["fp"], intrusion["fn"]) == (1, 0, 0)
     assert "| intrusion | 1 | 0 | 0 |" in (out / "eval.md").read_text()
+    # Which footage the numbers are from is part of the report (clips without `part` are reported footage).
+    assert report["part"] == "report" and (out / "eval.md").read_text().startswith("Part: report")
     assert (out / "eval.png").stat().st_size > 1000
     (clip,) = report["clips"]
     assert clip["frames_sampled"] >= 20  # 14 s at 2 fps, all with motion
@@ -129,3 +131,57 @@ def test_cctv_eval_on_an_annotated_excerpt_gives_the_expected_counts(tmp_path: P
             [LabelledEvent("x", "intrusion", label_start, None, "lawn")], raised, {"intrusion": {"x": 14.0}}
         )["intrusion"]
         assert (counts.tp, counts.fn) == ((1, 0) if detected else (0, 1)), label_start
+
+
+def test_only_the_chosen_part_is_scored_and_clips_in_parallel_processes_give_the_same_alerts(
+    tmp_path: Path,
+) -> None:
+    from cctv.evaluation.command import evaluate
+
+    report_clip = {
+        "clip": "vtest-h264.mp4",
+        "part": "report",
+        "start_s": 48,
+        "end_s": 56,
+        "sampling": {"mode": "fps", "fps": 2},
+        "zones": [LAWN],
+        "labelled": ["intrusion"],
+        "events": [{"type": "intrusion", "zone": "lawn", "start_s": 2.5}],
+    }
+    tune_clip = {**report_clip, "part": "tune", "start_s": 30, "end_s": 36, "events": []}
+    path = tmp_path / "parts.yaml"
+    path.write_text(yaml.safe_dump({"clips": [tune_clip, report_clip]}))
+
+    scores, runs, _ = evaluate(path, SAMPLES)  # default: the report part only
+    assert [r.clip_id for r in runs] == ["vtest-h264.mp4@48-56"]
+    assert (scores["intrusion"].tp, scores["intrusion"].fn) == (1, 0)
+    assert runs[0].cpu_s > 0
+
+    both, parallel, _ = evaluate(path, SAMPLES, part="all", jobs=2)
+    assert [r.clip_id for r in parallel] == ["vtest-h264.mp4@30-36", "vtest-h264.mp4@48-56"]
+    assert parallel[1].alerts == runs[0].alerts and parallel[1].frames_sampled == runs[0].frames_sampled
+    assert both["intrusion"].tp == 1 and both["intrusion"].event_free_s > scores["intrusion"].event_free_s
+
+    path.write_text(yaml.safe_dump({"clips": [report_clip]}))
+    with pytest.raises(AnnotationError, match="no clips of part 'tune'"):
+        evaluate(path, SAMPLES, part="tune")
+
+
+@pytest.mark.parametrize("name", ["vtest.yaml", "vtest-360p.yaml"])
+def test_the_committed_annotations_load_and_keep_tuning_and_reporting_footage_apart(name: str) -> None:
+    import av
+
+    annotations = load_annotations(SAMPLES / "annotations" / name, SAMPLES)
+    parts = {clip.part: clip for clip in annotations.clips}
+    assert sorted(parts) == ["report", "tune"]
+    tune, report = parts["tune"], parts["report"]
+    with av.open(str(SAMPLES / tune.clip)) as container:
+        length_s = float(container.duration or 0) / 1e6
+    # The two parts do not overlap, and every event lies inside its excerpt.
+    assert tune.end_s is not None and tune.end_s <= report.start_s
+    for clip in (tune, report):
+        end = (clip.end_s or length_s) - clip.start_s
+        assert all(0 <= e.start_s < end and (e.end_s is None or e.end_s <= end) for e in clip.events), clip.clip_id
+    # Each behaviour the set reports on has labelled events on both sides of the split.
+    for event_type in ("intrusion", "loitering", "line_crossing"):
+        assert any(e.type == event_type for e in tune.events) and any(e.type == event_type for e in report.events)

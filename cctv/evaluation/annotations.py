@@ -4,6 +4,7 @@ YAML::
 
     clips:
       - clip: vtest-h264.mp4          # relative to the clips directory
+        part: tune                    # tune (defaults may be chosen on it) or report (default; scored)
         start_s: 0                    # optional excerpt of the file (default: all of it)
         end_s: 40
         sampling: {mode: fps, fps: 2} # the camera's sampling policy (default: the inventory default)
@@ -23,7 +24,7 @@ on footage where nobody looked for an event type, its alerts prove nothing eithe
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -55,6 +56,8 @@ class ClipAnnotation(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     clip: str = Field(min_length=1)
+    # Tuning footage and reported footage are kept apart: numbers are reported on `report` clips only.
+    part: Literal["tune", "report"] = "report"
     start_s: float = Field(default=0.0, ge=0)
     end_s: float | None = Field(default=None, gt=0)
     sampling: Sampling = Sampling()

@@ -15,52 +15,37 @@ if TYPE_CHECKING:
 
 
 def evaluate(
-    annotation_file: Path, clips_dir: Path, model_path: Path | None = None, model_format: str | None = None
+    annotation_file: Path,
+    clips_dir: Path,
+    model_path: Path | None = None,
+    model_format: str | None = None,
+    part: str = "report",
+    jobs: int = 1,
+    input_size: int | None = None,
 ) -> tuple[dict[str, TypeScore], list[ClipRun], str]:
-    """Every annotated clip through the production cores; scores per event type."""
-    from services.detector.config import DetectorModelConfig
-    from services.detector.detector import Detector
-    from services.detector.pose import PoseEstimator, PoseModelConfig, PoseStage
-
-    from .runner import POSE_RULE_TYPES, run_clip
+    """Every annotated clip of `part` (tune, report or all) through the production cores, `jobs` clips at a
+    time; scores per event type."""
+    from .stages import run_clips
 
     annotations = load_annotations(annotation_file, clips_dir)
+    clips = [c for c in annotations.clips if part in ("all", c.part)]
+    if not clips:
+        raise AnnotationError(f"{annotation_file} has no clips of part {part!r} (parts: tune, report, all)")
     overrides: dict[str, object] = {}
     if model_path is not None:
         overrides["path"] = model_path
     if model_format is not None:
         overrides["format"] = model_format
-    detector = Detector(DetectorModelConfig.model_validate(overrides))
-    pose: PoseStage | None = None
-    if any(
-        rule.get("type") in POSE_RULE_TYPES
-        for clip in annotations.clips
-        for zone in clip.zones
-        for rule in zone.get("rules") or []
-    ):
-        pose = PoseStage(PoseEstimator(PoseModelConfig()), needs_pose=lambda _camera: True)
-    try:
-        runs = [
-            run_clip(
-                clips_dir / clip.clip,
-                clip,
-                detector,
-                pose
-                if any(r.get("type") in POSE_RULE_TYPES for z in clip.zones for r in z.get("rules") or [])
-                else None,
-            )
-            for clip in annotations.clips
-        ]
-    finally:
-        detector.close()
-    events = [LabelledEvent(c.clip_id, e.type, e.start_s, e.end_s, e.zone) for c in annotations.clips for e in c.events]
+    if input_size is not None:
+        overrides["input_size"] = input_size
+    runs, model_name = run_clips(clips, clips_dir, overrides, jobs)
+    events = [LabelledEvent(c.clip_id, e.type, e.start_s, e.end_s, e.zone) for c in clips for e in c.events]
     alerts: list[RaisedAlert] = [a for r in runs for a in r.alerts]
     scored: dict[str, dict[str, float]] = {}
-    for clip, run in zip(annotations.clips, runs, strict=True):
+    for clip, run in zip(clips, runs, strict=True):
         for event_type in clip.labelled:
             scored.setdefault(event_type, {})[clip.clip_id] = run.duration_s
-    identity = detector.identity
-    return score(events, alerts, scored), runs, f"{identity.name} {identity.version} sha256:{identity.sha256[:12]}"
+    return score(events, alerts, scored), runs, model_name
 
 
 def eval_command(
@@ -70,7 +55,16 @@ def eval_command(
     ] = Path("samples"),
     out: Annotated[Path, typer.Option("--out", help="where eval.json, eval.md and eval.png go")] = Path("eval-out"),
     model: Annotated[Path | None, typer.Option(help="ONNX detector model (default: the detector's default)")] = None,
-    model_format: Annotated[str | None, typer.Option(help="centernet or yolo")] = None,
+    model_format: Annotated[str | None, typer.Option(help="centernet, yolo or nanodet")] = None,
+    input_size: Annotated[
+        int | None, typer.Option(help="detector input side in pixels (default: the detector's; nanodet-g: 416)")
+    ] = None,
+    part: Annotated[
+        str, typer.Option(help="which clips: report (the scored footage), tune (for choosing defaults) or all")
+    ] = "report",
+    jobs: Annotated[
+        int, typer.Option(min=1, help="clips run at once, each in its own process with its share of the CPU threads")
+    ] = 1,
 ) -> None:
     """Run the production cores offline over annotated clips; KISA-style scores per event type."""
     from rich.console import Console
@@ -80,12 +74,12 @@ def eval_command(
 
     console = Console(soft_wrap=True)
     try:
-        scores, runs, model_name = evaluate(annotations, clips, model, model_format)
+        scores, runs, model_name = evaluate(annotations, clips, model, model_format, part, jobs, input_size)
     except (AnnotationError, ClipError, ValueError) as error:
         Console(stderr=True).print(f"[red]error:[/red] {error}")
         raise typer.Exit(2) from None
-    written = write_reports(out, scores, runs, model_name)
-    console.print(markdown_table(scores, runs), markup=False)
+    written = write_reports(out, scores, runs, model_name, part)
+    console.print(markdown_table(scores, runs, model_name, part), markup=False)
     if not any(p.suffix == ".png" for p in written):
         console.print("no plot: install matplotlib (pip install 'cctv-platform[eval]')")
     console.print(f"written: {', '.join(str(p) for p in written)}")

@@ -14,10 +14,11 @@ def _number(value: float | None, digits: int = 2) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
-def report_dict(scores: dict[str, TypeScore], runs: list[ClipRun], model: str) -> dict[str, Any]:
+def report_dict(scores: dict[str, TypeScore], runs: list[ClipRun], model: str, part: str = "report") -> dict[str, Any]:
     return {
         "window_s": {"early": EARLY_S, "late": LATE_S},
         "model": model,
+        "part": part,
         "types": [s.as_dict() for s in scores.values()],
         "clips": [
             {
@@ -25,6 +26,8 @@ def report_dict(scores: dict[str, TypeScore], runs: list[ClipRun], model: str) -
                 "duration_s": r.duration_s,
                 "wall_s": r.wall_s,
                 "realtime_factor": r.realtime_factor,
+                "cpu_s": r.cpu_s,
+                "realtime_factor_per_cpu": r.realtime_factor_per_cpu,
                 "frames_sampled": r.frames_sampled,
                 "detector_ms": r.detector_ms,
                 "decode_issues": r.decode_issues,
@@ -36,8 +39,15 @@ def report_dict(scores: dict[str, TypeScore], runs: list[ClipRun], model: str) -
     }
 
 
-def markdown_table(scores: dict[str, TypeScore], runs: list[ClipRun]) -> str:
-    lines = [
+def markdown_table(
+    scores: dict[str, TypeScore], runs: list[ClipRun], model: str | None = None, part: str | None = None
+) -> str:
+    lines = (
+        [f"Part: {part} (tune: footage defaults may be chosen on; report: the reported footage)", ""] if part else []
+    )
+    if model:
+        lines += [f"Detector: {model}", ""]
+    lines += [
         f"Events count as detected when the alert starts within −{EARLY_S:g} s/+{LATE_S:g} s of the labelled start.",
         "",
         (
@@ -52,10 +62,15 @@ def markdown_table(scores: dict[str, TypeScore], runs: list[ClipRun]) -> str:
             f"{_number(s.recall)} | {_number(s.f1)} | {_number(s.mean_onset_delay_s, 1)} | "
             f"{s.event_free_s / 3600:.3f} | {_number(s.false_alarms_per_hour, 1)} |"
         )
-    lines += ["", "| clip | length (s) | frames sampled | wall (s) | × real time |", "|---|---|---|---|---|"]
+    lines += [
+        "",
+        "| clip | length (s) | frames sampled | wall (s) | × real time | CPU (s) | × real time per CPU-second |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in runs:
         lines.append(
-            f"| {r.clip_id} | {r.duration_s:.1f} | {r.frames_sampled} | {r.wall_s:.1f} | {r.realtime_factor:.1f} |"
+            f"| {r.clip_id} | {r.duration_s:.1f} | {r.frames_sampled} | {r.wall_s:.1f} | {r.realtime_factor:.1f} "
+            f"| {r.cpu_s:.1f} | {r.realtime_factor_per_cpu:.1f} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -88,11 +103,13 @@ def plot(scores: dict[str, TypeScore], path: Path) -> None:
     plt.close(figure)
 
 
-def write_reports(out_dir: Path, scores: dict[str, TypeScore], runs: list[ClipRun], model: str) -> list[Path]:
+def write_reports(
+    out_dir: Path, scores: dict[str, TypeScore], runs: list[ClipRun], model: str, part: str = "report"
+) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     written = [out_dir / "eval.json", out_dir / "eval.md"]
-    written[0].write_text(json.dumps(report_dict(scores, runs, model), indent=2) + "\n", encoding="utf-8")
-    written[1].write_text(markdown_table(scores, runs), encoding="utf-8")
+    written[0].write_text(json.dumps(report_dict(scores, runs, model, part), indent=2) + "\n", encoding="utf-8")
+    written[1].write_text(markdown_table(scores, runs, model, part), encoding="utf-8")
     try:
         plot(scores, out_dir / "eval.png")
         written.append(out_dir / "eval.png")

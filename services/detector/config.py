@@ -105,7 +105,7 @@ PROVIDER_PREFERENCE: tuple[str, ...] = (
     "CPUExecutionProvider",
 )
 
-ModelFormat = Literal["centernet", "yolo"]
+ModelFormat = Literal["centernet", "yolo", "nanodet"]
 ResizeMode = Literal["letterbox", "stretch"]
 Precision = Literal["fp32", "int8"]
 
@@ -127,7 +127,7 @@ class DetectorModelConfig(BaseModel):
         default="fp32", description="which shipped CenterNet file to run when path is not set: fp32 or int8"
     )
     path: Path = Field(default=DEFAULT_MODEL_PATH, description="ONNX model file; default: the shipped one of precision")
-    format: ModelFormat = Field(default="centernet", description="output layout: centernet or yolo")
+    format: ModelFormat = Field(default="centernet", description="output layout: centernet, yolo or nanodet")
     name: str | None = Field(default=None, description="model name reported with results; default: file stem")
     version: str = Field(default="1", min_length=1, description="model version reported with results")
     input_size: int = Field(default=512, ge=32, le=4096, description="square model input side, pixels")

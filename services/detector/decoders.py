@@ -4,6 +4,8 @@
   output [B, 100, 6] = x1, y1, x2, y2 (input pixels), score, class id.
 - "yolo": Ultralytics YOLOv8/YOLO11 ONNX exports: NCHW RGB 0..1 input, output [B, 4+nc, N] with
   cx, cy, w, h in input pixels followed by per-class scores.
+- "nanodet": NanoDet-g (models/nanodet-g-416-coco.onnx, models/convert_nanodet.py): NCHW BGR input
+  normalised with NanoDet's mean/std, per stride a score map [B, cells, nc] and a box map [B, cells, 44].
 """
 
 from __future__ import annotations
@@ -85,7 +87,71 @@ class YoloDecoder:
         return decoded
 
 
-DECODERS: dict[str, type[CenterNetDecoder | YoloDecoder]] = {
+class NanoDetDecoder:
+    """NanoDet (GFL head): for each stride s (8, 16, 32) a score map [B, cells, nc] (sigmoid) and a box
+    map [B, cells, 4 * 11]: per side (left, top, right, bottom) 11 logits of the distance from the cell
+    centre ((column + 0.5) * s, (row + 0.5) * s) in units of s; the distance is the softmax expectation.
+    Every (cell, class) at or above the threshold is a candidate; NMS follows in the detector."""
+
+    layout: Literal["NHWC", "NCHW"] = "NCHW"
+    pixel_scale = 1.0
+    BINS = 11
+    STRIDES = (8, 16, 32)
+    # NanoDet's training-time normalisation, BGR order (the converted graph does not normalise).
+    MEAN_BGR = np.array([103.53, 116.28, 123.675], np.float32).reshape(3, 1, 1)
+    STD_BGR = np.array([57.375, 57.12, 58.395], np.float32).reshape(3, 1, 1)
+
+    def normalise(self, row: np.ndarray) -> None:
+        """One NCHW RGB 0..255 input row, in place, to BGR (x - mean) / std."""
+        row[:] = (row[::-1].copy() - self.MEAN_BGR) / self.STD_BGR
+
+    def decode(self, outputs: Sequence[np.ndarray], score_threshold: float) -> list[Candidates]:
+        if len(outputs) != 2 * len(self.STRIDES) or any(o.ndim != 3 for o in outputs):
+            raise ModelLoadError(
+                f"nanodet outputs must be {len(self.STRIDES)} pairs of [B, cells, classes] and [B, cells, 44], "
+                f"got {[o.shape for o in outputs]}"
+            )
+        box_maps = sorted((o for o in outputs if o.shape[2] == 4 * self.BINS), key=lambda o: -o.shape[1])
+        score_maps = sorted((o for o in outputs if o.shape[2] != 4 * self.BINS), key=lambda o: -o.shape[1])
+        if len(box_maps) != len(self.STRIDES) or [b.shape[1] for b in box_maps] != [s.shape[1] for s in score_maps]:
+            raise ModelLoadError(f"nanodet outputs do not pair up by cell count: {[o.shape for o in outputs]}")
+        decoded = []
+        for image in range(box_maps[0].shape[0]):
+            boxes, scores, class_ids = [], [], []
+            for stride, box_map, score_map in zip(self.STRIDES, box_maps, score_maps, strict=True):
+                cells, class_ids_here = np.nonzero(score_map[image] >= score_threshold)
+                if cells.size == 0:
+                    continue
+                width = round(float(np.sqrt(box_map.shape[1])))
+                logits = box_map[image][cells].reshape(-1, 4, self.BINS)
+                logits = np.exp(logits - logits.max(axis=2, keepdims=True))
+                distances = (logits / logits.sum(axis=2, keepdims=True)) @ np.arange(self.BINS, dtype=np.float32)
+                distances *= stride
+                cx = (cells % width + 0.5) * stride
+                cy = (cells // width + 0.5) * stride
+                boxes.append(
+                    np.stack(
+                        [cx - distances[:, 0], cy - distances[:, 1], cx + distances[:, 2], cy + distances[:, 3]],
+                        axis=1,
+                    )
+                )
+                scores.append(score_map[image][cells, class_ids_here])
+                class_ids.append(class_ids_here)
+            if boxes:
+                decoded.append(
+                    Candidates(
+                        boxes=np.concatenate(boxes).astype(np.float32),
+                        scores=np.concatenate(scores).astype(np.float32),
+                        class_ids=np.concatenate(class_ids).astype(np.int64),
+                    )
+                )
+            else:
+                decoded.append(Candidates(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64)))
+        return decoded
+
+
+DECODERS: dict[str, type[CenterNetDecoder | YoloDecoder | NanoDetDecoder]] = {
     "centernet": CenterNetDecoder,
     "yolo": YoloDecoder,
+    "nanodet": NanoDetDecoder,
 }

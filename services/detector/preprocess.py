@@ -131,7 +131,10 @@ def preprocess_batch(
         canvas, transform = fit_image(image, side, cfg.resize_mode, cfg.effective_pad_value)
         row = tensor[index]
         np.copyto(row, canvas.transpose(2, 0, 1) if decoder.layout == "NCHW" else canvas)
-        if decoder.pixel_scale != 1.0:
+        normalise = getattr(decoder, "normalise", None)  # a family's own normalisation (e.g. nanodet)
+        if normalise is not None:
+            normalise(row)
+        elif decoder.pixel_scale != 1.0:
             row *= decoder.pixel_scale
         return transform
 
