@@ -61,6 +61,9 @@ class VideoMaskingSettings(BaseModel):
     preset: str = Field(default="veryfast", description="x264 preset (speed against size)")
     encoder_threads: int = Field(default=1, ge=0, le=64, description="x264 threads; 0 = one per core")
     pixel_blocks: int = Field(default=6, ge=1, le=32, description="cells per side a masked region is reduced to")
+    min_cell_px: int = Field(
+        default=8, ge=1, le=64, description="cells are at least this big: a small head keeps no features"
+    )
 
 
 @dataclass
@@ -255,7 +258,11 @@ class MaskedVideoEncoder:
         return packets
 
     def _encode(self, held: _Held, regions: list[Region]) -> list[av.Packet]:
-        masked = pixelate(held.rgb, regions, self.settings.pixel_blocks) if regions else held.rgb
+        masked = held.rgb
+        for region in regions:
+            side = min(region.x2 - region.x1, region.y2 - region.y1)
+            blocks = max(1, min(self.settings.pixel_blocks, side // self.settings.min_cell_px))
+            masked = pixelate(masked, [region], blocks)
         out = av.VideoFrame.from_ndarray(masked, format="rgb24").reformat(format="yuv420p")
         out.pts, out.time_base = held.pts, self.time_base
         out.pict_type = av.video.frame.PictureType.I if held.force_keyframe else av.video.frame.PictureType.NONE

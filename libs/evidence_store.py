@@ -21,7 +21,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, Field, SecretStr
 
-from services.clip_writer.core import check_alert_id
+from libs.evidence import check_alert_id
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,14 @@ class S3Settings(BaseModel):
 
 class StorageUnavailable(Exception):
     """The object store did not answer or refused the request; the clip is kept and retried."""
+
+
+class RangeNotSatisfiable(ValueError):
+    """A byte range that starts beyond the object's end (HTTP 416)."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(f"the range starts beyond the object's {size} bytes")
+        self.size = size
 
 
 class EvidenceStore:
@@ -132,6 +140,34 @@ class EvidenceStore:
         except BotoCoreError as error:
             raise StorageUnavailable(f"reading {key}: {error}") from None
 
+    def get_range(self, key: str, first: int, last: int | None = None) -> tuple[bytes, int] | None:
+        """Bytes first..last (inclusive; None: to the end) of an object and its total size; None if absent.
+        Raises RangeNotSatisfiable when first lies beyond the end."""
+        wanted = f"bytes={first}-" + ("" if last is None else str(last))
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=key, Range=wanted)
+        except ClientError as error:
+            code = error.response.get("Error", {}).get("Code")
+            if code in _ABSENT:
+                return None
+            if code == "InvalidRange":
+                raise RangeNotSatisfiable(self.size(key) or 0) from None
+            raise StorageUnavailable(f"reading {key}: {_describe(error)}") from None
+        except BotoCoreError as error:
+            raise StorageUnavailable(f"reading {key}: {error}") from None
+        total = int(str(response.get("ContentRange", "")).rpartition("/")[2] or response["ContentLength"])
+        return response["Body"].read(), total
+
+    def size(self, key: str) -> int | None:
+        try:
+            return int(self.client.head_object(Bucket=self.bucket, Key=key)["ContentLength"])
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in _ABSENT:
+                return None
+            raise StorageUnavailable(f"checking {key}: {_describe(error)}") from None
+        except BotoCoreError as error:
+            raise StorageUnavailable(f"checking {key}: {error}") from None
+
     def manifest(self, alert_id: str) -> dict[str, Any] | None:
         data = self.get(self.key(alert_id, MANIFEST))
         return json.loads(data) if data is not None else None
@@ -146,8 +182,16 @@ class EvidenceStore:
     def clear_hold(self, alert_id: str) -> None:
         self._delete([self.key(alert_id, HOLD)])
 
-    def alert_ids(self) -> Iterator[str]:
-        """Every alert id with a manifest (a clip is listed only once it is complete)."""
+    def alert_ids(self, lacking: str | None = None) -> Iterator[str]:
+        """Every alert id with a manifest (a clip is listed only once it is complete); with `lacking`, only
+        those without that object (e.g. clips whose masked copy is not made), from the same listing."""
+        if lacking is not None:
+            names: dict[str, set[str]] = {}
+            for key in self._keys(self.prefix):
+                alert_id, _, name = key[len(self.prefix) :].partition("/")
+                names.setdefault(alert_id, set()).add(name)
+            yield from (a for a, present in names.items() if MANIFEST in present and lacking not in present)
+            return
         self.ensure_bucket()
         paginator = self.client.get_paginator("list_objects_v2")
         try:
@@ -159,6 +203,17 @@ class EvidenceStore:
                         yield alert_id
         except (ClientError, BotoCoreError) as error:
             raise StorageUnavailable(f"listing {self.bucket}/{self.prefix}: {_describe(error)}") from None
+
+    def _keys(self, prefix: str) -> list[str]:
+        self.ensure_bucket()
+        try:
+            return [
+                item["Key"]
+                for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
+                for item in page.get("Contents", [])
+            ]
+        except (ClientError, BotoCoreError) as error:
+            raise StorageUnavailable(f"listing {self.bucket}/{prefix}: {_describe(error)}") from None
 
     def delete_clip(self, alert_id: str) -> list[str]:
         """Delete every object of the clip (segments first, the manifest last); returns the keys."""
