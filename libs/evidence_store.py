@@ -22,6 +22,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, Field, SecretStr
 
 from libs.evidence import check_alert_id
+from libs.evidence_lock import ObjectLock, ObjectLockError
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,8 @@ class S3Settings(BaseModel):
     # Path-style URLs work with every S3-compatible server (virtual hosts need DNS per bucket).
     path_style: bool = True
     create_bucket: bool = True
+    # New buckets get S3 Object Lock, so a legal hold is enforced by the store (libs/evidence_lock.py).
+    object_lock: bool = True
     presign_ttl_s: int = Field(default=300, ge=30, le=86_400)
     timeout_s: float = Field(default=10.0, gt=0)
 
@@ -82,6 +85,7 @@ class EvidenceStore:
             ),
         )
         self._bucket_ready = False
+        self.lock = ObjectLock(self.client, self.bucket)
 
     def key(self, alert_id: str, name: str) -> str:
         return f"{self.prefix}{check_alert_id(alert_id)}/{name}"
@@ -98,7 +102,10 @@ class EvidenceStore:
             ):
                 raise StorageUnavailable(f"bucket {self.bucket}: {_describe(error)}") from None
             try:
-                self.client.create_bucket(Bucket=self.bucket)
+                if self.settings.object_lock:
+                    self.client.create_bucket(Bucket=self.bucket, ObjectLockEnabledForBucket=True)
+                else:
+                    self.client.create_bucket(Bucket=self.bucket)
             except ClientError as create_error:
                 if create_error.response.get("Error", {}).get("Code") not in (
                     "BucketAlreadyOwnedByYou",
@@ -177,10 +184,29 @@ class EvidenceStore:
         return json.loads(data) if data is not None else None
 
     def set_hold(self, alert_id: str, hold: dict[str, Any]) -> None:
+        """The hold marker (who, why, when: what retention reads) and, in an Object Lock bucket, an S3
+        legal hold on every current object of the clip, so the store itself refuses to delete them."""
         self.put(self.key(alert_id, HOLD), json.dumps(hold, sort_keys=True).encode(), "application/json")
+        if self._locking():
+            try:
+                self.lock.set_legal_hold(self.key(alert_id, ""), on=True, skip=(HOLD,))
+            except ObjectLockError as error:
+                raise StorageUnavailable(str(error)) from None
 
     def clear_hold(self, alert_id: str) -> None:
+        if self._locking():
+            try:
+                self.lock.set_legal_hold(self.key(alert_id, ""), on=False, skip=(HOLD,))
+            except ObjectLockError as error:
+                raise StorageUnavailable(str(error)) from None
         self._delete([self.key(alert_id, HOLD)])
+
+    def _locking(self) -> bool:
+        self.ensure_bucket()
+        try:
+            return self.settings.object_lock and self.lock.enabled()
+        except ObjectLockError as error:
+            raise StorageUnavailable(str(error)) from None
 
     def alert_ids(self, lacking: str | None = None) -> Iterator[str]:
         """Every alert id with a manifest (a clip is listed only once it is complete); with `lacking`, only
@@ -216,8 +242,14 @@ class EvidenceStore:
             raise StorageUnavailable(f"listing {self.bucket}/{prefix}: {_describe(error)}") from None
 
     def delete_clip(self, alert_id: str) -> list[str]:
-        """Delete every object of the clip (segments first, the manifest last); returns the keys."""
+        """Delete every object of the clip (segments first, the manifest last) irrecoverably (in a
+        versioned Object Lock bucket: every version); returns the keys."""
         prefix = self.key(alert_id, "")
+        if self._locking():
+            try:
+                return self.lock.purge(prefix, last=(MANIFEST, SIGNATURE))
+            except ObjectLockError as error:
+                raise StorageUnavailable(str(error)) from None
         keys: list[str] = []
         try:
             for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):

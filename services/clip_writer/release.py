@@ -101,6 +101,9 @@ def make_masked_copy(
     release_bytes = canonical_bytes(release)
     store.put(store.key(alert_id, RELEASE), release_bytes, "application/json", sha256_hex(release_bytes))
     store.put(store.key(alert_id, RELEASE_SIGNATURE), sign_manifest(release_bytes, private_key), "application/json")
+    hold = store.hold(alert_id)
+    if hold is not None:  # made after a legal hold: the copy is held like the rest of the clip
+        store.set_hold(alert_id, hold)
     elapsed = time.perf_counter() - started
     log.info(
         "masked copy of alert %s: %d object(s), %d frames in %.1f s (%.0f ms/frame)",
