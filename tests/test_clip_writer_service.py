@@ -194,7 +194,8 @@ def test_incident_on_the_sample_clip_gives_a_playable_verified_clip_and_an_audit
     base = time.time_ns() // 1000 - 120 * S
     publish_packets(kafka_settings, camera, base)
     position_group_at_end(kafka_settings, group)
-    writer = start_writer("writer", writer_env(kafka_settings, object_store, bucket, group), tmp_path)
+    env = writer_env(kafka_settings, object_store, bucket, group, CCTV_MASKED_COPIES__ENABLED="true")
+    writer = start_writer("writer", env, tmp_path)
     audit = TopicWatcher(kafka_settings, AUDIT, "AuditRecord", SERDE, lambda v: v["alert_id"] == alert_id)
     try:
         started, ended = base + 30 * S + 250_000, base + 41 * S + 500_000
@@ -205,8 +206,14 @@ def test_incident_on_the_sample_clip_gives_a_playable_verified_clip_and_an_audit
         )
         desk = desk_for(kafka_settings, object_store, bucket)
         manifest = wait_for(lambda: desk.store.manifest(alert_id), 120, f"the manifest of {alert_id}")
+        # The writer's worker makes the masked copy for release next to it (tests/test_evidence_release.py
+        # checks what it looks like).
+        release = wait_for(lambda: desk.masked_manifest(alert_id), 300, f"the masked copy of {alert_id}")
     finally:
         writer.stop()
+    assert (
+        release["created_by"] == "clip-writer" and release["objects"][0]["source_key"] == manifest["objects"][0]["key"]
+    )
     assert manifest["camera_id"] == camera and manifest["codec"] == "h264" and len(manifest["objects"]) == 1
     obj = manifest["objects"][0]
     assert (
