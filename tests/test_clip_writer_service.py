@@ -34,6 +34,7 @@ from services.clip_writer.jobs import ClipJob
 from services.clip_writer.writer import ClipBuilder
 from tests.clip_helpers import GOP_US, probe_mp4, sample_packets
 from tests.kafka_helpers import TopicWatcher, alert_record, wait_for
+from tests.pipeline_helpers import service_env
 
 REPO = Path(__file__).resolve().parents[1]
 SERDE = AvroSerde(shipped_catalog())
@@ -67,21 +68,21 @@ def s3_settings(store: ObjectStore, bucket: str) -> S3Settings:
 
 
 def writer_env(kafka: KafkaSettings, store: ObjectStore, bucket: str, group: str, **extra: str) -> dict[str, str]:
-    return {
-        "CCTV_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
-        "CCTV_HTTP__PORT": "0",
-        "CCTV_LOG__FORMAT": "text",
-        "CCTV_GROUP_ID": group,
-        "CCTV_S3__ENDPOINT_URL": store.endpoint,
-        "CCTV_S3__BUCKET": bucket,
-        "CCTV_S3__ACCESS_KEY_ID": store.access_key,
-        "CCTV_S3__SECRET_ACCESS_KEY": store.secret_key,
-        "CCTV_EVIDENCE__SIGNING_KEY": SEED_B64,
-        "CCTV_CLIPS__SETTLE_S": "1",
-        "CCTV_MAX_WAIT_S": "5",
-        # Masked copies cost CPU; tests/test_evidence_release.py covers them.
-        "CCTV_MASKED_COPIES__ENABLED": "false",
-    } | extra
+    return (
+        service_env(kafka.bootstrap_servers, group=group)
+        | {
+            "CCTV_S3__ENDPOINT_URL": store.endpoint,
+            "CCTV_S3__BUCKET": bucket,
+            "CCTV_S3__ACCESS_KEY_ID": store.access_key,
+            "CCTV_S3__SECRET_ACCESS_KEY": store.secret_key,
+            "CCTV_EVIDENCE__SIGNING_KEY": SEED_B64,
+            "CCTV_CLIPS__SETTLE_S": "1",
+            "CCTV_MAX_WAIT_S": "5",
+            # Masked copies cost CPU; tests/test_evidence_release.py covers them.
+            "CCTV_MASKED_COPIES__ENABLED": "false",
+        }
+        | extra
+    )
 
 
 def start_writer(name: str, env: dict[str, str], tmp_path: Path) -> ServiceProcess:
