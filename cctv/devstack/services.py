@@ -96,7 +96,11 @@ DEV_STACK_SERVICES: tuple[ServiceSpec, ...] = (
         "console",
         "services.console.main",
         CONSOLE_PORT,
-        extra_env=lambda ctx: {"CCTV_DEV_USERS_DIR": str(ctx.state_dir)},
+        # The S3 part of the object store's settings: the incident clip player reads the clips.
+        extra_env=lambda ctx: (
+            {"CCTV_DEV_USERS_DIR": str(ctx.state_dir)}
+            | {k: v for k, v in ctx.object_store_env.items() if k.startswith("CCTV_S3__")}
+        ),
         prepare=_prepare_console,
     ),
 )
