@@ -43,7 +43,7 @@ def service_worker(bootstrap: str, cameras: int, duration_s: float, warmup_s: fl
         return sum(puller.packets for puller in list(ingest.pullers.values()))
 
     def dropped() -> int:
-        return sum(parts[0].dropped for parts in list(ingest.per_camera.values()))
+        return sum(camera.dropped for camera in list(ingest.per_camera.values()))
 
     def serve(until: float) -> None:  # what Ingest.run does between inventory records
         while time.monotonic() < until:
