@@ -15,6 +15,25 @@ from bench.common import SAMPLE_SUBSTREAM, CpuMeter, Result
 STREAM_FPS = 15.0
 
 
+def _cpu_by_thread_kind() -> dict[str, float]:
+    """CPU seconds of this process's threads so far: librdkafka's own threads (rdk:*, the Kafka client's
+    I/O) apart from the Python threads (demux loops, camera threads, the main loop)."""
+    import os
+    from pathlib import Path
+
+    ticks = os.sysconf("SC_CLK_TCK")
+    totals: dict[str, float] = {}
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            name = (task / "comm").read_text().strip()
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the thread ended meanwhile
+            continue
+        kind = "librdkafka" if name.startswith("rdk:") else "python"  # Python 3.11 leaves its threads unnamed
+        totals[kind] = totals.get(kind, 0.0) + (int(fields[11]) + int(fields[12])) / ticks
+    return totals
+
+
 def service_worker(bootstrap: str, cameras: int, duration_s: float, warmup_s: float) -> dict[str, Any]:
     """The real Ingest (main.py): its producer settings, GOP gate, on_packet/on_status, CameraPullers."""
     from libs.cameras import CameraEntry
@@ -51,13 +70,23 @@ def service_worker(bootstrap: str, cameras: int, duration_s: float, warmup_s: fl
             ingest.producer.poll(0)
 
     serve(time.monotonic() + warmup_s)
-    first_packets, first_dropped = packets(), dropped()
+    first_packets, first_dropped, first_threads = packets(), dropped(), _cpu_by_thread_kind()
     with CpuMeter() as meter:
         serve(time.monotonic() + duration_s)
         sent = packets() - first_packets
+    threads = _cpu_by_thread_kind()
     lost = dropped() - first_dropped
     ingest.close()
-    return {"cpu_s": meter.cpu_s, "wall_s": meter.wall_s, "packets": sent, "dropped": lost}
+    per_packet = {
+        kind: round((cpu - first_threads.get(kind, 0.0)) / max(1, sent) * 1e6, 1) for kind, cpu in threads.items()
+    }
+    return {
+        "cpu_s": meter.cpu_s,
+        "wall_s": meter.wall_s,
+        "packets": sent,
+        "dropped": lost,
+        "us_per_packet_by_thread": per_packet,
+    }
 
 
 def _bare_camera(stop: threading.Event, counter: list[int]) -> None:
@@ -231,6 +260,7 @@ def run(bootstrap: str, quick: bool, step: Any) -> list[Result]:
                 round(service_cpu_per_packet * 1e6, 1),
                 round(bare_cpu_per_packet * 1e6, 1),
                 **params,
+                service_by_thread=service["us_per_packet_by_thread"],
             ),
             Result.cost(
                 "ingest",
