@@ -34,7 +34,9 @@ def _cpu_by_thread_kind() -> dict[str, float]:
     return totals
 
 
-def service_worker(bootstrap: str, cameras: int, duration_s: float, warmup_s: float) -> dict[str, Any]:
+def service_worker(
+    bootstrap: str, cameras: int, duration_s: float, warmup_s: float, demux_loops: int = 0
+) -> dict[str, Any]:
     """The real Ingest (main.py): its producer settings, GOP gate, on_packet/on_status, CameraPullers."""
     from libs.cameras import CameraEntry
     from libs.health import Health
@@ -46,7 +48,9 @@ def service_worker(bootstrap: str, cameras: int, duration_s: float, warmup_s: fl
     from libs.topics import pipeline_topics
     from services.ingest.main import Ingest, IngestSettings
 
-    settings = IngestSettings(kafka=KafkaSettings(bootstrap_servers=bootstrap), registry=RegistrySettings(url=None))
+    settings = IngestSettings(
+        kafka=KafkaSettings(bootstrap_servers=bootstrap), registry=RegistrySettings(url=None), demux_loops=demux_loops
+    )
     create_topics(settings.kafka, pipeline_topics())
     runtime = ServiceRuntime("ingest", settings, Health(60), Shutdown(), make_serde(settings.registry), None)
     ingest = Ingest(runtime)
@@ -62,7 +66,7 @@ def service_worker(bootstrap: str, cameras: int, duration_s: float, warmup_s: fl
         return sum(puller.packets for puller in list(ingest.pullers.values()))
 
     def dropped() -> int:
-        return sum(camera.dropped for camera in list(ingest.per_camera.values()))
+        return sum(camera.dropped for camera in list(ingest.output.cameras.values()))
 
     def serve(until: float) -> None:  # what Ingest.run does between inventory records
         while time.monotonic() < until:

@@ -1,5 +1,9 @@
 """Ingest service loop: own cameras through Kafka's group protocol, pull them, produce packets and status.
 
+Cameras: file sources are stepped by a few demux loops (services/ingest/loops.py), each serving many;
+a live network camera gets its own thread (its reads block in FFmpeg). Both hand packets and status to
+services/ingest/output.py, which produces them.
+
 Assignment: replicas join one consumer group on the compacted inventory topic cctv.cameras.v1. Each
 replica pulls the cameras on the partitions it owns; on (cooperative) rebalance it starts and stops
 pullers, and it reacts to inventory changes live. Offsets are never committed: on assignment a
@@ -14,9 +18,7 @@ import logging
 import os
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -25,7 +27,7 @@ from confluent_kafka import (
     Message,
     TopicPartition,
 )
-from prometheus_client import Counter, Gauge
+from prometheus_client import Gauge
 from pydantic import Field
 
 from libs.cameras import CameraEntry
@@ -40,29 +42,20 @@ from libs.redact import redact_url
 from libs.serde import SerdeError
 from libs.service import ServiceRuntime, start_service
 from libs.settings import CommonSettings
-from libs.topics import CAMERA_STATUS, CAMERAS, VIDEO_PACKETS
+from libs.topics import CAMERAS
 from services.ingest.core import (
     CameraPuller,
     CameraSession,
-    GopGate,
-    PacketRecord,
     PullSettings,
-    StatusChange,
 )
 from services.ingest.credentials import CredentialResolver
 from services.ingest.loops import LoopedCamera, LoopPool, runs_on_loop
-from services.ingest.packet_avro import VideoPacketEncoder
+from services.ingest.output import KafkaOutput
 from services.ingest.rate import ConnectRateLimiter
 
 log = logging.getLogger(__name__)
 SERVICE = "ingest"
 
-PACKETS = Counter("cctv_ingest_packets_total", "Video packets produced", ["camera_id"])
-BYTES = Counter("cctv_ingest_bytes_total", "Video bytes produced", ["camera_id"])
-DROPPED = Counter(
-    "cctv_ingest_dropped_packets_total", "Packets dropped (whole GOPs) because Kafka could not keep up", ["camera_id"]
-)
-RECONNECTS = Counter("cctv_ingest_reconnects_total", "Connection attempts after a failure or a drop", ["camera_id"])
 CAMERAS_OWNED = Gauge("cctv_ingest_cameras_owned", "Cameras this replica is pulling")
 CAMERAS_WAITING = Gauge(
     "cctv_ingest_cameras_waiting",
@@ -89,27 +82,6 @@ class IngestSettings(CommonSettings):
     # Threads that demux the file cameras (each serves many; live network cameras get a thread each,
     # as their reads block). 0 = one per CPU, at most 4.
     demux_loops: int = Field(default=0, ge=0)
-
-
-@dataclass(slots=True, eq=False)
-class CameraOutput:
-    """One camera's gate and counts. Counts are plain ints on the packet path, added to the labelled
-    Prometheus counters about once a second (a counter update is ~1 µs of lock and lookup)."""
-
-    key: bytes
-    gate: GopGate
-    counters: tuple[Any, Any, Any]  # PACKETS, BYTES, DROPPED children of this camera
-    packets: int = 0
-    bytes: int = 0
-    dropped: int = 0
-    published: tuple[int, int, int] = (0, 0, 0)
-
-    def publish_metrics(self) -> None:
-        now = (self.packets, self.bytes, self.dropped)
-        for counter, value, before in zip(self.counters, now, self.published, strict=True):
-            if value > before:
-                counter.inc(value - before)
-        self.published = now
 
 
 class Ingest:
@@ -141,10 +113,10 @@ class Ingest:
         self.dead_letters = DeadLetterPublisher(self.producer, self.serde, SERVICE, self.config.group_id)
         self.pullers: dict[str, CameraPuller | LoopedCamera] = {}
         self.loops = LoopPool(self.config.demux_loops or min(4, os.cpu_count() or 1))
-        self.encoder = VideoPacketEncoder(self.serde, VIDEO_PACKETS)
+        self.output = KafkaOutput(self.producer, self.serde, settings.instance_id, self.config.max_buffered_messages)
+        self.on_packet, self.on_status = self.output.on_packet, self.output.on_status
         self.credentials = CredentialResolver(self.config.credentials_dir)
         self.entries: dict[str, tuple[int, CameraEntry]] = {}  # camera → (partition, entry)
-        self.per_camera: dict[str, CameraOutput] = {}
         self.metrics_due = 0.0
         # Partitions being re-read after assignment: the end to reach, and the latest raw record per
         # camera meanwhile (decoded once, at the partition's end: a city inventory holds superseded records).
@@ -156,51 +128,6 @@ class Ingest:
         self.connect_gate = ConnectRateLimiter(self.config.pull.max_connects_per_s, self.config.pull.connect_burst)
         CAMERA_LIMIT.set(self.config.max_cameras)
         self.lock = threading.Lock()
-        self.room_limit = int(self.config.max_buffered_messages * 0.9)
-
-    # ---- outputs (called from puller threads) -------------------------------------------------------------
-
-    def on_packet(self, packet: PacketRecord) -> None:
-        camera = self.per_camera[packet.camera_id]
-        if not camera.gate.admit(packet.is_keyframe, has_room=len(self.producer) < self.room_limit):
-            camera.dropped += 1
-            return
-        try:
-            self.producer.produce(VIDEO_PACKETS, self.encoder.encode(packet), camera.key)
-        except BufferError:
-            camera.gate.refused()
-            camera.dropped += 1
-            return
-        camera.packets += 1
-        camera.bytes += len(packet.data)
-
-    def publish_metrics(self) -> None:
-        for camera in list(self.per_camera.values()):
-            camera.publish_metrics()
-
-    def on_status(self, change: StatusChange) -> None:
-        if change.state in ("RECONNECTING", "FAILED"):
-            RECONNECTS.labels(change.camera_id).inc()
-        record = {
-            "camera_id": change.camera_id,
-            "session_id": change.session_id,
-            "state": change.state.value,
-            "reason": change.reason,
-            "fps": change.fps,
-            "bitrate_bps": change.bitrate_bps,
-            "last_packet_time": change.last_packet_time_ms,
-            "reconnect_attempt": change.reconnect_attempt,
-            "ingest_instance": self.runtime.settings.instance_id,
-            "timestamp": int(time.time() * 1000),
-        }
-        try:
-            self.producer.produce(
-                CAMERA_STATUS,
-                key=change.camera_id.encode(),
-                value=self.serde.serialize(CAMERA_STATUS, "CameraStatus", record),
-            )
-        except BufferError:
-            log.warning("status of %s not published: producer queue full", change.camera_id)
 
     # ---- camera ownership -----------------------------------------------------------------------------------
 
@@ -215,16 +142,7 @@ class Ingest:
             if not entry.enabled:
                 return
             camera_id = entry.camera_id
-            # Labelled metrics resolved once per camera, not per packet (label lookup is ~2 µs each).
-            output = self.per_camera.get(camera_id)
-            if output is None:
-                self.per_camera[camera_id] = CameraOutput(
-                    camera_id.encode(),
-                    GopGate(),
-                    (PACKETS.labels(camera_id), BYTES.labels(camera_id), DROPPED.labels(camera_id)),
-                )
-            else:  # a restarted camera: its counts go on, its new stream starts at a keyframe
-                output.gate = GopGate()
+            self.output.open_camera(camera_id)
             log.info(
                 "pulling camera %s from %s",
                 entry.camera_id,
@@ -397,7 +315,7 @@ class Ingest:
                 probe.check()
                 if time.monotonic() >= self.metrics_due:
                     self.metrics_due = time.monotonic() + 1.0
-                    self.publish_metrics()
+                    self.output.publish_metrics()
         finally:
             self.close()
 
@@ -414,7 +332,7 @@ class Ingest:
         if stuck:
             log.warning("%d camera threads still in a connect at shutdown; exiting without them", stuck)
         self.pullers.clear()
-        self.publish_metrics()
+        self.output.publish_metrics()
         remaining = self.producer.flush(10)  # bounded: during an outage nothing more can be delivered
         if remaining:
             log.error("%d records undelivered at shutdown", remaining)
