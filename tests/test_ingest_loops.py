@@ -18,7 +18,7 @@ from services.ingest.loops import DemuxLoop, LoopedCamera, LoopPool, runs_on_loo
 from services.ingest.model import CameraState, PacketRecord, PullSettings, StatusChange
 from services.ingest.packet_avro import VideoPacketEncoder
 from services.ingest.session import CameraSession
-from tests.kafka_helpers import wait_for
+from tests.kafka_helpers import refusing_port, wait_for
 
 REPO = Path(__file__).resolve().parents[1]
 SUBSTREAM = REPO / "samples" / "vtest-360p15.mp4"  # 640x360, 15 fps
@@ -192,3 +192,74 @@ def test_fast_encoder_writes_exactly_what_fastavro_writes(record: PacketRecord) 
     # A new session of the same camera must not reuse the cached ids of the previous one.
     renewed = PacketRecord(**(record.as_record() | {"session_id": "s-new"}))
     assert serde.deserialize(VIDEO_PACKETS, "VideoPacket", encoder.encode(renewed))["session_id"] == "s-new"
+
+
+def test_unreachable_network_cameras_hold_no_thread_while_they_wait_to_retry() -> None:
+    """The storm of issue 20, small: 300 refused cameras on one loop. Threads exist only for attempts
+    under way, every failure reads `connection refused`, and a stop ends them all at once."""
+    recorder = Recorder()
+    loop = DemuxLoop("test-refused")
+    patient_retry = FAST.model_copy(update={"backoff_initial_s": 2.0, "backoff_max_s": 5.0})
+    threads_before = threading.active_count()
+    peak = [0]
+    with refusing_port() as port:
+        cameras = [
+            looped(
+                loop,
+                recorder,
+                CameraEntry(camera_id=f"r{i:03d}", stream_url=f"rtsp://127.0.0.1:{port}/s"),
+                patient_retry,
+            )
+            for i in range(300)
+        ]
+
+        def failed_twice() -> bool:
+            peak[0] = max(peak[0], threading.active_count() - threads_before)
+            return all(recorder.states(f"r{i:03d}").count(CameraState.FAILED) >= 2 for i in range(300))
+
+        wait_for(failed_twice, 90, "every camera failed twice")
+        # Between attempts (2–5 s backoff, a refusal takes milliseconds) nearly all wait on the loop.
+        wait_for(lambda: threading.active_count() - threads_before < 60, 10, "threads handed back")
+        started = time.monotonic()
+        for camera in cameras:
+            camera.stop("test over")
+        assert all(camera.join(10) for camera in cameras)
+        assert time.monotonic() - started < 10
+    assert peak[0] < 300, f"{peak[0]} threads for 300 cameras"
+    reasons = {s.reason.split(";")[0] for s in recorder.statuses if s.state == CameraState.FAILED and s.reason}
+    assert reasons == {"connection refused"}, reasons
+    assert all(recorder.states(f"r{i:03d}")[-1] == CameraState.STOPPED for i in range(300))
+
+
+def test_a_network_camera_on_a_loop_streams_on_its_thread_and_reconnects() -> None:
+    """An http:// camera scheduled by a loop: the whole clip flows, the end of the response is a dropped
+    stream, and the next session starts at a keyframe; a file camera on the same loop is served meanwhile."""
+    import functools
+    import http.server
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(MAIN.parent))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    recorder = Recorder()
+    loop = DemuxLoop("test-http")
+    patient = FAST.model_copy(update={"read_timeout_s": 30.0})
+    url = f"http://127.0.0.1:{server.server_address[1]}/{MAIN.name}"
+    http_camera = looped(loop, recorder, CameraEntry(camera_id="http-1", stream_url=url), patient)
+    paced = looped(
+        loop, recorder, CameraEntry(camera_id="paced", stream_url=f"file://{SUBSTREAM}", loop=True, realtime=True)
+    )
+    try:
+        wait_for(lambda: len({p.session_id for p in recorder.packets.get("http-1", [])}) >= 2, 60, "a second session")
+    finally:
+        for camera in (http_camera, paced):
+            camera.stop()
+        assert http_camera.join(10) and paced.join(10)
+        server.shutdown()
+    packets = recorder.packets["http-1"]
+    first_session = packets[0].session_id
+    assert sum(p.session_id == first_session for p in packets) == 795  # the whole clip
+    second = [p for p in packets if p.session_id != first_session]
+    assert second[0].is_keyframe and second[0].sequence == 0
+    reasons = [s.reason for s in recorder.statuses if s.state == CameraState.RECONNECTING and s.reason]
+    assert reasons and reasons[0].startswith("end of stream")
+    assert recorder.count("paced") > 0  # served beside it (the clip over HTTP takes about a second)

@@ -5,9 +5,11 @@ cameras that convoy, not the demuxing, was most of ingest's CPU (docs/benchmarks
 keeps its sessions in a heap by the time they next want to run and serves every session due within
 a few milliseconds in one wake-up.
 
-Only sources whose reads never block belong on a loop (local files, paced or not): a live network
-read can block for the whole read timeout, which would stall every other camera of its loop. Those
-keep a thread each (CameraPuller); `runs_on_loop` decides.
+Only sources whose reads never block are demuxed on a loop (local files, paced or not): a live network
+read can block for the whole read timeout, which would stall every other camera of its loop. A network
+camera is scheduled by the loop (its backoff, its wait for a connect slot) but connects and streams on
+a thread of its own, which ends when the connection does: a replica of thousands of unreachable cameras
+holds threads only for the attempts under way, not one per camera. `runs_on_loop` decides.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ class DemuxLoop:
         self._wake = threading.Event()
         self._sessions: dict[int, CameraSession] = {}
         self._finished: dict[int, threading.Event] = {}
+        self._away: dict[int, threading.Event] = {}  # sessions on their own thread → its wake-up
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
@@ -66,7 +69,10 @@ class DemuxLoop:
         """Ask `session` to stop; the loop steps it at once (publishing its STOPPED status)."""
         with self._lock:
             session.request_stop(reason)
-            if id(session) in self._sessions:
+            away = self._away.get(id(session))
+            if away is not None:
+                away.set()  # its thread steps it next (a read under way ends by its timeout)
+            elif id(session) in self._sessions:
                 self._push_locked(session, 0.0)
         self._wake.set()
 
@@ -88,6 +94,8 @@ class DemuxLoop:
                 if due > now:
                     return due
                 heapq.heappop(heap)
+                if id(session) in self._away:  # stepped by its own thread, which reschedules it
+                    continue
                 return session
             return None
 
@@ -104,11 +112,40 @@ class DemuxLoop:
                 self._wake.clear()
 
     def _serve(self, session: CameraSession, now: float) -> None:
+        if not runs_on_loop(session.entry) and session.stop_reason is None:
+            wake = threading.Event()
+            with self._lock:
+                self._away[id(session)] = wake
+            name = f"pull-{session.camera_id}"
+            threading.Thread(target=self._serve_away, args=(session, wake), name=name, daemon=True).start()
+            return
+        self._settle(session, self._step(session, now))
+
+    def _serve_away(self, session: CameraSession, wake: threading.Event) -> None:
+        """A network camera's connection on its own thread; back to the loop once it waits for a retry."""
+        due = self._step(session, time.monotonic())
+        while due is not None:
+            waiting = due - time.monotonic()
+            if not session.connected and waiting > COALESCE_S and session.stop_reason is None:
+                break  # a backoff or a connect slot ahead: the loop waits for it, not a thread
+            if waiting > 0:
+                wake.wait(waiting)
+            due = self._step(session, time.monotonic())
+        with self._lock:
+            self._away.pop(id(session), None)
+        self._settle(session, due)
+        self._wake.set()
+
+    @staticmethod
+    def _step(session: CameraSession, now: float) -> float | None:
         try:
-            due = session.step(now)
+            return session.step(now)
         except Exception:  # noqa: BLE001 — step never raises; if it ever did, one camera must not end the loop
             log.exception("camera %s: session step failed; stopping it", session.camera_id)
-            due = None
+            return None
+
+    def _settle(self, session: CameraSession, due: float | None) -> None:
+        """After a step: schedule the session again, or let go of it when it is done."""
         with self._lock:
             if due is None:
                 key = id(session)

@@ -1,8 +1,8 @@
 """Ingest service loop: own cameras through Kafka's group protocol, pull them, produce packets and status.
 
-Cameras: file sources are stepped by a few demux loops (services/ingest/loops.py), each serving many;
-a live network camera gets its own thread (its reads block in FFmpeg). Both hand packets and status to
-services/ingest/output.py, which produces them.
+Cameras: a few demux loops (services/ingest/loops.py) each serve many: they demux file sources
+themselves and schedule network cameras, which connect and stream on a thread of their own while
+connected (their reads block in FFmpeg). Packets and status go to services/ingest/output.py.
 
 Assignment: replicas join one consumer group on the compacted inventory topic cctv.cameras.v1. Each
 replica pulls the cameras on the partitions it owns; on (cooperative) rebalance it starts and stops
@@ -44,12 +44,11 @@ from libs.service import ServiceRuntime, start_service
 from libs.settings import CommonSettings
 from libs.topics import CAMERAS
 from services.ingest.core import (
-    CameraPuller,
     CameraSession,
     PullSettings,
 )
 from services.ingest.credentials import CredentialResolver
-from services.ingest.loops import LoopedCamera, LoopPool, runs_on_loop
+from services.ingest.loops import LoopedCamera, LoopPool
 from services.ingest.output import KafkaOutput
 from services.ingest.rate import ConnectRateLimiter
 
@@ -79,8 +78,8 @@ class IngestSettings(CommonSettings):
     # Cameras started per loop turn: the loop keeps answering the group protocol and SIGTERM while a
     # partition of thousands of cameras comes up.
     start_batch: int = Field(default=50, ge=1)
-    # Threads that demux the file cameras (each serves many; live network cameras get a thread each,
-    # as their reads block). 0 = one per CPU, at most 4.
+    # Threads that demux the file cameras and schedule all cameras (each serves many; a connected
+    # network camera streams on its own thread, as its reads block). 0 = one per CPU, at most 4.
     demux_loops: int = Field(default=0, ge=0)
 
 
@@ -111,7 +110,7 @@ class Ingest:
             },
         )
         self.dead_letters = DeadLetterPublisher(self.producer, self.serde, SERVICE, self.config.group_id)
-        self.pullers: dict[str, CameraPuller | LoopedCamera] = {}
+        self.pullers: dict[str, LoopedCamera] = {}
         self.loops = LoopPool(self.config.demux_loops or min(4, os.cpu_count() or 1))
         self.output = KafkaOutput(self.producer, self.serde, settings.instance_id, self.config.max_buffered_messages)
         self.on_packet, self.on_status = self.output.on_packet, self.output.on_status
@@ -149,25 +148,15 @@ class Ingest:
                 redact_url(entry.stream_url),
                 extra={"camera_id": entry.camera_id},
             )
-            if runs_on_loop(entry):
-                session = CameraSession(
-                    entry,
-                    self.on_packet,
-                    self.on_status,
-                    self.config.pull,
-                    credentials=self.credentials,
-                    connect_gate=self.connect_gate,
-                )
-                self.pullers[camera_id] = self.loops.attach(session)
-            else:
-                self.pullers[camera_id] = CameraPuller(
-                    entry,
-                    self.on_packet,
-                    self.on_status,
-                    self.config.pull,
-                    credentials=self.credentials,
-                    connect_gate=self.connect_gate,
-                ).start()
+            session = CameraSession(
+                entry,
+                self.on_packet,
+                self.on_status,
+                self.config.pull,
+                credentials=self.credentials,
+                connect_gate=self.connect_gate,
+            )
+            self.pullers[camera_id] = self.loops.attach(session)
             CAMERAS_OWNED.set(len(self.pullers))
 
     def stop_camera(self, camera_id: str, reason: str) -> None:

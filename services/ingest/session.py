@@ -96,6 +96,11 @@ class CameraSession:
         self._window = (0.0, 0, 0)  # since, packets, bytes: the status window's start
         self._next_status = 0.0
 
+    @property
+    def connected(self) -> bool:
+        """A stream is open (its reads may block until the read timeout)."""
+        return self._packets is not None
+
     def request_stop(self, reason: str = "stopped") -> None:
         if self.stop_reason is None:
             self.stop_reason = reason
