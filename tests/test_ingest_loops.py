@@ -263,3 +263,54 @@ def test_a_network_camera_on_a_loop_streams_on_its_thread_and_reconnects() -> No
     reasons = [s.reason for s in recorder.statuses if s.state == CameraState.RECONNECTING and s.reason]
     assert reasons and reasons[0].startswith("end of stream")
     assert recorder.count("paced") > 0  # served beside it (the clip over HTTP takes about a second)
+
+
+def test_a_silent_network_camera_does_not_stall_the_file_cameras_of_its_loop() -> None:
+    """A server that accepts and then says nothing: the camera waits out its timeout on its own thread
+    while the paced file cameras of the same loop keep real time."""
+    import socket
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+    release = threading.Event()
+
+    def accept_and_hold() -> None:
+        listener.settimeout(0.2)
+        while not release.is_set():
+            try:
+                held.append(listener.accept()[0])
+            except TimeoutError:
+                continue
+
+    threading.Thread(target=accept_and_hold, daemon=True).start()
+    recorder = Recorder()
+    loop = DemuxLoop("test-silent")
+    silent_settings = FAST.model_copy(update={"open_timeout_s": 2.0, "read_timeout_s": 2.0})
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/live.ts"
+    silent = looped(loop, recorder, CameraEntry(camera_id="silent", stream_url=url), silent_settings)
+    files = [
+        looped(
+            loop, recorder, CameraEntry(camera_id=f"f{i}", stream_url=f"file://{SUBSTREAM}", loop=True, realtime=True)
+        )
+        for i in range(20)
+    ]
+    try:
+        wait_for(lambda: all(recorder.count(f"f{i}") > 0 for i in range(20)), 30, "file cameras online")
+        wait_for(lambda: held, 30, "the silent camera connected")
+        before, started = {f"f{i}": recorder.count(f"f{i}") for i in range(20)}, time.monotonic()
+        wait_for(lambda: CameraState.FAILED in recorder.states("silent"), 30, "the silent camera timed out")
+        elapsed = time.monotonic() - started
+        assert elapsed > 1.0, "the read timeout was waited out"
+        rates = [(recorder.count(c) - n) / elapsed for c, n in before.items()]
+        assert min(rates) > 15 * 0.5, rates
+    finally:
+        for camera in [silent, *files]:
+            camera.stop()
+        assert all(camera.join(10) for camera in [silent, *files])
+        release.set()
+        listener.close()
+        for connection in held:
+            connection.close()
+    assert recorder.count("silent") == 0
+    reason = next(s.reason for s in recorder.statuses if s.camera_id == "silent" and s.state == CameraState.FAILED)
+    assert reason and reason.startswith("no data for 2 s (timeout); retry in"), reason
