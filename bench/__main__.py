@@ -36,7 +36,7 @@ console = Console()
 
 def _steps(quick: bool, only: set[str], detector_batches: int) -> int:
     counts = {
-        "ingest": 5 if quick else 7,
+        "ingest": 7 if quick else 10,
         "frame-sampler": 2 if quick else 3,
         "detector": detector_batches + 3,
         "kafka": 6,

@@ -15,7 +15,28 @@ from bench.common import SAMPLE_SUBSTREAM, CpuMeter, Result
 STREAM_FPS = 15.0
 
 
-def service_worker(bootstrap: str, cameras: int, duration_s: float, warmup_s: float) -> dict[str, Any]:
+def _cpu_by_thread_kind() -> dict[str, float]:
+    """CPU seconds of this process's threads so far: librdkafka's own threads (rdk:*, the Kafka client's
+    I/O) apart from the Python threads (demux loops, camera threads, the main loop)."""
+    import os
+    from pathlib import Path
+
+    ticks = os.sysconf("SC_CLK_TCK")
+    totals: dict[str, float] = {}
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            name = (task / "comm").read_text().strip()
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the thread ended meanwhile
+            continue
+        kind = "librdkafka" if name.startswith("rdk:") else "python"  # Python 3.11 leaves its threads unnamed
+        totals[kind] = totals.get(kind, 0.0) + (int(fields[11]) + int(fields[12])) / ticks
+    return totals
+
+
+def service_worker(
+    bootstrap: str, cameras: int, duration_s: float, warmup_s: float, demux_loops: int = 0
+) -> dict[str, Any]:
     """The real Ingest (main.py): its producer settings, GOP gate, on_packet/on_status, CameraPullers."""
     from libs.cameras import CameraEntry
     from libs.health import Health
@@ -27,7 +48,9 @@ def service_worker(bootstrap: str, cameras: int, duration_s: float, warmup_s: fl
     from libs.topics import pipeline_topics
     from services.ingest.main import Ingest, IngestSettings
 
-    settings = IngestSettings(kafka=KafkaSettings(bootstrap_servers=bootstrap), registry=RegistrySettings(url=None))
+    settings = IngestSettings(
+        kafka=KafkaSettings(bootstrap_servers=bootstrap), registry=RegistrySettings(url=None), demux_loops=demux_loops
+    )
     create_topics(settings.kafka, pipeline_topics())
     runtime = ServiceRuntime("ingest", settings, Health(60), Shutdown(), make_serde(settings.registry), None)
     ingest = Ingest(runtime)
@@ -43,7 +66,7 @@ def service_worker(bootstrap: str, cameras: int, duration_s: float, warmup_s: fl
         return sum(puller.packets for puller in list(ingest.pullers.values()))
 
     def dropped() -> int:
-        return sum(parts[0].dropped for parts in list(ingest.per_camera.values()))
+        return sum(camera.dropped for camera in list(ingest.output.cameras.values()))
 
     def serve(until: float) -> None:  # what Ingest.run does between inventory records
         while time.monotonic() < until:
@@ -51,13 +74,23 @@ def service_worker(bootstrap: str, cameras: int, duration_s: float, warmup_s: fl
             ingest.producer.poll(0)
 
     serve(time.monotonic() + warmup_s)
-    first_packets, first_dropped = packets(), dropped()
+    first_packets, first_dropped, first_threads = packets(), dropped(), _cpu_by_thread_kind()
     with CpuMeter() as meter:
         serve(time.monotonic() + duration_s)
         sent = packets() - first_packets
+    threads = _cpu_by_thread_kind()
     lost = dropped() - first_dropped
     ingest.close()
-    return {"cpu_s": meter.cpu_s, "wall_s": meter.wall_s, "packets": sent, "dropped": lost}
+    per_packet = {
+        kind: round((cpu - first_threads.get(kind, 0.0)) / max(1, sent) * 1e6, 1) for kind, cpu in threads.items()
+    }
+    return {
+        "cpu_s": meter.cpu_s,
+        "wall_s": meter.wall_s,
+        "packets": sent,
+        "dropped": lost,
+        "us_per_packet_by_thread": per_packet,
+    }
 
 
 def _bare_camera(stop: threading.Event, counter: list[int]) -> None:
@@ -103,6 +136,71 @@ def bare_worker(cameras: int, duration_s: float, warmup_s: float) -> dict[str, A
     return {"cpu_s": meter.cpu_s, "wall_s": meter.wall_s, "packets": packets}
 
 
+class _BareLoopCamera:
+    """One looping file camera of bare_loop_worker, holding its next packet until it is due."""
+
+    def __init__(self, origin: float) -> None:
+        self.origin = origin
+        self.offset_s = 0.0  # looping: timestamps continue
+        self.last_s = 0.0
+        self.next_packet: Any = None
+        self._open()
+
+    def _open(self) -> None:
+        self.container = av.open(str(SAMPLE_SUBSTREAM))
+        video = self.container.streams.video[0]
+        self.time_base = video.time_base or Fraction(1, 90_000)
+        self.demux = self.container.demux(video)
+
+    def read_ahead(self) -> float:
+        """Demux the next packet; returns when it is due."""
+        while True:
+            packet = next(self.demux, None)
+            if packet is None:
+                self.container.close()
+                self._open()
+                self.offset_s = self.last_s + 1 / STREAM_FPS
+            elif packet.size and packet.pts is not None:
+                break
+        pts_s = float(packet.pts * self.time_base) + self.offset_s
+        self.last_s = max(self.last_s, pts_s)
+        self.next_packet = packet
+        return self.origin + pts_s
+
+
+def bare_loop_worker(cameras: int, duration_s: float, warmup_s: float) -> dict[str, Any]:
+    """The same paced demux with no thread per camera: one loop, a heap of cameras by their next
+    packet's time, every camera due within COALESCE_S served per wake-up (the design ingest now uses)."""
+    import heapq
+
+    from services.ingest.loops import COALESCE_S
+
+    start = time.monotonic()
+    state = [_BareLoopCamera(start) for _ in range(cameras)]
+    heap = [(camera.read_ahead(), index) for index, camera in enumerate(state)]
+    heapq.heapify(heap)
+    counted = 0
+
+    def serve(until: float) -> None:
+        nonlocal counted
+        while (now := time.monotonic()) < until:
+            due, index = heap[0]
+            if due > now + COALESCE_S:
+                time.sleep(min(due, until) - now)
+                continue
+            camera = state[index]
+            _data = bytes(camera.next_packet)
+            counted += 1
+            heapq.heapreplace(heap, (camera.read_ahead(), index))
+
+    serve(time.monotonic() + warmup_s)
+    first = counted
+    with CpuMeter() as meter:
+        serve(time.monotonic() + duration_s)
+        packets = counted - first
+    return {"cpu_s": meter.cpu_s, "wall_s": meter.wall_s, "packets": packets}
+
+
 def unpaced_worker(duration_s: float) -> dict[str, Any]:
     """Demux as fast as possible: CPU per packet with no pacing and no threads."""
     packets = 0
@@ -121,7 +219,7 @@ def run(bootstrap: str, quick: bool, step: Any) -> list[Result]:
     from bench.common import run_worker
 
     duration, warmup = (8.0, 3.0) if quick else (20.0, 5.0)
-    camera_counts = [50, 200] if quick else [50, 200, 300]
+    camera_counts = [50, 200] if quick else [50, 200, 600]
     results: list[Result] = []
     step("ingest: bare demux, unpaced")
     unpaced = run_worker("ingest:unpaced_worker", {"duration_s": 3.0 if quick else 6.0})
@@ -134,6 +232,10 @@ def run(bootstrap: str, quick: bool, step: Any) -> list[Result]:
         )
         step(f"ingest: {cameras} cameras, bare paced demux")
         bare = run_worker("ingest:bare_worker", {"cameras": cameras, "duration_s": duration, "warmup_s": warmup})
+        step(f"ingest: {cameras} cameras, bare paced demux loop")
+        bare_loop = run_worker(
+            "ingest:bare_loop_worker", {"cameras": cameras, "duration_s": duration, "warmup_s": warmup}
+        )
         expected = STREAM_FPS * cameras
         service_pps = service["packets"] / service["wall_s"]
         bare_pps = bare["packets"] / bare["wall_s"]
@@ -162,6 +264,16 @@ def run(bootstrap: str, quick: bool, step: Any) -> list[Result]:
                 round(service_cpu_per_packet * 1e6, 1),
                 round(bare_cpu_per_packet * 1e6, 1),
                 **params,
+                service_by_thread=service["us_per_packet_by_thread"],
+            ),
+            Result.cost(
+                "ingest",
+                "CPU per packet vs one bare demux loop",
+                "µs CPU/packet",
+                round(service_cpu_per_packet * 1e6, 1),
+                round(bare_loop["cpu_s"] / max(1, bare_loop["packets"]) * 1e6, 1),
+                **params,
+                note="bare = one thread, a heap of cameras by due time, same pacing (no Kafka, no records)",
             ),
             Result.cost(
                 "ingest",

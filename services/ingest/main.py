@@ -1,5 +1,9 @@
 """Ingest service loop: own cameras through Kafka's group protocol, pull them, produce packets and status.
 
+Cameras: a few demux loops (services/ingest/loops.py) each serve many: they demux file sources
+themselves and schedule network cameras, which connect and stream on a thread of their own while
+connected (their reads block in FFmpeg). Packets and status go to services/ingest/output.py.
+
 Assignment: replicas join one consumer group on the compacted inventory topic cctv.cameras.v1. Each
 replica pulls the cameras on the partitions it owns; on (cooperative) rebalance it starts and stops
 pullers, and it reacts to inventory changes live. Offsets are never committed: on assignment a
@@ -11,10 +15,10 @@ Consumes: cctv.cameras.v1. Produces: cctv.video.packets.v1, cctv.camera-status.v
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -23,7 +27,7 @@ from confluent_kafka import (
     Message,
     TopicPartition,
 )
-from prometheus_client import Counter, Gauge
+from prometheus_client import Gauge
 from pydantic import Field
 
 from libs.cameras import CameraEntry
@@ -38,26 +42,19 @@ from libs.redact import redact_url
 from libs.serde import SerdeError
 from libs.service import ServiceRuntime, start_service
 from libs.settings import CommonSettings
-from libs.topics import CAMERA_STATUS, CAMERAS, VIDEO_PACKETS
+from libs.topics import CAMERAS
 from services.ingest.core import (
-    CameraPuller,
-    GopGate,
-    PacketRecord,
+    CameraSession,
     PullSettings,
-    StatusChange,
 )
 from services.ingest.credentials import CredentialResolver
+from services.ingest.loops import LoopedCamera, LoopPool
+from services.ingest.output import KafkaOutput
 from services.ingest.rate import ConnectRateLimiter
 
 log = logging.getLogger(__name__)
 SERVICE = "ingest"
 
-PACKETS = Counter("cctv_ingest_packets_total", "Video packets produced", ["camera_id"])
-BYTES = Counter("cctv_ingest_bytes_total", "Video bytes produced", ["camera_id"])
-DROPPED = Counter(
-    "cctv_ingest_dropped_packets_total", "Packets dropped (whole GOPs) because Kafka could not keep up", ["camera_id"]
-)
-RECONNECTS = Counter("cctv_ingest_reconnects_total", "Connection attempts after a failure or a drop", ["camera_id"])
 CAMERAS_OWNED = Gauge("cctv_ingest_cameras_owned", "Cameras this replica is pulling")
 CAMERAS_WAITING = Gauge(
     "cctv_ingest_cameras_waiting",
@@ -81,6 +78,9 @@ class IngestSettings(CommonSettings):
     # Cameras started per loop turn: the loop keeps answering the group protocol and SIGTERM while a
     # partition of thousands of cameras comes up.
     start_batch: int = Field(default=50, ge=1)
+    # Threads that demux the file cameras and schedule all cameras (each serves many; a connected
+    # network camera streams on its own thread, as its reads block). 0 = one per CPU, at most 4.
+    demux_loops: int = Field(default=0, ge=0)
 
 
 class Ingest:
@@ -110,10 +110,13 @@ class Ingest:
             },
         )
         self.dead_letters = DeadLetterPublisher(self.producer, self.serde, SERVICE, self.config.group_id)
-        self.pullers: dict[str, CameraPuller] = {}
+        self.pullers: dict[str, LoopedCamera] = {}
+        self.loops = LoopPool(self.config.demux_loops or min(4, os.cpu_count() or 1))
+        self.output = KafkaOutput(self.producer, self.serde, settings.instance_id, self.config.max_buffered_messages)
+        self.on_packet, self.on_status = self.output.on_packet, self.output.on_status
         self.credentials = CredentialResolver(self.config.credentials_dir)
         self.entries: dict[str, tuple[int, CameraEntry]] = {}  # camera → (partition, entry)
-        self.per_camera: dict[str, tuple[GopGate, Any, Any, Any]] = {}
+        self.metrics_due = 0.0
         # Partitions being re-read after assignment: the end to reach, and the latest raw record per
         # camera meanwhile (decoded once, at the partition's end: a city inventory holds superseded records).
         self.catching_up = CatchUp(self.consumer, CAMERAS)
@@ -124,48 +127,6 @@ class Ingest:
         self.connect_gate = ConnectRateLimiter(self.config.pull.max_connects_per_s, self.config.pull.connect_burst)
         CAMERA_LIMIT.set(self.config.max_cameras)
         self.lock = threading.Lock()
-        self.room_limit = int(self.config.max_buffered_messages * 0.9)
-
-    # ---- outputs (called from puller threads) -------------------------------------------------------------
-
-    def on_packet(self, packet: PacketRecord) -> None:
-        gate, packets, bytes_, dropped = self.per_camera[packet.camera_id]
-        if not gate.admit(packet.is_keyframe, has_room=len(self.producer) < self.room_limit):
-            dropped.inc()
-            return
-        try:
-            value = self.serde.serialize(VIDEO_PACKETS, "VideoPacket", packet.as_record())
-            self.producer.produce(VIDEO_PACKETS, key=packet.camera_id.encode(), value=value)
-        except BufferError:
-            gate.refused()
-            dropped.inc()
-            return
-        packets.inc()
-        bytes_.inc(len(packet.data))
-
-    def on_status(self, change: StatusChange) -> None:
-        if change.state in ("RECONNECTING", "FAILED"):
-            RECONNECTS.labels(change.camera_id).inc()
-        record = {
-            "camera_id": change.camera_id,
-            "session_id": change.session_id,
-            "state": change.state.value,
-            "reason": change.reason,
-            "fps": change.fps,
-            "bitrate_bps": change.bitrate_bps,
-            "last_packet_time": change.last_packet_time_ms,
-            "reconnect_attempt": change.reconnect_attempt,
-            "ingest_instance": self.runtime.settings.instance_id,
-            "timestamp": int(time.time() * 1000),
-        }
-        try:
-            self.producer.produce(
-                CAMERA_STATUS,
-                key=change.camera_id.encode(),
-                value=self.serde.serialize(CAMERA_STATUS, "CameraStatus", record),
-            )
-        except BufferError:
-            log.warning("status of %s not published: producer queue full", change.camera_id)
 
     # ---- camera ownership -----------------------------------------------------------------------------------
 
@@ -180,27 +141,22 @@ class Ingest:
             if not entry.enabled:
                 return
             camera_id = entry.camera_id
-            # Labelled metrics resolved once per camera, not per packet (label lookup is ~2 µs each).
-            self.per_camera[camera_id] = (
-                GopGate(),
-                PACKETS.labels(camera_id),
-                BYTES.labels(camera_id),
-                DROPPED.labels(camera_id),
-            )
+            self.output.open_camera(camera_id)
             log.info(
                 "pulling camera %s from %s",
                 entry.camera_id,
                 redact_url(entry.stream_url),
                 extra={"camera_id": entry.camera_id},
             )
-            self.pullers[entry.camera_id] = CameraPuller(
+            session = CameraSession(
                 entry,
                 self.on_packet,
                 self.on_status,
                 self.config.pull,
                 credentials=self.credentials,
                 connect_gate=self.connect_gate,
-            ).start()
+            )
+            self.pullers[camera_id] = self.loops.attach(session)
             CAMERAS_OWNED.set(len(self.pullers))
 
     def stop_camera(self, camera_id: str, reason: str) -> None:
@@ -346,6 +302,9 @@ class Ingest:
                 self.start_waiting()
                 self.producer.poll(0)
                 probe.check()
+                if time.monotonic() >= self.metrics_due:
+                    self.metrics_due = time.monotonic() + 1.0
+                    self.output.publish_metrics()
         finally:
             self.close()
 
@@ -362,6 +321,7 @@ class Ingest:
         if stuck:
             log.warning("%d camera threads still in a connect at shutdown; exiting without them", stuck)
         self.pullers.clear()
+        self.output.publish_metrics()
         remaining = self.producer.flush(10)  # bounded: during an outage nothing more can be delivered
         if remaining:
             log.error("%d records undelivered at shutdown", remaining)
