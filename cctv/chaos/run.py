@@ -109,7 +109,7 @@ def run_chaos(stack: ChaosStack, duration_s: float, steady_s: float) -> ChaosRun
                     stack,
                     started,
                     f"camera chaos-{camera} dropped (server stopped)",
-                    lambda: stack.drop_camera(camera),
+                    lambda c=camera: stack.drop_camera(c),
                 )
                 dropped = True
             if time.monotonic() - started >= duration_s:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from cctv.devstack.kafka import KafkaBroker
 from cctv.devstack.rtsp import RtspServerHandle, start_rtsp_server
@@ -46,12 +46,15 @@ def wait_until(condition: Callable[[], Any], timeout_s: float, what: str, interv
 
 
 def camera_entries(count: int, urls: list[str], fps: float) -> list[CameraEntry]:
+    """Cameras watching the sample's road; file:// URLs loop the file in real time."""
     return [
         CameraEntry(
             camera_id=f"chaos-{index}",
             name=f"Chaos camera {index}",
             site_id="chaos",
             stream_url=url,
+            loop=url.startswith("file://"),
+            realtime=True,
             tags=["crime-hotspot"],
             sampling=Sampling(mode="fps", fps=fps, heartbeat_s=10),
             zones=[{"name": "road", "polygon": ROAD, "rules": [{"type": "intrusion"}]}],
@@ -67,6 +70,7 @@ class ChaosStack:
     cameras: int = 2
     fps: float = 1.0
     end_grace_s: float = 10.0
+    rtsp: bool = True  # one RTSP server per camera (a camera can be dropped); else file cameras (cheap)
     extra_env: dict[str, str] = field(default_factory=dict)
     broker: KafkaBroker = field(init=False)
     servers: list[RtspServerHandle] = field(default_factory=list)
@@ -86,8 +90,11 @@ class ChaosStack:
         shutil.rmtree(self.broker.home, ignore_errors=True)
         self.broker.start(timeout_s=180)
         create_topics(self.kafka, pipeline_topics())
-        self.servers = [start_rtsp_server({f"cam{i}": SAMPLE}, port=0) for i in range(self.cameras)]
-        urls = [server.urls[f"cam{i}"] for i, server in enumerate(self.servers)]
+        if self.rtsp:
+            self.servers = [start_rtsp_server({f"cam{i}": SAMPLE}, port=0) for i in range(self.cameras)]
+            urls = [server.urls[f"cam{i}"] for i, server in enumerate(self.servers)]
+        else:
+            urls = [f"file://{SAMPLE}"] * self.cameras
         publish(self.kafka, self.serde, camera_entries(self.cameras, urls, self.fps))
         for name in PIPELINE_SERVICES:
             self.services[name] = self._process(name).start()
@@ -147,13 +154,20 @@ class ChaosStack:
             | {"group.id": group, "enable.auto.commit": False, "auto.offset.reset": "earliest"}
         )
 
-    def end_offsets(self, topic: str) -> dict[int, int]:
-        client = self._client("chaos-probe")
-        try:
-            partitions = client.list_topics(topic, timeout=10).topics[topic].partitions
-            return {p: client.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
-        finally:
-            client.close()
+    def end_offsets(self, topic: str, timeout_s: float = 120.0) -> dict[int, int]:
+        """Each partition's end offset; retried while the broker is coming back (leaders not elected yet)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            client = self._client("chaos-probe")
+            try:
+                partitions = client.list_topics(topic, timeout=10).topics[topic].partitions
+                return {p: client.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
+            except KafkaException:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(1.0)  # the broker is electing leaders: ask again shortly
+            finally:
+                client.close()
 
     def committed_past(self, name: str, ends: dict[int, int]) -> bool:
         """The service's group committed everything up to `ends` on its input topic (it processed it)."""
@@ -162,7 +176,7 @@ class ChaosStack:
             wanted = [TopicPartition(INPUT_OF[name], p) for p, end in ends.items() if end > 0]
             committed = client.committed(wanted, timeout=10) if wanted else []
             return all(tp.offset >= ends[tp.partition] for tp in committed)
-        except Exception:  # noqa: BLE001 - broker still coming back: not caught up yet
+        except KafkaException:  # broker still coming back: not caught up yet
             return False
         finally:
             client.close()
