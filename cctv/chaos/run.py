@@ -35,6 +35,7 @@ class ChaosRun:
     faults: list[dict[str, Any]] = field(default_factory=list)
     accounting: Accounting | None = None
     exit_codes: dict[str, int | None] = field(default_factory=dict)
+    crashes: list[dict[str, Any]] = field(default_factory=list)  # services that exited by themselves
     duration_s: float = 0.0
 
     def report(self) -> dict[str, Any]:
@@ -46,6 +47,7 @@ class ChaosRun:
             "duration_s": round(self.duration_s, 1),
             "faults": self.faults,
             "exit_codes": self.exit_codes,
+            "crashes": self.crashes,
             "load_average": os.getloadavg(),
             "cpu_count": os.cpu_count(),
         } | self.accounting.summary()
@@ -120,6 +122,7 @@ def run_chaos(stack: ChaosStack, duration_s: float, steady_s: float) -> ChaosRun
         frames, detections, alerts = stack.topics_read()
     finally:
         run.exit_codes = stack.stop()
+        run.crashes = stack.crashes
         stack.shutdown_broker()
     run.accounting = account(frames, detections, alerts, stack.end_grace_s)
     run.duration_s = time.monotonic() - started
@@ -130,6 +133,9 @@ def markdown(report: dict[str, Any]) -> str:
     frames, alerts = report["frames"], report["alerts"]
     faults = "\n".join(f"| {f['at_s']} | {f['fault']} | {f.get('recovered_s', '-')} |" for f in report["faults"])
     problems = "\n".join(f"- {p}" for p in report["problems"]) or "none"
+    crashes = (
+        "\n".join(f"- {c['service']} (exit {c['exit']}): {c['last_errors'][-1:]}" for c in report["crashes"]) or "none"
+    )
     return f"""# Chaos run with accounting
 
 `make chaos CHAOS_ARGS="--duration {report["duration_s"]:.0f} --cameras {report["cameras"]}"`: {report["cameras"]} RTSP
@@ -159,6 +165,8 @@ Problems: {problems}
 {faults}
 
 Exit codes at the final SIGTERM: {report["exit_codes"]}
+
+Services that exited by themselves (restarted by the run, as a supervisor would): {crashes}
 """
 
 

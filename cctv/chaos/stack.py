@@ -77,6 +77,8 @@ class ChaosStack:
     services: dict[str, ServiceProcess] = field(default_factory=dict)
     serde: AvroSerde = field(default_factory=lambda: AvroSerde(shipped_catalog()))
     restarts: dict[str, int] = field(default_factory=dict)
+    supervise: bool = True
+    crashes: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.broker = KafkaBroker(port=self.broker_port)
@@ -135,9 +137,18 @@ class ChaosStack:
                 server.stop()
 
     def assert_alive(self) -> None:
+        """Services that exited by themselves are restarted, as `cctv up`'s supervisor or Kubernetes would,
+        and recorded in `crashes` (with the last error lines of their log): a finding of the run, never
+        hidden. Without `supervise`, such an exit ends the run."""
         for name, service in self.services.items():
-            if not service.alive:
+            if service.alive:
+                continue
+            errors = [line for line in service.log_text().splitlines() if " ERROR " in line or "CRITICAL" in line]
+            crash = {"service": name, "exit": service.exit_code(), "last_errors": errors[-3:]}
+            if not self.supervise:
                 raise ChaosError(f"{name} died (exit {service.exit_code()}):\n{service.log_text()[-3000:]}")
+            self.crashes.append(crash)
+            self.services[name] = self._process(name).start()
 
     def stop(self) -> dict[str, int | None]:
         codes = {name: service.stop(timeout_s=GRACEFUL_STOP_S) for name, service in self.services.items()}
