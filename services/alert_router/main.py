@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import faust
-from confluent_kafka import TopicPartition
+from confluent_kafka import KafkaException, TopicPartition
 from faust.serializers import codecs
 from prometheus_client import Counter
 from pydantic import Field, ValidationError
@@ -375,7 +375,14 @@ def _newest_activity_ms(stored: dict[str, Any]) -> int:
 def _evidence(fetcher: FrameFetcher, event: AlertEvent, settings: AlertRouterSettings) -> bytes | None:
     if event.frame_ref is None:
         return None
-    jpeg = fetcher.jpeg(event.frame_ref)
+    try:
+        jpeg = fetcher.jpeg(event.frame_ref)
+    except KafkaException as error:
+        # The broker is away (restarting, partition leader moving): send the alert now without its image
+        # rather than crash the worker (the alert itself waits in the producer until the broker is back).
+        EVIDENCE_MISSING.labels("broker-unavailable").inc()
+        log.warning("no snapshot for alert %s: frame not readable now (%s)", event.alert_id, error)
+        return None
     if jpeg is None:
         EVIDENCE_MISSING.labels("frame-expired").inc()
         return None
