@@ -83,7 +83,8 @@ def lag(stack: ChaosStack, service: str) -> int:
         committed = client.committed([TopicPartition(INPUT_OF[service], p) for p in ends], timeout=10)
     finally:
         client.close()
-    return sum(ends[tp.partition] - max(tp.offset, 0) for tp in committed)
+    # The ends are read first: a commit landing in between must not count as negative lag.
+    return sum(max(0, ends[tp.partition] - max(tp.offset, 0)) for tp in committed)
 
 
 def sample(stack: ChaosStack, t_s: float, alerts_before: int, interval_s: float) -> dict[str, float]:
