@@ -37,6 +37,8 @@ class ChaosRun:
     exit_codes: dict[str, int | None] = field(default_factory=dict)
     crashes: list[dict[str, Any]] = field(default_factory=list)  # services that exited by themselves
     duration_s: float = 0.0
+    requested_s: float = 0.0  # --duration: faults go on (whole rounds) until it has passed
+    steady_s: float = 0.0
 
     def report(self) -> dict[str, Any]:
         assert self.accounting is not None
@@ -45,6 +47,8 @@ class ChaosRun:
             "fps": self.fps,
             "end_grace_s": self.end_grace_s,
             "duration_s": round(self.duration_s, 1),
+            "requested_s": self.requested_s,
+            "steady_s": self.steady_s,
             "faults": self.faults,
             "exit_codes": self.exit_codes,
             "crashes": self.crashes,
@@ -84,7 +88,7 @@ def _fault(run: ChaosRun, stack: ChaosStack, started: float, what: str, act: Cal
 
 def run_chaos(stack: ChaosStack, duration_s: float, steady_s: float) -> ChaosRun:
     """At least one full round of faults, more while `duration_s` lasts; then drain and account."""
-    run = ChaosRun(stack.cameras, stack.fps, stack.end_grace_s)
+    run = ChaosRun(stack.cameras, stack.fps, stack.end_grace_s, requested_s=duration_s, steady_s=steady_s)
     started = time.monotonic()
     stack.start()
     try:
@@ -138,7 +142,7 @@ def markdown(report: dict[str, Any]) -> str:
     )
     return f"""# Chaos run with accounting
 
-`make chaos CHAOS_ARGS="--duration {report["duration_s"]:.0f} --cameras {report["cameras"]}"`: {report["cameras"]} RTSP
+`make chaos CHAOS_ARGS="--duration {report["requested_s"]:.0f} --cameras {report["cameras"]} --steady {report["steady_s"]:g}"`: {report["cameras"]} RTSP
 cameras (the sample looped, {report["fps"]:g} fps sampled) through ingest → frame-sampler → detector → alert-router,
 every service killed -9 and restarted in turn, the broker restarted, one camera dropped; then every topic read
 whole and accounted (cctv/chaos/accounting.py; what is deduplicated and why: docs/reliability.md).
