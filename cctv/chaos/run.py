@@ -60,8 +60,12 @@ class ChaosRun:
 def _recovered(stack: ChaosStack, name: str) -> Callable[[], None]:
     """A wait for the service (or, for the broker, every service) to be back at work."""
     if name == "ingest":
-        before = sum(stack.end_offsets(VIDEO_PACKETS).values())
-        return lambda: _until(stack, lambda: sum(stack.end_offsets(VIDEO_PACKETS).values()) > before, name)
+
+        def packets_again() -> None:  # counted from after the kill: the new process's packets
+            before = sum(stack.end_offsets(VIDEO_PACKETS).values())
+            _until(stack, lambda: sum(stack.end_offsets(VIDEO_PACKETS).values()) > before, name)
+
+        return packets_again
     names = [name] if name in INPUT_OF else list(INPUT_OF)
 
     def wait() -> None:
