@@ -94,8 +94,8 @@ def run_chaos(stack: ChaosStack, duration_s: float, steady_s: float) -> ChaosRun
     """At least one full round of faults, more while `duration_s` lasts; then drain and account."""
     run = ChaosRun(stack.cameras, stack.fps, stack.end_grace_s, requested_s=duration_s, steady_s=steady_s)
     started = time.monotonic()
-    stack.start()
     try:
+        stack.start()
         stack.wait_flowing(RECOVERY_TIMEOUT_S)
         print(f"[{time.monotonic() - started:6.1f} s] pipeline flowing", flush=True)
         dropped = False

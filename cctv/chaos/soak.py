@@ -168,8 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out / time.strftime("%Y%m%d-%H%M%S")
     stack = ChaosStack(out, args.broker_port, args.cameras, args.fps, rtsp=False)
     rows: list[dict[str, float]] = []
-    stack.start()
     try:
+        stack.start()
         started, alerts_before = time.monotonic(), 0
         while (elapsed := time.monotonic() - started) < args.minutes * 60:
             stack.assert_alive()

@@ -151,6 +151,7 @@ class ChaosStack:
             self.services[name] = self._process(name).start()
 
     def stop(self) -> dict[str, int | None]:
+        """SIGTERM to every service that was started (also after a failed start), then the cameras."""
         codes = {name: service.stop(timeout_s=GRACEFUL_STOP_S) for name, service in self.services.items()}
         self.stop_sources()
         return codes
