@@ -9,8 +9,10 @@ ORT ?= cpu
 PYTEST_ARGS ?=
 RUN_ARGS ?=
 BENCH_ARGS ?=
+CHAOS_ARGS ?=
+SOAK_ARGS ?=
 
-.PHONY: run test lint setup system-deps venv helm k8s s3 bench clean stop reset
+.PHONY: run test lint setup system-deps venv helm k8s s3 bench chaos soak clean stop reset
 
 setup: system-deps venv
 
@@ -69,6 +71,18 @@ test: setup helm k8s s3 lint
 bench: setup
 	$(PY) -m pip install -q -e ".[$(ORT),test,plan,bench]"
 	$(PY) -m bench $(BENCH_ARGS)
+
+# Faults with accounting: every service killed -9 in turn, broker restarted, a camera dropped; then the
+# topics are read whole and accounted. Report in run/chaos/<time>/; CHAOS_ARGS="--duration 600 --cameras 4
+# --publish" also writes docs/benchmarks/chaos.{md,json}. Exits 1 when anything was lost or split.
+chaos: setup
+	$(PY) -m cctv.chaos $(CHAOS_ARGS)
+
+# Many cameras for a long time (30 min by default; SOAK_ARGS="--minutes 15 --cameras 16 --publish"):
+# RSS per service, lag and alert rate over time into run/soak/<time>/ (CSV + plot); exits 1 when a
+# service's memory grows faster than --max-slope MB/min.
+soak: setup
+	$(PY) -m cctv.chaos.soak $(SOAK_ARGS)
 
 # Everything `make setup` and `make run` created: the stack's state (as `make reset`), then the venv.
 clean: reset

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import faust
-from confluent_kafka import TopicPartition
+from confluent_kafka import KafkaException, TopicPartition
 from faust.serializers import codecs
 from prometheus_client import Counter
 from pydantic import Field, ValidationError
@@ -32,6 +32,7 @@ from libs.service import ServiceRuntime, start_service
 from libs.settings import CommonSettings, KafkaSettings
 from libs.topics import ALERTS, DETECTIONS, destination_topic
 from services.alert_router.config import CameraConfig, IncidentSettings, SeverityPolicy, TrackerSettings
+from services.alert_router.event_clock import EventClock
 from services.alert_router.model import AlertEvent, AlertKind, Det, FrameDetections, FrameRef
 from services.alert_router.pipeline import CameraPipeline
 from services.alert_router.routing import DEFAULT_ROUTES_PATH, RoutingTableLoader
@@ -56,6 +57,9 @@ class AlertRouterSettings(CommonSettings):
     snapshot_max_bytes: int = Field(default=200_000, ge=10_000)
     snapshot_max_dim: int = Field(default=960, ge=64)
     expire_interval_s: float = Field(default=2.0, gt=0)
+    # Wall-clock seconds with nothing read on a camera's input partition before the expiry timer lets its
+    # capture-time clock run on (see event_clock.py): longer than an upstream restart or broker outage.
+    expire_stall_allowance_s: float = Field(default=120.0, ge=0)
     changelog_replication_factor: int = Field(default=1, ge=1)
 
 
@@ -201,6 +205,10 @@ def build_app(runtime: ServiceRuntime[AlertRouterSettings], inventory: Inventory
         broker_commit_every=100,
         broker_commit_interval=1.0,
         consumer_auto_offset_reset="earliest",
+        # As every other service's consumer (libs/kafka): a replica killed -9 is noticed within 10 s, so
+        # its replacement resumes the open incidents then, not after Faust's default of 60 s.
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=2.0,
     )
     detections = app.topic(
         DETECTIONS, key_type=str, key_serializer="raw", value_serializer="raw", partitions=partitions
@@ -215,6 +223,7 @@ def build_app(runtime: ServiceRuntime[AlertRouterSettings], inventory: Inventory
     dead_letters = DeadLetterPublisher(make_producer(kafka, f"{SERVICE}-dlq"), serde, SERVICE, settings.group_id)
     destination_topics: dict[str, faust.TopicT] = {}
     partition_of: dict[str, int] = {}
+    clock = EventClock(settings.expire_stall_allowance_s)
     # Live pipelines, valid while the table still holds the very state they wrote and the camera's
     # rules are unchanged: rebuilding from the stored state costs ~1 ms a frame, reusing ~0.2 ms.
     # After recovery or a rebalance the table holds new objects, so the pipeline is rebuilt from them.
@@ -294,6 +303,7 @@ def build_app(runtime: ServiceRuntime[AlertRouterSettings], inventory: Inventory
                 )
                 continue
             partition_of[frame.camera_id] = message.partition
+            clock.observe(message.partition, frame.capture_time_ms, time.monotonic())
             directory.refresh()
             rules = directory.rules.get(frame.camera_id)
             if rules is None:
@@ -317,10 +327,16 @@ def build_app(runtime: ServiceRuntime[AlertRouterSettings], inventory: Inventory
         """End incidents of cameras that stopped sending frames (motion stopped, camera down)."""
         runtime.health.beat()
         directory.refresh()
-        now_ms = int(time.time() * 1000)
+        wall_s = time.monotonic()
         for camera_id, stored in list(state.items()):
             rules = directory.rules.get(camera_id)
             if not stored or rules is None:
+                continue
+            # Capture time, never wall time: a router behind its input must not end incidents early.
+            key = partition_of.get(camera_id, f"camera:{camera_id}")
+            clock.seed(key, _newest_activity_ms(stored), wall_s)
+            now_ms = clock.now_ms(key, wall_s)
+            if now_ms is None:
                 continue
             pipeline = pipeline_for(camera_id, rules, stored)
             events = pipeline.expire(now_ms)
@@ -339,10 +355,23 @@ def build_app(runtime: ServiceRuntime[AlertRouterSettings], inventory: Inventory
     return app
 
 
+def _newest_activity_ms(stored: dict[str, Any]) -> int:
+    """The newest capture time a camera's stored incidents were active at (0 when none is open)."""
+    open_incidents = (stored.get("pipeline") or {}).get("incidents", {}).get("open", {})
+    return max((int(i.get("last_active_ms", 0)) for i in open_incidents.values()), default=0)
+
+
 def _evidence(fetcher: FrameFetcher, event: AlertEvent, settings: AlertRouterSettings) -> bytes | None:
     if event.frame_ref is None:
         return None
-    jpeg = fetcher.jpeg(event.frame_ref)
+    try:
+        jpeg = fetcher.jpeg(event.frame_ref)
+    except KafkaException as error:
+        # The broker is away (restarting, partition leader moving): send the alert now without its image
+        # rather than crash the worker (the alert itself waits in the producer until the broker is back).
+        EVIDENCE_MISSING.labels("broker-unavailable").inc()
+        log.warning("no snapshot for alert %s: frame not readable now (%s)", event.alert_id, error)
+        return None
     if jpeg is None:
         EVIDENCE_MISSING.labels("frame-expired").inc()
         return None

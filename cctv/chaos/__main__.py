@@ -1,0 +1,5 @@
+import sys
+
+from cctv.chaos.run import main
+
+sys.exit(main())
