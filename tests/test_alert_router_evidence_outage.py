@@ -10,7 +10,8 @@ from prometheus_client import REGISTRY
 
 from libs.serde import AvroSerde, shipped_catalog
 from libs.settings import KafkaSettings
-from services.alert_router.main import AlertRouterSettings, FrameFetcher, _evidence
+from services.alert_router.evidence import FrameFetcher, evidence_snapshot
+from services.alert_router.main import AlertRouterSettings
 from services.alert_router.model import AlertEvent, AlertKind, FrameRef, Severity, TrackedBox
 from tests.kafka_helpers import refusing_port
 
@@ -39,6 +40,6 @@ def test_unreachable_broker_gives_an_alert_without_snapshot_not_a_crash() -> Non
         labels = {"reason": "broker-unavailable"}
         before = REGISTRY.get_sample_value("cctv_alert_router_evidence_missing_total", labels) or 0.0
         settings = AlertRouterSettings(kafka=kafka)
-        assert _evidence(fetcher, event, settings) is None
+        assert evidence_snapshot(fetcher, event, settings.snapshot_max_bytes, settings.snapshot_max_dim) is None
         assert REGISTRY.get_sample_value("cctv_alert_router_evidence_missing_total", labels) == before + 1
         fetcher.consumer.close()

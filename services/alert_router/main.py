@@ -12,12 +12,10 @@ import asyncio
 import logging
 import time
 import zlib
-from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
 import faust
-from confluent_kafka import KafkaException, TopicPartition
 from faust.serializers import codecs
 from prometheus_client import Counter
 from pydantic import Field, ValidationError
@@ -25,18 +23,18 @@ from pydantic import Field, ValidationError
 from libs.cameras import CameraEntry
 from libs.evidence import evidence_reference
 from libs.inventory import InventoryFollower
-from libs.kafka import DeadLetterPublisher, SourceRecord, make_admin, make_producer, make_reader
-from libs.records import Detections, Frame
+from libs.kafka import DeadLetterPublisher, SourceRecord, make_admin, make_producer
+from libs.records import Detections
 from libs.serde import AvroSerde, SerdeError
 from libs.service import ServiceRuntime, start_service
 from libs.settings import CommonSettings, KafkaSettings
 from libs.topics import ALERTS, DETECTIONS, destination_topic
 from services.alert_router.config import CameraConfig, IncidentSettings, SeverityPolicy, TrackerSettings
 from services.alert_router.event_clock import EventClock
+from services.alert_router.evidence import FrameFetcher, evidence_snapshot
 from services.alert_router.model import AlertEvent, AlertKind, Det, FrameDetections, FrameRef
 from services.alert_router.pipeline import CameraPipeline
 from services.alert_router.routing import DEFAULT_ROUTES_PATH, RoutingTableLoader
-from services.alert_router.snapshot import SnapshotError, render_snapshot
 
 log = logging.getLogger(__name__)
 SERVICE = "alert-router"
@@ -44,7 +42,6 @@ SERVICE = "alert-router"
 ALERTS_OUT = Counter("cctv_alerts_total", "Alerts produced", ["event_type", "kind", "severity"])
 ROUTED = Counter("cctv_alerts_routed_total", "Routed alert copies", ["destination"])
 SKIPPED = Counter("cctv_alert_router_skipped_total", "Detections not evaluated", ["reason"])
-EVIDENCE_MISSING = Counter("cctv_alert_router_evidence_missing_total", "Alerts sent without a snapshot", ["reason"])
 
 
 class AlertRouterSettings(CommonSettings):
@@ -76,40 +73,6 @@ class AvroCodec(codecs.Codec):
 
     def _loads(self, s: bytes) -> Any:
         return self.serde.deserialize(self.topic, self.schema, s)
-
-
-class FrameFetcher:
-    """Fetches one frame by its Kafka coordinates (the frames topic is the claim check)."""
-
-    def __init__(self, kafka: KafkaSettings, serde: AvroSerde, cache_size: int = 64) -> None:
-        self.serde = serde
-        self.consumer = make_reader(kafka, "alert-evidence", **{"fetch.wait.max.ms": 10})
-        self.cache: OrderedDict[tuple[str, int, int], bytes] = OrderedDict()
-        self.cache_size = cache_size
-
-    def jpeg(self, ref: FrameRef, timeout_s: float = 5.0) -> bytes | None:
-        key = (ref.topic, ref.partition, ref.offset)
-        if key in self.cache:
-            return self.cache[key]
-        # A frame already deleted by retention is known from the partition's low watermark at once;
-        # polling for it would stall the router (and every camera's alerts) for the whole timeout.
-        low, high = self.consumer.get_watermark_offsets(TopicPartition(ref.topic, ref.partition), timeout=timeout_s)
-        if not low <= ref.offset < high:
-            return None
-        self.consumer.assign([TopicPartition(ref.topic, ref.partition, ref.offset)])
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            message = self.consumer.poll(0.2)
-            if message is None or message.error():
-                continue
-            if message.offset() != ref.offset:
-                return None  # the frame expired from the topic (retention): no evidence image
-            jpeg = Frame.from_avro(self.serde.deserialize(ref.topic, "Frame", message.value())).jpeg
-            self.cache[key] = jpeg
-            while len(self.cache) > self.cache_size:
-                self.cache.popitem(last=False)
-            return jpeg
-        return None
 
 
 def frame_detections(record: dict[str, Any]) -> FrameDetections:
@@ -270,7 +233,9 @@ def build_app(runtime: ServiceRuntime[AlertRouterSettings], inventory: Inventory
             steps[event.alert_id] = sequence
             if event.kind is AlertKind.END:
                 steps.pop(event.alert_id, None)
-            snapshot = await asyncio.get_running_loop().run_in_executor(None, _evidence, fetcher, event, settings)
+            snapshot = await asyncio.get_running_loop().run_in_executor(
+                None, evidence_snapshot, fetcher, event, settings.snapshot_max_bytes, settings.snapshot_max_dim
+            )
             destinations = routes.table.route(event, rules)
             record = alert_record(event, entry, destinations, snapshot, sequence)
             key = event.alert_id.encode()
@@ -359,29 +324,6 @@ def _newest_activity_ms(stored: dict[str, Any]) -> int:
     """The newest capture time a camera's stored incidents were active at (0 when none is open)."""
     open_incidents = (stored.get("pipeline") or {}).get("incidents", {}).get("open", {})
     return max((int(i.get("last_active_ms", 0)) for i in open_incidents.values()), default=0)
-
-
-def _evidence(fetcher: FrameFetcher, event: AlertEvent, settings: AlertRouterSettings) -> bytes | None:
-    if event.frame_ref is None:
-        return None
-    try:
-        jpeg = fetcher.jpeg(event.frame_ref)
-    except KafkaException as error:
-        # The broker is away (restarting, partition leader moving): send the alert now without its image
-        # rather than crash the worker (the alert itself waits in the producer until the broker is back).
-        EVIDENCE_MISSING.labels("broker-unavailable").inc()
-        log.warning("no snapshot for alert %s: frame not readable now (%s)", event.alert_id, error)
-        return None
-    if jpeg is None:
-        EVIDENCE_MISSING.labels("frame-expired").inc()
-        return None
-    label = f"{event.rule_type} {event.kind.value} - {event.zone}"
-    try:
-        return render_snapshot(jpeg, event.boxes, label, settings.snapshot_max_bytes, settings.snapshot_max_dim)
-    except SnapshotError as error:
-        EVIDENCE_MISSING.labels("render-failed").inc()
-        log.warning("no snapshot for alert %s: %s", event.alert_id, error)
-        return None
 
 
 def _source_record(message: Any) -> SourceRecord:
