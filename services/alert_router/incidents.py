@@ -11,13 +11,34 @@ from .rules.engine import RuleResult
 
 # Track ids remembered per incident (the newest ones).
 MAX_TRACK_IDS = 50
-# Fixed namespace: alert ids are uuid5(namespace, camera|zone|rule|start time) and must never change.
+# Fixed namespace: alert ids are uuid5(namespace, camera|zone|rule|start time[|track]) and must never change.
 ALERT_ID_NAMESPACE = uuid.UUID("6f1c3c0e-6a8e-5d7b-9a43-2f7c9d0b1e55")
 
 
-def alert_id_for(camera_id: str, zone: str, rule: str, started_at_ms: int) -> str:
-    """Deterministic id: replaying the same frames yields the same id for the same incident."""
-    return str(uuid.uuid5(ALERT_ID_NAMESPACE, f"{camera_id}|{zone}|{rule}|{started_at_ms}"))
+def alert_id_for(camera_id: str, zone: str, rule: str, started_at_ms: int, track_id: int | None = None) -> str:
+    """Deterministic id: replaying the same frames yields the same id for the same incident.
+
+    Incidents of per-track rules (line crossing) add the track id: two people crossing on the same frame
+    are two incidents. The tracker is deterministic and snapshotted, so replays give the same track ids.
+    """
+    name = f"{camera_id}|{zone}|{rule}|{started_at_ms}"
+    return str(uuid.uuid5(ALERT_ID_NAMESPACE, name if track_id is None else f"{name}|track {track_id}"))
+
+
+def _incident_results(results: list[RuleResult]) -> dict[str, tuple[RuleResult, int | None]]:
+    """Active results by incident key: 'zone/rule', or 'zone/rule#track' for each track of a per-track rule."""
+    active: dict[str, tuple[RuleResult, int | None]] = {}
+    for result in results:
+        if not result.active:
+            continue
+        if not result.per_track:
+            active[result.key] = (result, None)
+            continue
+        texts = result.track_descriptions or [result.description] * len(result.tracks)
+        for track, text in zip(result.tracks, texts, strict=True):
+            single = RuleResult(result.zone, result.rule, result.rule_type, True, [track], text, per_track=True)
+            active[f"{result.key}#{track.track_id}"] = (single, track.track_id)
+    return active
 
 
 def _box_to_state(box: TrackedBox) -> list[Any]:
@@ -30,7 +51,9 @@ def _box_from_state(data: list[Any]) -> TrackedBox:
 
 
 class IncidentTracker:
-    """Open incidents of one camera, keyed by 'zone/rule'. Everything is driven by frame capture times."""
+    """Open incidents of one camera, keyed by 'zone/rule' ('zone/rule#track' for per-track rules).
+
+    Everything is driven by frame capture times."""
 
     def __init__(
         self,
@@ -57,17 +80,17 @@ class IncidentTracker:
     def observe(self, now_ms: int, frame_ref: FrameRef, results: list[RuleResult]) -> list[AlertEvent]:
         """Feed one frame's rule results; returns the events this frame causes (sorted by rule key)."""
         events: list[AlertEvent] = []
-        active = {r.key: r for r in results if r.active}
+        active = _incident_results(results)
         for key in sorted(active):
-            result = active[key]
+            result, track_id = active[key]
             boxes = [t.box() for t in result.tracks]
             incident = self.open.get(key)
             if incident is None:
                 severity = self.severity_policy.severity_for(
-                    result.rule_type, self.camera_tags, self.rule_severity.get(key)
+                    result.rule_type, self.camera_tags, self.rule_severity.get(result.key)
                 )
                 incident = {
-                    "alert_id": alert_id_for(self.camera_id, result.zone, result.rule, now_ms),
+                    "alert_id": alert_id_for(self.camera_id, result.zone, result.rule, now_ms, track_id),
                     "zone": result.zone,
                     "rule": result.rule,
                     "rule_type": result.rule_type,

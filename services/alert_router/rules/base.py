@@ -46,6 +46,11 @@ class RuleConfigBase(BaseModel):
     def key(self) -> str:
         return self.name or self.type
 
+    @property
+    def incident_per_track(self) -> bool:
+        """Whether each firing track gets its own incident (and alert) instead of one per zone and rule."""
+        return False
+
 
 @dataclass(slots=True)
 class RuleFrame:
@@ -69,6 +74,8 @@ class Firing:
 
     tracks: list[Track]
     description: str
+    # What the operator reads per track (same order as `tracks`), for rules with one incident per track.
+    track_descriptions: list[str] | None = None
 
 
 ConfigT = TypeVar("ConfigT", bound=RuleConfigBase)

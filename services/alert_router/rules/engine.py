@@ -26,6 +26,9 @@ class RuleResult:
     active: bool
     tracks: list[Track] = field(default_factory=list)
     description: str = ""
+    # One incident per firing track (the rule's `incident_per_track`), keyed 'zone/rule#track'.
+    per_track: bool = False
+    track_descriptions: list[str] | None = None
 
     @property
     def key(self) -> str:
@@ -56,7 +59,7 @@ class RuleEngine:
             scheduled = zone.schedule is None or zone.schedule.is_active(now_ms)
             for rule in zone.rules:
                 key = f"{zone.name}/{rule.key}"
-                result = RuleResult(zone.name, rule.key, rule.type, False)
+                result = RuleResult(zone.name, rule.key, rule.type, False, per_track=rule.incident_per_track)
                 results.append(result)
                 if not scheduled:
                     self.state.pop(key, None)  # timers restart when the schedule opens again
@@ -75,6 +78,7 @@ class RuleEngine:
                 firing = rule_type(rule.type).evaluate(rule, frame)
                 if firing is not None:
                     result.active, result.tracks, result.description = True, firing.tracks, firing.description
+                    result.track_descriptions = firing.track_descriptions
         return results
 
     def _forget_dead_tracks(self, alive_ids: set[int]) -> None:

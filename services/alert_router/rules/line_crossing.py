@@ -8,7 +8,7 @@ from pydantic import Field, field_validator
 
 from ..geometry import segments_intersect, side_of_line
 from ..model import Severity
-from .base import Firing, RuleConfigBase, RuleFrame, register_rule, track_label
+from .base import Firing, RuleConfigBase, RuleFrame, forget_gone_tracks, register_rule, track_label
 
 if TYPE_CHECKING:
     from ..tracking import Track
@@ -21,6 +21,12 @@ class LineCrossingRule(RuleConfigBase):
 
     `a_to_b` = from the left-hand side to the right-hand side of the directed segment first -> second,
     as seen on screen; `b_to_a` the opposite way; `both` either way. The zone polygon is not consulted.
+
+    `incident_per`: `track` (default) gives every crossing person (track) its own incident and alert, so
+    three people crossing 2 s apart are three alerts, as a control room counting people over a perimeter
+    (and KISA's per-event scoring) expects; a person re-crossing while their incident is open updates it
+    (the description counts their crossings). `zone` folds all crossings into one incident per zone and
+    rule until the line has been quiet for the end grace, for busy lines where one alert per burst is enough.
     """
 
     default_severity: ClassVar[Severity] = Severity.LOW
@@ -28,6 +34,11 @@ class LineCrossingRule(RuleConfigBase):
     type: Literal["line_crossing"] = "line_crossing"
     line: tuple[NormalisedPoint, NormalisedPoint]
     direction: Literal["a_to_b", "b_to_a", "both"] = "both"
+    incident_per: Literal["track", "zone"] = "track"
+
+    @property
+    def incident_per_track(self) -> bool:
+        return self.incident_per == "track"
 
     @field_validator("line")
     @classmethod
@@ -81,10 +92,14 @@ def evaluate_line_crossing(rule: LineCrossingRule, frame: RuleFrame) -> Firing |
             crossed.append((track, direction))
     if not crossed:
         return None
-    return Firing(
-        [t for t, _ in crossed],
-        "; ".join(f"{track_label(t)} crossed line of zone '{frame.zone.name}' {direction}" for t, direction in crossed),
-    )
+    # Crossings per track id (str) while the track lives: consumers read the count from the description.
+    counts: dict[str, int] = frame.state.setdefault("crossings", {})
+    texts = []
+    for track, direction in crossed:
+        count = counts[str(track.track_id)] = counts.get(str(track.track_id), 0) + 1
+        repeat = f" (crossing {count})" if count > 1 else ""
+        texts.append(f"{track_label(track)} crossed line of zone '{frame.zone.name}' {direction}{repeat}")
+    return Firing([t for t, _ in crossed], "; ".join(texts), track_descriptions=texts)
 
 
-register_rule(LineCrossingRule, evaluate_line_crossing)
+register_rule(LineCrossingRule, evaluate_line_crossing, forget_tracks=forget_gone_tracks("crossings"))
