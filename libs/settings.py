@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -94,6 +94,10 @@ class RegistrySettings(BaseModel):
     url: str | None = None
     username: str | None = None
     password: SecretStr | None = None
+    # CA bundle that signed the registry's certificate (https:// URLs); None: the system's trust store.
+    ssl_ca_location: str | None = None
+    # Register missing schemas on first write. Only the platform's schema writer (`cctv topics create`)
+    # may register on a secured registry; services there run with False and only look schemas up.
     auto_register: bool = True
 
     @field_validator("url")
@@ -104,6 +108,13 @@ class RegistrySettings(BaseModel):
         if not value.startswith(("http://", "https://")):
             raise ValueError(f"expected an http(s):// URL, got {value!r}")
         return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _credentials_complete(self) -> RegistrySettings:
+        if (self.username is None) != (self.password is None):
+            missing = "CCTV_REGISTRY__PASSWORD" if self.password is None else "CCTV_REGISTRY__USERNAME"
+            raise ValueError(f"registry basic auth needs both a username and a password; {missing} is not set")
+        return self
 
 
 class HttpSettings(BaseModel):
