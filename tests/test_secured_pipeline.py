@@ -29,9 +29,8 @@ from confluent_kafka.schema_registry import Schema
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
 from cctv.acls import plan, principals
-from cctv.devstack.registry import SchemaRegistry
 from cctv.devstack.secure_kafka import SecuredKafkaBroker
-from cctv.devstack.secure_registry import SCHEMA_WRITER, SecuredSchemaRegistry
+from cctv.devstack.secure_registry import SCHEMA_WRITER, SecuredSchemaRegistry, TlsSchemaRegistry
 from cctv.devstack.services import PIPELINE_SERVICES
 from cctv.inventory import publish
 from libs.kafka import create_topics
@@ -96,7 +95,6 @@ def passwords(secured_broker: SecuredKafkaBroker, tmp_path_factory: pytest.TempP
 def secured_registry(
     secured_broker: SecuredKafkaBroker,
     passwords: dict[str, str],
-    schema_registry: SchemaRegistry,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[SecuredSchemaRegistry, dict[str, str]]]:
     """The registry behind TLS and basic auth: every Kafka principal may read schemas, only the schema
@@ -105,8 +103,10 @@ def secured_registry(
     directory = tmp_path_factory.mktemp("registry-users")
     for user, password in users.items():
         (directory / user).write_text(password)
+    upstream = TlsSchemaRegistry(port=SECURED_REGISTRY_PORT + 1, tls=secured_broker.tls)
+    outcome = upstream.start(timeout_s=240)
     registry = SecuredSchemaRegistry(
-        port=SECURED_REGISTRY_PORT, upstream=schema_registry, tls=secured_broker.tls, passwords_dir=directory
+        port=SECURED_REGISTRY_PORT, upstream=upstream, tls=secured_broker.tls, passwords_dir=directory
     )
     registry.stop()  # a proxy kept from an earlier run knows other passwords
     registry.start(timeout_s=60)
@@ -129,6 +129,8 @@ def secured_registry(
     assert not any(password in result.stdout + result.stderr for password in users.values())
     yield registry, users
     registry.stop()
+    if outcome == "started" and not os.environ.get("CCTV_TEST_KEEP_KAFKA"):
+        upstream.stop()
 
 
 def _client(broker: SecuredKafkaBroker, user: str, password: str) -> dict[str, str]:
@@ -328,6 +330,14 @@ def test_secured_registry_refuses_plain_http_bad_credentials_and_reader_writes(
         f"{registry.url}/subjects/{subject}/versions", json=_schema_body(probe), auth=writer, verify=ca, timeout=10
     )
     assert written.status_code == 200 and isinstance(written.json()["id"], int), written.text
+
+    # The registry itself speaks only TLS (no plain listener), with the project CA's certificate.
+    upstream = registry.upstream
+    assert (
+        httpx.get(f"{upstream.url}/subjects/{FRAMES}-value/versions/latest", verify=ca, timeout=10).status_code == 200
+    )
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(upstream.url.replace("https://", "http://") + "/subjects", timeout=10)
 
     # Passwords never reach the proxy's logs, nor the registry's.
     logs = registry.log_file.read_text(errors="replace") + (registry.home / "access.log").read_text()

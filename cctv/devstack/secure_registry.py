@@ -1,17 +1,18 @@
 """The schema registry secured as in production: TLS from the project's CA and HTTP basic auth, with
 only the platform's schema writer allowed to change anything.
 
-Apicurio Registry 2.6 authenticates only through OIDC (Keycloak); its distribution carries no
-properties-file or basic-auth realm. So nginx (Debian package, scripts/install-system-deps.sh) sits in
-front of it, as many production Apicurio deployments do behind an ingress:
+Apicurio Registry 2.6 (Quarkus 3.15) serves TLS itself (`quarkus.http.ssl.certificate.*`, plain HTTP
+off with `quarkus.http.insecure-requests=disabled`): `TlsSchemaRegistry` runs it so, on loopback. But
+it authenticates only through OIDC (Keycloak); its distribution carries no properties-file or basic-auth
+realm. So nginx (Debian package, scripts/install-system-deps.sh) sits in front of it, as production
+Apicurio deployments often do behind an ingress:
 
 - nginx listens on 127.0.0.1:<port> with TLS only (a plain HTTP request to it gets 400) and a certificate
   from the same CA as the secured broker (cctv/devstack/tls.py);
 - every request needs basic auth; reads (GET/HEAD, the Confluent API's schema lookup and compatibility
   check, which are POSTs) are open to every user, anything else only to the writers (`WRITERS`);
   the choice of password file per request is what enforces it, so a reader writing gets 401;
-- the plain Apicurio (a `SchemaRegistry` on another port) stays bound to loopback; credentials are not
-  forwarded to it.
+- nginx reaches Apicurio over TLS too, verifying its certificate; credentials are not forwarded to it.
 
 Users and passwords come from a directory with one file per user holding its password (the same layout
 as `cctv acls apply --passwords-dir`); nginx gets only SHA-512-crypt hashes, never a password.
@@ -20,6 +21,7 @@ as `cctv acls apply --passwords-dir`); nginx gets only SHA-512-crypt hashes, nev
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import ssl
 import subprocess
@@ -31,6 +33,9 @@ from pathlib import Path
 from cctv.devstack.process import DevStackError, LocalServer, port_open
 from cctv.devstack.registry import HOST, SchemaRegistry
 from cctv.devstack.tls import ServerTls
+
+TLS_ONLY_ARGS = ("-Dquarkus.http.insecure-requests=disabled",)
+PEM_BLOCK = re.compile(r"(-----BEGIN ([A-Z ]+)-----.*?-----END \2-----\n?)", re.S)
 
 # The principal of the topics/registration job (`cctv topics create` with the registry configured).
 SCHEMA_WRITER = "cctv-schema-writer"
@@ -69,7 +74,10 @@ http {{
         auth_basic "cctv schema registry";
         auth_basic_user_file $registry_users;
         location / {{
-            proxy_pass http://{host}:{upstream};
+            proxy_pass https://{host}:{upstream};
+            proxy_ssl_verify on;
+            proxy_ssl_trusted_certificate {ca};
+            proxy_ssl_name localhost;
             proxy_set_header Authorization "";
             proxy_set_header Host $host;
             proxy_set_header X-Forwarded-Proto https;
@@ -103,11 +111,62 @@ def read_users(passwords_dir: Path) -> dict[str, str]:
 
 
 @dataclass(frozen=True)
+class TlsSchemaRegistry(SchemaRegistry):
+    """Apicurio serving only HTTPS on 127.0.0.1:`port`, certificate from the project's CA."""
+
+    tls: ServerTls | None = None
+
+    @property
+    def server_tls(self) -> ServerTls:
+        if self.tls is None:
+            raise DevStackError("TlsSchemaRegistry needs the server certificate (tls=ensure_server_tls(...))")
+        return self.tls
+
+    @property
+    def url(self) -> str:
+        return f"https://{HOST}:{self.port}{CCOMPAT}"
+
+    def ready(self) -> bool:
+        if not port_open(HOST, self.port):
+            return False
+        context = ssl.create_default_context(cafile=str(self.server_tls.ca_file))
+        try:
+            with urllib.request.urlopen(
+                f"https://{HOST}:{self.port}/health/ready", timeout=2, context=context
+            ) as answer:
+                return bool(answer.status == 200)
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def _split_keystore(self) -> tuple[Path, Path]:
+        """Quarkus wants the key and the certificate chain in separate PEM files."""
+        blocks = PEM_BLOCK.findall(self.server_tls.keystore_file.read_text())
+        key_file, cert_file = self.home / "tls-key.pem", self.home / "tls-cert.pem"
+        key_file.touch(mode=0o600, exist_ok=True)
+        key_file.chmod(0o600)
+        key_file.write_text("".join(block for block, kind in blocks if kind.endswith("PRIVATE KEY")))
+        cert_file.write_text("".join(block for block, kind in blocks if kind == "CERTIFICATE"))
+        return key_file, cert_file
+
+    def prepare(self) -> list[str]:
+        command = [arg for arg in super().prepare() if not arg.startswith("-Dquarkus.http.port=")]
+        key_file, cert_file = self._split_keystore()
+        tls_args = [
+            f"-Dquarkus.http.ssl-port={self.port}",
+            f"-Dquarkus.http.ssl.certificate.files={cert_file}",
+            f"-Dquarkus.http.ssl.certificate.key-files={key_file}",
+            *TLS_ONLY_ARGS,
+        ]
+        jar_at = command.index("-jar")
+        return command[:jar_at] + tls_args + command[jar_at:]
+
+
+@dataclass(frozen=True)
 class SecuredSchemaRegistry(LocalServer):
-    """nginx (TLS + basic auth) on `port` in front of the plain registry `upstream`."""
+    """nginx (TLS + basic auth) on `port` in front of the HTTPS-only registry `upstream`."""
 
     port: int
-    upstream: SchemaRegistry
+    upstream: TlsSchemaRegistry
     tls: ServerTls
     passwords_dir: Path
     writers: tuple[str, ...] = field(default=WRITERS)
@@ -175,6 +234,7 @@ class SecuredSchemaRegistry(LocalServer):
                 port=self.port,
                 keystore=self.tls.keystore_file,
                 upstream=self.upstream.port,
+                ca=self.upstream.server_tls.ca_file,
             )
         )
         return [nginx, "-e", "stderr", "-p", str(self.home), "-c", str(config)]
