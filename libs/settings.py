@@ -171,6 +171,19 @@ def _env_name(location: tuple[int | str, ...]) -> str:
     return ENV_PREFIX + "__".join(str(part).upper() for part in location)
 
 
+SECRET_KEY_PARTS = ("password", "secret", "token")
+
+
+def _redacted(location: tuple[int | str, ...], value: Any) -> Any:
+    """The offending value for an error message, with credentials masked (a model-level error carries the
+    whole section, password included)."""
+    if location and any(part in str(location[-1]).lower() for part in SECRET_KEY_PARTS):
+        return "***"
+    if isinstance(value, dict):
+        return {key: _redacted((*location, key), item) for key, item in value.items()}
+    return value
+
+
 def load_settings(settings_cls: type[SettingsT], **overrides: Any) -> SettingsT:
     """Build settings, turning validation failures into one readable ConfigError."""
     config_file = os.environ.get(CONFIG_FILE_ENV)
@@ -182,7 +195,7 @@ def load_settings(settings_cls: type[SettingsT], **overrides: Any) -> SettingsT:
         problems = []
         for item in error.errors():
             key = _env_name(item["loc"]) if item["loc"] else ENV_PREFIX + "*"
-            problems.append(f"  {key} = {item.get('input')!r}: {item['msg']}")
+            problems.append(f"  {key} = {_redacted(item['loc'], item.get('input'))!r}: {item['msg']}")
         source = f" (environment or {config_file})" if config_file else " (environment)"
         raise ConfigError(f"invalid configuration{source}:\n" + "\n".join(problems)) from None
 
