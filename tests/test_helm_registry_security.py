@@ -14,15 +14,9 @@ from tests.test_helm_chart import (
     render_failure,
 )
 
-SECURED = [
-    "registry.url=https://schema-registry.platform.svc:8443/apis/ccompat/v7",
-    "registry.writerSecret=cctv-schema-writer",
-    "registry.tls.caSecret=cctv-registry-ca",
-]
-
 
 def _workloads() -> dict[str, dict]:
-    manifests = render(VALUE_SETS["production"], SECURED)
+    manifests = render(VALUE_SETS["production"])  # https registry, its CA and a schema writer
     return {m["metadata"]["name"]: m for m in manifests if m["kind"] in ("Deployment", "Job")}
 
 
