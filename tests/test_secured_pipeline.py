@@ -163,7 +163,7 @@ def test_pipeline_runs_on_secured_broker_with_least_privilege(
     tmp_path: Path,
 ) -> None:
     broker = secured_broker
-    registry, _users = secured_registry
+    registry, registry_users = secured_registry
     operator = KafkaSettings(
         bootstrap_servers=broker.bootstrap,
         security_protocol="SASL_SSL",
@@ -262,7 +262,7 @@ def test_pipeline_runs_on_secured_broker_with_least_privilege(
         for line in proxy_logs.splitlines():
             assert not (f" - {principal} [" in line and "/versions HTTP" in line and '"POST ' in line), line
     for name, text in logs.items() | {("broker", broker_log), ("registry proxy", proxy_logs)}:
-        for secret in [*passwords.values(), broker.admin_password]:
+        for secret in [*registry_users.values(), broker.admin_password]:  # every Kafka password, and the writer's
             assert secret not in text, f"a password appears in the {name} log"
 
 
