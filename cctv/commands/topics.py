@@ -29,8 +29,12 @@ def topics_create(
             min=1, help="Size partitions for this many cameras (the largest deployment planned); overrides --scale."
         ),
     ] = None,
+    register_schemas: Annotated[
+        bool,
+        typer.Option(help="Register each topic's value schema in the configured registry (the schema writer's job)."),
+    ] = True,
 ) -> None:
-    """Create every pipeline topic that is missing (idempotent)."""
+    """Create every pipeline topic that is missing (idempotent); with a registry, register their schemas."""
     from libs.kafka import create_topics, wait_for_broker
     from libs.topics import DEFAULT_DESTINATIONS, pipeline_topics, scale_for_cameras
 
@@ -43,7 +47,7 @@ def topics_create(
         outcome = create_topics(config.kafka, specs, replication_factor)
     except Exception as error:  # noqa: BLE001 — broker unreachable, ACL denied, bad config
         fail(f"{type(error).__name__}: {error}")
-    schema_ids = _register_schemas(config, specs)
+    schema_ids = _register_schemas(config, specs) if register_schemas else {}
     show(
         ["topic", "partitions", "result", "schema id", "config"],
         [
