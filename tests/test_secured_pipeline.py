@@ -6,6 +6,8 @@ alerts and is refused everything else; no password reaches a log."""
 
 from __future__ import annotations
 
+import base64
+import http.client
 import json
 import os
 import secrets
@@ -313,6 +315,17 @@ def test_secured_registry_refuses_plain_http_bad_credentials_and_reader_writes(
             method, registry.url + path, json=_schema_body(probe), auth=police, verify=ca, timeout=10
         )
         assert denied.status_code == 401, (method, path, denied.status_code, denied.text)
+    # Paths nginx and Apicurio might normalise differently are refused before any role decision (sent
+    # with http.client: httpx would resolve the dot segments itself).
+    prefix = registry.url.split(str(registry.port), 1)[1]
+    for disguised in ("/versions/..", "/versions/%2E%2E", "%2Fversions", ";/versions"):
+        connection = http.client.HTTPSConnection("127.0.0.1", registry.port, context=ca, timeout=10)
+        token = base64.b64encode(f"{police[0]}:{police[1]}".encode()).decode()
+        headers = {"Authorization": f"Basic {token}", "Content-Type": "application/json"}
+        connection.request("POST", f"{prefix}/subjects/{subject}{disguised}", json.dumps(_schema_body(probe)), headers)
+        status = connection.getresponse().status
+        connection.close()
+        assert status == 400, (disguised, status)
     assert httpx.get(frames, auth=police, verify=ca, timeout=10).json()["id"] == frame_id  # not deleted
     assert (
         httpx.get(f"{registry.url}/subjects/{subject}/versions", auth=writer, verify=ca, timeout=10).status_code == 404

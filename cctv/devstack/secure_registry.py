@@ -71,6 +71,9 @@ http {{
         ssl_certificate_key {keystore};
         ssl_protocols TLSv1.2 TLSv1.3;
         client_max_body_size 4m;
+        # Roles are decided on the normalised path, Apicurio gets the raw one: refuse every path whose
+        # normalisation could differ (dot segments, encoded dots/slashes, matrix parameters).
+        if ($request_uri ~* "(/\\.|%2e|%2f|%5c|;)") {{ return 400; }}
         auth_basic "cctv schema registry";
         auth_basic_user_file $registry_users;
         location / {{
