@@ -173,7 +173,14 @@ class AvroSerde:
             raise SerdeError(f"{schema_name} from {topic} decoded to {type(record).__name__}, not a record")
         return record
 
-    def _schema_id(self, topic: str, schema: ShippedSchema) -> int:
+    def register(self, topic: str, schema_name: str) -> int:
+        """Register `schema_name` under the topic's subject (what the platform's schema writer does before
+        services that may only look schemas up start); returns its id."""
+        if self.registry is None:
+            raise SerdeError("no schema registry configured (set CCTV_REGISTRY__URL)")
+        return self._schema_id(topic, self.catalog.get(schema_name), register=True)
+
+    def _schema_id(self, topic: str, schema: ShippedSchema, register: bool | None = None) -> int:
         subject = f"{topic}-value"
         key = (subject, schema.canonical)
         schema_id = self._ids.get(key)
@@ -190,7 +197,7 @@ class AvroSerde:
             last_error: Exception | None = None
             for _attempt in range(3):
                 try:
-                    if self.auto_register:
+                    if self.auto_register if register is None else register:
                         self._ids[key] = registry.register_schema(subject, registry_schema)
                     else:
                         self._ids[key] = registry.lookup_schema(subject, registry_schema).schema_id
@@ -229,6 +236,8 @@ def registry_client(settings: RegistrySettings) -> Any | None:
     config: dict[str, Any] = {"url": settings.url}
     if settings.username and settings.password:
         config["basic.auth.user.info"] = f"{settings.username}:{settings.password.get_secret_value()}"
+    if settings.ssl_ca_location:
+        config["ssl.ca.location"] = settings.ssl_ca_location
     return SchemaRegistryClient(config)
 
 

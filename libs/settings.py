@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -94,6 +94,10 @@ class RegistrySettings(BaseModel):
     url: str | None = None
     username: str | None = None
     password: SecretStr | None = None
+    # CA bundle that signed the registry's certificate (https:// URLs); None: the system's trust store.
+    ssl_ca_location: str | None = None
+    # Register missing schemas on first write. Only the platform's schema writer (`cctv topics create`)
+    # may register on a secured registry; services there run with False and only look schemas up.
     auto_register: bool = True
 
     @field_validator("url")
@@ -104,6 +108,13 @@ class RegistrySettings(BaseModel):
         if not value.startswith(("http://", "https://")):
             raise ValueError(f"expected an http(s):// URL, got {value!r}")
         return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _credentials_complete(self) -> RegistrySettings:
+        if (self.username is None) != (self.password is None):
+            missing = "CCTV_REGISTRY__PASSWORD" if self.password is None else "CCTV_REGISTRY__USERNAME"
+            raise ValueError(f"registry basic auth needs both a username and a password; {missing} is not set")
+        return self
 
 
 class HttpSettings(BaseModel):
@@ -160,6 +171,19 @@ def _env_name(location: tuple[int | str, ...]) -> str:
     return ENV_PREFIX + "__".join(str(part).upper() for part in location)
 
 
+SECRET_KEY_PARTS = ("password", "secret", "token")
+
+
+def _redacted(location: tuple[int | str, ...], value: Any) -> Any:
+    """The offending value for an error message, with credentials masked (a model-level error carries the
+    whole section, password included)."""
+    if location and any(part in str(location[-1]).lower() for part in SECRET_KEY_PARTS):
+        return "***"
+    if isinstance(value, dict):
+        return {key: _redacted((*location, key), item) for key, item in value.items()}
+    return value
+
+
 def load_settings(settings_cls: type[SettingsT], **overrides: Any) -> SettingsT:
     """Build settings, turning validation failures into one readable ConfigError."""
     config_file = os.environ.get(CONFIG_FILE_ENV)
@@ -171,7 +195,7 @@ def load_settings(settings_cls: type[SettingsT], **overrides: Any) -> SettingsT:
         problems = []
         for item in error.errors():
             key = _env_name(item["loc"]) if item["loc"] else ENV_PREFIX + "*"
-            problems.append(f"  {key} = {item.get('input')!r}: {item['msg']}")
+            problems.append(f"  {key} = {_redacted(item['loc'], item.get('input'))!r}: {item['msg']}")
         source = f" (environment or {config_file})" if config_file else " (environment)"
         raise ConfigError(f"invalid configuration{source}:\n" + "\n".join(problems)) from None
 

@@ -10,6 +10,7 @@
 #   Kafka broker from Maven Central (cctv dev stack): maven, and a Java 17 runtime when no `java` is on PATH.
 #   docker-compose (1.29, offline `config -q` validation of docker-compose.yml in the tests).
 #   chromium + chromium-driver: the console's browser tests (headless, driven by selenium).
+#   nginx: TLS + basic-auth proxy in front of the dev/test schema registry (cctv/devstack/secure_registry.py).
 #   opencv-doc is NOT installed: samples/make_samples.py only downloads its .deb to extract vtest.avi.
 set -euo pipefail
 
@@ -35,6 +36,7 @@ wanted=(
     docker-compose
     chromium
     chromium-driver
+    nginx
 )
 if ! command -v java >/dev/null 2>&1; then
     wanted+=(openjdk-17-jre-headless)

@@ -406,6 +406,8 @@ def test_credentials_come_only_from_existing_secrets() -> None:
                 "CCTV_REGISTRY__USERNAME": ("cctv-registry", "username"),
                 "CCTV_REGISTRY__PASSWORD": ("cctv-registry", "password"),
             }
+            if workload["metadata"]["name"].endswith("-topics-create"):  # the schema writer (registry.writerSecret)
+                expected |= {n: ("cctv-schema-writer", k) for n, (_s, k) in expected.items() if "REGISTRY" in n}
             for name, (secret, key) in expected.items():
                 assert "value" not in env[name], f"{name} must not be inline"
                 assert env[name]["valueFrom"]["secretKeyRef"] == {"name": secret, "key": key}

@@ -40,6 +40,24 @@ def test_error_names_the_key_and_the_value(monkeypatch: pytest.MonkeyPatch) -> N
     assert "less than or equal to 65535" in message
 
 
+def test_registry_credentials_must_come_in_pairs_and_stay_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CCTV_REGISTRY__URL", "https://registry.example:8443/apis/ccompat/v7")
+    monkeypatch.setenv("CCTV_REGISTRY__USERNAME", "cctv-detector")
+    with pytest.raises(ConfigError, match="CCTV_REGISTRY__PASSWORD is not set"):
+        load_settings(CommonSettings)
+    monkeypatch.delenv("CCTV_REGISTRY__USERNAME")
+    monkeypatch.setenv("CCTV_REGISTRY__PASSWORD", "r3gistry-s3cret")
+    with pytest.raises(ConfigError, match="CCTV_REGISTRY__USERNAME is not set") as caught:
+        load_settings(CommonSettings)
+    assert "r3gistry-s3cret" not in str(caught.value)  # the error shows the section, password masked
+    monkeypatch.setenv("CCTV_REGISTRY__USERNAME", "cctv-detector")
+    monkeypatch.setenv("CCTV_REGISTRY__SSL_CA_LOCATION", "/etc/cctv/registry-ca/ca.crt")
+    monkeypatch.setenv("CCTV_REGISTRY__AUTO_REGISTER", "false")
+    registry = load_settings(CommonSettings).registry
+    assert (registry.ssl_ca_location, registry.auto_register) == ("/etc/cctv/registry-ca/ca.crt", False)
+    assert "r3gistry-s3cret" not in repr(registry)
+
+
 def test_bad_bootstrap_and_unknown_keys(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     config = tmp_path / "bad.yaml"
     config.write_text("kafka:\n  bootstrap_servers: localhost\nkafak: {}\n")

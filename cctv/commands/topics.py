@@ -7,6 +7,8 @@ from typing import Annotated
 import typer
 
 from cctv.commands.common import BootstrapOption, console, fail, settings, show
+from libs.settings import CommonSettings
+from libs.topics import TopicSpec
 
 app = typer.Typer(help="The pipeline's topics.", no_args_is_help=True)
 
@@ -27,8 +29,12 @@ def topics_create(
             min=1, help="Size partitions for this many cameras (the largest deployment planned); overrides --scale."
         ),
     ] = None,
+    register_schemas: Annotated[
+        bool,
+        typer.Option(help="Register each topic's value schema in the configured registry (the schema writer's job)."),
+    ] = True,
 ) -> None:
-    """Create every pipeline topic that is missing (idempotent)."""
+    """Create every pipeline topic that is missing (idempotent); with a registry, register their schemas."""
     from libs.kafka import create_topics, wait_for_broker
     from libs.topics import DEFAULT_DESTINATIONS, pipeline_topics, scale_for_cameras
 
@@ -41,13 +47,34 @@ def topics_create(
         outcome = create_topics(config.kafka, specs, replication_factor)
     except Exception as error:  # noqa: BLE001 — broker unreachable, ACL denied, bad config
         fail(f"{type(error).__name__}: {error}")
+    schema_ids = _register_schemas(config, specs) if register_schemas else {}
     show(
-        ["topic", "partitions", "result", "config"],
+        ["topic", "partitions", "result", "schema id", "config"],
         [
-            [spec.name, str(spec.partitions), outcome[spec.name], ", ".join(f"{k}={v}" for k, v in spec.config.items())]
+            [
+                spec.name,
+                str(spec.partitions),
+                outcome[spec.name],
+                schema_ids.get(spec.name, "-"),
+                ", ".join(f"{k}={v}" for k, v in spec.config.items()),
+            ]
             for spec in specs
         ],
     )
+
+
+def _register_schemas(config: CommonSettings, specs: list[TopicSpec]) -> dict[str, str]:
+    """With a registry configured, register each topic's value schema: this job is the platform's schema
+    writer, so services on a secured registry only look schemas up (CCTV_REGISTRY__AUTO_REGISTER=false)."""
+    from libs.serde import SerdeError, make_serde
+
+    if not config.registry.url:
+        return {}
+    serde = make_serde(config.registry)
+    try:
+        return {spec.name: str(serde.register(spec.name, spec.schema)) for spec in specs}
+    except SerdeError as error:  # its message names the subject and the registry's answer, never a password
+        fail(f"schemas not registered at {config.registry.url}: {error}")
 
 
 @app.command("grow")

@@ -177,17 +177,30 @@ a service (its own Kafka user when kafka.principalPerService is on).
 {{- end }}
 - name: CCTV_REGISTRY__URL
   value: {{ $v.registry.url | quote }}
-{{- if $v.registry.existingSecret }}
+{{- /* The topics Job ("registryWriter") registers schemas as the writer; everyone else only reads. */}}
+{{- $registrySecret := $v.registry.existingSecret }}
+{{- if and .registryWriter $v.registry.writerSecret }}
+{{- $registrySecret = $v.registry.writerSecret }}
+{{- end }}
+{{- if $registrySecret }}
 - name: CCTV_REGISTRY__USERNAME
   valueFrom:
     secretKeyRef:
-      name: {{ $v.registry.existingSecret }}
+      name: {{ $registrySecret }}
       key: {{ $v.registry.usernameKey }}
 - name: CCTV_REGISTRY__PASSWORD
   valueFrom:
     secretKeyRef:
-      name: {{ $v.registry.existingSecret }}
+      name: {{ $registrySecret }}
       key: {{ $v.registry.passwordKey }}
+{{- end }}
+{{- if and $v.registry.writerSecret (not .registryWriter) }}
+- name: CCTV_REGISTRY__AUTO_REGISTER
+  value: "false"
+{{- end }}
+{{- if $v.registry.tls.caSecret }}
+- name: CCTV_REGISTRY__SSL_CA_LOCATION
+  value: /etc/cctv/registry-ca/{{ $v.registry.tls.caKey }}
 {{- end }}
 - name: CCTV_HTTP__PORT
   value: {{ $v.http.port | quote }}
@@ -200,7 +213,7 @@ a service (its own Kafka user when kafka.principalPerService is on).
 {{- end }}
 {{- end }}
 
-{{/* Volumes every pod has: /tmp, the config files, the Kafka CA when set. */}}
+{{/* Volumes every pod has: /tmp, the config files, the Kafka and registry CAs when set. */}}
 {{- define "cctv.commonVolumes" -}}
 - name: tmp
   emptyDir:
@@ -219,6 +232,14 @@ a service (its own Kafka user when kafka.principalPerService is on).
       - key: {{ .root.Values.kafka.tls.caKey }}
         path: {{ .root.Values.kafka.tls.caKey }}
 {{- end }}
+{{- if .root.Values.registry.tls.caSecret }}
+- name: registry-ca
+  secret:
+    secretName: {{ .root.Values.registry.tls.caSecret }}
+    items:
+      - key: {{ .root.Values.registry.tls.caKey }}
+        path: {{ .root.Values.registry.tls.caKey }}
+{{- end }}
 {{- end }}
 
 {{- define "cctv.commonVolumeMounts" -}}
@@ -230,6 +251,11 @@ a service (its own Kafka user when kafka.principalPerService is on).
 {{- if .Values.kafka.tls.caSecret }}
 - name: kafka-ca
   mountPath: /etc/cctv/kafka-ca
+  readOnly: true
+{{- end }}
+{{- if .Values.registry.tls.caSecret }}
+- name: registry-ca
+  mountPath: /etc/cctv/registry-ca
   readOnly: true
 {{- end }}
 {{- end }}
