@@ -29,7 +29,7 @@ from libs.topics import AUDIT, SHARES, VIDEO_PACKETS
 from services.share_gateway.core import ViewerSessions
 from services.share_gateway.edge import create_edge_app
 from services.share_gateway.settings import ShareGatewaySettings
-from services.share_gateway.streams import LiveStreams, Reencoder
+from services.share_gateway.streams import LiveStreams
 
 log = logging.getLogger(__name__)
 SERVICE = "share-gateway"
