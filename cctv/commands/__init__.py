@@ -1,0 +1,1 @@
+"""The `cctv` command groups, one module each; cctv/cli.py composes them into one Typer app."""
