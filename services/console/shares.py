@@ -1,31 +1,24 @@
-"""Live-video shares in the console API (supervisors): create one signed, revocable link per camera for an
-agency, list shares, revoke. State lives on the compacted cctv.shares.v1, so every console replica and
-every share-gateway replica sees a revocation within a poll; links are played by services/share_gateway.
-
-POST   /api/v1/shares        cameras by id or within radius_m of lat/lon, agency, purpose, lifetime
-GET    /api/v1/shares        list (filters: state, agency, camera_id)
-DELETE /api/v1/shares/{id}   revoke
-"""
+"""The console's side of live-video shares (the API is services/console/routes/shares.py): settings, the
+request, and the book of shares fed from the compacted cctv.shares.v1, so every console replica and every
+share-gateway replica sees a creation or revocation within a poll. Links are played by
+services/share_gateway."""
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import HTTPException
 from pydantic import BaseModel, Field, SecretStr, model_validator
 
 from libs.kafka import make_producer
 from libs.serde import AvroSerde
 from libs.settings import KafkaSettings
-from libs.shares import SCHEMA, ShareBook, ShareFollower, ShareTokens, ended, new_share, status_of
+from libs.shares import SCHEMA, ShareBook, ShareFollower, ShareTokens, status_of
 from libs.topics import SHARES
 from services.alert_router.routing import DEFAULT_ROUTES_PATH, RoutingConfigError, RoutingTableLoader
-from services.console.auth import allowed
-from services.console.users import User
-from services.console.wall import cameras_within
 
 
 class ConsoleShareSettings(BaseModel):
@@ -117,143 +110,28 @@ class ConsoleShares:
             row |= {"url": base, "playlist_url": base + "index.m3u8"}
         return row
 
+    def wait_caught_up(self, timeout_s: float = 10.0) -> None:
+        """Answers only from the whole topic: a share made on another replica must not look unknown."""
+        deadline = time.monotonic() + timeout_s
+        while not self.book.caught_up:
+            if time.monotonic() > deadline or not self.follower.alive():
+                raise HTTPException(503, f"shares are still being read from {SHARES}; try again shortly")
+            time.sleep(0.05)
+
     def stop(self) -> None:
         self.follower.stop()
         self.producer.flush(5)
 
 
-Audit = Callable[..., Any]  # ConsoleFeeds.audit
-Deny = Callable[..., HTTPException]
+_CREATED = threading.Lock()
 
 
-def shares_router(
-    shares: ConsoleShares, state: Any, audit: Audit, deny: Deny, current_user: Callable[..., User]
-) -> APIRouter:
-    router = APIRouter(prefix="/api/v1/shares", tags=["shares"])
-    Authed = Annotated[User, Depends(current_user)]
-
-    def client(request: Request) -> str | None:
-        return request.client.host if request.client else None
-
-    def need_supervisor(request: Request, user: User, what: str) -> None:
-        if not allowed(user.role, "share"):
-            raise deny(request, user, f"{what} needs supervisor or admin", 403, f"role {user.role!r} may not {what}")
-        reason = shares.unavailable()
-        if reason is not None:
-            raise HTTPException(503, reason)
-
-    def chosen_cameras(body: ShareRequest, user: User) -> list[str]:
-        with state.lock:
-            visible = [c for c in state.cameras.values() if c.in_inventory and user.can_see(c.camera_id)]
-            ids = list(dict.fromkeys(body.camera_ids))
-            unknown = [c for c in ids if c not in {v.camera_id for v in visible}]
-            if unknown:
-                raise HTTPException(404, f"no camera(s) {unknown} that you may see")
-            if body.lat is not None and body.lon is not None and body.radius_m is not None:
-                ids += [c.camera_id for c, _d in cameras_within(visible, body.lat, body.lon, body.radius_m)]
-        ids = list(dict.fromkeys(ids))
-        if not ids:
-            raise HTTPException(422, "no camera with a location lies within that radius")
-        if len(ids) > shares.settings.max_cameras:
-            raise HTTPException(422, f"{len(ids)} cameras: at most {shares.settings.max_cameras} per share request")
-        return ids
-
-    @router.post("", status_code=201)
-    def create(body: ShareRequest, user: Authed, request: Request) -> dict[str, Any]:
-        """One signed, revocable link per camera, for one agency and purpose, until the lifetime ends."""
-        need_supervisor(request, user, "share live video")
-        agencies = shares.agencies()
-        if body.agency not in agencies:
-            raise HTTPException(422, f"unknown agency {body.agency!r}; one of {sorted(agencies)} (routing file)")
-        if body.unmasked and not agencies[body.agency]:
-            raise deny(
-                request, user, f"unmasked share for {body.agency}", 403,
-                f"{body.agency} may not receive unmasked video (its routing entry has no `unmasked: true`)",
-            )  # fmt: skip
-        lifetime = body.lifetime_s or shares.settings.default_lifetime_s
-        if lifetime > shares.settings.max_lifetime_s:
-            raise HTTPException(422, f"lifetime_s {lifetime} exceeds the maximum {shares.settings.max_lifetime_s}")
-        now_ms = int(time.time() * 1000)
-        created = []
-        for camera_id in chosen_cameras(body, user):
-            record = new_share(
-                camera_id,
-                body.agency,
-                body.purpose,
-                created_by=user.name,
-                lifetime_s=lifetime,
-                masked=not body.unmasked,
-                alert_id=body.alert_id,
-                now_ms=now_ms,
-            )
-            shares.publish(record)
-            audit(
-                user.name,
-                "share.created" if record["masked"] else "share.created.unmasked",
-                True,
-                role=user.role,
-                camera_id=camera_id,
-                alert_id=body.alert_id,
-                detail=f"share {record['share_id']} to {body.agency} for {lifetime} s; "
-                f"masked={str(record['masked']).lower()}; purpose: {body.purpose}",
-                client=client(request),
-            )
-            created.append(shares.view(record, now_ms))
-        return {"shares": created, "count": len(created)}
-
-    @router.get("")
-    def list_shares(
-        user: Authed,
-        request: Request,
-        status: Literal["live", "ended", "all"] = "live",
-        agency: str | None = None,
-        camera_id: str | None = None,
-        limit: int = Query(200, ge=1, le=2000),
-    ) -> dict[str, Any]:
-        """Shares newest first; links only for live ones."""
-        need_supervisor(request, user, "list shares")
-        now_ms = int(time.time() * 1000)
-        rows = [
-            shares.view(r, now_ms)
-            for r in sorted(shares.book.all(), key=lambda r: r["created_at"], reverse=True)
-            if (agency is None or r["agency"] == agency)
-            and (camera_id is None or r["camera_id"] == camera_id)
-            and (status == "all" or (status_of(r, now_ms) == "live") == (status == "live"))
-        ]
-        return {"shares": rows[:limit], "count": len(rows)}
-
-    @router.delete("/{share_id}")
-    def revoke(share_id: str, user: Authed, request: Request) -> dict[str, Any]:
-        """Revoke: the link stops at its next request on every gateway replica (within ~1 s)."""
-        need_supervisor(request, user, "revoke shares")
-        record = shares.book.get(share_id)
-        if record is None:
-            raise HTTPException(404, f"no share {share_id!r}")
-        now_ms = int(time.time() * 1000)
-        if status_of(record, now_ms) != "live":
-            raise HTTPException(409, f"share {share_id} already ended ({status_of(record, now_ms)})")
-        revoked = ended(record, "REVOKED", user.name, now_ms)
-        shares.publish(revoked)
-        audit(
-            user.name,
-            "share.revoked",
-            True,
-            role=user.role,
-            camera_id=record["camera_id"],
-            alert_id=record.get("alert_id"),
-            detail=f"share {share_id} to {record['agency']}",
-            client=client(request),
-        )
-        return shares.view(revoked, now_ms)
-
-    @router.get("/agencies")
-    def agencies(user: Authed, request: Request) -> dict[str, Any]:
-        """Agencies a share can go to, and whether each may receive unmasked video."""
-        need_supervisor(request, user, "list agencies")
-        return {
-            "agencies": [{"name": n, "unmasked_allowed": u} for n, u in shares.agencies().items()],
-            "default_lifetime_s": shares.settings.default_lifetime_s,
-            "max_lifetime_s": shares.settings.max_lifetime_s,
-        }
-
-    return router
+def console_shares(
+    app_state: Any, settings: ConsoleShareSettings, kafka: KafkaSettings, serde: AvroSerde
+) -> ConsoleShares:
+    """One ConsoleShares per app, started with the first share request."""
+    with _CREATED:
+        shares = getattr(app_state, "shares", None)
+        if shares is None:
+            shares = app_state.shares = ConsoleShares(settings, kafka, serde)
+        return shares
