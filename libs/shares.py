@@ -174,8 +174,9 @@ class ShareFollower:
             catch_up = assign_from_beginning(consumer, self.topic)
             while not self._stop.is_set():
                 message = consumer.poll(0.2)
-                if message is not None and message.error() and message.error().code() != KafkaError._PARTITION_EOF:
-                    log.warning("share follower: %s", message.error().str())
+                error = message.error() if message is not None else None
+                if error is not None and error.code() != KafkaError._PARTITION_EOF:
+                    log.warning("share follower: %s", error.str())
                 decoded = decode_latest(self.serde, self.topic, SCHEMA, message, self._skip) if message else None
                 if decoded is not None:
                     key, value = decoded
