@@ -122,6 +122,7 @@ class HlsStream:
     _header: Packet | None = None
     _next_index: int = 0
     _discontinuity: bool = False
+    _discontinuities: list[int] = field(default_factory=list)  # indexes of segments marked discontinuous
     _lock: threading.Lock = field(default_factory=threading.Lock)
     refused: int = 0  # packets dropped while waiting for a keyframe
 
@@ -163,6 +164,8 @@ class HlsStream:
             self._discontinuity,
             packets[0].capture_us,
         )
+        if self._discontinuity:
+            self._discontinuities = self._discontinuities[-100:] + [segment.index]
         self._discontinuity = False
         with self._lock:
             self._segments.append(segment)
@@ -188,6 +191,9 @@ class HlsStream:
             f"#EXT-X-TARGETDURATION:{target}",
             f"#EXT-X-MEDIA-SEQUENCE:{listed[0].index}",
         ]
+        dropped = sum(1 for index in self._discontinuities if index < listed[0].index)
+        if dropped:  # players number timelines by it once the marked segment has scrolled away
+            lines.append(f"#EXT-X-DISCONTINUITY-SEQUENCE:{dropped}")
         for segment in listed:
             if segment.discontinuity:
                 lines.append("#EXT-X-DISCONTINUITY")
