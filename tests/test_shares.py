@@ -5,6 +5,7 @@ expiry and a viewer's attempt are refused; every act is on cctv.audit.v1."""
 
 from __future__ import annotations
 
+import csv
 import io
 import time
 import uuid
@@ -280,3 +281,33 @@ def test_the_share_page_loads_nothing_from_elsewhere_and_a_missing_token_is_refu
     assert httpx.get(f"{stack.gateway_url}/s/not-a-token/", timeout=10).status_code == 403
     body = io.StringIO(httpx.get(f"{stack.gateway_url}/s/x/", timeout=10).text).read()
     assert "valid" in body
+
+
+def test_the_ledger_view_filters_share_acts_and_exports_csv(stack: Stack, admin: httpx.Client) -> None:
+    link = share(admin, camera_ids=[stack.camera], agency="police", unmasked=True)["shares"][0]
+    assert httpx.get(link["playlist_url"], timeout=20).status_code == 200
+    assert admin.delete(f"/api/v1/shares/{link['share_id']}").status_code == 200
+
+    def acts() -> list[str] | None:
+        page = admin.get("/api/v1/ledger", params={"camera_id": stack.camera, "what": "share", "since": "10m"})
+        assert page.status_code == 200, page.text
+        mine = [r["what"] for r in reversed(page.json()["records"]) if link["share_id"] in (r["detail"] or "")]
+        return mine if "share.revoked" in mine and any(a.startswith("share.opened") for a in mine) else None
+
+    assert wait_for(acts, 30, "the share's acts in the ledger") == [
+        "share.created.unmasked",
+        "share.opened.unmasked",
+        "share.revoked",
+    ]
+    police_only = admin.get("/api/v1/ledger", params={"agency": "police", "since": "10m"}).json()["records"]
+    assert police_only and {r["actor"] for r in police_only} == {"police"}  # opened by the agency itself
+    export = admin.get(
+        "/api/v1/ledger", params={"camera_id": stack.camera, "what": "share", "since": "10m", "format": "csv"}
+    )
+    assert export.status_code == 200 and export.headers["content-type"].startswith("text/csv")
+    assert "attachment" in export.headers["content-disposition"]
+    rows = list(csv.DictReader(io.StringIO(export.text)))
+    assert {r["what"] for r in rows if link["share_id"] in r["detail"]} >= {"share.created.unmasked", "share.revoked"}
+    assert admin.get("/api/v1/ledger", params={"since": "yesterday-ish"}).status_code == 422
+    viewer = stack.console.client("viewer")  # type: ignore[attr-defined]
+    assert viewer.get("/api/v1/ledger").status_code == 403
