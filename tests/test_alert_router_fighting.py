@@ -31,7 +31,7 @@ def person(cx: float, arm_out: float, foot_y: float = 0.9) -> Det:
     points += [(cx - width / 4, hip_y, 0.9), (cx + width / 4, hip_y, 0.9)]  # hips
     points += [(cx - width / 4, top + 0.75 * BODY, 0.9), (cx + width / 4, top + 0.75 * BODY, 0.9)]  # knees
     points += [(cx - width / 4, foot_y, 0.9), (cx + width / 4, foot_y, 0.9)]  # ankles
-    return Det(0, "person", 0.9, cx - width / 2, top, cx + width / 2, foot_y, tuple(points))
+    return Det(cx - width / 2, top, cx + width / 2, foot_y, 0, "person", 0.9, tuple(points))
 
 
 def alerts(per_frame: list[list[Det]], fps: float, **rule: Any) -> list[int]:
@@ -85,7 +85,7 @@ def test_the_real_walkers_of_the_sample_clip_neither_fight_nor_fall() -> None:
             header["width"],
             header["height"],
             [
-                Det(0, "person", s, x1, y1, x2, y2, None if k is None else tuple(map(tuple, k)))
+                Det(x1, y1, x2, y2, 0, "person", s, None if k is None else tuple(map(tuple, k)))
                 for s, x1, y1, x2, y2, k in row["dets"]
             ],
         )

@@ -46,7 +46,7 @@ def alert(
         detected_at=at_ms,
         ended_at=None,
         track_ids=[1],
-        boxes=[TrackedBox(1, "person", 0.9, 0.4, 0.4, 0.5, 0.8)],
+        boxes=[TrackedBox(0.4, 0.4, 0.5, 0.8, 1, "person", 0.9)],
         frame_ref=FrameRef("cctv.frames.v1", 0, 7),
         description="test",
     )
@@ -188,7 +188,7 @@ def real_frame_jpeg() -> bytes:
     return buffer.getvalue()
 
 
-BOXES = [TrackedBox(3, "person", 0.88, 0.30, 0.40, 0.36, 0.70), TrackedBox(9, "person", 0.7, 0.6, 0.5, 0.66, 0.8)]
+BOXES = [TrackedBox(0.30, 0.40, 0.36, 0.70, 3, "person", 0.88), TrackedBox(0.6, 0.5, 0.66, 0.8, 9, "person", 0.7)]
 
 
 @pytest.mark.parametrize(("max_bytes", "max_dim"), [(200_000, 1280), (40_000, 640), (8_000, 640)])

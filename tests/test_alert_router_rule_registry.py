@@ -85,7 +85,7 @@ def inventory_camera(params: str) -> CameraConfig:
 
 def frames_with_people(count: int, seconds: int) -> list[FrameDetections]:
     """`count` people standing side by side inside the zone, one frame a second."""
-    people = [Det(0, "person", 0.9, 0.3 + 0.1 * i, 0.4, 0.35 + 0.1 * i, 0.7) for i in range(count)]
+    people = [Det(0.3 + 0.1 * i, 0.4, 0.35 + 0.1 * i, 0.7, 0, "person", 0.9) for i in range(count)]
     return [
         FrameDetections("lobby-1", s, NOON_MS + s * 1000, FrameRef("cctv.frames.v1", 0, s), 1280, 720, people)
         for s in range(seconds)

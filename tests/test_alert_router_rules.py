@@ -41,7 +41,7 @@ def det(class_name: str, cx: float, foot_y: float, height: float, score: float =
     # Person-like proportions for people, squat boxes for luggage.
     width = height * (0.4 if class_name == "person" else 1.0) / ASPECT
     class_ids = {"person": 0, "car": 2, "backpack": 24, "handbag": 26, "suitcase": 28}
-    return Det(class_ids[class_name], class_name, score, cx - width / 2, foot_y - height, cx + width / 2, foot_y)
+    return Det(cx - width / 2, foot_y - height, cx + width / 2, foot_y, class_ids[class_name], class_name, score)
 
 
 def scene(

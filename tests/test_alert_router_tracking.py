@@ -24,7 +24,7 @@ RECORDED = Path(__file__).resolve().parent / "data" / "detections" / "vtest.json
 def person(cx: float, foot_y: float, height: float = 0.2, score: float = 0.9, class_name: str = "person") -> Det:
     width = height * 0.4 / ASPECT
     return Det(
-        0 if class_name == "person" else 2, class_name, score, cx - width / 2, foot_y - height, cx + width / 2, foot_y
+        cx - width / 2, foot_y - height, cx + width / 2, foot_y, 0 if class_name == "person" else 2, class_name, score
     )
 
 
@@ -169,7 +169,7 @@ def load_recorded(every_s: float = 0.5) -> list[FrameDetections]:
             if next_ms is not None and t_ms < next_ms:
                 continue
             next_ms = t_ms + round(every_s * 1000)
-            dets = [Det(c, header["classes"][str(c)], s, x1, y1, x2, y2) for c, s, x1, y1, x2, y2 in row["dets"]]
+            dets = [Det(x1, y1, x2, y2, c, header["classes"][str(c)], s) for c, s, x1, y1, x2, y2 in row["dets"]]
             frames.append(
                 FrameDetections(
                     "vtest",

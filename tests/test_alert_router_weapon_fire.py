@@ -25,12 +25,12 @@ CLASS_IDS = {"person": 0, "baseball bat": 34, "knife": 43, "scissors": 76, "fire
 
 
 def box(class_name: str, cx: float, cy: float, w: float, h: float, score: float = 0.8) -> Det:
-    return Det(CLASS_IDS[class_name], class_name, score, cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2)
+    return Det(cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2, CLASS_IDS[class_name], class_name, score)
 
 
 def person(x: float, foot_y: float = 0.8, height: float = 0.3) -> Det:
     width = height * 0.4 / ASPECT
-    return Det(0, "person", 0.9, x - width / 2, foot_y - height, x + width / 2, foot_y)
+    return Det(x - width / 2, foot_y - height, x + width / 2, foot_y, 0, "person", 0.9)
 
 
 def frames(per_frame: list[list[Det]]) -> list[FrameDetections]:

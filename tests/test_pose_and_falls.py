@@ -102,7 +102,7 @@ def _placed(pose: Pose, width: int, height: int, scale: float, foot: tuple[float
     (bx1, by1), (bx2, by2) = to_canvas(x1, y1), to_canvas(x2, y2)
     points = tuple((*to_canvas(k.x * width, k.y * height), k.score) for k in pose.keypoints)
     # The box's detection score stands in for the detector's (the keypoints and box are the pose model's).
-    return Det(0, "person", 0.6, bx1, by1, bx2, by2, points)
+    return Det(bx1, by1, bx2, by2, 0, "person", 0.6, points)
 
 
 def _frames(dets: list[Det]) -> list[FrameDetections]:

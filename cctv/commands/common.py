@@ -43,11 +43,11 @@ def settings(bootstrap: str | None = None, require_broker: bool = True) -> Commo
         # Beside `make run`, its services frame records with the local registry: the CLI must use it too.
         loaded.registry.url = local_stack_registry_url(loaded.kafka.bootstrap_servers)
     if require_broker:
-        require_broker(loaded)
+        check_broker(loaded)
     return loaded
 
 
-def require_broker(config: CommonSettings) -> None:
+def check_broker(config: CommonSettings) -> None:
     from confluent_kafka.admin import AdminClient
 
     client_config = config.kafka.client_config() | {"log_level": 0}  # no librdkafka retry chatter

@@ -26,7 +26,7 @@ def _box_to_state(box: TrackedBox) -> list[Any]:
 
 def _box_from_state(data: list[Any]) -> TrackedBox:
     track_id, class_name, score, x1, y1, x2, y2 = data
-    return TrackedBox(int(track_id), str(class_name), float(score), float(x1), float(y1), float(x2), float(y2))
+    return TrackedBox(float(x1), float(y1), float(x2), float(y2), int(track_id), str(class_name), float(score))
 
 
 class IncidentTracker:

@@ -146,19 +146,8 @@ def alert_record(
         "detected_at": event.detected_at * 1000,
         "ended_at": event.ended_at * 1000 if event.ended_at is not None else None,
         "track_ids": event.track_ids,
-        "objects": [
-            {
-                "track_id": b.track_id,
-                "class_name": b.class_name,
-                "score": b.score,
-                "x1": b.x1,
-                "y1": b.y1,
-                "x2": b.x2,
-                "y2": b.y2,
-            }
-            for b in event.boxes
-        ],
-        "frame": {"topic": ref.topic, "partition": ref.partition, "offset": ref.offset} if ref else None,
+        "objects": [b.to_avro() for b in event.boxes],
+        "frame": ref.to_avro() if ref else None,
         "snapshot_jpeg": snapshot,
         "description": event.description,
         "destinations": destinations,

@@ -4,25 +4,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from libs.records import FrameRef  # the one claim-check type; re-exported for the alert-router's modules
+from libs.records import Box, FrameRef  # the one box and claim-check types; FrameRef re-exported for the router
 
 if TYPE_CHECKING:
     from libs.records import DetectedObject
 
 
 @dataclass(frozen=True, slots=True)
-class Det:
-    """One detection; box corners are normalised to 0..1 of the frame width/height."""
+class Det(Box):
+    """One detection: the one Box (corners normalised to 0..1 of the frame) with class and confidence."""
 
     class_id: int
     class_name: str
     score: float
-    x1: float
-    y1: float
-    x2: float
-    y2: float
     # A person's 17 COCO keypoints as (x, y, score), normalised; None when no pose stage ran.
     keypoints: tuple[tuple[float, float, float], ...] | None = None
 
@@ -30,7 +26,7 @@ class Det:
     def of(cls, o: DetectedObject) -> Det:
         """The tracker's view of one object of a Detections record."""
         keypoints = None if o.keypoints is None else tuple((k.x, k.y, k.score) for k in o.keypoints)
-        return cls(o.class_id, o.class_name, o.score, o.x1, o.y1, o.x2, o.y2, keypoints)
+        return cls(o.x1, o.y1, o.x2, o.y2, o.class_id, o.class_name, o.score, keypoints)
 
     def __post_init__(self) -> None:
         if not (self.x2 > self.x1 and self.y2 > self.y1):
@@ -66,16 +62,15 @@ class FrameDetections:
 
 
 @dataclass(frozen=True, slots=True)
-class TrackedBox:
-    """A box of a tracked object, as carried on alerts."""
+class TrackedBox(Box):
+    """The box of a tracked object, as carried on alerts (the Alert record's flat TrackedBox)."""
 
     track_id: int
     class_name: str
     score: float
-    x1: float
-    y1: float
-    x2: float
-    y2: float
+
+    def to_avro(self) -> dict[str, Any]:
+        return {"track_id": self.track_id, "class_name": self.class_name, "score": self.score} | Box.to_avro(self)
 
 
 class AlertKind(StrEnum):

@@ -82,7 +82,7 @@ class Track:
         return self.y2 - self.y1
 
     def box(self) -> TrackedBox:
-        return TrackedBox(self.track_id, self.class_name, round(self.score, 4), self.x1, self.y1, self.x2, self.y2)
+        return TrackedBox(self.x1, self.y1, self.x2, self.y2, self.track_id, self.class_name, round(self.score, 4))
 
     def to_state(self) -> dict[str, Any]:
         return {

@@ -6,7 +6,8 @@ topics so a takeover starts with a warm view. On becoming leader the controller 
 and makes cctv.cameras.v1 equal to the cluster in one transaction (tombstones for cameras the cluster
 no longer has), then applies each watch event as its own transaction.
 
-Consumes: cctv.camera-status.v1, cctv.camera-activity.v1, cctv.alerts.v1. Produces: cctv.cameras.v1.
+Consumes (pipeline_status.py): cctv.camera-status.v1, cctv.camera-activity.v1, cctv.alerts.v1.
+Produces: cctv.cameras.v1.
 """
 
 from __future__ import annotations
@@ -17,23 +18,15 @@ import threading
 import time
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, TopicPartition
 from prometheus_client import Counter, Gauge
-from pydantic import BaseModel, Field
 from urllib3.exceptions import HTTPError
 
 from cctv.inventory import publish, read_inventory
 from libs.cameras import CameraEntry
-from libs.kafka import make_consumer
-from libs.serde import SerdeError
 from libs.service import ServiceRuntime, start_service
-from libs.settings import CommonSettings
-from libs.topics import ALERTS, CAMERA_ACTIVITY, CAMERA_STATUS
 from services.camera_controller.core import (
     CredentialPolicy,
     InvalidCamera,
-    StatusBoard,
-    TokenBucket,
     camera_id_of,
     check_credentials,
     claim_ids,
@@ -44,13 +37,11 @@ from services.camera_controller.core import (
     set_condition,
     to_entry,
 )
-from services.camera_controller.kube import (
-    ApiException,
-    CameraApi,
-    LeaseElector,
-    api_client,
-    default_identity,
-)
+from services.camera_controller.kube import ApiException, CameraApi, LeaseElector, api_client
+from services.camera_controller.pipeline_status import PipelineStatus
+from services.camera_controller.settings import ControllerSettings
+
+__all__ = ["CameraController", "ControllerSettings", "main"]
 
 log = logging.getLogger(__name__)
 SERVICE = "camera-controller"
@@ -60,30 +51,6 @@ INVALID = Counter("cctv_camera_controller_invalid_total", "Camera resources refu
 STATUS_WRITES = Counter("cctv_camera_controller_status_writes_total", "Status patches sent to the API server")
 LEADER = Gauge("cctv_camera_controller_leader", "1 while this replica holds the Lease")
 CAMERAS_KNOWN = Gauge("cctv_camera_controller_cameras", "Camera resources published by this controller")
-
-
-class ControllerConfig(BaseModel):
-    kubeconfig: str | None = None  # None: in-cluster ServiceAccount
-    namespace: str = Field(default="", description="namespace whose Cameras are watched; '' = all")
-    platform_namespace: str = Field(
-        default="default", min_length=1, description="where the Lease and credentials Secret live"
-    )
-    credentials_secret: str = ""  # the Secret ingest mounts; Cameras may reference only its keys
-    lease_name: str = "cctv-camera-controller"
-    identity: str = Field(default_factory=default_identity)
-    lease_duration_s: float = Field(default=15.0, ge=2)
-    renew_every_s: float = Field(default=5.0, gt=0)
-    resync_every_s: float = Field(default=300.0, ge=5)
-    # Status is written between watch events, so a quiet cluster still sees status within this.
-    watch_timeout_s: int = Field(default=2, ge=1)
-    prune: bool = True  # resync tombstones inventory records without a Camera
-    status_writes_per_s: float = Field(default=10.0, gt=0)
-    status_burst: int = Field(default=50, ge=1)
-    status_refresh_s: float = Field(default=60.0, gt=0)
-
-
-class ControllerSettings(CommonSettings):
-    controller: ControllerConfig = Field(default_factory=ControllerConfig)
 
 
 class CameraController:
@@ -102,9 +69,7 @@ class CameraController:
             self.config.renew_every_s,
         )
         self.policy = CredentialPolicy(self.config.credentials_secret, self.config.platform_namespace)
-        self.board = StatusBoard(refresh_s=self.config.status_refresh_s)
-        self.board_lock = threading.Lock()
-        self.bucket = TokenBucket(self.config.status_writes_per_s, self.config.status_burst)
+        self.status = PipelineStatus(runtime, SERVICE)
         self.resources: dict[str, dict[str, Any]] = {}  # ref -> resource
         self.owner_of: dict[str, str] = {}  # camera id -> ref of the resource that owns it
         self.published: dict[str, str] = {}  # camera id -> fingerprint on the topic
@@ -245,8 +210,7 @@ class CameraController:
         publish(self.kafka, self.runtime.serde, [], [camera_id])
         PUBLISHED.labels("tombstone").inc()
         self.published.pop(camera_id, None)
-        with self.board_lock:
-            self.board.forget(camera_id)
+        self.status.forget(camera_id)
         log.info("tombstoned camera %s (%s)", camera_id, why)
         CAMERAS_KNOWN.set(len(self.published))
 
@@ -295,69 +259,6 @@ class CameraController:
         CAMERAS_KNOWN.set(len(self.published))
         return version
 
-    # ---- status from the pipeline -----------------------------------------------------------------------------
-
-    def follow_pipeline(self, stop: threading.Event) -> None:
-        """Latest status and activity (compacted: read from the start) and new alerts, into the board."""
-        consumer: Consumer = make_consumer(
-            self.kafka, f"{SERVICE}-{self.config.identity}", self.runtime.health, **{"enable.auto.commit": False}
-        )
-        starts = ((CAMERA_STATUS, OFFSET_BEGINNING), (CAMERA_ACTIVITY, OFFSET_BEGINNING), (ALERTS, OFFSET_END))
-        while not stop.is_set():  # the topics may not exist yet (a fresh cluster): keep asking
-            topics = consumer.list_topics(timeout=10).topics
-            missing = [t for t, _ in starts if t not in topics or topics[t].error is not None]
-            if not missing:
-                break
-            log.error("status topics %s missing (run `cctv topics create`); retrying in 10 s", missing)
-            stop.wait(10)
-        else:
-            consumer.close()
-            return
-        consumer.assign([TopicPartition(topic, p, start) for topic, start in starts for p in topics[topic].partitions])
-        handlers = {
-            CAMERA_STATUS: ("CameraStatus", self.board.on_status),
-            CAMERA_ACTIVITY: ("CameraActivity", self.board.on_activity),
-            ALERTS: ("Alert", self.board.on_alert),
-        }
-        try:
-            while not stop.is_set():
-                for message in consumer.consume(500, 0.5):
-                    topic = message.topic()
-                    if message.error() or message.value() is None or topic is None:
-                        continue
-                    schema, handler = handlers[topic]
-                    try:
-                        record = self.runtime.serde.deserialize(topic, schema, message.value())
-                    except (
-                        SerdeError,
-                        ValueError,
-                    ) as error:  # someone else's bad record must not stop status reporting
-                        log.warning("unreadable %s record at %d: %s", message.topic(), message.offset(), error)
-                        continue
-                    with self.board_lock:
-                        handler(record)
-        finally:
-            consumer.close()
-
-    def write_statuses(self) -> None:
-        now = time.monotonic()
-        with self.board_lock:
-            due = self.board.due(now, set(self.owner_of))
-        for camera_id in due:
-            if not self.bucket.take(now):
-                return  # the rest waits for the next round
-            ref = self.owner_of.get(camera_id)
-            if ref is None:
-                continue
-            namespace, name = ref.split("/", 1)
-            with self.board_lock:
-                patch = self.board.views[camera_id].patch()
-                self.board.mark_written(camera_id, now)
-            resource_state = (self.resources.get(ref, {}).get("status") or {}).get("state")
-            if resource_state in ("INVALID", "DISABLED") and patch.get("state") == "STOPPED":
-                continue  # keep the more useful reason the controller gave
-            self._patch(namespace, name, patch)
-
     # ---- the leader's loop --------------------------------------------------------------------------------------
 
     def lead(self) -> None:
@@ -382,18 +283,18 @@ class CameraController:
                         log.info("watch ended with %s; listing again", obj.get("message", obj))
                         version = self.resync()
                         break
-                    self.write_statuses()
+                    self.status.write(self.owner_of, self.resources, self._patch)
                     if self.runtime.shutdown.requested or not self.elector.still_leading(time.time()):
                         return
             except ApiException as error:
                 if error.status != 410:
                     raise
                 version = self.resync()  # the watch fell too far behind: start from a fresh list
-            self.write_statuses()
+            self.status.write(self.owner_of, self.resources, self._patch)
 
     def run(self) -> None:
         stop = threading.Event()
-        follower = threading.Thread(target=self.follow_pipeline, args=(stop,), name="pipeline-status", daemon=True)
+        follower = threading.Thread(target=self.status.follow, args=(stop,), name="pipeline-status", daemon=True)
         follower.start()
         renewer = threading.Thread(target=self._keep_lease, args=(stop,), name="lease", daemon=True)
         renewer.start()

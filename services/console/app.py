@@ -10,11 +10,12 @@ from prometheus_client import make_asgi_app
 
 from libs.health import Health
 from services.console.auth import Signer
-from services.console.feeds import ConsoleFeeds, ConsoleState
+from services.console.feeds import ConsoleFeeds
 from services.console.routes import cameras, incidents, ledger, oversight, pages, session, shares, wall
 from services.console.routes.context import Console
 from services.console.routes.pages import STATIC
 from services.console.settings import ConsoleSettings
+from services.console.state import ConsoleState
 from services.console.users import UserStore
 
 # Everything from this origin only; frames arrive as blob: URLs; no framing by other sites (clickjacking).

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Callable
 
 from fastapi import Request
 
-from services.console.feeds import ConsoleState
+from services.console.state import ConsoleState
 
 KEEPALIVE_S = 15.0
 QUEUE_LIMIT = 1000  # per stream; a stream this far behind drops notices (the next frame brings it back)

@@ -35,9 +35,10 @@ from libs.topics import (
 )
 from services.console.app import create_app
 from services.console.auth import Signer
-from services.console.feeds import ConsoleFeeds, ConsoleState
+from services.console.feeds import ConsoleFeeds
 from services.console.incidents import IncidentBook
 from services.console.settings import ConsoleSettings
+from services.console.state import ConsoleState
 from services.console.users import (
     CREDENTIALS_FILE,
     SESSION_KEY_FILE,

@@ -7,7 +7,7 @@ import time
 from collections import Counter, deque
 from typing import Any
 
-from services.console.feeds import ConsoleState
+from services.console.state import ConsoleState
 from services.console.users import User
 from services.console.wall import maintenance_alerts, select_wall
 

@@ -8,9 +8,10 @@ from fastapi import Depends, HTTPException, Request
 
 from libs.health import Health
 from services.console.auth import CSRF_HEADER, SESSION_COOKIE, LoginThrottle, Signer, csrf_ok
-from services.console.feeds import ConsoleFeeds, ConsoleState
+from services.console.feeds import ConsoleFeeds
 from services.console.frame_events import FrameEvents
 from services.console.settings import ConsoleSettings
+from services.console.state import ConsoleState
 from services.console.users import User, UserStore
 from services.console.views import LatencyBook
 

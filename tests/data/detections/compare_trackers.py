@@ -56,7 +56,7 @@ def ours(width: int, height: int, settings: TrackerSettings | None = None) -> Ad
 
     def step(boxes: list[Box], scores: list[float], t: float) -> dict[Box, int]:
         seq[0] += 1
-        dets = [Det(0, "person", s, *b) for b, s in zip(boxes, scores, strict=True)]
+        dets = [Det(*b, 0, "person", s) for b, s in zip(boxes, scores, strict=True)]
         frame = FrameDetections("vtest", seq[0], round(t * 1000), FrameRef("f", 0, seq[0]), width, height, dets)
         return {(tr.x1, tr.y1, tr.x2, tr.y2): tr.track_id for tr in tracker.update(frame)}
 

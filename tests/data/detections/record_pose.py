@@ -37,20 +37,7 @@ for start in range(0, len(frames), 8):
         objs = attach_keypoints(objs, ps, 0.3)
         h, w = im.shape[:2]
         aspect = w / h
-        dets = [
-            Det(
-                o.class_id,
-                o.class_name,
-                o.score,
-                o.x1,
-                o.y1,
-                o.x2,
-                o.y2,
-                None if o.keypoints is None else tuple((k.x, k.y, k.score) for k in o.keypoints),
-            )
-            for o in objs
-            if o.class_name == "person"
-        ]
+        dets = [Det.of(o) for o in objs if o.class_name == "person"]
         recorded.append({"t_ms": t, "dets": [[d.score, d.x1, d.y1, d.x2, d.y2, d.keypoints] for d in dets]})
         for tr in tracker.update(FrameDetections("v", t, 1_767_614_400_000 + t, FrameRef("f", 0, t), w, h, dets)):
             a = torso_angle_deg(tr.keypoints, aspect, 0.3)
