@@ -43,7 +43,12 @@ class ConsoleShareSettings(BaseModel):
     def read_key(self) -> str | None:
         if self.key is not None:
             return self.key.get_secret_value()
-        return self.key_file.read_text(encoding="utf-8").strip() if self.key_file is not None else None
+        if self.key_file is None:
+            return None
+        try:
+            return self.key_file.read_text(encoding="utf-8").strip() or None
+        except OSError as error:
+            raise ValueError(f"cannot read the share key file {self.key_file}: {error.strerror}") from None
 
 
 class ShareRequest(BaseModel):
@@ -72,14 +77,21 @@ class ConsoleShares:
 
     def __init__(self, settings: ConsoleShareSettings, kafka: KafkaSettings, serde: AvroSerde) -> None:
         self.settings, self.serde = settings, serde
-        key = settings.read_key()
-        self.tokens = ShareTokens(key) if key else None
-        self.routes = RoutingTableLoader(settings.routes_file)
+        self.problem: str | None = None  # a configuration error: shares answer 503 with it
+        self.tokens: ShareTokens | None = None
+        try:
+            key = settings.read_key()
+            self.tokens = ShareTokens(key) if key else None
+            self.routes = RoutingTableLoader(settings.routes_file)
+        except ValueError as error:  # RoutingConfigError is one
+            self.problem = f"live-video shares are off: {error}"
         self.book = ShareBook()
         self.follower = ShareFollower(kafka, serde, SHARES, self.book).start()
         self.producer = make_producer(kafka, "console-shares")
 
     def unavailable(self) -> str | None:
+        if self.problem is not None:
+            return self.problem
         if self.tokens is None:
             return "live-video shares are off: set CCTV_SHARES__KEY (the share gateway's CCTV_SHARE_KEY)"
         if self.settings.gateway_url is None:
