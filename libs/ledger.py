@@ -90,7 +90,11 @@ def write_csv(records: Iterable[dict[str, Any]], out: IO[str]) -> int:
 
 
 def read_records(
-    kafka: KafkaSettings, serde: AvroSerde, since_ms: int | None, timeout_s: float = 30.0
+    kafka: KafkaSettings,
+    serde: AvroSerde,
+    since_ms: int | None,
+    timeout_s: float = 30.0,
+    purpose: str = "audit-ledger",
 ) -> tuple[list[dict[str, Any]], int]:
     """(every AuditRecord from `since_ms` (by record time; all when None) to the topic's current end,
     how many records could not be decoded)."""
@@ -100,7 +104,7 @@ def read_records(
     from libs.serde import SerdeError
     from libs.topics import AUDIT
 
-    consumer = make_reader(kafka, "audit-ledger")
+    consumer = make_reader(kafka, purpose)  # `purpose` names its group: within the caller's ACL prefix
     records: list[dict[str, Any]] = []
     undecodable = 0
     try:

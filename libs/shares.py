@@ -146,9 +146,11 @@ class ShareFollower:
         serde: AvroSerde,
         topic: str,
         book: ShareBook,
+        purpose: str,
         on_change: Callable[[dict[str, Any] | None], None] = lambda _record: None,
     ) -> None:
         self.kafka, self.serde, self.topic, self.book, self.on_change = kafka, serde, topic, book, on_change
+        self.purpose = purpose  # names its (never joined) group: within the service's ACL prefix
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="share-follower", daemon=True)
 
@@ -169,7 +171,7 @@ class ShareFollower:
         )
 
     def _run(self) -> None:
-        consumer = make_reader(self.kafka, "share-follower")
+        consumer = make_reader(self.kafka, self.purpose)
         try:
             catch_up = assign_from_beginning(consumer, self.topic)
             while not self._stop.is_set():

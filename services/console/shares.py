@@ -86,7 +86,7 @@ class ConsoleShares:
         except ValueError as error:  # RoutingConfigError is one
             self.problem = f"live-video shares are off: {error}"
         self.book = ShareBook()
-        self.follower = ShareFollower(kafka, serde, SHARES, self.book).start()
+        self.follower = ShareFollower(kafka, serde, SHARES, self.book, "console-shares").start()
         self.producer = make_producer(kafka, "console-shares")
 
     def unavailable(self) -> str | None:

@@ -45,7 +45,7 @@ class Gateway:
         self.streams = LiveStreams(settings.segment_s, settings.playlist_segments, self._masker_factory())
         self.sessions = ViewerSessions(settings.viewer_idle_s)
         self.producer = make_producer(settings.kafka, SERVICE, runtime.health)
-        self.follower = ShareFollower(settings.kafka, runtime.serde, SHARES, self.book)
+        self.follower = ShareFollower(settings.kafka, runtime.serde, SHARES, self.book, "share-gateway-shares")
         self._stop = threading.Event()
         self._video = threading.Thread(target=self._video_loop, name="video", daemon=True)
 

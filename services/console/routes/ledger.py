@@ -39,7 +39,7 @@ def ledger(
     except ValueError as error:
         raise HTTPException(422, str(error)) from None
     try:
-        records, undecodable = read_records(ctx.settings.kafka, ctx.feeds.serde, since_ms, timeout_s=20)
+        records, undecodable = read_records(ctx.settings.kafka, ctx.feeds.serde, since_ms, 20, "console-ledger")
     except (TimeoutError, ValueError) as error:
         raise HTTPException(503, f"the ledger could not be read: {error}") from None
     chosen = select(records, agency=agency, camera=camera_id, what=what, since_ms=since_ms, until_ms=until_ms)
