@@ -1,4 +1,4 @@
-"""`cctv evidence verify|hold|release|list|get|frame|purge|keygen`: incident clips in object storage.
+"""`cctv evidence verify|hold|release|list|export|frame|purge|keygen`: incident clips in object storage.
 
 The command acts with the S3 credentials and signing/verification key it is given (CCTV_S3__*,
 CCTV_EVIDENCE__*): holding those is what authorises it, so its user counts as an evidence admin. Every
@@ -34,12 +34,12 @@ ClientOption = Annotated[str | None, typer.Option("--client", help="Client addre
 
 
 def _desk(with_audit: bool = True):
+    from libs.evidence_audit import AuditLog
+    from libs.evidence_store import EvidenceStore
     from libs.kafka import make_producer
     from libs.serde import make_serde
-    from services.clip_writer.audit import AuditLog
     from services.clip_writer.evidence import EvidenceDesk
     from services.clip_writer.settings import EvidenceCliSettings
-    from services.clip_writer.store import EvidenceStore
 
     try:
         settings = load_settings(EvidenceCliSettings)
@@ -74,7 +74,7 @@ def _time(us: int) -> str:
 @app.command()
 def verify(alert_id: str) -> None:
     """Re-hash every object and the manifest and check the Ed25519 signature; name every difference."""
-    from services.clip_writer.store import StorageUnavailable
+    from libs.evidence_store import StorageUnavailable
 
     try:
         result = _desk(with_audit=False).verify(alert_id)
@@ -140,17 +140,33 @@ def list_clips(
 
 
 @app.command()
-def get(
+def export(
     alert_id: str,
-    output: Annotated[Path, typer.Option("--output", "-o", help="Directory for the clip.")] = Path("."),
+    output: Annotated[Path, typer.Option("--output", "-o", help="Directory for the files.")] = Path("."),
+    unmasked: Annotated[
+        bool, typer.Option("--unmasked", help="The unmasked original instead of the masked copy (needs --reason).")
+    ] = False,
+    reason: Annotated[str, typer.Option("--reason", help="Why (case number, request): goes on the audit trail.")] = "",
     url_only: Annotated[
         bool, typer.Option("--url-only", help="Print short-lived links instead of downloading.")
     ] = False,
     actor: ActorOption = None,
     client: ClientOption = None,
 ) -> None:
-    """Download a clip (audited), checking each object's sha256 against the manifest."""
-    links = _run(lambda desk: desk.download_links(alert_id, _actor(actor, client)))
+    """A copy of the clip for release (audited): the masked copy (faces, heads, plates pixelated; made now
+    if the clip writer has not yet), or with --unmasked --reason the original. Each file's sha256 is
+    checked; the signed manifest (release.json or manifest.json) and its signature are written next to them."""
+    from libs.evidence_access import RELEASE, RELEASE_SIGNATURE
+    from libs.evidence_store import MANIFEST, SIGNATURE
+
+    def fetch(desk):
+        if not unmasked and desk.store.manifest(alert_id) is not None and desk.masked_manifest(alert_id) is None:
+            _make_masked_copy(desk, alert_id, _actor(actor, client).name)
+        return desk, desk.download_links(
+            alert_id, _actor(actor, client), variant="original" if unmasked else "masked", reason=reason
+        )
+
+    desk, links = _run(fetch)
     for link in links:
         if url_only:
             console.print(link["url"], soft_wrap=True)
@@ -159,10 +175,36 @@ def get(
             data = response.read()
         if hashlib.sha256(data).hexdigest() != link["sha256"]:
             _fail(f"{link['key']}: downloaded bytes do not match the manifest's sha256 (run `cctv evidence verify`)")
-        target = output / f"{alert_id}-{Path(link['key']).name}"
+        variant = "original" if unmasked else "masked"
+        target = output / f"{alert_id}-{variant}-{Path(link['key']).name}"
         output.mkdir(parents=True, exist_ok=True)
         target.write_bytes(data)
         console.print(f"{target} ({len(data)} bytes, sha256 ok)")
+    if not url_only:
+        for name in (MANIFEST, SIGNATURE) if unmasked else (RELEASE, RELEASE_SIGNATURE):
+            document = desk.store.get(desk.store.key(alert_id, name))
+            if document is not None:
+                (output / f"{alert_id}-{name}").write_bytes(document)
+                console.print(f"{output / f'{alert_id}-{name}'} (signed manifest for the recipient)")
+
+
+# The earlier name of `export`.
+app.command("get", hidden=True)(export)
+
+
+def _make_masked_copy(desk, alert_id: str, actor: str) -> None:
+    from services.clip_writer.release import Masker, make_masked_copy
+    from services.clip_writer.settings import EvidenceCliSettings
+
+    settings = load_settings(EvidenceCliSettings)
+    try:
+        key = settings.evidence.private_key()
+    except ValueError as error:
+        raise ValueError(
+            f"the masked copy of alert {alert_id} is not made yet and cannot be made here: {error}"
+        ) from None
+    err_console.print(f"making the masked copy of alert {alert_id} (re-encoding the clip; this takes a while)")
+    make_masked_copy(desk.store, alert_id, Masker(settings.masked_copies), key, created_by=actor)
 
 
 @app.command()
@@ -227,18 +269,19 @@ def keygen(
 
 
 def _run(action, with_audit: bool = True):
-    from services.clip_writer.audit import AuditFailed
-    from services.clip_writer.evidence import NotFound
-    from services.clip_writer.store import StorageUnavailable
+    from libs.evidence_access import NotFound, NotReady
+    from libs.evidence_audit import AuditFailed
+    from libs.evidence_store import StorageUnavailable
+    from services.clip_writer.core import ClipError
 
     desk = _desk(with_audit)
     try:
         return action(desk)
-    except NotFound as error:
+    except (NotFound, NotReady) as error:
         _fail(str(error), 1)
     except PermissionError as error:
         _fail(f"not allowed: {error}", 3)
-    except (ValueError, StorageUnavailable, AuditFailed) as error:
+    except (ValueError, StorageUnavailable, AuditFailed, ClipError) as error:
         _fail(str(error), 2)
 
 

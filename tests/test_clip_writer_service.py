@@ -22,15 +22,15 @@ from pydantic import SecretStr
 
 from cctv.devstack.s3 import ObjectStore
 from cctv.devstack.services import ServiceProcess
+from libs.evidence_audit import AuditLog
+from libs.evidence_store import EvidenceStore, S3Settings, StorageUnavailable
 from libs.kafka import create_topics, high_watermark, make_producer
 from libs.serde import AvroSerde, shipped_catalog
 from libs.settings import KafkaSettings
 from libs.topics import ALERTS, AUDIT, VIDEO_PACKETS, pipeline_topics
-from services.clip_writer.audit import AuditLog
 from services.clip_writer.core import ClipPolicy, Incident, Packet
 from services.clip_writer.evidence import Actor, EvidenceDesk
 from services.clip_writer.jobs import ClipJob
-from services.clip_writer.store import EvidenceStore, S3Settings, StorageUnavailable
 from services.clip_writer.writer import ClipBuilder
 from tests.clip_helpers import GOP_US, probe_mp4, sample_packets
 from tests.kafka_helpers import TopicWatcher, alert_record, wait_for
@@ -79,6 +79,8 @@ def writer_env(kafka: KafkaSettings, store: ObjectStore, bucket: str, group: str
         "CCTV_EVIDENCE__SIGNING_KEY": SEED_B64,
         "CCTV_CLIPS__SETTLE_S": "1",
         "CCTV_MAX_WAIT_S": "5",
+        # Masked copies cost CPU; tests/test_evidence_release.py covers them.
+        "CCTV_MASKED_COPIES__ENABLED": "false",
     } | extra
 
 
@@ -238,8 +240,11 @@ def test_incident_on_the_sample_clip_gives_a_playable_verified_clip_and_an_audit
     assert result.returncode == 1, result.stdout + result.stderr
     assert f"{obj['key']}: sha256" in result.stdout and "does NOT verify" in result.stdout
 
-    # Download: audited first, then a short-lived presigned link; the bucket itself stays private.
-    links = desk.download_links(alert_id, Actor("kim", frozenset({"operator"}), "10.0.0.7"))
+    # Download of the original (supervisors, with a reason): audited first, then a short-lived presigned
+    # link; the bucket itself stays private.
+    links = desk.download_links(
+        alert_id, Actor("kim", frozenset({"supervisor"}), "10.0.0.7"), variant="original", reason="case 7"
+    )
     with urllib.request.urlopen(links[0]["url"], timeout=30) as response:
         assert response.read() == bytes(data)
     with pytest.raises(urllib.error.HTTPError) as anonymous:

@@ -308,9 +308,16 @@ def test_clip_writer_takes_storage_credentials_and_signing_key_from_secrets() ->
     storage = policies[f"{RELEASE}-cctv-platform-clip-writer-storage"]
     assert storage["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "clip-writer"
     assert {p["port"] for p in storage["spec"]["egress"][0]["ports"]} == {443, 8333, 9000}
-    # No other service sees the signing key or the storage credentials.
+    assert env["CCTV_MASKED_COPIES__ENABLED"]["value"] == "true"
+    # The console reads clips for its player (its own storage policy, no signing key); no other service
+    # sees the signing key or the storage credentials.
+    console = env_of(by_component(manifests, "Deployment")["console"]["spec"]["template"]["spec"]["containers"][0])
+    assert console["CCTV_S3__SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "cctv-evidence-s3"
+    assert not any(name.startswith("CCTV_EVIDENCE__") for name in console)
+    reader = policies[f"{RELEASE}-cctv-platform-console-storage"]
+    assert reader["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "console"
     for component, deployment in by_component(manifests, "Deployment").items():
-        if component != "clip-writer":
+        if component not in ("clip-writer", "console"):
             (other,) = deployment["spec"]["template"]["spec"]["containers"]
             assert not any(name.startswith(("CCTV_S3__", "CCTV_EVIDENCE__")) for name in env_of(other)), component
 

@@ -104,6 +104,8 @@ def _console_env(context: StackContext) -> dict[str, str]:
         "CCTV_DEV_USERS_DIR": str(context.state_dir),
         "CCTV_SHARES__KEY_FILE": str(share_key_file(context)),
         "CCTV_SHARES__GATEWAY_URL": f"http://127.0.0.1:{SHARE_EDGE_PORT}",
+    } | {  # the S3 part of the object store's settings: the incident clip player reads the clips
+        k: v for k, v in context.object_store_env.items() if k.startswith("CCTV_S3__")
     }
 
 

@@ -6,15 +6,15 @@ and stores what it returns. Times are microseconds since the epoch (the packets'
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, Field
 
+from libs.evidence import check_alert_id
+
 US = 1_000_000
 DAY_US = 86_400 * US
-_ALERT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
 class ClipPolicy(BaseModel):
@@ -30,13 +30,6 @@ class ClipPolicy(BaseModel):
 
 class ClipError(Exception):
     """An incident's clip cannot be cut; the message says why (e.g. the packets have expired)."""
-
-
-def check_alert_id(alert_id: str) -> str:
-    """Alert ids become object keys: refuse anything that could escape its prefix."""
-    if not _ALERT_ID.match(alert_id or ""):
-        raise ValueError(f"alert id {alert_id!r} must be 1-128 letters, digits, '.', '_' or '-'")
-    return alert_id
 
 
 @dataclass(frozen=True)

@@ -1,15 +1,13 @@
-"""Evidence operations shared by the clip writer (retention) and `cctv evidence` / a web console:
-verify, hold, release, authorised download, retention sweep. Each audited action writes its audit record
-first and acts only once the record is acknowledged.
-
-Download for a web app (the console's incident view):
+"""Evidence operations of the clip writer (retention) and `cctv evidence`: verify, hold, release,
+authorised download, retention sweep. Each audited action writes its audit record first and acts only
+once the record is acknowledged. Who may fetch which variant (masked copy / original) is decided in
+libs/evidence_access.py, which the console's clip player shares.
 
     desk = EvidenceDesk(store, audit, public_key)
-    links = desk.download_links(alert_id, actor="kim", roles={"operator"}, client="10.0.0.7")
-    # -> [{"key", "url", "size", "sha256", "expires_in_s"}], one per segment; PermissionError if not allowed
+    links = desk.download_links(alert_id, Actor("kim", frozenset({"operator"}), "10.0.0.7"))
+    # -> [{"key", "url", "size", "sha256", "expires_in_s"}] of the masked copy; PermissionError if not allowed
 
-The URLs are S3 presigned GETs (default 5 minutes), so the video never flows through the web app and the
-bucket stays private.
+The URLs are S3 presigned GETs (default 5 minutes); the bucket stays private.
 """
 
 from __future__ import annotations
@@ -17,67 +15,60 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from services.clip_writer.audit import AuditLog, audit_event
+from libs.evidence_access import (
+    HOLD_ROLES,
+    RELEASE,
+    RELEASE_SIGNATURE,
+    Actor,
+    EvidenceAccess,
+    NotFound,
+    Variant,
+)
+from libs.evidence_audit import AuditLog, audit_event
+from libs.evidence_store import MANIFEST, SIGNATURE, EvidenceStore
 from services.clip_writer.core import deletion_due
 from services.clip_writer.manifest import Verification, verify_clip
 from services.clip_writer.remux import frame_jpeg
-from services.clip_writer.store import MANIFEST, SIGNATURE, EvidenceStore
+
+__all__ = ["Actor", "EvidenceDesk", "NotFound"]
 
 log = logging.getLogger(__name__)
 
-HOLD_ROLES = frozenset({"supervisor", "admin"})
-DOWNLOAD_ROLES = frozenset({"operator", "supervisor", "admin", "investigator"})
 
-
-class NotFound(LookupError):
-    """No clip is stored for this alert id."""
-
-
-@dataclass(frozen=True)
-class Actor:
-    name: str
-    roles: frozenset[str]
-    client: str | None = None
-
-
-class EvidenceDesk:
+class EvidenceDesk(EvidenceAccess):
     def __init__(self, store: EvidenceStore, audit: AuditLog, public_key: Ed25519PublicKey | None = None) -> None:
-        self.store, self.audit, self.public_key = store, audit, public_key
-
-    def _manifest(self, alert_id: str) -> dict[str, Any]:
-        manifest = self.store.manifest(alert_id)
-        if manifest is None:
-            raise NotFound(f"no evidence clip stored for alert {alert_id}")
-        return manifest
-
-    def _refuse(self, actor: Actor, action: str, alert_id: str, camera_id: str | None, why: str) -> PermissionError:
-        self.audit.record(
-            audit_event(
-                actor.name,
-                action,
-                allowed=False,
-                alert_id=alert_id,
-                camera_id=camera_id,
-                client=actor.client,
-                detail=why,
-            )
-        )
-        return PermissionError(why)
+        super().__init__(store, audit)
+        self.public_key = public_key
 
     def verify(self, alert_id: str) -> Verification:
+        """The clip and, once made, its masked copy: both manifests re-hashed and their signatures checked."""
         if self.public_key is None:
             raise ValueError("no verification key configured (CCTV_EVIDENCE__VERIFY_KEY or the signing key)")
-        return verify_clip(
+        result = verify_clip(
             alert_id,
             self.store.get(self.store.key(alert_id, MANIFEST)),
             self.store.get(self.store.key(alert_id, SIGNATURE)),
             self.public_key,
             self.store.get,
+        )
+        release = self.store.get(self.store.key(alert_id, RELEASE))
+        if release is None:
+            return result
+        masked = verify_clip(
+            alert_id,
+            release,
+            self.store.get(self.store.key(alert_id, RELEASE_SIGNATURE)),
+            self.public_key,
+            self.store.get,
+        )
+        return Verification(
+            alert_id,
+            result.problems + [f"masked copy: {p}" for p in masked.problems],
+            result.checked + [f"masked copy: {c}" for c in masked.checked],
         )
 
     def hold(self, alert_id: str, actor: Actor, reason: str) -> dict[str, Any]:
@@ -130,34 +121,12 @@ class EvidenceDesk:
         )
         self.store.clear_hold(alert_id)
 
-    def _downloadable(self, alert_id: str, actor: Actor) -> dict[str, Any]:
-        """The clip's manifest when `actor` may download it; a refusal (audited) otherwise."""
-        manifest = self._manifest(alert_id)
-        if not actor.roles & DOWNLOAD_ROLES:
-            raise self._refuse(
-                actor,
-                "evidence.download",
-                alert_id,
-                manifest["camera_id"],
-                f"downloading evidence needs one of the roles {sorted(DOWNLOAD_ROLES)}",
-            )
-        return manifest
-
-    def download_links(self, alert_id: str, actor: Actor, ttl_s: int | None = None) -> list[dict[str, Any]]:
-        """Presigned URLs of the clip's objects, handed out only after the download is audited."""
-        manifest = self._downloadable(alert_id, actor)
-        keys = [item["key"] for item in manifest["objects"]]
-        self.audit.record(
-            audit_event(
-                actor.name,
-                "evidence.download",
-                allowed=True,
-                alert_id=alert_id,
-                camera_id=manifest["camera_id"],
-                client=actor.client,
-                detail=" ".join(keys),
-            )
-        )
+    def download_links(
+        self, alert_id: str, actor: Actor, ttl_s: int | None = None, variant: Variant = "masked", reason: str = ""
+    ) -> list[dict[str, Any]]:
+        """Presigned URLs of the clip's objects (the masked copy unless `variant` is "original"), handed out
+        only after the download is audited."""
+        objects = self.authorise(alert_id, actor, variant, reason)
         ttl = ttl_s or self.store.settings.presign_ttl_s
         return [
             {
@@ -167,7 +136,7 @@ class EvidenceDesk:
                 "sha256": item["sha256"],
                 "expires_in_s": ttl,
             }
-            for item in manifest["objects"]
+            for item in objects
         ]
 
     def snapshot(self, alert_id: str, capture_time_us: int, actor: Actor) -> bytes:

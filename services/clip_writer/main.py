@@ -1,7 +1,7 @@
 """Clip-writer service loop: for every incident on cctv.alerts.v1, an evidence clip in object storage.
 
 Consumes: cctv.alerts.v1 (group cctv-clip-writer); reads cctv.video.packets.v1 by time (no group).
-Produces: objects in S3, cctv.audit.v1 (retention deletions), cctv.dlq.v1 (undecodable alerts).
+Produces: objects in S3 (each clip and, from a worker thread, its masked copy for release), cctv.audit.v1 (retention deletions), cctv.dlq.v1 (undecodable alerts).
 Alert offsets are committed only once the incident's clip is stored; while storage is down, finished
 incidents wait in a bounded queue (consumption pauses when it is full) and are written when it returns.
 """
@@ -23,17 +23,18 @@ from confluent_kafka import (
 )
 from prometheus_client import Counter, Gauge
 
+from libs.evidence_audit import AuditLog
+from libs.evidence_store import EvidenceStore, StorageUnavailable
 from libs.kafka import DeadLetterPublisher, coordinates, make_consumer, make_producer
 from libs.serde import AvroSerde, SerdeError
 from libs.service import ServiceRuntime, start_service
 from libs.settings import KafkaSettings
 from libs.topics import ALERTS, VIDEO_PACKETS
-from services.clip_writer.audit import AuditLog
 from services.clip_writer.core import ClipError, Incident, Packet
 from services.clip_writer.evidence import EvidenceDesk
 from services.clip_writer.jobs import ClipJob, OpenClips
+from services.clip_writer.masked_copies import MaskedCopies
 from services.clip_writer.settings import ClipWriterSettings
-from services.clip_writer.store import EvidenceStore, StorageUnavailable
 from services.clip_writer.writer import ClipBuilder
 
 log = logging.getLogger(__name__)
@@ -142,6 +143,11 @@ class ClipWriterLoop:
             max_wait_s=settings.max_wait_s,
         )
         self.desk = EvidenceDesk(self.store, AuditLog(producer, runtime.serde))
+        self.masked_copies = (
+            MaskedCopies(settings.s3, settings.masked_copies, settings.evidence.private_key(), SERVICE).start()
+            if settings.masked_copies.enabled
+            else None
+        )
         self.clips = OpenClips()
         self.paused = False
         self.storage_retry_at = 0.0
@@ -228,6 +234,8 @@ class ClipWriterLoop:
             return
         self.clips.finish(job.incident.alert_id)
         CLIPS_WRITTEN.inc()
+        if self.masked_copies is not None:
+            self.masked_copies.submit(job.incident.alert_id)
         log.info(
             "evidence clip of alert %s stored: %d object(s), %.1f s",
             job.incident.alert_id,
@@ -263,6 +271,8 @@ class ClipWriterLoop:
         if time.monotonic() < self.next_sweep:
             return
         self.next_sweep = time.monotonic() + self.settings.retention_sweep_s
+        if self.masked_copies is not None:
+            self.masked_copies.scan()  # clips whose copy was postponed (queue full, storage down, a restart)
         try:
             deleted = self.desk.sweep()
             if deleted:
@@ -290,6 +300,8 @@ class ClipWriterLoop:
         finally:
             self._commit()
             self.consumer.close()
+            if self.masked_copies is not None:
+                self.masked_copies.stop()
 
 
 def main() -> None:

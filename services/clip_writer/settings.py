@@ -10,14 +10,15 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 from pydantic import BaseModel, Field, SecretStr
 
+from libs.evidence_store import S3Settings
 from libs.settings import CommonSettings
+from libs.video_masking import VideoMaskingSettings
 from services.clip_writer.core import ClipPolicy
 from services.clip_writer.manifest import (
     load_private_key,
     load_public_key,
     read_key_file,
 )
-from services.clip_writer.store import S3Settings
 
 
 class EvidenceKeySettings(BaseModel):
@@ -41,11 +42,22 @@ class EvidenceKeySettings(BaseModel):
         return self.private_key().public_key()
 
 
+class MaskedCopySettings(BaseModel):
+    """CCTV_MASKED_COPIES__*: whether the clip writer makes each clip's masked copy, and how."""
+
+    enabled: bool = Field(default=True, description="make a masked copy of every stored clip")
+    masking: VideoMaskingSettings = Field(default_factory=VideoMaskingSettings)
+    people_min_score: float = Field(default=0.3, gt=0, le=1, description="person/vehicle score floor for masking")
+    threads: int = Field(default=1, ge=1, le=64, description="ONNX Runtime threads for the two models")
+    max_queued: int = Field(default=64, ge=1, description="clips waiting for their masked copy (bounded)")
+
+
 class EvidenceCliSettings(CommonSettings):
     """What `cctv evidence` needs: the store, the audit topic's Kafka, the verification key."""
 
     s3: S3Settings = Field(default_factory=S3Settings)
     evidence: EvidenceKeySettings = Field(default_factory=EvidenceKeySettings)
+    masked_copies: MaskedCopySettings = Field(default_factory=MaskedCopySettings)
 
 
 class ClipWriterSettings(CommonSettings):
@@ -53,6 +65,7 @@ class ClipWriterSettings(CommonSettings):
     clips: ClipPolicy = Field(default_factory=ClipPolicy)
     s3: S3Settings = Field(default_factory=S3Settings)
     evidence: EvidenceKeySettings = Field(default_factory=EvidenceKeySettings)
+    masked_copies: MaskedCopySettings = Field(default_factory=MaskedCopySettings)
     # Ended incidents held while storage is down; beyond this, alerts are not consumed (nothing is lost:
     # they stay on the topic, uncommitted).
     max_queued_clips: int = Field(default=256, ge=1)

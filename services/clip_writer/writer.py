@@ -14,6 +14,7 @@ from typing import Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from libs.evidence_store import MANIFEST, SIGNATURE, EvidenceStore
 from services.clip_writer.core import (
     ClipError,
     ClipPolicy,
@@ -32,7 +33,6 @@ from services.clip_writer.manifest import (
     sign_manifest,
 )
 from services.clip_writer.remux import remux_mp4
-from services.clip_writer.store import MANIFEST, SIGNATURE, EvidenceStore
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from prometheus_client import make_asgi_app
 from libs.health import Health
 from services.console.auth import Signer
 from services.console.feeds import ConsoleFeeds
-from services.console.routes import cameras, incidents, ledger, oversight, pages, session, shares, wall
+from services.console.routes import cameras, evidence, incidents, ledger, oversight, pages, session, shares, wall
 from services.console.routes.context import Console
 from services.console.routes.pages import STATIC
 from services.console.settings import ConsoleSettings
@@ -34,6 +34,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     oversight.router,
     shares.router,
     ledger.router,
+    evidence.router,
 )
 
 

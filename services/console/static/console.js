@@ -294,6 +294,7 @@ async function openIncident(alertId) {
     textContent: `${new Date(a.timestamp_ms).toLocaleTimeString()} ${a.operator}: ${a.action}${a.assignee ? " → " + a.assignee : ""}${a.comment ? " — " + a.comment : ""}` })));
   $("#detail-error").textContent = "";
   if (!$("#detail").open) $("#detail").showModal();
+  if (window.cctvClip) window.cctvClip.show(alertId);
 }
 
 async function openCamera(cameraId) {
@@ -301,6 +302,7 @@ async function openCamera(cameraId) {
   try { camera = await api(`/api/v1/cameras/${encodeURIComponent(cameraId)}`); }
   catch (error) { alert(error.message); return; }
   state.detail = { kind: "camera", id: cameraId, data: camera };
+  if (window.cctvClip) window.cctvClip.hide();
   $("#detail-title").textContent = `${camera.name} (${camera.camera_id}) · ${camera.connection.toLowerCase()} · ${camera.activity.toLowerCase()}`;
   $("#detail-meta").textContent = `Recent incidents: ${camera.recent_incidents.length}`;
   $("#detail-actions").hidden = true;

@@ -21,7 +21,8 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, Field, SecretStr
 
-from services.clip_writer.core import check_alert_id
+from libs.evidence import check_alert_id
+from libs.evidence_lock import ObjectLock, ObjectLockError
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +45,22 @@ class S3Settings(BaseModel):
     # Path-style URLs work with every S3-compatible server (virtual hosts need DNS per bucket).
     path_style: bool = True
     create_bucket: bool = True
+    # New buckets get S3 Object Lock, so a legal hold is enforced by the store (libs/evidence_lock.py).
+    object_lock: bool = True
     presign_ttl_s: int = Field(default=300, ge=30, le=86_400)
     timeout_s: float = Field(default=10.0, gt=0)
 
 
 class StorageUnavailable(Exception):
     """The object store did not answer or refused the request; the clip is kept and retried."""
+
+
+class RangeNotSatisfiable(ValueError):
+    """A byte range that starts beyond the object's end (HTTP 416)."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(f"the range starts beyond the object's {size} bytes")
+        self.size = size
 
 
 class EvidenceStore:
@@ -74,6 +85,7 @@ class EvidenceStore:
             ),
         )
         self._bucket_ready = False
+        self.lock = ObjectLock(self.client, self.bucket)
 
     def key(self, alert_id: str, name: str) -> str:
         return f"{self.prefix}{check_alert_id(alert_id)}/{name}"
@@ -90,7 +102,10 @@ class EvidenceStore:
             ):
                 raise StorageUnavailable(f"bucket {self.bucket}: {_describe(error)}") from None
             try:
-                self.client.create_bucket(Bucket=self.bucket)
+                if self.settings.object_lock:
+                    self.client.create_bucket(Bucket=self.bucket, ObjectLockEnabledForBucket=True)
+                else:
+                    self.client.create_bucket(Bucket=self.bucket)
             except ClientError as create_error:
                 if create_error.response.get("Error", {}).get("Code") not in (
                     "BucketAlreadyOwnedByYou",
@@ -132,6 +147,34 @@ class EvidenceStore:
         except BotoCoreError as error:
             raise StorageUnavailable(f"reading {key}: {error}") from None
 
+    def get_range(self, key: str, first: int, last: int | None = None) -> tuple[bytes, int] | None:
+        """Bytes first..last (inclusive; None: to the end) of an object and its total size; None if absent.
+        Raises RangeNotSatisfiable when first lies beyond the end."""
+        wanted = f"bytes={first}-" + ("" if last is None else str(last))
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=key, Range=wanted)
+        except ClientError as error:
+            code = error.response.get("Error", {}).get("Code")
+            if code in _ABSENT:
+                return None
+            if code == "InvalidRange":
+                raise RangeNotSatisfiable(self.size(key) or 0) from None
+            raise StorageUnavailable(f"reading {key}: {_describe(error)}") from None
+        except BotoCoreError as error:
+            raise StorageUnavailable(f"reading {key}: {error}") from None
+        total = int(str(response.get("ContentRange", "")).rpartition("/")[2] or response["ContentLength"])
+        return response["Body"].read(), total
+
+    def size(self, key: str) -> int | None:
+        try:
+            return int(self.client.head_object(Bucket=self.bucket, Key=key)["ContentLength"])
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in _ABSENT:
+                return None
+            raise StorageUnavailable(f"checking {key}: {_describe(error)}") from None
+        except BotoCoreError as error:
+            raise StorageUnavailable(f"checking {key}: {error}") from None
+
     def manifest(self, alert_id: str) -> dict[str, Any] | None:
         data = self.get(self.key(alert_id, MANIFEST))
         return json.loads(data) if data is not None else None
@@ -141,13 +184,40 @@ class EvidenceStore:
         return json.loads(data) if data is not None else None
 
     def set_hold(self, alert_id: str, hold: dict[str, Any]) -> None:
+        """The hold marker (who, why, when: what retention reads) and, in an Object Lock bucket, an S3
+        legal hold on every current object of the clip, so the store itself refuses to delete them."""
         self.put(self.key(alert_id, HOLD), json.dumps(hold, sort_keys=True).encode(), "application/json")
+        if self._locking():
+            try:
+                self.lock.set_legal_hold(self.key(alert_id, ""), on=True, skip=(HOLD,))
+            except ObjectLockError as error:
+                raise StorageUnavailable(str(error)) from None
 
     def clear_hold(self, alert_id: str) -> None:
+        if self._locking():
+            try:
+                self.lock.set_legal_hold(self.key(alert_id, ""), on=False, skip=(HOLD,))
+            except ObjectLockError as error:
+                raise StorageUnavailable(str(error)) from None
         self._delete([self.key(alert_id, HOLD)])
 
-    def alert_ids(self) -> Iterator[str]:
-        """Every alert id with a manifest (a clip is listed only once it is complete)."""
+    def _locking(self) -> bool:
+        self.ensure_bucket()
+        try:
+            return self.settings.object_lock and self.lock.enabled()
+        except ObjectLockError as error:
+            raise StorageUnavailable(str(error)) from None
+
+    def alert_ids(self, lacking: str | None = None) -> Iterator[str]:
+        """Every alert id with a manifest (a clip is listed only once it is complete); with `lacking`, only
+        those without that object (e.g. clips whose masked copy is not made), from the same listing."""
+        if lacking is not None:
+            names: dict[str, set[str]] = {}
+            for key in self._keys(self.prefix):
+                alert_id, _, name = key[len(self.prefix) :].partition("/")
+                names.setdefault(alert_id, set()).add(name)
+            yield from (a for a, present in names.items() if MANIFEST in present and lacking not in present)
+            return
         self.ensure_bucket()
         paginator = self.client.get_paginator("list_objects_v2")
         try:
@@ -160,9 +230,26 @@ class EvidenceStore:
         except (ClientError, BotoCoreError) as error:
             raise StorageUnavailable(f"listing {self.bucket}/{self.prefix}: {_describe(error)}") from None
 
+    def _keys(self, prefix: str) -> list[str]:
+        self.ensure_bucket()
+        try:
+            return [
+                item["Key"]
+                for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
+                for item in page.get("Contents", [])
+            ]
+        except (ClientError, BotoCoreError) as error:
+            raise StorageUnavailable(f"listing {self.bucket}/{prefix}: {_describe(error)}") from None
+
     def delete_clip(self, alert_id: str) -> list[str]:
-        """Delete every object of the clip (segments first, the manifest last); returns the keys."""
+        """Delete every object of the clip (segments first, the manifest last) irrecoverably (in a
+        versioned Object Lock bucket: every version); returns the keys."""
         prefix = self.key(alert_id, "")
+        if self._locking():
+            try:
+                return self.lock.purge(prefix, last=(MANIFEST, SIGNATURE))
+            except ObjectLockError as error:
+                raise StorageUnavailable(str(error)) from None
         keys: list[str] = []
         try:
             for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
