@@ -76,6 +76,10 @@ def test_a_new_camera_session_starts_a_segment_marked_discontinuous(packets: lis
         stream.feed(packet)
     playlist = stream.playlist() or ""
     assert playlist.count("#EXT-X-DISCONTINUITY") == 1
+    # The reconnected camera starts its timestamps again; the stream's keep growing (players stall on
+    # time going backwards).
+    starts = [frames_of(segment.data)[0].time for i in range(5) if (segment := stream.segment(i))]
+    assert starts == sorted(starts) and starts[3] == pytest.approx(2.5, abs=0.01)  # 2.0-2.4 + 0.1 s
     assert playlist.split("#EXT-X-DISCONTINUITY")[1].splitlines()[2] == "3.ts"  # the first of the new session
 
 

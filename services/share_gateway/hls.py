@@ -13,7 +13,7 @@ import io
 import math
 import threading
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from typing import Any
 
@@ -21,6 +21,7 @@ import av
 
 MICROS = Fraction(1, 1_000_000)
 _MAX_JUMP_US = 5_000_000  # a larger gap between packets means the source restarted: a discontinuity
+_FRAME_GAP_US = 40_000  # how long a frame without a duration is taken to last
 
 
 class SegmentError(ValueError):
@@ -122,13 +123,16 @@ class HlsStream:
     _header: Packet | None = None
     _next_index: int = 0
     _discontinuity: bool = False
+    _last_in: Packet | None = None  # the last packet fed, as it came
+    _offset_us: int = 0  # added to input timestamps since the last restart
+    _end_out_us: int = -(2**62)  # the latest output timestamp
     _discontinuities: list[int] = field(default_factory=list)  # indexes of segments marked discontinuous
     _lock: threading.Lock = field(default_factory=threading.Lock)
     refused: int = 0  # packets dropped while waiting for a keyframe
 
     def feed(self, packet: Packet) -> Segment | None:
         """Adds a packet; returns the segment it completed, if any."""
-        last = self._pending[-1] if self._pending else None
+        last = self._last_in
         restarted = last is not None and (
             packet.session_id != last.session_id
             or packet.dts_us <= last.dts_us - _MAX_JUMP_US
@@ -138,15 +142,22 @@ class HlsStream:
         if restarted:
             completed = self._cut()
             self._discontinuity = True
+            # Timestamps keep growing across a restart (players stall on time going backwards): the new
+            # stream continues where the old one ended.
+            self._offset_us = self._end_out_us - packet.dts_us
+        if not self._pending and not (packet.is_keyframe and packet.codec):
+            self.refused += 1  # a segment can only start at a keyframe that says how to decode it
+            self._last_in = packet
+            return completed
+        self._last_in = packet
+        packet = replace(packet, pts_us=packet.pts_us + self._offset_us, dts_us=packet.dts_us + self._offset_us)
         if packet.is_keyframe and packet.codec:
             if self._pending and self._pending_s(packet) >= self.target_s:
                 completed = self._cut()
             if not self._pending:
                 self._header = packet
-        if not self._pending and not (packet.is_keyframe and packet.codec):
-            self.refused += 1  # a segment can only start at a keyframe that says how to decode it
-            return completed
         self._pending.append(packet)
+        self._end_out_us = max(self._end_out_us, packet.pts_us + (packet.duration_us or _FRAME_GAP_US))
         return completed
 
     def _pending_s(self, upcoming: Packet) -> float:

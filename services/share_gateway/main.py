@@ -52,9 +52,8 @@ class Gateway:
     def _masker_factory(self) -> Any:
         from services.share_gateway.masked import masked_reencoder_factory
 
-        upscale = self.settings.masking_upscale
-        factory: Any = masked_reencoder_factory(upscale)
-        return factory
+        settings = self.settings
+        return masked_reencoder_factory(settings.masking, settings.masking_upscale, settings.masking_people)
 
     def audit(self, record: dict[str, Any]) -> None:
         value = self.runtime.serde.serialize(AUDIT, AUDIT_SCHEMA, record)

@@ -1,87 +1,76 @@
-"""Masked shares: decode → blur faces (CenterFace, libs/masking.py) → re-encode H.264, one camera at a
-time. The smallest local piece: the `clips` branch's libs/video_masking.py is meant to replace it once
-merged (it also masks heads of tracked people and plates inside vehicle boxes, which need detections).
-
-Each input keyframe becomes an output keyframe, so segments are cut where the camera's own GOPs end and
-the glass-to-glass delay does not grow with the masking.
+"""Masked shares: a camera's packets → decoded frames → libs/video_masking.py (faces, heads of people,
+plates inside vehicles pixelated; H.264 re-encoded with a keyframe wherever the camera had one) → packets
+for the HLS segmenter. Segments are therefore cut where the camera's own GOPs end, and a frame keeps its
+capture time for the glass-to-glass measurement.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from fractions import Fraction
 
 import av
-import numpy as np
 
-from libs.masking import FaceDetector, pixelate
+from libs.masking import FaceDetector, PlateDetector
+from libs.video_masking import MaskedVideoEncoder, ObjectsSource, VideoMaskingSettings, model_people
 from services.share_gateway.hls import MICROS, Packet
 
 
 class MaskedReencoder:
-    def __init__(self, detector: FaceDetector, encoder: str = "libx264") -> None:
-        self.detector = detector
-        self.encoder_name = encoder
-        self._decoder: av.VideoCodecContext | None = None
-        self._encoder: av.VideoCodecContext | None = None
-        self._session: str | None = None
-        self._timing: dict[int, tuple[int, int, str]] = {}  # pts → (capture time, dts, session)
+    """One camera's decoder and masked encoder; restarts both on a new ingest session."""
 
-    def _open(self, packet: Packet) -> None:
-        if not packet.codec:
-            raise ValueError("masking starts at a keyframe carrying the codec")
-        decoder = av.CodecContext.create(packet.codec, "r")
+    def __init__(
+        self,
+        settings: VideoMaskingSettings,
+        faces: FaceDetector,
+        people: ObjectsSource | None = None,
+        plates: PlateDetector | None = None,
+    ) -> None:
+        self.settings, self.faces, self.people, self.plates = settings, faces, people, plates
+        self._decoder: av.VideoCodecContext | None = None
+        self._encoder: MaskedVideoEncoder | None = None
+        self._session = ""
+        self._captures: dict[int, int] = {}  # pts → capture time, for the packets that come out
+
+    def _restart(self, packet: Packet) -> list[Packet]:
+        """Drain the old session's encoder and open a decoder for the new one."""
+        drained = self._packets(self._encoder.flush()) if self._encoder is not None else []
+        decoder = av.CodecContext.create(packet.codec or "", "r")
+        if not isinstance(decoder, av.VideoCodecContext):
+            raise ValueError(f"codec {packet.codec!r} is not a video codec")
         if packet.extradata:
             decoder.extradata = packet.extradata
         decoder.thread_count = 1
-        self._decoder = decoder  # type: ignore[assignment]
-        self._encoder = None
-        self._session = packet.session_id
-
-    def _open_encoder(self, width: int, height: int) -> av.VideoCodecContext:
-        encoder = av.CodecContext.create(self.encoder_name, "w")
-        assert isinstance(encoder, av.VideoCodecContext)
-        encoder.width, encoder.height, encoder.pix_fmt = width, height, "yuv420p"
-        encoder.time_base = MICROS
-        encoder.framerate = Fraction(25)
-        # No B-frames and no look-ahead: a frame leaves the encoder as soon as it is in.
-        encoder.options = {"preset": "veryfast", "tune": "zerolatency", "crf": "23"}
-        encoder.max_b_frames = 0
-        encoder.gop_size = 250  # keyframes follow the camera's own (forced below)
-        encoder.open()
-        return encoder
+        self._decoder, self._encoder, self._session = decoder, None, packet.session_id
+        self._captures.clear()
+        return drained
 
     def push(self, packet: Packet) -> list[Packet]:
+        out: list[Packet] = []
         if self._decoder is None or packet.session_id != self._session:
             if not (packet.is_keyframe and packet.codec):
                 return []  # wait for a keyframe that says how to decode
-            self._open(packet)
+            out += self._restart(packet)
         assert self._decoder is not None
         source = av.Packet(packet.data)
         source.pts, source.dts, source.time_base = packet.pts_us, packet.dts_us, MICROS
-        self._timing[packet.pts_us] = (packet.capture_us, packet.dts_us, packet.session_id)
-        out: list[Packet] = []
+        self._captures[packet.pts_us] = packet.capture_us
         for frame in self._decoder.decode(source):
-            rgb = frame.to_ndarray(format="rgb24")
-            masked = pixelate(rgb, [r.grown(1.3, rgb.shape[1], rgb.shape[0]) for r in self.detector.detect(rgb)])
             if self._encoder is None:
-                self._encoder = self._open_encoder(frame.width, frame.height)
-            picture = av.VideoFrame.from_ndarray(np.ascontiguousarray(masked), format="rgb24").reformat(
-                format="yuv420p"
-            )
-            picture.pts, picture.time_base = frame.pts, MICROS
-            picture.pict_type = av.video.frame.PictureType.I if frame.key_frame else av.video.frame.PictureType.NONE
-            out += self._packets(self._encoder.encode(picture), frame.width, frame.height)
-        if len(self._timing) > 256:  # frames the decoder never returned
-            for stale in sorted(self._timing)[:-64]:
-                del self._timing[stale]
+                self._encoder = MaskedVideoEncoder(
+                    frame.width, frame.height, MICROS, self.settings, self.faces, self.people, self.plates
+                )
+            frame.time_base = MICROS
+            out += self._packets(self._encoder.push(frame))
+        if len(self._captures) > 256:  # packets the decoder dropped
+            for stale in sorted(self._captures)[:-64]:
+                del self._captures[stale]
         return out
 
-    def _packets(self, encoded: list[av.Packet], width: int, height: int) -> list[Packet]:
+    def _packets(self, encoded: list[av.Packet]) -> list[Packet]:
+        assert self._encoder is not None
         result = []
         for item in encoded:
             pts = int(item.pts) if item.pts is not None else 0
-            capture, _dts, session = self._timing.pop(pts, (0, pts, self._session or ""))
             result.append(
                 Packet(
                     bytes(item),
@@ -89,24 +78,33 @@ class MaskedReencoder:
                     int(item.dts) if item.dts is not None else pts,
                     int(item.duration) if item.duration else None,
                     item.is_keyframe,
-                    capture,
-                    session,
+                    self._captures.pop(pts, 0),
+                    self._session,
                     "h264",
-                    None,  # in-band SPS/PPS (Annex B): MPEG-TS needs no extradata
-                    width,
-                    height,
+                    self._encoder.extradata,
+                    self._encoder.width,
+                    self._encoder.height,
                 )
             )
         return result
 
 
-def masked_reencoder_factory(upscale: int = 1) -> Callable[[], MaskedReencoder]:
-    """One detector per gateway (the model loads once), one decoder/encoder pair per masked camera."""
-    detector: list[FaceDetector] = []
+def masked_reencoder_factory(
+    settings: VideoMaskingSettings, upscale: int = 1, detect_people: bool = True
+) -> Callable[[], MaskedReencoder]:
+    """The models load once per gateway (on the first masked share); one decoder/encoder per camera."""
+    models: dict[str, object] = {}
 
     def make() -> MaskedReencoder:
-        if not detector:
-            detector.append(FaceDetector(upscale=upscale))
-        return MaskedReencoder(detector[0])
+        if not models:
+            models["faces"] = FaceDetector(upscale=upscale)
+            if detect_people:
+                models["people"], models["plates"] = model_people(), PlateDetector()
+        return MaskedReencoder(
+            settings,
+            models["faces"],  # type: ignore[arg-type]
+            models.get("people"),  # type: ignore[arg-type]
+            models.get("plates"),  # type: ignore[arg-type]
+        )
 
     return make

@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field, SecretStr, model_validator
 
 from libs.settings import CommonSettings
+from libs.video_masking import VideoMaskingSettings
 
 
 class EdgeSettings(BaseModel):
@@ -28,8 +29,13 @@ class ShareGatewaySettings(CommonSettings):
     viewer_idle_s: float = Field(default=60.0, gt=0)
     # How long a first playlist request waits for the camera's first segment before answering 503.
     first_segment_wait_s: float = Field(default=10.0, ge=0, le=30)
-    # Faces and heads are searched at this scale in masked shares (2 finds tiny faces at 4-5x the cost).
+    # Masked shares: how video is masked and re-encoded (libs/video_masking.py).
+    masking: VideoMaskingSettings = Field(default_factory=VideoMaskingSettings)
+    # Faces are searched at this scale (2 finds 6-9 px faces at 4-5x the cost, docs/benchmarks/masking.md).
     masking_upscale: int = Field(default=1, ge=1, le=4)
+    # Heads of people and plates inside vehicles too (the detector's model on every k-th frame): faces
+    # seen from afar or from behind are hidden as heads. Off = faces only, at a fraction of the CPU.
+    masking_people: bool = True
 
     @model_validator(mode="after")
     def _has_key(self) -> ShareGatewaySettings:
