@@ -146,6 +146,7 @@ class Gateway:
     def stop(self) -> None:
         self._stop.set()
         self._video.join(10)
+        self.streams.close()
         self.follower.stop()
         self.producer.flush(10)
 
