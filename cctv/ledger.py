@@ -39,7 +39,7 @@ def list_records(
     ] = None,
     camera: Annotated[str | None, typer.Option(help="Only records about this camera id.")] = None,
     what: Annotated[
-        str | None, typer.Option(help="Only acts starting with this, e.g. webhook, evidence, login.")
+        str | None, typer.Option(help="Only acts starting with this, e.g. share, webhook, evidence, login.")
     ] = None,
     since: Annotated[
         str | None, typer.Option(help="From: ISO 8601 time (UTC) or a duration ago: 30m, 24h, 7d.")
