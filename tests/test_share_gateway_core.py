@@ -124,3 +124,16 @@ def test_a_viewer_opens_one_session_until_idle() -> None:
     assert not sessions.seen("s", "10.0.0.1", 89)  # each request keeps it open
     assert sessions.seen("s", "10.0.0.2", 90)  # another viewer
     assert sessions.seen("s", "10.0.0.1", 150)  # back after a minute idle: a new session
+
+
+def test_the_gateway_refuses_to_start_without_a_share_key() -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CCTV_")} | {"CCTV_HTTP__PORT": "0"}
+    result = subprocess.run(
+        [sys.executable, "-m", "services.share_gateway.main"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2
+    assert "CCTV_SHARE_KEY" in result.stderr and "secrets.token_urlsafe" in result.stderr

@@ -20,7 +20,7 @@ from confluent_kafka import OFFSET_END, KafkaError, TopicPartition
 
 from libs.audit import SCHEMA as AUDIT_SCHEMA
 from libs.audit import audit_record
-from libs.kafka import make_producer, make_reader, topic_partitions, wait_for_broker
+from libs.kafka import make_producer, make_reader, missing_topics, topic_partitions, wait_for_broker
 from libs.serde import SerdeError
 from libs.service import ServiceRuntime, start_service
 from libs.shares import SCHEMA as SHARE_SCHEMA
@@ -161,6 +161,11 @@ def main() -> None:
         runtime.close()
         raise SystemExit(2) from None
     wait_for_broker(settings.kafka, timeout_s=60)
+    missing = missing_topics(settings.kafka, (SHARES, VIDEO_PACKETS, AUDIT))
+    if missing:
+        log.error("topics missing: %s (run `cctv topics create`)", ", ".join(missing))
+        runtime.close()
+        raise SystemExit(2)
     gateway.start()
     app = create_edge_app(
         gateway.book,
