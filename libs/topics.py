@@ -1,6 +1,7 @@
 """The pipeline's topics: names, which Avro record each carries, and how each is configured.
 
-Who produces and who consumes each topic is written next to it; the README's diagram says the same.
+The main producer and consumers are noted next to each; the README's "Layout" table names every producing
+and consuming module.
 """
 
 from __future__ import annotations
@@ -8,13 +9,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-CAMERAS = "cctv.cameras.v1"  # producer: `cctv cameras`; consumers: ingest, frame-sampler, alert-router
-CAMERA_STATUS = "cctv.camera-status.v1"  # producer: ingest; consumers: `cctv status`, consoles
-VIDEO_PACKETS = "cctv.video.packets.v1"  # producer: ingest; consumer: frame-sampler
-FRAMES = "cctv.frames.v1"  # producer: frame-sampler; consumers: detector, alert-router (evidence)
-CAMERA_ACTIVITY = "cctv.camera-activity.v1"  # producer: frame-sampler; consumers: operator wall
-DETECTIONS = "cctv.detections.v1"  # producer: detector; consumer: alert-router
-ALERTS = "cctv.alerts.v1"  # producer: alert-router; consumers: control room, `cctv alerts tail`
+CAMERAS = "cctv.cameras.v1"  # producers: `cctv cameras`, camera-controller; consumers: every service, the CLI
+CAMERA_STATUS = "cctv.camera-status.v1"  # producer: ingest; consumers: `cctv status`, console, camera-controller
+VIDEO_PACKETS = "cctv.video.packets.v1"  # producer: ingest; consumers: frame-sampler, clip-writer
+FRAMES = "cctv.frames.v1"  # producer: frame-sampler; consumers: detector, alert-router (evidence), console
+CAMERA_ACTIVITY = "cctv.camera-activity.v1"  # producer: frame-sampler; consumers: console wall, `cctv status`
+DETECTIONS = "cctv.detections.v1"  # producer: detector; consumers: alert-router, console wall
+ALERTS = "cctv.alerts.v1"  # producer: alert-router; consumers: clip-writer, console, `cctv alerts tail`
 DLQ = "cctv.dlq.v1"  # producer: every service; consumer: SREs
 PLATFORM_EVENTS = (
     "cctv.platform-events.v1"  # producer: process supervisor (`cctv up`); consumers: console, `cctv status`

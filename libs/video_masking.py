@@ -20,7 +20,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
 
 import av
@@ -74,7 +74,7 @@ class MaskingStats:
     detections: int = 0
     detect_s: float = 0.0
     mask_encode_s: float = 0.0
-    regions_per_frame: list[int] = field(default_factory=list)
+    regions: int = 0  # masked regions summed over frames (a counter: the encoder may run for days)
 
     @property
     def ms_per_frame(self) -> float:
@@ -267,7 +267,7 @@ class MaskedVideoEncoder:
         out.pts, out.time_base = held.pts, self.time_base
         out.pict_type = av.video.frame.PictureType.I if held.force_keyframe else av.video.frame.PictureType.NONE
         self.stats.frames += 1
-        self.stats.regions_per_frame.append(len(regions))
+        self.stats.regions += len(regions)
         if self.observe is not None:
             self.observe(held.pts, regions)
         if held.frame.duration:

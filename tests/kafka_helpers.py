@@ -214,3 +214,25 @@ def alert_record(
         "produced_at": time.time_ns() // 1000,
         "evidence": None,
     } | fields
+
+
+def frame_record(
+    camera: str, sequence: int, jpeg: bytes, *, capture_us: int | None = None, **fields: Any
+) -> dict[str, Any]:
+    """A complete Frame record (schemas/frame.avsc) of a motion-sampled 8x8 frame; `fields` override."""
+    now_us = time.time_ns() // 1000
+    return {
+        "camera_id": camera,
+        "session_id": "s",
+        "sequence": sequence,
+        "capture_time": now_us if capture_us is None else capture_us,
+        "pts_us": None,
+        "source_partition": 0,
+        "source_offset": sequence,
+        "width": 8,
+        "height": 8,
+        "jpeg": jpeg,
+        "motion_score": 0.2,
+        "reason": "MOTION",
+        "sampled_at": now_us,
+    } | fields

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import av
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from cctv.devstack.services import ServiceProcess
 from libs.cameras import CameraEntry
@@ -16,7 +16,8 @@ from libs.kafka import make_producer
 from libs.serde import AvroSerde, shipped_catalog
 from libs.settings import KafkaSettings
 from libs.topics import ALERTS, DETECTIONS, DLQ, FRAMES
-from tests.kafka_helpers import TopicWatcher, wait_for
+from tests.kafka_helpers import TopicWatcher, frame_record, wait_for
+from tests.pipeline_helpers import service_env
 
 REPO = Path(__file__).resolve().parents[1]
 SERDE = AvroSerde(shipped_catalog())
@@ -33,6 +34,39 @@ def real_frame_jpeg() -> bytes:
         return buffer.getvalue()
 
 
+def produce_evidence_frame(producer: Producer, camera: str) -> tuple[int, int]:
+    """One real frame on the frames topic, as the sampler writes it; its (partition, offset) for evidence."""
+    delivered: list[tuple[int, int]] = []
+    frame = frame_record(camera, 0, real_frame_jpeg(), pts_us=0, width=768, height=576, motion_score=0.1)
+    producer.produce(
+        FRAMES,
+        key=camera,
+        value=SERDE.serialize(FRAMES, "Frame", frame),
+        on_delivery=lambda _e, m: delivered.append((m.partition(), m.offset())),
+    )
+    producer.flush(30)
+    return delivered[0]
+
+
+def detections_record(
+    camera: str, frame: tuple[int, int], sequence: int, capture_us: int, objects: list[dict]
+) -> dict[str, Any]:
+    """A Detections record of a 768x576 frame whose evidence image is at `frame` (partition, offset)."""
+    return {
+        "camera_id": camera,
+        "frame": {"topic": FRAMES, "partition": frame[0], "offset": frame[1]},
+        "session_id": "s",
+        "sequence": sequence,
+        "capture_time": capture_us,
+        "width": 768,
+        "height": 576,
+        "objects": objects,
+        "model": {"name": "m", "version": "1", "sha256": "0" * 64},
+        "inference_ms": 1.0,
+        "detected_at": time.time_ns() // 1000,
+    }
+
+
 # Longer than any restart on a loaded machine: the restarted router's wall-clock expiry must not END
 # the incident before its backlog of frames is read. The test's camera clock jumps past it at the end.
 END_GRACE_S = 120
@@ -41,15 +75,12 @@ END_GRACE_S = 120
 def router(kafka: KafkaSettings, app_id: str, tmp_path: Path, tag: str) -> ServiceProcess:
     return ServiceProcess(
         "alert-router",
-        {
-            "CCTV_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
-            "CCTV_HTTP__PORT": "0",
-            "CCTV_GROUP_ID": app_id,
+        service_env(kafka.bootstrap_servers, group=app_id)
+        | {
             "CCTV_DATA_DIR": str(tmp_path / f"faust-{tag}"),
             "CCTV_INCIDENTS__END_GRACE_S": str(END_GRACE_S),
             "CCTV_INCIDENTS__UPDATE_INTERVAL_S": "60",
             "CCTV_EXPIRE_INTERVAL_S": "0.5",
-            "CCTV_LOG__FORMAT": "text",
         },
         tmp_path / f"router-{tag}.log",
     ).start()
@@ -98,33 +129,7 @@ def test_killed_router_resumes_incident_without_second_new_and_ends_it(
         ]
     )
     producer = make_producer(kafka_settings, "test")
-    frame_offsets: list[tuple[int, int]] = []
-    producer.produce(
-        FRAMES,
-        key=camera,
-        value=SERDE.serialize(
-            FRAMES,
-            "Frame",
-            {
-                "camera_id": camera,
-                "session_id": "s",
-                "sequence": 0,
-                "capture_time": time.time_ns() // 1000,
-                "pts_us": 0,
-                "source_partition": 0,
-                "source_offset": 0,
-                "width": 768,
-                "height": 576,
-                "jpeg": real_frame_jpeg(),
-                "motion_score": 0.1,
-                "reason": "MOTION",
-                "sampled_at": time.time_ns() // 1000,
-            },
-        ),
-        on_delivery=lambda _e, m: frame_offsets.append((m.partition(), m.offset())),
-    )
-    producer.flush(30)
-    partition, offset = frame_offsets[0]
+    partition, offset = produce_evidence_frame(producer, camera)
     sequence = iter(range(10_000))
     sent: list[tuple[int, int]] = []  # (partition, offset) of each detections record
 
@@ -136,19 +141,7 @@ def test_killed_router_resumes_incident_without_second_new_and_ends_it(
             value=SERDE.serialize(
                 DETECTIONS,
                 "Detections",
-                {
-                    "camera_id": camera,
-                    "frame": {"topic": FRAMES, "partition": partition, "offset": offset},
-                    "session_id": "s",
-                    "sequence": next(sequence),
-                    "capture_time": capture,
-                    "width": 768,
-                    "height": 576,
-                    "objects": objects,
-                    "model": {"name": "m", "version": "1", "sha256": "0" * 64},
-                    "inference_ms": 1.0,
-                    "detected_at": time.time_ns() // 1000,
-                },
+                detections_record(camera, (partition, offset), next(sequence), capture, objects),
             ),
             on_delivery=lambda _e, m: sent.append((m.partition(), m.offset())),
         )

@@ -19,7 +19,8 @@ from libs.serde import AvroSerde, shipped_catalog
 from libs.settings import KafkaSettings
 from libs.topics import ALERTS, DETECTIONS, FRAMES
 from tests.kafka_helpers import GRACEFUL_STOP_S, TopicWatcher, free_port, wait_for
-from tests.test_alert_router_service import PERSON, real_frame_jpeg
+from tests.pipeline_helpers import service_env
+from tests.test_alert_router_service import PERSON, detections_record, produce_evidence_frame
 
 SERDE = AvroSerde(shipped_catalog())
 END_GRACE_S = 3.0
@@ -54,33 +55,7 @@ def test_silent_camera_ended_by_timer_aged_out_evidence_and_invalid_zone_skipped
     )
     producer = make_producer(kafka_settings, "test")
     # The evidence frame, then aged out: the frames topic is cut past it, as retention would.
-    delivered: list[tuple[int, int]] = []
-    producer.produce(
-        FRAMES,
-        key=silent,
-        value=SERDE.serialize(
-            FRAMES,
-            "Frame",
-            {
-                "camera_id": silent,
-                "session_id": "s",
-                "sequence": 0,
-                "capture_time": time.time_ns() // 1000,
-                "pts_us": 0,
-                "source_partition": 0,
-                "source_offset": 0,
-                "width": 768,
-                "height": 576,
-                "jpeg": real_frame_jpeg(),
-                "motion_score": 0.1,
-                "reason": "MOTION",
-                "sampled_at": time.time_ns() // 1000,
-            },
-        ),
-        on_delivery=lambda _e, m: delivered.append((m.partition(), m.offset())),
-    )
-    producer.flush(30)
-    frame_partition, frame_offset = delivered[0]
+    frame_partition, frame_offset = produce_evidence_frame(producer, silent)
     admin = make_admin(kafka_settings)  # kept referenced until its future is done
     (cut,) = admin.delete_records([TopicPartition(FRAMES, frame_partition, frame_offset + 1)]).values()
     assert cut.result(timeout=30).low_watermark == frame_offset + 1
@@ -96,19 +71,9 @@ def test_silent_camera_ended_by_timer_aged_out_evidence_and_invalid_zone_skipped
             value=SERDE.serialize(
                 DETECTIONS,
                 "Detections",
-                {
-                    "camera_id": camera,
-                    "frame": {"topic": FRAMES, "partition": frame_partition, "offset": frame_offset},
-                    "session_id": "s",
-                    "sequence": next(sequence),
-                    "capture_time": last_capture_us[camera],
-                    "width": 768,
-                    "height": 576,
-                    "objects": objects,
-                    "model": {"name": "m", "version": "1", "sha256": "0" * 64},
-                    "inference_ms": 1.0,
-                    "detected_at": time.time_ns() // 1000,
-                },
+                detections_record(
+                    camera, (frame_partition, frame_offset), next(sequence), last_capture_us[camera], objects
+                ),
             ),
         )
         producer.flush(10)
@@ -117,14 +82,11 @@ def test_silent_camera_ended_by_timer_aged_out_evidence_and_invalid_zone_skipped
     port = free_port()
     router = ServiceProcess(
         "alert-router",
-        {
-            "CCTV_KAFKA__BOOTSTRAP_SERVERS": kafka_settings.bootstrap_servers,
-            "CCTV_HTTP__PORT": str(port),
-            "CCTV_GROUP_ID": f"router-{unique}",
+        service_env(kafka_settings.bootstrap_servers, http_port=port, group=f"router-{unique}")
+        | {
             "CCTV_DATA_DIR": str(tmp_path / "faust"),
             "CCTV_INCIDENTS__END_GRACE_S": str(END_GRACE_S),
             "CCTV_EXPIRE_INTERVAL_S": "0.5",
-            "CCTV_LOG__FORMAT": "text",
         },
         tmp_path / "router.log",
     ).start()

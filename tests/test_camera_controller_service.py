@@ -22,6 +22,7 @@ from libs.settings import KafkaSettings
 from libs.topics import ALERTS, CAMERA_ACTIVITY, CAMERA_STATUS, CAMERAS, pipeline_topics
 from tests.k8s_helpers import Kubectl, helm_template, manifests_of
 from tests.kafka_helpers import TopicWatcher, wait_for
+from tests.pipeline_helpers import service_env
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "samples" / "vtest-360p15.mp4"
@@ -101,10 +102,8 @@ def platform(kubectl: Kubectl, kafka_settings: KafkaSettings, tmp_path: Path) ->
 def controller(name: str, kafka: KafkaSettings, namespace: str, kubeconfig: Path, tmp_path: Path) -> ServiceProcess:
     return ServiceProcess(
         "camera-controller",
-        {
-            "CCTV_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
-            "CCTV_HTTP__PORT": "0",
-            "CCTV_LOG__FORMAT": "text",
+        service_env(kafka.bootstrap_servers)
+        | {
             "CCTV_INSTANCE_ID": name,
             "CCTV_CONTROLLER__KUBECONFIG": str(kubeconfig),
             "CCTV_CONTROLLER__NAMESPACE": namespace,
@@ -127,12 +126,9 @@ def ingest(name: str, kafka: KafkaSettings, tmp_path: Path) -> ServiceProcess:
     (credentials / "LOBBY").write_text(f"viewer:{PASSWORD}")
     return ServiceProcess(
         "ingest",
-        {
-            "CCTV_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
-            "CCTV_HTTP__PORT": "0",
-            "CCTV_LOG__FORMAT": "text",
+        service_env(kafka.bootstrap_servers, group=f"cctv-ingest-{name}")
+        | {
             "CCTV_INSTANCE_ID": name,
-            "CCTV_GROUP_ID": f"cctv-ingest-{name}",
             "CCTV_PULL__STATUS_INTERVAL_S": "2",
             "CCTV_CREDENTIALS_DIR": str(credentials),
         },

@@ -34,6 +34,7 @@ from services.clip_writer.jobs import ClipJob
 from services.clip_writer.writer import ClipBuilder
 from tests.clip_helpers import GOP_US, probe_mp4, sample_packets
 from tests.kafka_helpers import TopicWatcher, alert_record, wait_for
+from tests.pipeline_helpers import service_env
 
 REPO = Path(__file__).resolve().parents[1]
 SERDE = AvroSerde(shipped_catalog())
@@ -67,21 +68,21 @@ def s3_settings(store: ObjectStore, bucket: str) -> S3Settings:
 
 
 def writer_env(kafka: KafkaSettings, store: ObjectStore, bucket: str, group: str, **extra: str) -> dict[str, str]:
-    return {
-        "CCTV_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
-        "CCTV_HTTP__PORT": "0",
-        "CCTV_LOG__FORMAT": "text",
-        "CCTV_GROUP_ID": group,
-        "CCTV_S3__ENDPOINT_URL": store.endpoint,
-        "CCTV_S3__BUCKET": bucket,
-        "CCTV_S3__ACCESS_KEY_ID": store.access_key,
-        "CCTV_S3__SECRET_ACCESS_KEY": store.secret_key,
-        "CCTV_EVIDENCE__SIGNING_KEY": SEED_B64,
-        "CCTV_CLIPS__SETTLE_S": "1",
-        "CCTV_MAX_WAIT_S": "5",
-        # Masked copies cost CPU; tests/test_evidence_release.py covers them.
-        "CCTV_MASKED_COPIES__ENABLED": "false",
-    } | extra
+    return (
+        service_env(kafka.bootstrap_servers, group=group)
+        | {
+            "CCTV_S3__ENDPOINT_URL": store.endpoint,
+            "CCTV_S3__BUCKET": bucket,
+            "CCTV_S3__ACCESS_KEY_ID": store.access_key,
+            "CCTV_S3__SECRET_ACCESS_KEY": store.secret_key,
+            "CCTV_EVIDENCE__SIGNING_KEY": SEED_B64,
+            "CCTV_CLIPS__SETTLE_S": "1",
+            "CCTV_MAX_WAIT_S": "5",
+            # Masked copies cost CPU; tests/test_evidence_release.py covers them.
+            "CCTV_MASKED_COPIES__ENABLED": "false",
+        }
+        | extra
+    )
 
 
 def start_writer(name: str, env: dict[str, str], tmp_path: Path) -> ServiceProcess:
@@ -194,7 +195,8 @@ def test_incident_on_the_sample_clip_gives_a_playable_verified_clip_and_an_audit
     base = time.time_ns() // 1000 - 120 * S
     publish_packets(kafka_settings, camera, base)
     position_group_at_end(kafka_settings, group)
-    writer = start_writer("writer", writer_env(kafka_settings, object_store, bucket, group), tmp_path)
+    env = writer_env(kafka_settings, object_store, bucket, group, CCTV_MASKED_COPIES__ENABLED="true")
+    writer = start_writer("writer", env, tmp_path)
     audit = TopicWatcher(kafka_settings, AUDIT, "AuditRecord", SERDE, lambda v: v["alert_id"] == alert_id)
     try:
         started, ended = base + 30 * S + 250_000, base + 41 * S + 500_000
@@ -205,8 +207,14 @@ def test_incident_on_the_sample_clip_gives_a_playable_verified_clip_and_an_audit
         )
         desk = desk_for(kafka_settings, object_store, bucket)
         manifest = wait_for(lambda: desk.store.manifest(alert_id), 120, f"the manifest of {alert_id}")
+        # The writer's worker makes the masked copy for release next to it (tests/test_evidence_release.py
+        # checks what it looks like).
+        release = wait_for(lambda: desk.masked_manifest(alert_id), 300, f"the masked copy of {alert_id}")
     finally:
         writer.stop()
+    assert (
+        release["created_by"] == "clip-writer" and release["objects"][0]["source_key"] == manifest["objects"][0]["key"]
+    )
     assert manifest["camera_id"] == camera and manifest["codec"] == "h264" and len(manifest["objects"]) == 1
     obj = manifest["objects"][0]
     assert (

@@ -33,6 +33,7 @@ from libs.topics import (
     pipeline_topics,
 )
 from tests.console_helpers import PASSWORDS, ConsoleProcess, wait_json, write_users
+from tests.kafka_helpers import frame_record
 
 JPEG = bytes.fromhex("ffd8ffe000104a46494600010100000100010000ffdb004300") + b"\x08" * 64 + b"\xff\xd9"
 
@@ -209,21 +210,7 @@ def test_wall_shows_active_cameras_with_their_latest_frame(stack: Stack, console
                 FRAMES,
                 "Frame",
                 stack.cam_a,
-                {
-                    "camera_id": stack.cam_a,
-                    "session_id": "s",
-                    "sequence": sequence,
-                    "capture_time": now_us + sequence,
-                    "pts_us": None,
-                    "source_partition": 0,
-                    "source_offset": sequence,
-                    "width": 8,
-                    "height": 8,
-                    "jpeg": JPEG,
-                    "motion_score": 0.2,
-                    "reason": "MOTION",
-                    "sampled_at": now_us,
-                },
+                frame_record(stack.cam_a, sequence, JPEG, capture_us=now_us + sequence, sampled_at=now_us),
             )
 
         def second_frame() -> httpx.Response | None:
@@ -247,21 +234,7 @@ def test_wall_shows_active_cameras_with_their_latest_frame(stack: Stack, console
                 FRAMES,
                 "Frame",
                 stack.cam_a,
-                {
-                    "camera_id": stack.cam_a,
-                    "session_id": "s",
-                    "sequence": 3,
-                    "capture_time": now_us + 3,
-                    "pts_us": None,
-                    "source_partition": 0,
-                    "source_offset": 3,
-                    "width": 8,
-                    "height": 8,
-                    "jpeg": JPEG,
-                    "motion_score": 0.2,
-                    "reason": "MOTION",
-                    "sampled_at": now_us,
-                },
+                frame_record(stack.cam_a, 3, JPEG, capture_us=now_us + 3, sampled_at=now_us),
             )
             woken = pending.result(timeout=30)
         assert woken.status_code == 200 and woken.headers["x-frame-sequence"] == "3"
@@ -276,21 +249,7 @@ def test_wall_shows_active_cameras_with_their_latest_frame(stack: Stack, console
                 FRAMES,
                 "Frame",
                 stack.cam_a,
-                {
-                    "camera_id": stack.cam_a,
-                    "session_id": "s",
-                    "sequence": 4,
-                    "capture_time": now_us + 4,
-                    "pts_us": None,
-                    "source_partition": 0,
-                    "source_offset": 4,
-                    "width": 8,
-                    "height": 8,
-                    "jpeg": JPEG,
-                    "motion_score": 0.2,
-                    "reason": "MOTION",
-                    "sampled_at": now_us,
-                },
+                frame_record(stack.cam_a, 4, JPEG, capture_us=now_us + 4, sampled_at=now_us),
             )
             deadline, notice = time.monotonic() + 40, None
             for line in lines:  # a keep-alive comment comes every 15 s, so the deadline is checked

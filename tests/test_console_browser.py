@@ -4,6 +4,7 @@ broker and registry, and the console as its own process. Screenshots go to docs/
 
 from __future__ import annotations
 
+import json
 import statistics
 import time
 import uuid
@@ -26,17 +27,15 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import Select
 
-from cctv.devstack.services import PIPELINE_SERVICES, ServiceProcess
-from libs.cameras import CameraEntry, GeoPoint, Sampling
+from libs.cameras import CameraEntry, GeoPoint
 from libs.settings import KafkaSettings
 from libs.topics import INCIDENT_ACTIONS
 from tests.console_helpers import PASSWORDS, ConsoleProcess, write_users
 from tests.kafka_helpers import wait_for
+from tests.pipeline_helpers import campus_camera, pipeline_group, service_env, start_pipeline
 
 REPO = Path(__file__).resolve().parents[1]
-SAMPLE = REPO / "samples" / "vtest-h264.mp4"
 DOCS = REPO / "docs"
-ROAD = [[0.30, 0.30], [0.90, 0.20], [0.99, 0.42], [0.55, 0.64], [0.30, 0.52]]
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 
 
@@ -130,18 +129,7 @@ def stack(kafka_broker, schema_registry, tmp_path_factory) -> Iterator[dict]:
         kafka,
         serde,
         [
-            CameraEntry(
-                camera_id=camera,
-                name="Campus road",
-                site_id="campus",
-                stream_url=f"file://{SAMPLE}",
-                loop=True,
-                realtime=True,
-                tags=["crime-hotspot"],
-                sampling=Sampling(mode="fps", fps=2, heartbeat_s=10),
-                location=GeoPoint(lat=37.5665, lon=126.9780),
-                zones=[{"name": "road", "polygon": ROAD, "rules": [{"type": "intrusion"}]}],
-            ),
+            campus_camera(camera, "Campus road", location=GeoPoint(lat=37.5665, lon=126.9780)),
             CameraEntry(
                 camera_id=other,
                 name="Depot gate",
@@ -151,16 +139,12 @@ def stack(kafka_broker, schema_registry, tmp_path_factory) -> Iterator[dict]:
             ),
         ],
     )
-    env = {
-        "CCTV_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
-        "CCTV_REGISTRY__URL": schema_registry.url,
-        "CCTV_HTTP__PORT": "0",
-        "CCTV_LOG__FORMAT": "text",
-    }
+    env = service_env(kafka.bootstrap_servers, schema_registry.url)
+    sampler, detector, router = (pipeline_group(s, unique) for s in ("frame-sampler", "detector", "alert-router"))
     console_env = env | {
         "CCTV_USERS_FILE": str(write_users(tmp / "users.yaml", [camera], [camera, other])),
         "CCTV_SESSION_KEY": "browser-test-key-" + "y" * 32,
-        "CCTV_LAG_GROUPS": (f'{{"sampler-{unique}": "cctv.video.packets.v1", "detector-{unique}": "cctv.frames.v1"}}'),
+        "CCTV_LAG_GROUPS": json.dumps({sampler: "cctv.video.packets.v1", detector: "cctv.frames.v1"}),
     }
     console = ConsoleProcess(console_env, tmp / "console.log")
     console.start()
@@ -168,18 +152,8 @@ def stack(kafka_broker, schema_registry, tmp_path_factory) -> Iterator[dict]:
     # so the pipeline works on this run's camera only, as a running deployment would.
     start_groups_at_end(
         kafka,
-        {
-            f"sampler-{unique}": "cctv.video.packets.v1",
-            f"detector-{unique}": "cctv.frames.v1",
-            f"router-{unique}": "cctv.detections.v1",
-        },
+        {sampler: "cctv.video.packets.v1", detector: "cctv.frames.v1", router: "cctv.detections.v1"},
     )
-    groups = {
-        "ingest": {"CCTV_GROUP_ID": f"ingest-{unique}"},
-        "frame-sampler": {"CCTV_GROUP_ID": f"sampler-{unique}"},
-        "detector": {"CCTV_GROUP_ID": f"detector-{unique}"},
-        "alert-router": {"CCTV_GROUP_ID": f"router-{unique}", "CCTV_DATA_DIR": str(tmp / "faust")},
-    }
     drivers: list[WebDriver] = []
     info = {
         "kafka": kafka,
@@ -188,7 +162,7 @@ def stack(kafka_broker, schema_registry, tmp_path_factory) -> Iterator[dict]:
         "other": other,
         "console": console,
         "env": env,
-        "groups": groups,
+        "unique": unique,
         "tmp": tmp,
         "services": [],
         "drivers": drivers,
@@ -220,10 +194,7 @@ def test_operator_workflow_in_the_browser(stack: dict) -> None:
     assert "operator (operator)" in operator.find_element(By.ID, "whoami").text
 
     # The pipeline starts after the page is open, so the first incident pops in front of the operator.
-    stack["services"] += [
-        ServiceProcess(name, stack["env"] | stack["groups"][name], stack["tmp"] / f"{name}.log").start()
-        for name in PIPELINE_SERVICES
-    ]
+    stack["services"] += start_pipeline(stack["env"], stack["unique"], stack["tmp"])
 
     def services_alive() -> None:
         for service in stack["services"]:

@@ -133,22 +133,28 @@ def test_the_clip_api_serves_the_masked_copy_with_ranges_and_the_original_only_t
         assert refused.status_code == 403 and "supervisor" in refused.json()["detail"]
         assert viewer.get(video).status_code == 403
         assert admin.get(video, params={"variant": "original"}).status_code == 403  # no reason given
+        # With a reason, right after that refusal: allowed, and audited (the refusal handed nothing out).
+        played = admin.get(
+            video, params={"variant": "original", "reason": "case 2026-1130"}, headers={"Range": "bytes=0-9"}
+        )
+        assert played.status_code == 206 and played.content == original[:10]
         given = admin.get(video, params={"variant": "original", "reason": "case 2026-1130", "download": "1"})
         assert given.status_code == 200 and given.content == original
         assert given.headers["content-disposition"] == f'attachment; filename="{alert_id}-original-000.mp4"'
         assert operator.get(f"/api/v1/incidents/{alert_id}/clip/1.mp4").status_code == 404
         assert httpx.get(f"{console.url}{video}").status_code == 401
 
-    records = audit_of(stack, 5)
+    records = audit_of(stack, 6)
     # One view record for the operator's five range requests; each refusal and the original's release.
     assert [r[:3] for r in records] == [
         ("operator", "evidence.view", "ALLOWED"),
         ("operator", "evidence.view", "DENIED"),
         ("viewer", "evidence.view", "DENIED"),
         ("admin", "evidence.view", "DENIED"),
+        ("admin", "evidence.view", "ALLOWED"),
         ("admin", "evidence.download", "ALLOWED"),
     ]
-    assert records[0][3].startswith("masked: ") and "case 2026-1130" in records[4][3]
+    assert records[0][3].startswith("masked: ") and "case 2026-1130" in records[5][3]
 
 
 def test_an_operator_plays_seeks_and_downloads_the_masked_clip_in_the_browser(stack: dict) -> None:

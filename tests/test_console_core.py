@@ -23,6 +23,7 @@ from services.console.wall import (
     maintenance_alerts,
     select_wall,
 )
+from tests.kafka_helpers import alert_record
 
 
 def alert(
@@ -34,28 +35,24 @@ def alert(
     detected_at: int = 1_000_000,
     **extra: object,
 ) -> dict:
-    return {
-        "alert_id": alert_id,
-        "kind": kind,
-        "sequence": sequence,
-        "event_type": "intrusion",
-        "rule_id": "r1",
-        "severity": severity,
-        "camera_id": camera,
-        "camera_name": camera.upper(),
-        "site_id": "s",
-        "location": None,
-        "zone_id": "z1",
-        "zone_name": "gate",
-        "started_at": 1_000_000,
-        "detected_at": detected_at,
-        "ended_at": detected_at if kind == "END" else None,
-        "objects": [],
-        "snapshot_jpeg": b"\xff\xd8jpeg",
-        "description": f"{alert_id} happened",
-        "destinations": ["police"],
+    return alert_record(
+        alert_id,
+        camera,
+        kind,
+        sequence,
+        started_us=1_000_000,
+        detected_us=detected_at,
+        ended_us=detected_at if kind == "END" else None,
+        severity=severity,
+        camera_name=camera.upper(),
+        site_id="s",
+        zone_id="z1",
+        zone_name="gate",
+        snapshot_jpeg=b"\xff\xd8jpeg",
+        description=f"{alert_id} happened",
+        destinations=["police"],
         **extra,
-    }
+    )
 
 
 def action(action_id: str, alert_id: str, kind: str, at: int, **extra: object) -> Action:

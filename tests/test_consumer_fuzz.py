@@ -12,12 +12,13 @@ from pathlib import Path
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from cctv.devstack.services import PIPELINE_SERVICES, ServiceProcess
+from cctv.devstack.services import PIPELINE_SERVICES
 from libs.cameras import CameraEntry
 from libs.kafka import create_topics
 from libs.serde import make_serde
 from libs.settings import KafkaSettings, RegistrySettings
 from libs.topics import CAMERAS, DETECTIONS, DLQ, FRAMES, VIDEO_PACKETS, pipeline_topics
+from tests.pipeline_helpers import service_env, start_pipeline
 
 # Input topic → the service that must dead-letter bad records found there.
 READERS = {CAMERAS: "ingest", VIDEO_PACKETS: "frame-sampler", FRAMES: "detector", DETECTIONS: "alert-router"}
@@ -60,21 +61,7 @@ def test_every_consumer_dead_letters_every_bad_record(
         [TopicPartition(DLQ, p, dlq.get_watermark_offsets(TopicPartition(DLQ, p), timeout=10)[1]) for p in partitions]
     )
 
-    env = {
-        "CCTV_KAFKA__BOOTSTRAP_SERVERS": kafka_settings.bootstrap_servers,
-        "CCTV_REGISTRY__URL": schema_registry.url,
-        "CCTV_HTTP__PORT": "0",
-        "CCTV_LOG__FORMAT": "text",
-    }
-    groups = {
-        "ingest": {"CCTV_GROUP_ID": f"cctv-ingest-fuzz-{unique}"},
-        "frame-sampler": {"CCTV_GROUP_ID": f"cctv-frame-sampler-fuzz-{unique}"},
-        "detector": {"CCTV_GROUP_ID": f"cctv-detector-fuzz-{unique}"},
-        "alert-router": {"CCTV_GROUP_ID": f"cctv-alert-router-fuzz-{unique}", "CCTV_DATA_DIR": str(tmp_path / "f")},
-    }
-    services = [
-        ServiceProcess(name, env | groups[name], tmp_path / f"{name}.log").start() for name in PIPELINE_SERVICES
-    ]
+    services = start_pipeline(service_env(kafka_settings.bootstrap_servers, schema_registry.url), unique, tmp_path)
     producer = Producer(kafka_settings.client_config() | {"message.max.bytes": 8 * 1024 * 1024})
     for topic in READERS:
         for name, value in cases.items():

@@ -15,27 +15,15 @@ from libs.serde import AvroSerde, shipped_catalog
 from libs.settings import KafkaSettings
 from libs.topics import DETECTIONS, DLQ, FRAMES, pipeline_topics
 from tests.assets_fetch import DEFAULT_CACHE_DIR, fetch_stills
-from tests.kafka_helpers import TopicWatcher, free_port, wait_for
+from tests.kafka_helpers import TopicWatcher, frame_record, free_port, wait_for
+from tests.pipeline_helpers import service_env
 
 SERDE = AvroSerde(shipped_catalog())
 
 
-def frame_record(camera: str, sequence: int, jpeg: bytes) -> dict:
-    return {
-        "camera_id": camera,
-        "session_id": "s1",
-        "sequence": sequence,
-        "capture_time": 1_000_000 * sequence,
-        "pts_us": None,
-        "source_partition": 0,
-        "source_offset": sequence,
-        "width": 810,
-        "height": 1080,
-        "jpeg": jpeg,
-        "motion_score": 0.2,
-        "reason": "MOTION",
-        "sampled_at": 0,
-    }
+def still_frame(camera: str, sequence: int, jpeg: bytes) -> dict:
+    """A Frame record of one of the 810x1080 stills."""
+    return frame_record(camera, sequence, jpeg, capture_us=1_000_000 * sequence, width=810, height=1080, sampled_at=0)
 
 
 @pytest.mark.parametrize("overlap", ["false", "true"], ids=["in-turn", "overlapped"])
@@ -55,16 +43,13 @@ def test_batches_across_cameras_keep_results_apart_and_corrupt_jpeg_goes_to_dlq(
     metrics_port = free_port()
     detector = ServiceProcess(
         "detector",
-        {
-            "CCTV_KAFKA__BOOTSTRAP_SERVERS": kafka_settings.bootstrap_servers,
-            "CCTV_HTTP__PORT": str(metrics_port),
-            "CCTV_GROUP_ID": f"detector-{unique}",
+        service_env(kafka_settings.bootstrap_servers, http_port=metrics_port, group=f"detector-{unique}")
+        | {
             "CCTV_MAX_BATCH": "8",
             "CCTV_MAX_WAIT_MS": "1000",
             "CCTV_QUEUE_HIGH": "4",
             "CCTV_QUEUE_LOW": "1",
             "CCTV_OVERLAP_PREPROCESSING": overlap,
-            "CCTV_LOG__FORMAT": "text",
         },
         tmp_path / "detector.log",
     ).start()
@@ -77,13 +62,13 @@ def test_batches_across_cameras_keep_results_apart_and_corrupt_jpeg_goes_to_dlq(
                 producer.produce(
                     FRAMES,
                     key=camera,
-                    value=SERDE.serialize(FRAMES, "Frame", frame_record(camera, sequence, jpeg)),
+                    value=SERDE.serialize(FRAMES, "Frame", still_frame(camera, sequence, jpeg)),
                     on_delivery=lambda _e, m, c=camera, s=sequence: produced.__setitem__(
                         (m.partition(), m.offset()), (c, s)
                     ),
                 )
         corrupt = bus[: len(bus) // 3] + b"\x00" * 100
-        producer.produce(FRAMES, key=broken, value=SERDE.serialize(FRAMES, "Frame", frame_record(broken, 0, corrupt)))
+        producer.produce(FRAMES, key=broken, value=SERDE.serialize(FRAMES, "Frame", still_frame(broken, 0, corrupt)))
         producer.flush(30)
         wait_for(lambda: len(detections.snapshot()) >= 12, 120, "detections for all twelve frames")
         wait_for(lambda: letters.snapshot(), 60, "the corrupt frame on the DLQ")

@@ -38,6 +38,7 @@ from services.dispatcher.verify import verify
 from tests.assets_fetch import fetch_stills
 from tests.kafka_helpers import TopicWatcher, alert_record, free_port, read_topic, wait_for
 from tests.masking_helpers import shared_detail
+from tests.pipeline_helpers import service_env
 from tests.webhook_receiver import Receiver
 
 SERDE = AvroSerde(shipped_catalog())
@@ -208,11 +209,7 @@ def test_dispatcher_delivers_signed_events_retries_dead_letters_and_isolates_end
         )
     )
     metrics_port = free_port()
-    env = {
-        "CCTV_KAFKA__BOOTSTRAP_SERVERS": kafka_settings.bootstrap_servers,
-        "CCTV_HTTP__PORT": str(metrics_port),
-        "CCTV_LOG__FORMAT": "text",
-        "CCTV_GROUP_ID": group,
+    env = service_env(kafka_settings.bootstrap_servers, http_port=metrics_port, group=group) | {
         "CCTV_ROUTES_FILE": str(routes),
         "CCTV_RETRY_INITIAL_S": "0.2",
         "CCTV_RETRY_MAX_S": "1",
@@ -310,11 +307,7 @@ def test_snapshots_leave_masked_unless_the_destination_may_have_them_unmasked_an
             }
         )
     )
-    env = {
-        "CCTV_KAFKA__BOOTSTRAP_SERVERS": kafka_settings.bootstrap_servers,
-        "CCTV_HTTP__PORT": "0",
-        "CCTV_LOG__FORMAT": "text",
-        "CCTV_GROUP_ID": group,
+    env = service_env(kafka_settings.bootstrap_servers, group=group) | {
         "CCTV_ROUTES_FILE": str(routes),
         "CCTV_TEST_HOOK_SECRET": SECRET.decode(),
     }
@@ -377,11 +370,7 @@ def test_an_event_still_being_retried_when_the_dispatcher_stops_is_delivered_aft
             }
         )
     )
-    env = {
-        "CCTV_KAFKA__BOOTSTRAP_SERVERS": kafka_settings.bootstrap_servers,
-        "CCTV_HTTP__PORT": "0",
-        "CCTV_LOG__FORMAT": "text",
-        "CCTV_GROUP_ID": group,
+    env = service_env(kafka_settings.bootstrap_servers, group=group) | {
         "CCTV_ROUTES_FILE": str(routes),
         "CCTV_RETRY_INITIAL_S": "0.2",
         "CCTV_RETRY_MAX_S": "0.5",
@@ -419,11 +408,7 @@ def test_changed_endpoints_in_the_routing_file_take_effect_without_a_restart_and
         routes.write_text(yaml.safe_dump({"routes": [], "endpoints": endpoints}))
 
     write({"police": {"webhooks": [{"name": "hq", "url": old.url, "secret": secret}]}})
-    env = {
-        "CCTV_KAFKA__BOOTSTRAP_SERVERS": kafka_settings.bootstrap_servers,
-        "CCTV_HTTP__PORT": "0",
-        "CCTV_LOG__FORMAT": "text",
-        "CCTV_GROUP_ID": group,
+    env = service_env(kafka_settings.bootstrap_servers, group=group) | {
         "CCTV_ROUTES_FILE": str(routes),
         "CCTV_TEST_HOOK_SECRET": SECRET.decode(),
     }

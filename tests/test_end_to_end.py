@@ -17,14 +17,11 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
-from cctv.devstack.services import PIPELINE_SERVICES, ServiceProcess
-from libs.cameras import CameraEntry, Sampling
+from cctv.devstack.services import PIPELINE_SERVICES
 from libs.settings import KafkaSettings
 from tests.kafka_helpers import GRACEFUL_STOP_S
+from tests.pipeline_helpers import ROAD, campus_camera, service_env, start_pipeline
 
-REPO = Path(__file__).resolve().parents[1]
-SAMPLE = REPO / "samples" / "vtest-h264.mp4"
-ROAD = [[0.30, 0.30], [0.90, 0.20], [0.99, 0.42], [0.55, 0.64], [0.30, 0.52]]  # where people walk
 FACADE = [[0.42, 0.02], [0.75, 0.02], [0.75, 0.14], [0.42, 0.14]]  # building wall: nobody walks there
 
 
@@ -34,15 +31,9 @@ def test_sample_footage_raises_routed_alerts_end_to_end(
     camera = f"e2e-{unique}"
     publish_cameras(
         [
-            CameraEntry(
-                camera_id=camera,
-                name="E2E campus road",
-                site_id="campus",
-                stream_url=f"file://{SAMPLE}",
-                loop=True,
-                realtime=True,
-                tags=["crime-hotspot"],
-                sampling=Sampling(mode="fps", fps=2, heartbeat_s=10),
+            campus_camera(
+                camera,
+                "E2E campus road",
                 zones=[
                     {"name": "road", "polygon": ROAD, "rules": [{"type": "intrusion"}]},
                     {"name": "facade", "polygon": FACADE, "rules": [{"type": "intrusion"}]},
@@ -69,21 +60,7 @@ def test_sample_footage_raises_routed_alerts_end_to_end(
             assignment.append(TopicPartition(topic, partition, high))
     downstream.assign(assignment)
 
-    env = {
-        "CCTV_KAFKA__BOOTSTRAP_SERVERS": kafka_settings.bootstrap_servers,
-        "CCTV_REGISTRY__URL": schema_registry.url,
-        "CCTV_HTTP__PORT": "0",
-        "CCTV_LOG__FORMAT": "text",
-    }
-    groups = {
-        "ingest": {"CCTV_GROUP_ID": f"ingest-{unique}"},
-        "frame-sampler": {"CCTV_GROUP_ID": f"sampler-{unique}"},
-        "detector": {"CCTV_GROUP_ID": f"detector-{unique}"},
-        "alert-router": {"CCTV_GROUP_ID": f"router-{unique}", "CCTV_DATA_DIR": str(tmp_path / "faust")},
-    }
-    services = [
-        ServiceProcess(name, env | groups[name], tmp_path / f"{name}.log").start() for name in PIPELINE_SERVICES
-    ]
+    services = start_pipeline(service_env(kafka_settings.bootstrap_servers, schema_registry.url), unique, tmp_path)
     started = time.monotonic()
     received: dict[str, list[dict]] = {main_topic: [], police_topic: []}
     receive_times: list[float] = []

@@ -11,7 +11,7 @@ from libs.kafka import ConsumeProduceLoop, Incoming, Outgoing, Rejected, make_co
 from libs.serde import AvroSerde, shipped_catalog
 from libs.settings import KafkaSettings
 from libs.topics import DLQ
-from tests.kafka_helpers import new_topics, read_topic, wait_for
+from tests.kafka_helpers import frame_record, new_topics, read_topic, wait_for
 
 SERDE = AvroSerde(shipped_catalog())
 
@@ -201,21 +201,18 @@ def test_delivery_failure_reprocesses_the_batch_nothing_lost_nothing_doubled_aft
                         evidence,
                         record.key,
                         "Frame",
-                        {
-                            "camera_id": camera,
-                            "session_id": "s",
-                            "sequence": record.offset,
-                            "capture_time": 1,
-                            "pts_us": 0,
-                            "source_partition": record.partition,
-                            "source_offset": record.offset,
-                            "width": 64,
-                            "height": 64,
-                            "jpeg": big_jpeg,
-                            "motion_score": 0.5,
-                            "reason": "MOTION",
-                            "sampled_at": 1,
-                        },
+                        frame_record(
+                            camera,
+                            record.offset,
+                            big_jpeg,
+                            capture_us=1,
+                            pts_us=0,
+                            source_partition=record.partition,
+                            width=64,
+                            height=64,
+                            motion_score=0.5,
+                            sampled_at=1,
+                        ),
                     )
                 )
         return outputs, []

@@ -24,17 +24,15 @@ from confluent_kafka import (
 
 from cctv.acls import plan, principals
 from cctv.devstack.secure_kafka import SecuredKafkaBroker
-from cctv.devstack.services import PIPELINE_SERVICES, ServiceProcess
+from cctv.devstack.services import PIPELINE_SERVICES
 from cctv.inventory import publish
-from libs.cameras import CameraEntry, Sampling
 from libs.kafka import create_topics
 from libs.serde import AvroSerde, shipped_catalog
 from libs.settings import KafkaSettings
 from libs.topics import FRAMES, pipeline_topics
+from tests.pipeline_helpers import campus_camera, pipeline_group, service_env, start_pipeline
 
 REPO = Path(__file__).resolve().parents[1]
-SAMPLE = REPO / "samples" / "vtest-h264.mp4"
-ROAD = [[0.30, 0.30], [0.90, 0.20], [0.99, 0.42], [0.55, 0.64], [0.30, 0.52]]
 SECURED_PORT = int(os.environ.get("CCTV_TEST_SECURED_KAFKA_PORT", "19392"))
 SERVICE_PRINCIPALS = {
     "ingest": "cctv-ingest",
@@ -124,19 +122,7 @@ def test_pipeline_runs_on_secured_broker_with_least_privilege(
     publish(
         operator,
         serde,
-        [
-            CameraEntry(
-                camera_id=camera,
-                name="Secured campus road",
-                site_id="campus",
-                stream_url=f"file://{SAMPLE}",
-                loop=True,
-                realtime=True,
-                tags=["crime-hotspot"],
-                sampling=Sampling(mode="fps", fps=2, heartbeat_s=10),
-                zones=[{"name": "road", "polygon": ROAD, "rules": [{"type": "intrusion"}]}],
-            )
-        ],
+        [campus_camera(camera, "Secured campus road")],
     )
 
     police_topic = "cctv.alerts.police.v1"
@@ -150,21 +136,12 @@ def test_pipeline_runs_on_secured_broker_with_least_privilege(
         assignment.append(TopicPartition(police_topic, partition, high))
     police.assign(assignment)
 
-    groups = {
-        "ingest": {"CCTV_GROUP_ID": f"cctv-ingest-{unique}"},
-        "frame-sampler": {"CCTV_GROUP_ID": f"cctv-frame-sampler-{unique}"},
-        "detector": {"CCTV_GROUP_ID": f"cctv-detector-{unique}"},
-        "alert-router": {"CCTV_GROUP_ID": f"cctv-alert-router-{unique}", "CCTV_DATA_DIR": str(tmp_path / "faust")},
-    }
-    common = {"CCTV_REGISTRY__URL": schema_registry.url, "CCTV_HTTP__PORT": "0", "CCTV_LOG__FORMAT": "text"}
-    services = [
-        ServiceProcess(
-            name,
-            common | broker.service_env(SERVICE_PRINCIPALS[name], passwords[SERVICE_PRINCIPALS[name]]) | groups[name],
-            tmp_path / f"{name}.log",
-        ).start()
-        for name in PIPELINE_SERVICES
-    ]
+    services = start_pipeline(
+        service_env(None, schema_registry.url),  # the broker and credentials: each service's own principal
+        unique,
+        tmp_path,
+        lambda name: broker.service_env(SERVICE_PRINCIPALS[name], passwords[SERVICE_PRINCIPALS[name]]),
+    )
     alert = None
     try:
         deadline = time.monotonic() + 180
@@ -194,7 +171,9 @@ def test_pipeline_runs_on_secured_broker_with_least_privilege(
     forger.produce(police_topic, key=b"forged", value=b"x", on_delivery=lambda err, _m: outcomes.append(err))
     forger.flush(30)
     assert outcomes and outcomes[0] is not None and outcomes[0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
-    detector = _client(broker, "cctv-detector", passwords["cctv-detector"]) | {"group.id": f"cctv-detector-{unique}"}
+    detector = _client(broker, "cctv-detector", passwords["cctv-detector"]) | {
+        "group.id": pipeline_group("detector", unique)
+    }
     assert _refused(detector, "cctv.video.packets.v1").code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
 
     # A wrong password is an authentication failure, not an anonymous session.

@@ -17,8 +17,9 @@ def status(
     """Per service: consumer group state, lag and throughput; per camera: connection status and activity."""
     import time as _time
 
-    from cctv.console import SERVICE_GROUPS, group_lag, local_time, read_compacted
+    from cctv.console import SERVICE_GROUPS, group_lag, local_time
     from cctv.inventory import read_inventory
+    from libs.kafka import read_compacted
     from libs.serde import make_serde
     from libs.topics import CAMERA_ACTIVITY, CAMERA_STATUS, PLATFORM_EVENTS
 

@@ -47,6 +47,7 @@ SCHEMA_OF = {
     FRAMES: "Frame",
     DETECTIONS: "Detections",
 }
+NEEDED_TOPICS = tuple(SCHEMA_OF)  # every topic the console reads or writes: all must exist at start
 UNDECODABLE = Counter("cctv_console_undecodable_records_total", "Records the console could not decode", ["topic"])
 AUDIT_FAILED = Counter("cctv_console_audit_delivery_failures_total", "Audit records Kafka did not accept")
 

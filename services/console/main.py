@@ -23,19 +23,9 @@ from libs.kafka import missing_topics, wait_for_broker
 from libs.logs import setup_logging
 from libs.serde import make_serde
 from libs.settings import ConfigError, ignored_environment, load_settings
-from libs.topics import (
-    ALERTS,
-    AUDIT,
-    CAMERA_ACTIVITY,
-    CAMERA_STATUS,
-    DETECTIONS,
-    FRAMES,
-    INCIDENT_ACTIONS,
-    PLATFORM_EVENTS,
-)
 from services.console.app import create_app
 from services.console.auth import Signer
-from services.console.feeds import ConsoleFeeds
+from services.console.feeds import NEEDED_TOPICS, ConsoleFeeds
 from services.console.incidents import IncidentBook
 from services.console.settings import ConsoleSettings
 from services.console.state import ConsoleState
@@ -50,7 +40,6 @@ from services.console.users import (
 
 SERVICE = "console"
 log = logging.getLogger(SERVICE)
-NEEDED_TOPICS = (ALERTS, INCIDENT_ACTIONS, AUDIT, CAMERA_ACTIVITY, CAMERA_STATUS, PLATFORM_EVENTS, FRAMES, DETECTIONS)
 
 
 def _hash_password_command() -> int:

@@ -35,7 +35,7 @@ class _Desk:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.access: EvidenceAccess | None = None
-        self.audited: dict[tuple[str, str, str, str], float] = {}
+        self.audited: dict[tuple[str, ...], float] = {}
 
     def get(self, ctx: Console) -> EvidenceAccess:
         with self.lock:
@@ -46,7 +46,7 @@ class _Desk:
                 self.access = EvidenceAccess(EvidenceStore(ctx.settings.s3), audit)
             return self.access
 
-    def first_in_window(self, key: tuple[str, str, str, str]) -> bool:
+    def first_in_window(self, key: tuple[str, ...]) -> bool:
         now = time.monotonic()
         with self.lock:
             for old in [k for k, at in self.audited.items() if now - at > AUDIT_WINDOW_S]:
@@ -55,6 +55,11 @@ class _Desk:
                 return False
             self.audited[key] = now
             return True
+
+    def forget(self, key: tuple[str, ...]) -> None:
+        """Nothing was handed out (refused, not ready, failed): the next attempt is audited afresh."""
+        with self.lock:
+            self.audited.pop(key, None)
 
 
 _DESK_LOCK = threading.Lock()
@@ -164,12 +169,14 @@ def clip_video(
     desk = desk_of(request)
     access = desk.get(ctx)
     what = "evidence.download" if download else "evidence.view"
-    first_time = desk.first_in_window((user.name, alert_id, variant, what))
+    # Refusals are always audited (by authorise); an allowed fetch once per window and reason.
+    key = (user.name, alert_id, variant, what, reason.strip())
+    first_time = desk.first_in_window(key)
     try:
         objects = access.authorise(alert_id, _actor(user, request), variant, reason, action=what, audit=first_time)
     except (PermissionError, NotReady, NotFound, AuditFailed, StorageUnavailable) as error:
-        if first_time and not isinstance(error, PermissionError):
-            desk.audited.pop((user.name, alert_id, variant, what), None)  # nothing was handed out
+        if first_time:
+            desk.forget(key)
         raise _evidence_errors(error) from None
     if not 0 <= index < len(objects):
         raise HTTPException(404, f"the clip of alert {alert_id} has {len(objects)} segment(s)")
