@@ -196,7 +196,7 @@ def test_a_share_link_plays_the_cameras_frames_and_stops_within_5_s_of_revocatio
     frames = decoded_frames(link["playlist_url"], 20)
     assert len(frames) == 20 and (frames[0].width, frames[0].height) == (768, 576)  # the sample's own frames
     assert float(frames[-1].time - frames[0].time) > 1.0  # frames of a moving stream, not one repeated picture
-    page = httpx.get(link["url"], timeout=10)
+    page = httpx.get(link["url"].rstrip("/"), timeout=10, follow_redirects=True)  # pasted without the slash
     assert (
         page.status_code == 200
         and '<video src="index.m3u8"' in page.text

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
-from fastapi.responses import HTMLResponse, PlainTextResponse
+from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse
 from prometheus_client import Counter
 
 from libs.shares import ShareBook, ShareTokens, status_of
@@ -71,6 +71,11 @@ def create_edge_app(
 
     def client(request: Request) -> str:
         return request.client.host if request.client else "-"
+
+    @app.get("/s/{token}", include_in_schema=False)
+    def without_slash(token: str) -> Response:
+        """The page's relative playlist URL needs the trailing slash (a link pasted without it still works)."""
+        return RedirectResponse(f"{token}/", status_code=308)
 
     @app.get("/s/{token}/", response_class=HTMLResponse)
     def player(token: str) -> Response:
