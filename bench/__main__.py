@@ -29,7 +29,7 @@ from bench.common import (
     now_iso,
 )
 
-STAGES = ("ingest", "frame-sampler", "detector", "kafka", "e2e", "console")
+STAGES = ("ingest", "frame-sampler", "detector", "kafka", "e2e", "console", "shares")
 app = typer.Typer(add_completion=False)
 console = Console()
 
@@ -42,6 +42,7 @@ def _steps(quick: bool, only: set[str], detector_batches: int) -> int:
         "kafka": 6,
         "e2e": 2 if quick else 3,
         "console": 1,
+        "shares": 4,
     }
     return sum(count for stage, count in counts.items() if stage in only)
 
@@ -150,6 +151,11 @@ def main(
             with bench_broker() as bootstrap:
                 measured = console_bench.run(bootstrap, duration, 24, Path("/usr/bin/chromedriver").exists())[0]
             results += console_bench.summarise(measured)
+        if "shares" in selected:
+            from bench import shares as shares_bench
+
+            with bench_broker() as bootstrap:
+                results += shares_bench.run(bootstrap, quick, step)
         progress.advance(overall)
         progress.update(current, description="done")
 

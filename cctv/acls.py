@@ -28,6 +28,7 @@ from libs.topics import (
     FRAMES,
     INCIDENT_ACTIONS,
     PLATFORM_EVENTS,
+    SHARES,
     VIDEO_PACKETS,
     destination_topic,
 )
@@ -99,8 +100,9 @@ def service_access(destination_topics: tuple[str, ...]) -> list[ServiceAccess]:
                 CAMERAS,
                 PLATFORM_EVENTS,
                 AUDIT,
+                SHARES,
             ),
-            (INCIDENT_ACTIONS, AUDIT),
+            (INCIDENT_ACTIONS, AUDIT, SHARES),
             ("cctv-console-", INVENTORY_READER_GROUP),
             describes_groups=True,
         ),
@@ -108,6 +110,8 @@ def service_access(destination_topics: tuple[str, ...]) -> list[ServiceAccess]:
         ServiceAccess("clip-writer", (ALERTS, VIDEO_PACKETS), (AUDIT, DLQ), ("cctv-clip-writer",)),
         # Webhooks: reads the routed copies, audits every snapshot released.
         ServiceAccess("dispatcher", destination_topics, (AUDIT, DLQ), ("cctv-dispatcher",)),
+        # Live-video shares: plays the packets of shared cameras, records openings and expiries.
+        ServiceAccess("share-gateway", (SHARES, VIDEO_PACKETS), (AUDIT, SHARES), ("cctv-share-gateway",)),
         # Camera resources → inventory (transactions), pipeline state → Camera status.
         ServiceAccess(
             "camera-controller",

@@ -24,6 +24,7 @@ INCIDENT_ACTIONS = (
     "cctv.incident-actions.v1"  # producer: console (operators' actions); consumers: every console replica
 )
 AUDIT = "cctv.audit.v1"  # producers: console (logins, live views, actions, denials), clip-writer and `cctv evidence` (holds, downloads, deletions), dispatcher (snapshots released); consumers: console, `cctv audit`, auditors
+SHARES = "cctv.shares.v1"  # producers: console (created, revoked), share-gateway (expired); consumers: share-gateway, console
 
 DEFAULT_DESTINATIONS = ("police", "fire", "disaster-management", "social-welfare")
 # One topic-name segment: lowercase letters, digits and inner dashes (Kafka also allows '.' and '_', but
@@ -128,6 +129,13 @@ def pipeline_topics(destinations: tuple[str, ...] = DEFAULT_DESTINATIONS, scale:
         TopicSpec(INCIDENT_ACTIONS, "IncidentAction", 6, {"retention.ms": str(30 * DAY_MS)}),
         # The access ledger outlives the evidence it describes (clips: 30 days); a year and a month.
         TopicSpec(AUDIT, "AuditRecord", 3, {"retention.ms": str(400 * DAY_MS)}),
+        # Live-video shares: latest record per share; ended shares age out after a week (lifetimes are hours).
+        TopicSpec(
+            SHARES,
+            "ShareRecord",
+            3,
+            {"cleanup.policy": "compact,delete", "retention.ms": str(7 * DAY_MS), "min.compaction.lag.ms": "0"},
+        ),
         TopicSpec(
             DLQ,
             "DeadLetter",

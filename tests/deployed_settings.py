@@ -30,6 +30,7 @@ SETTINGS_CLASSES = {
     "console": "services.console.settings:ConsoleSettings",
     "clip-writer": "services.clip_writer.settings:ClipWriterSettings",
     "dispatcher": "services.dispatcher.main:DispatcherSettings",
+    "share-gateway": "services.share_gateway.settings:ShareGatewaySettings",
 }
 
 

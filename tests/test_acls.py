@@ -34,17 +34,24 @@ def test_each_service_reads_only_its_inputs_and_writes_only_its_outputs() -> Non
         _topics_with(grants, "cctv-alert-router", "WRITE")
         == {"cctv.alerts.v1", "cctv.dlq.v1", "cctv-alert-router"} | routed
     )
-    # Nobody but ingest writes raw video; only the sampler and the clip-writer (evidence clips) read it;
-    # nobody but super users deletes.
+    # Nobody but ingest writes raw video; only the sampler, the clip-writer (evidence clips) and the share
+    # gateway (live shares) read it; nobody but super users deletes.
     assert {g.principal for g in grants if g.name == "cctv.video.packets.v1" and "WRITE" in g.operations} == {
         "cctv-ingest"
     }
     assert {g.principal for g in grants if g.name == "cctv.video.packets.v1" and "READ" in g.operations} == {
         "cctv-frame-sampler",
         "cctv-clip-writer",
+        "cctv-share-gateway",
     }
-    # The console writes only operators' actions and the ledger; the webhook dispatcher reads only routed copies.
-    assert _topics_with(grants, "cctv-console", "WRITE") == {"cctv.incident-actions.v1", "cctv.audit.v1"}
+    # The console writes only operators' actions, shares and the ledger; the webhook dispatcher reads only
+    # routed copies; the share gateway writes only the ledger and shares' expiry.
+    assert _topics_with(grants, "cctv-console", "WRITE") == {
+        "cctv.incident-actions.v1",
+        "cctv.audit.v1",
+        "cctv.shares.v1",
+    }
+    assert _topics_with(grants, "cctv-share-gateway", "WRITE") == {"cctv.audit.v1", "cctv.shares.v1"}
     assert _topics_with(grants, "cctv-dispatcher", "READ") == routed
     assert not [g for g in grants if {"DELETE", "ALTER", "ALL", "CLUSTER_ACTION"} & set(g.operations)]
 

@@ -32,8 +32,14 @@ PIPELINE_SERVICES = {
     "alert-router": "cctv-alert-router",
     "clip-writer": "cctv-clip-writer",
     "dispatcher": "cctv-dispatcher",
+    "share-gateway": "cctv-share-gateway",
 }
-ONE_SHOTS = {"topics-init": ["cctv", "topics", "create"], "cameras-init": None, "evidence-key-init": None}
+ONE_SHOTS = {
+    "topics-init": ["cctv", "topics", "create"],
+    "cameras-init": None,
+    "evidence-key-init": None,
+    "share-key-init": None,
+}
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|CREDENTIAL|SASL_USERNAME|API_KEY", re.IGNORECASE)
 URL_WITH_USERINFO = re.compile(r"[a-z][a-z0-9+.-]*://[^/\s:@]+:[^/\s@]+@", re.IGNORECASE)
 

@@ -443,8 +443,11 @@ def test_each_service_reads_the_shared_config_plus_only_its_own_section() -> Non
     )
     config_map = of_kind(manifests, "ConfigMap")[f"{RELEASE}-cctv-platform-config"]
     files = {name: yaml.safe_load(text) for name, text in config_map["data"].items()}
-    # Every component has its file, enabled or not (the dispatcher is off by default and in production).
-    assert sorted(files) == sorted(["common.yaml", *(f"{c}.yaml" for c in (*ALL_COMPONENTS, "dispatcher"))])
+    # Every component has its file, enabled or not (the dispatcher and the share gateway are off by default
+    # and in production).
+    assert sorted(files) == sorted(
+        ["common.yaml", *(f"{c}.yaml" for c in (*ALL_COMPONENTS, "dispatcher", "share-gateway"))]
+    )
     shared = {"kafka": {"extra": {"socket.keepalive.enable": "true"}}}
     assert files["detector.yaml"] == {**shared, "model": {"score_threshold": 0.4}}
     for name in ("common.yaml", "ingest.yaml", "frame-sampler.yaml", "alert-router.yaml"):
@@ -852,3 +855,47 @@ def test_dispatcher_reads_its_endpoints_from_the_config_map_and_secrets_as_files
         ["services.dispatcher.enabled=true", "services.dispatcher.endpoints.Police.webhooks[0].name=x"]
     )
     assert "'Police' does not match" in refused and "missing properties 'url', 'secret'" in refused
+
+
+def test_share_gateway_serves_its_own_edge_apart_from_the_console_with_the_consoles_share_key() -> None:
+    assert "share-gateway" not in by_component(render(), "Deployment")  # off unless asked for
+    manifests = render(
+        set_values=[
+            "services.shareGateway.enabled=true",
+            "services.shareGateway.ingress.enabled=true",
+            "services.shareGateway.ingress.host=share.example.org",
+            "services.shareGateway.ingress.tlsSecret=share-tls",
+        ]
+    )
+    deployments = by_component(manifests, "Deployment")
+    (gateway,) = deployments["share-gateway"]["spec"]["template"]["spec"]["containers"]
+    assert gateway["args"] == ["cctv-share-gateway"]
+    assert {p["name"]: p["containerPort"] for p in gateway["ports"]} == {"http": 8080, "edge": 8090}
+    env = env_of(gateway)
+    assert env["CCTV_EDGE__PORT"]["value"] == "8090"
+    key_file = env["CCTV_SHARE_KEY_FILE"]["value"]
+    (console,) = deployments["console"]["spec"]["template"]["spec"]["containers"]
+    assert env_of(console)["CCTV_SHARES__KEY_FILE"]["value"] == key_file  # one key signs and checks links
+    assert env_of(console)["CCTV_SHARES__GATEWAY_URL"]["value"] == "https://share.example.org"
+    secret_name = f"{RELEASE}-cctv-platform-share-key"
+    assert "share-key" in of_kind(manifests, "Secret")[secret_name]["data"]
+    for name in ("share-gateway", "console"):
+        volumes = {v["name"]: v for v in deployments[name]["spec"]["template"]["spec"]["volumes"]}
+        assert volumes["share-key"]["secret"]["secretName"] == secret_name, name
+    edge = of_kind(manifests, "Service")[f"{RELEASE}-cctv-platform-share-edge"]
+    assert edge["spec"]["ports"] == [{"name": "edge", "port": 8090, "targetPort": "edge", "protocol": "TCP"}]
+    ingress = of_kind(manifests, "Ingress")[f"{RELEASE}-cctv-platform-share-edge"]["spec"]
+    assert ingress["rules"][0]["host"] == "share.example.org" and ingress["tls"][0]["secretName"] == "share-tls"
+    assert ingress["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"].endswith("share-edge")
+    # The console's Ingress does not expose the video edge, nor the edge the console.
+    assert all(
+        "share" not in p["backend"]["service"]["name"]
+        for i in of_kind(manifests, "Ingress").values()
+        if i["metadata"]["name"].endswith("-console")
+        for r in i["spec"]["rules"]
+        for p in r["http"]["paths"]
+    )
+    own = render(
+        set_values=["services.shareGateway.enabled=true", "services.shareGateway.shareKey.existingSecret=mine"]
+    )
+    assert f"{RELEASE}-cctv-platform-share-key" not in of_kind(own, "Secret")

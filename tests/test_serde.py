@@ -23,6 +23,7 @@ EXPECTED = {
     "Frame",
     "IncidentAction",
     "PlatformEvent",
+    "ShareRecord",
     "VideoPacket",
 }
 

@@ -69,12 +69,45 @@ def _prepare_console(context: StackContext) -> list[str]:
     """Dev logins for the console, created once with random passwords; printed only when new."""
     from services.console.users import CREDENTIALS_FILE, ensure_dev_users
 
+    _prepare_share_key(context)  # the console signs share links even when run without the gateway
+
     created = ensure_dev_users(context.state_dir)
     lines = [f"console login created: {name} / {password}" for name, password in created.items()]
     return lines + [f"console: http://127.0.0.1:{CONSOLE_PORT} (logins in {context.state_dir / CREDENTIALS_FILE})"]
 
 
 CONSOLE_PORT = 8080
+SHARE_EDGE_PORT = 8090  # share links (the public video edge); its probes and metrics are on 9107
+SHARE_KEY_FILE = "share-key"
+
+
+def share_key_file(context: StackContext) -> Path:
+    return context.state_dir / SHARE_KEY_FILE
+
+
+def _prepare_share_key(context: StackContext) -> list[str]:
+    """The key that signs share links, shared by the console and the gateway: created once, 0600."""
+    import secrets
+
+    path = share_key_file(context)
+    if not path.exists():
+        context.state_dir.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(48))
+    return [
+        f"share links: http://127.0.0.1:{SHARE_EDGE_PORT}/s/<token>/ (created in the console, Share on an incident)"
+    ]
+
+
+def _console_env(context: StackContext) -> dict[str, str]:
+    return {
+        "CCTV_DEV_USERS_DIR": str(context.state_dir),
+        "CCTV_SHARES__KEY_FILE": str(share_key_file(context)),
+        "CCTV_SHARES__GATEWAY_URL": f"http://127.0.0.1:{SHARE_EDGE_PORT}",
+    } | {  # the S3 part of the object store's settings: the incident clip player reads the clips
+        k: v for k, v in context.object_store_env.items() if k.startswith("CCTV_S3__")
+    }
+
 
 DEV_STACK_SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec(
@@ -91,18 +124,20 @@ DEV_STACK_SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("clip-writer", "services.clip_writer.main", 9105, extra_env=lambda ctx: ctx.object_store_env),
     # Idles unless the routing file (CCTV_ROUTES_FILE) gives destinations webhook endpoints.
     ServiceSpec("dispatcher", "services.dispatcher.main", 9106),
-    # Its HTTP port is the web page operators open.
+    # Plays live-video shares to agencies (HLS) on its own public port; idles until a share is made.
     ServiceSpec(
-        "console",
-        "services.console.main",
-        CONSOLE_PORT,
-        # The S3 part of the object store's settings: the incident clip player reads the clips.
-        extra_env=lambda ctx: (
-            {"CCTV_DEV_USERS_DIR": str(ctx.state_dir)}
-            | {k: v for k, v in ctx.object_store_env.items() if k.startswith("CCTV_S3__")}
-        ),
-        prepare=_prepare_console,
+        "share-gateway",
+        "services.share_gateway.main",
+        9107,
+        extra_env=lambda ctx: {
+            "CCTV_SHARE_KEY_FILE": str(share_key_file(ctx)),
+            "CCTV_EDGE__HOST": "127.0.0.1",
+            "CCTV_EDGE__PORT": str(SHARE_EDGE_PORT),
+        },
+        prepare=_prepare_share_key,
     ),
+    # Its HTTP port is the web page operators open.
+    ServiceSpec("console", "services.console.main", CONSOLE_PORT, extra_env=_console_env, prepare=_prepare_console),
 )
 
 # name → module, for tests and benchmarks that start single services.

@@ -11,7 +11,7 @@ from prometheus_client import make_asgi_app
 from libs.health import Health
 from services.console.auth import Signer
 from services.console.feeds import ConsoleFeeds
-from services.console.routes import cameras, evidence, incidents, oversight, pages, session, wall
+from services.console.routes import cameras, evidence, incidents, ledger, oversight, pages, session, shares, wall
 from services.console.routes.context import Console
 from services.console.routes.pages import STATIC
 from services.console.settings import ConsoleSettings
@@ -32,6 +32,8 @@ ROUTERS: tuple[APIRouter, ...] = (
     cameras.router,
     incidents.router,
     oversight.router,
+    shares.router,
+    ledger.router,
     evidence.router,
 )
 

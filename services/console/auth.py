@@ -16,8 +16,8 @@ CSRF_HEADER = "X-CSRF-Token"
 PERMISSIONS: dict[str, frozenset[str]] = {
     "viewer": frozenset({"view"}),
     "operator": frozenset({"view", "act"}),
-    "supervisor": frozenset({"view", "act", "reopen", "audit"}),
-    "admin": frozenset({"view", "act", "reopen", "audit"}),
+    "supervisor": frozenset({"view", "act", "reopen", "audit", "share"}),
+    "admin": frozenset({"view", "act", "reopen", "audit", "share"}),
 }
 
 

@@ -9,6 +9,7 @@ from pydantic import Field, SecretStr, model_validator
 from libs.evidence_store import S3Settings
 from libs.settings import CommonSettings, HttpSettings
 from libs.topics import DETECTIONS, FRAMES, VIDEO_PACKETS
+from services.console.shares import ConsoleShareSettings
 
 
 class ConsoleHttpSettings(HttpSettings):
@@ -34,6 +35,7 @@ class ConsoleSettings(CommonSettings):
     incident_window_h: float = Field(default=72.0, gt=0, description="alerts/actions read back at start")
     max_incidents: int = Field(default=2000, ge=10)
     audit_keep: int = Field(default=2000, ge=10, description="recent audit records held for GET /api/v1/audit")
+    shares: ConsoleShareSettings = Field(default_factory=ConsoleShareSettings)
     s3: S3Settings | None = Field(default=None, description="the evidence store, for the incident clip player")
     wall_max_tiles: int = Field(default=64, ge=1, le=400)
     silent_after_s: float = Field(default=120.0, gt=0, description="no frame this long: maintenance alert")

@@ -69,6 +69,18 @@ dispatcher:
   # Reads one topic per destination (cctv.alerts.<destination>.v1): no single topic to scale on.
   topic: ""
   lagScaled: false
+shareGateway:
+  name: share-gateway
+  command: cctv-share-gateway
+  # Every replica reads every share and the packets of shared cameras (no group): scaled on CPU.
+  consumerGroup: ""
+  topic: ""
+  lagScaled: false
+{{- end }}
+
+{{/* The Secret holding the key that signs share links (console and share-gateway). */}}
+{{- define "cctv.shareKeySecret" -}}
+{{- .Values.services.shareGateway.shareKey.existingSecret | default (printf "%s-share-key" (include "cctv.fullname" .)) }}
 {{- end }}
 
 {{/* Labels on every object. */}}
