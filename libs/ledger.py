@@ -98,39 +98,7 @@ def read_records(
 ) -> tuple[list[dict[str, Any]], int]:
     """(every AuditRecord from `since_ms` (by record time; all when None) to the topic's current end,
     how many records could not be decoded)."""
-    from confluent_kafka import OFFSET_BEGINNING, TopicPartition
-
-    from libs.kafka import CatchUp, make_reader, topic_partitions
-    from libs.serde import SerdeError
+    from libs.kafka import read_since
     from libs.topics import AUDIT
 
-    consumer = make_reader(kafka, purpose)  # `purpose` names its group: within the caller's ACL prefix
-    records: list[dict[str, Any]] = []
-    undecodable = 0
-    try:
-        partitions = topic_partitions(consumer, AUDIT)
-        catch_up = CatchUp(consumer, AUDIT)
-        catch_up.add(partitions)
-        starts = [TopicPartition(AUDIT, p, since_ms if since_ms is not None else OFFSET_BEGINNING) for p in partitions]
-        if since_ms is not None:  # skip straight to the period instead of reading a year of records
-            starts = [
-                tp if tp.offset >= 0 else TopicPartition(AUDIT, tp.partition, OFFSET_BEGINNING)
-                for tp in consumer.offsets_for_times(starts, timeout=10)
-            ]
-        consumer.assign(starts)
-        deadline = time.monotonic() + timeout_s
-        catch_up.reached()
-        while catch_up.pending:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{AUDIT} not read to its end within {timeout_s:.0f} s")
-            for message in consumer.consume(500, 0.5):
-                if message.error():
-                    continue
-                try:
-                    records.append(serde.deserialize(AUDIT, "AuditRecord", message.value()))
-                except SerdeError:
-                    undecodable += 1
-            catch_up.reached()
-    finally:
-        consumer.close()
-    return records, undecodable
+    return read_since(kafka, serde, AUDIT, "AuditRecord", since_ms, purpose, timeout_s)

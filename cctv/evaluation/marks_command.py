@@ -32,44 +32,14 @@ def read_records(
     since_ms: int,
     timeout_s: float = 60.0,
 ) -> tuple[list[dict[str, Any]], int]:
-    """Every record of `topic` written at or after `since_ms`, up to the end the topic had when reading
-    started; and how many could not be decoded (skipped, counted)."""
-    from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, TopicPartition
+    """Every record of `topic` written at or after `since_ms` (all when 0), up to the end the topic had when
+    reading started; and how many could not be decoded (skipped, counted)."""
+    from libs.kafka import read_since
+    from libs.serde import make_serde
 
-    from libs.kafka import CatchUp, make_reader, topic_partitions
-    from libs.serde import SerdeError, make_serde
-
-    serde = make_serde(registry)
-    consumer = make_reader(kafka, f"false-alarm-marks-{record_name}")
-    records: list[dict[str, Any]] = []
-    undecodable = 0
-    try:
-        partitions = topic_partitions(consumer, topic)
-        catch_up = CatchUp(consumer, topic)
-        catch_up.add(partitions)
-        found = consumer.offsets_for_times([TopicPartition(topic, p, since_ms) for p in partitions], timeout=10)
-        # No record at or after since_ms in a partition: offset -1, nothing to read there.
-        starts = [TopicPartition(topic, tp.partition, tp.offset if tp.offset >= 0 else OFFSET_END) for tp in found]
-        if since_ms <= 0:
-            starts = [TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions]
-        catch_up.drop(tp.partition for tp in starts if tp.offset == OFFSET_END)
-        consumer.assign(starts)
-        deadline = time.monotonic() + timeout_s
-        catch_up.reached()
-        while catch_up.pending:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{topic} not read to its end within {timeout_s:.0f} s")
-            for message in consumer.consume(500, 0.5):
-                if message.error() or message.value() is None:
-                    continue
-                try:
-                    records.append(serde.deserialize(topic, record_name, message.value()))
-                except SerdeError:
-                    undecodable += 1
-            catch_up.reached()
-    finally:
-        consumer.close()
-    return records, undecodable
+    return read_since(
+        kafka, make_serde(registry), topic, record_name, since_ms or None, f"false-alarm-marks-{record_name}", timeout_s
+    )
 
 
 def read_export(path: Path, required: tuple[str, ...]) -> list[dict[str, Any]]:

@@ -32,6 +32,7 @@ from libs.kafka.loop import (
     deliver_then_commit,
     flush_and_close,
 )
+from libs.kafka.period import read_since
 from libs.kafka.records import (
     DeadLetterPublisher,
     Incoming,
@@ -70,6 +71,7 @@ __all__ = [
     "make_reader",
     "missing_topics",
     "read_compacted",
+    "read_since",
     "topic_partitions",
     "wait_for_broker",
 ]
