@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import boto3
 from botocore.config import Config
@@ -25,6 +25,7 @@ from libs.evidence import check_alert_id
 from libs.evidence_lock import ObjectLock, ObjectLockError
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MANIFEST = "manifest.json"
 SIGNATURE = "manifest.sig"
@@ -127,53 +128,48 @@ class EvidenceStore:
 
     def stored_sha256(self, key: str) -> str | None:
         """The sha256 recorded when the object was stored, or None if the object is absent."""
-        try:
-            head = self.client.head_object(Bucket=self.bucket, Key=key)
-        except ClientError as error:
-            if error.response.get("Error", {}).get("Code") in _ABSENT:
-                return None
-            raise StorageUnavailable(f"checking {key}: {_describe(error)}") from None
-        except BotoCoreError as error:
-            raise StorageUnavailable(f"checking {key}: {error}") from None
-        return head.get("Metadata", {}).get("sha256", "")
+        head = self._answer(f"checking {key}", lambda: self.client.head_object(Bucket=self.bucket, Key=key))
+        return None if head is None else head.get("Metadata", {}).get("sha256", "")
 
     def get(self, key: str) -> bytes | None:
-        try:
-            return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
-        except ClientError as error:
-            if error.response.get("Error", {}).get("Code") in _ABSENT:
-                return None
-            raise StorageUnavailable(f"reading {key}: {_describe(error)}") from None
-        except BotoCoreError as error:
-            raise StorageUnavailable(f"reading {key}: {error}") from None
+        return self._answer(
+            f"reading {key}", lambda: self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        )
 
     def get_range(self, key: str, first: int, last: int | None = None) -> tuple[bytes, int] | None:
         """Bytes first..last (inclusive; None: to the end) of an object and its total size; None if absent.
         Raises RangeNotSatisfiable when first lies beyond the end."""
         wanted = f"bytes={first}-" + ("" if last is None else str(last))
-        try:
-            response = self.client.get_object(Bucket=self.bucket, Key=key, Range=wanted)
-        except ClientError as error:
-            code = error.response.get("Error", {}).get("Code")
-            if code in _ABSENT:
-                return None
-            if code == "InvalidRange":
-                raise RangeNotSatisfiable(self.size(key) or 0) from None
-            raise StorageUnavailable(f"reading {key}: {_describe(error)}") from None
-        except BotoCoreError as error:
-            raise StorageUnavailable(f"reading {key}: {error}") from None
+
+        def fetch() -> Any:
+            try:
+                return self.client.get_object(Bucket=self.bucket, Key=key, Range=wanted)
+            except ClientError as error:
+                if error.response.get("Error", {}).get("Code") == "InvalidRange":
+                    raise RangeNotSatisfiable(self.size(key) or 0) from None
+                raise
+
+        response = self._answer(f"reading {key}", fetch)
+        if response is None:
+            return None
         total = int(str(response.get("ContentRange", "")).rpartition("/")[2] or response["ContentLength"])
         return response["Body"].read(), total
 
     def size(self, key: str) -> int | None:
+        head = self._answer(f"checking {key}", lambda: self.client.head_object(Bucket=self.bucket, Key=key))
+        return None if head is None else int(head["ContentLength"])
+
+    def _answer(self, what: str, call: Callable[[], T]) -> T | None:
+        """`call()`'s result; None when the object (or its bucket) is absent; StorageUnavailable, with a
+        message free of signatures and credentials, for anything else."""
         try:
-            return int(self.client.head_object(Bucket=self.bucket, Key=key)["ContentLength"])
+            return call()
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") in _ABSENT:
                 return None
-            raise StorageUnavailable(f"checking {key}: {_describe(error)}") from None
+            raise StorageUnavailable(f"{what}: {_describe(error)}") from None
         except BotoCoreError as error:
-            raise StorageUnavailable(f"checking {key}: {error}") from None
+            raise StorageUnavailable(f"{what}: {error}") from None
 
     def manifest(self, alert_id: str) -> dict[str, Any] | None:
         data = self.get(self.key(alert_id, MANIFEST))
