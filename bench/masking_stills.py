@@ -1,7 +1,7 @@
 """Masking recall on hand-annotated real stills (tests/data/masking/stills.yaml): faces, heads of the
 people the detector finds, licence plates, false masks and cost per image, with the production settings.
 
-    PYTHONPATH=. python bench/masking_stills.py [--half tune|report|all] [--json out.json]
+    PYTHONPATH=. python bench/masking_stills.py [--half tune|report|all] [--upscale 1] [--json out.json]
 
 A face or plate counts as found only when it is fully masked: at least 95 % of its annotated box lies
 under the regions the masking pixelates (a half-hidden plate can still be read).
@@ -20,12 +20,12 @@ import numpy as np
 import yaml
 from PIL import Image
 
+from libs.masking import SNAPSHOT_FACE_GROW as FACE_GROW
 from libs.masking import FaceDetector, PlateDetector, Region, head_regions, vehicle_regions
 
 REPO = Path(__file__).resolve().parents[1]
 ANNOTATIONS = REPO / "tests" / "data" / "masking" / "stills.yaml"
 FULLY_MASKED = 0.95
-FACE_GROW = 1.3  # mask_jpeg's default, what webhook snapshots get
 
 
 @dataclass
@@ -112,12 +112,12 @@ def load_stills() -> dict[str, np.ndarray]:
     return {name: np.asarray(Image.open(paths[name]).convert("RGB")) for name in load_annotations()}
 
 
-def measure(half: str = "all") -> list[StillResult]:
+def measure(half: str = "all", upscale: int = 1) -> list[StillResult]:
     from libs.video_masking import model_people
 
     annotations = load_annotations()
     stills = load_stills()
-    faces, people, plates = FaceDetector(), model_people(), PlateDetector()
+    faces, people, plates = FaceDetector(upscale=upscale), model_people(), PlateDetector()
     return [
         measure_still(name, stills[name], truth, faces, people, plates)
         for name, truth in annotations.items()
@@ -128,9 +128,10 @@ def measure(half: str = "all") -> list[StillResult]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--half", choices=["tune", "report", "all"], default="all")
+    parser.add_argument("--upscale", type=int, default=1, help="CenterFace upscaling (dispatcher masking_upscale)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    results = measure(args.half)
+    results = measure(args.half, args.upscale)
     print(
         "| image | half | size | faces: CenterFace / all masks / present | plates masked / present "
         "| plate regions (false) | image masked | ms faces + people + plates |"
