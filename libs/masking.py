@@ -1,5 +1,6 @@
 """Privacy masking of what leaves the centre: faces found by CenterFace (models/centerface.onnx, see
-models/MODEL_CARD-centerface.md) are pixelated beyond recognition. Pure: images in, images out.
+models/MODEL_CARD-centerface.md), heads of detected people and licence plates (PP-OCR text regions) are
+pixelated beyond recognition. Pure: images in, images out.
 
 Shared by the dispatcher (webhook snapshots) and, later, shared live video and exported evidence.
 """
