@@ -1,5 +1,6 @@
 """Privacy masking of what leaves the centre: faces found by CenterFace (models/centerface.onnx, see
-models/MODEL_CARD-centerface.md) are pixelated beyond recognition. Pure: images in, images out.
+models/MODEL_CARD-centerface.md), heads of detected people and licence plates (PP-OCR text regions) are
+pixelated beyond recognition. Pure: images in, images out.
 
 Shared by the dispatcher (webhook snapshots) and, later, shared live video and exported evidence.
 """
@@ -19,6 +20,9 @@ CENTERFACE_PATH = Path(__file__).resolve().parents[1] / "models" / "centerface.o
 PPOCR_DET_PATH = Path(__file__).resolve().parents[1] / "models" / "ppocr-v4-det.onnx"
 VEHICLE_CLASSES = frozenset({"car", "truck", "bus", "motorcycle"})
 _STRIDE = 4  # heat-map cell size in input pixels
+# CenterFace boxes are tight on the features: at 1.6x they cover whole faces, chin and forehead included
+# (1.3x left 10-20 % of hand-boxed faces visible; docs/benchmarks/masking.md).
+SNAPSHOT_FACE_GROW = 1.6
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,21 +126,35 @@ class FaceDetector:
 
 
 class PlateDetector:
-    """Licence plates as text regions (PP-OCRv4 DBNet) inside vehicle boxes: the detector reads no
-    characters, it only says where text is, which is what masking needs."""
+    """Licence plates as text regions (PP-OCRv4 DBNet): inside each vehicle box, enlarged, and on the whole
+    frame as a fallback for vehicles the object detector missed or mislabelled (keeping plate-shaped
+    regions only). The detector reads no characters, it only says where text is, which is what masking
+    needs. Each text region is grown into the plate around it (frame, country strip): see
+    docs/benchmarks/masking.md for the recall this buys on hand-annotated stills."""
 
     def __init__(
-        self, path: Path = PPOCR_DET_PATH, threads: int = 1, threshold: float = 0.3, min_side: int = 320
+        self,
+        path: Path = PPOCR_DET_PATH,
+        threads: int = 1,
+        threshold: float = 0.3,
+        min_side: int = 320,
+        margin_x: float = 0.6,
+        margin_y: float = 0.25,
+        whole_frame_side: int = 960,
+        plate_aspect: tuple[float, float] = (1.5, 12.0),
     ) -> None:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.log_severity_level = 3
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.threshold, self.min_side = threshold, min_side
+        # A plate is wider than its characters by its frame and country strip (about a character height
+        # on the left of an EU plate) and taller by its border: margins in units of the text's height.
+        self.margin_x, self.margin_y = margin_x, margin_y
+        self.whole_frame_side = whole_frame_side  # 0: no whole-frame pass
+        self.plate_aspect = plate_aspect
 
     def detect(self, rgb: np.ndarray, vehicles: list[Region]) -> list[Region]:
-        from scipy import ndimage  # type: ignore[import-untyped]
-
         found = []
         for vehicle in vehicles:
             crop = rgb[vehicle.y1 : vehicle.y2, vehicle.x1 : vehicle.x2]
@@ -144,26 +162,51 @@ class PlateDetector:
                 continue
             # Small (distant) vehicles are enlarged so a plate spans enough of the 4x-reduced map.
             zoom = max(1.0, self.min_side / min(crop.shape[:2]))
-            h, w = (max(32, round(n * zoom / 32) * 32) for n in crop.shape[:2])
-            resized = np.asarray(Image.fromarray(crop).resize((w, h), Image.Resampling.BILINEAR), dtype=np.float32)
-            blob = ((resized[:, :, ::-1] / 255.0 - 0.5) / 0.5).transpose(2, 0, 1)[None]  # BGR, [-1, 1]
-            (probability,) = self.session.run(None, {"x": np.ascontiguousarray(blob)})
-            labels, _count = ndimage.label(probability[0, 0] > self.threshold)
-            scale_x, scale_y = crop.shape[1] / w, crop.shape[0] / h
-            for rows, cols in ndimage.find_objects(labels):
-                if (rows.stop - rows.start) * (cols.stop - cols.start) < 4:
-                    continue  # specks of one or two map cells: noise, not text
-                # DBNet's map shrinks text boxes: grow them back by half their height on every side.
-                pad = (rows.stop - rows.start) / 2
-                found.append(
-                    Region(
-                        vehicle.x1 + max(0, int((cols.start - pad) * scale_x)),
-                        vehicle.y1 + max(0, int((rows.start - pad) * scale_y)),
-                        vehicle.x1 + min(crop.shape[1], int(np.ceil((cols.stop + pad) * scale_x))),
-                        vehicle.y1 + min(crop.shape[0], int(np.ceil((rows.stop + pad) * scale_y))),
-                    )
+            found += [
+                Region(vehicle.x1 + r.x1, vehicle.y1 + r.y1, vehicle.x1 + r.x2, vehicle.y1 + r.y2)
+                for r in self._text_regions(crop, zoom)
+            ]
+        if self.whole_frame_side > 0:
+            zoom = min(1.0, self.whole_frame_side / max(rgb.shape[:2]))
+            low, high = self.plate_aspect
+            found += [r for r in self._text_regions(rgb, zoom) if low <= (r.x2 - r.x1) / max(1, r.y2 - r.y1) <= high]
+        height, width = rgb.shape[:2]
+        return [self._plate_around(r, width, height) for r in found]
+
+    def _plate_around(self, text: Region, width: int, height: int) -> Region:
+        pad_x, pad_y = (text.y2 - text.y1) * self.margin_x, (text.y2 - text.y1) * self.margin_y
+        return Region(
+            max(0, int(text.x1 - pad_x)),
+            max(0, int(text.y1 - pad_y)),
+            min(width, int(np.ceil(text.x2 + pad_x))),
+            min(height, int(np.ceil(text.y2 + pad_y))),
+        )
+
+    def _text_regions(self, crop: np.ndarray, zoom: float) -> list[Region]:
+        """Text boxes in `crop`'s pixels, the network run on the crop scaled by about `zoom`."""
+        from scipy import ndimage  # type: ignore[import-untyped]
+
+        h, w = (max(32, round(n * zoom / 32) * 32) for n in crop.shape[:2])
+        resized = np.asarray(Image.fromarray(crop).resize((w, h), Image.Resampling.BILINEAR), dtype=np.float32)
+        blob = ((resized[:, :, ::-1] / 255.0 - 0.5) / 0.5).transpose(2, 0, 1)[None]  # BGR, [-1, 1]
+        (probability,) = self.session.run(None, {"x": np.ascontiguousarray(blob)})
+        labels, _count = ndimage.label(probability[0, 0] > self.threshold)
+        scale_x, scale_y = crop.shape[1] / w, crop.shape[0] / h
+        regions = []
+        for rows, cols in ndimage.find_objects(labels):
+            if (rows.stop - rows.start) * (cols.stop - cols.start) < 4:
+                continue  # specks of one or two map cells: noise, not text
+            # DBNet's map shrinks text boxes: grow them back by half their height on every side.
+            pad = (rows.stop - rows.start) / 2
+            regions.append(
+                Region(
+                    max(0, int((cols.start - pad) * scale_x)),
+                    max(0, int((rows.start - pad) * scale_y)),
+                    min(crop.shape[1], int(np.ceil((cols.stop + pad) * scale_x))),
+                    min(crop.shape[0], int(np.ceil((rows.stop + pad) * scale_y))),
                 )
-        return found
+            )
+        return regions
 
 
 def vehicle_regions(objects: list[dict], width: int, height: int) -> list[Region]:
@@ -227,7 +270,7 @@ def mask_jpeg(
     jpeg: bytes,
     detector: FaceDetector,
     people: list[dict] | None = None,
-    grow: float = 1.3,
+    grow: float = SNAPSHOT_FACE_GROW,
     quality: int = 85,
     plates: PlateDetector | None = None,
 ) -> MaskResult:
