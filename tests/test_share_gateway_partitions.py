@@ -1,0 +1,176 @@
+"""The share gateway reads only the partitions of cctv.video.packets.v1 that hold shared cameras, against
+the real stack: real broker and registry, the real sample's packets for several cameras keyed as ingest
+keys them, and the gateway as its own process. The bytes it fetches (librdkafka's statistics, exported on
+/metrics) are compared with what a reader of every partition fetches for the same records: the gateway's
+behaviour before this change. The numbers are printed (see docs/shares.md)."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from confluent_kafka import TopicPartition
+
+from cctv.devstack.services import ServiceProcess
+from libs.kafka import create_topics, high_watermark, key_partition, make_producer, make_reader, topic_partitions
+from libs.serde import make_serde
+from libs.settings import KafkaSettings, RegistrySettings
+from libs.shares import SCHEMA as SHARE_SCHEMA
+from libs.shares import ended, new_share
+from libs.topics import SHARES, VIDEO_PACKETS, pipeline_topics
+from tests.clip_helpers import sample_packets
+from tests.kafka_helpers import free_port, wait_for
+
+CAMERAS = 6  # one shared, five not, each in a partition of its own
+
+
+def cameras_in_distinct_partitions(partitions: int, unique: str) -> list[str]:
+    chosen: dict[int, str] = {}
+    for n in range(10_000):
+        camera = f"part-{unique}-{n}"
+        chosen.setdefault(key_partition(camera.encode(), partitions), camera)
+        if len(chosen) == CAMERAS:
+            return list(chosen.values())
+    raise AssertionError("no camera ids in distinct partitions")
+
+
+def metric(url: str, name: str) -> float | None:
+    found = re.search(rf"^{name} ([0-9.e+]+)$", httpx.get(url, timeout=10).text, re.MULTILINE)
+    return float(found.group(1)) if found else None
+
+
+@pytest.fixture(scope="module")
+def setup(kafka_broker, schema_registry, tmp_path_factory) -> Iterator[dict]:
+    kafka = KafkaSettings(bootstrap_servers=kafka_broker.bootstrap)
+    create_topics(kafka, pipeline_topics())
+    tmp = tmp_path_factory.mktemp("share-partitions")
+    metrics_port = free_port()
+    gateway = ServiceProcess(
+        "share-gateway",
+        {
+            "CCTV_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+            "CCTV_REGISTRY__URL": schema_registry.url,
+            "CCTV_LOG__FORMAT": "text",
+            "CCTV_HTTP__PORT": str(metrics_port),
+            "CCTV_EDGE__PORT": str(free_port()),
+            "CCTV_EDGE__HOST": "127.0.0.1",
+            "CCTV_SHARE_KEY": "partition-test-key-" + "p" * 32,
+        },
+        tmp / "gateway.log",
+        module="services.share_gateway.main",
+    ).start()
+    info = {
+        "kafka": kafka,
+        "serde": make_serde(RegistrySettings(url=schema_registry.url)),
+        "gateway": gateway,
+        "metrics": f"http://127.0.0.1:{metrics_port}/metrics",
+    }
+    try:
+
+        def up() -> bool:
+            try:
+                return not gateway.alive or metric(info["metrics"], "cctv_share_gateway_video_partitions") is not None
+            except httpx.TransportError:
+                return False
+
+        wait_for(up, 90, "the gateway's metrics")
+        assert gateway.alive, gateway.log_text()[-3000:]
+        yield info
+    finally:
+        assert gateway.stop() == 0, gateway.log_text()[-3000:]
+
+
+def fetched_by_a_reader_of_every_partition(kafka: KafkaSettings, starts: dict[int, int], ends: dict[int, int]) -> dict:
+    """What the gateway used to fetch: every partition, over the same offsets. Bytes per partition."""
+    latest: dict[str, tuple[float, dict]] = {}
+    reader = make_reader(
+        kafka,
+        "all-partitions",
+        **{"statistics.interval.ms": 200, "stats_cb": lambda s: latest.update(s=(time.monotonic(), json.loads(s)))},
+    )
+    try:
+        reader.assign([TopicPartition(VIDEO_PACKETS, p, o) for p, o in starts.items()])
+        position = dict(starts)
+
+        def read_to_the_end() -> bool:
+            for message in reader.consume(500, 0.2):
+                if message.error() is None:
+                    position[message.partition()] = message.offset() + 1
+            return all(position[p] >= ends[p] for p in ends)
+
+        wait_for(read_to_the_end, 120, "every partition read to its end")
+        stats_after = time.monotonic()
+
+        def stats_of_everything() -> dict | None:
+            reader.poll(0.1)
+            at, stats = latest.get("s", (0.0, {}))
+            return stats if at > stats_after else None  # statistics made after the last record was read
+
+        stats = wait_for(stats_of_everything, 30, "the reader's statistics")
+        partitions = stats["topics"][VIDEO_PACKETS]["partitions"]
+        return {"total": stats["rxmsg_bytes"], **{p: partitions[str(p)]["rxbytes"] for p in starts}}
+    finally:
+        reader.close()
+
+
+def test_the_gateway_reads_only_the_partitions_of_shared_cameras_and_follows_share_changes(setup: dict) -> None:
+    kafka, serde, metrics = setup["kafka"], setup["serde"], setup["metrics"]
+    producer = make_producer(kafka, "partition-test")
+    probe = make_reader(kafka, "partition-probe")
+    partitions = topic_partitions(probe, VIDEO_PACKETS)
+    cameras = cameras_in_distinct_partitions(len(partitions), uuid.uuid4().hex[:8])
+    shared = cameras[0]
+
+    def partitions_read() -> float | None:
+        return metric(metrics, "cctv_share_gateway_video_partitions")
+
+    share = new_share(shared, "police", "partition test", created_by="test", lifetime_s=600, masked=False)
+    producer.produce(SHARES, key=share["share_id"], value=serde.serialize(SHARES, SHARE_SCHEMA, share))
+    assert producer.flush(30) == 0
+    wait_for(lambda: partitions_read() == 1, 60, "the gateway reading the shared camera's partition only")
+    before = metric(metrics, "cctv_share_gateway_video_bytes_fetched_total") or 0.0
+    starts = {p: high_watermark(probe, VIDEO_PACKETS, p) for p in partitions}
+
+    # The unshared cameras' packets first: a gateway reading every partition would fetch them before the
+    # shared camera's, so its counter would pass the shared camera's bytes only with theirs in it.
+    start_us = time.time_ns() // 1000
+    landed: dict[str, set[int]] = {camera: set() for camera in cameras}
+    for camera in [*cameras[1:], shared]:
+        for packet in sample_packets(camera, start_us):
+            producer.produce(
+                VIDEO_PACKETS,
+                key=camera.encode(),
+                value=serde.serialize(VIDEO_PACKETS, "VideoPacket", packet.as_record()),
+                on_delivery=lambda error, message, c=camera: landed[c].add(message.partition()),
+            )
+            producer.poll(0)
+        assert producer.flush(60) == 0
+    # The producers' partitioner is the one the gateway computes (CRC-32 of the camera id).
+    assert landed == {c: {key_partition(c.encode(), len(partitions))} for c in cameras}
+    ends = {p: high_watermark(probe, VIDEO_PACKETS, p) for p in partitions}
+    everything = fetched_by_a_reader_of_every_partition(kafka, starts, ends)
+    shared_bytes = everything[key_partition(shared.encode(), len(partitions))]
+    assert shared_bytes > 0 and everything["total"] >= 0.9 * CAMERAS * shared_bytes
+
+    def gateway_fetched() -> float:
+        return (metric(metrics, "cctv_share_gateway_video_bytes_fetched_total") or 0.0) - before
+
+    wait_for(lambda: gateway_fetched() >= 0.9 * shared_bytes, 60, "the gateway fetching the shared camera's video")
+    fetched = gateway_fetched()
+    print(
+        f"\nvideo bytes fetched for 1 shared camera of {CAMERAS}: gateway {fetched:.0f}, "
+        f"a reader of every partition {everything['total']} ({everything['total'] / fetched:.1f}x)"
+    )
+    assert fetched <= 1.2 * shared_bytes < everything["total"] / 3
+
+    # The share ends: the gateway lets go of the partition.
+    update = ended(share, "REVOKED", "test", int(time.time() * 1000))
+    producer.produce(SHARES, key=share["share_id"], value=serde.serialize(SHARES, SHARE_SCHEMA, update))
+    assert producer.flush(30) == 0
+    wait_for(lambda: partitions_read() == 0, 30, "the gateway reading no video partition")
+    probe.close()
