@@ -240,3 +240,22 @@ def test_the_clip_of_an_incident_older_than_the_window_is_found_by_its_alert_id_
         ("partner", "access_denied", "DENIED"),
         ("partner", "access_denied", "DENIED"),
     ]
+
+
+def test_an_operator_opens_an_alert_older_than_the_window_by_its_link_and_plays_its_clip(stack: dict) -> None:
+    console: ConsoleProcess = stack["console"]
+    old_id = stack["old_id"]
+    driver = browser()
+    stack["drivers"].append(driver)
+    log_in(driver, console.url, "operator2", PASSWORDS["operator2"])
+    wait_for(lambda: driver.find_element(By.ID, "console").is_displayed(), 30, "the console after login")
+    driver.get(f"{console.url}/#alert={old_id}")  # as pasted from an agency's question or the ledger
+    wait_for(lambda: driver.find_element(By.ID, "detail-clip").is_displayed(), 30, "the clip player")
+    assert driver.find_element(By.ID, "detail-title").text == f"Alert {old_id}"
+    assert not driver.find_element(By.ID, "detail-actions").is_displayed()  # no incident to act on here
+
+    def ready() -> float:
+        return float(driver.execute_script("return document.getElementById('clip-video').readyState"))
+
+    wait_for(lambda: ready() >= 2, 60, "the old clip's first frames in the player")
+    assert "masked" in driver.find_element(By.ID, "clip-info").text
