@@ -18,7 +18,7 @@ import time
 from typing import Any
 
 import uvicorn
-from confluent_kafka import OFFSET_END, KafkaError, TopicPartition
+from confluent_kafka import OFFSET_END, KafkaError, KafkaException, TopicPartition
 from prometheus_client import Counter, Gauge
 
 from libs.audit import SCHEMA as AUDIT_SCHEMA
@@ -42,6 +42,7 @@ PARTITION_COUNT_S = 30.0  # how often the video topic's partition count is re-re
 READ_PARTITIONS = Gauge(
     "cctv_share_gateway_video_partitions", "Partitions of cctv.video.packets.v1 read (those of shared cameras)"
 )
+PARTITION_READ = Gauge("cctv_share_gateway_video_partition_read", "1 for each video partition read", ["partition"])
 VIDEO_BYTES = Counter(
     "cctv_share_gateway_video_bytes_fetched_total", "Bytes of cctv.video.packets.v1 fetched from the brokers"
 )
@@ -154,14 +155,24 @@ class Gateway:
         """Assign exactly the partitions that hold shared cameras (each read from its end), so the
         gateway fetches none of the other cameras' video; re-assigned whenever shares change."""
         if self._partition_count is None or now >= self._count_due:
-            self._partition_count = len(topic_partitions(consumer, VIDEO_PACKETS))
-            self._count_due = now + PARTITION_COUNT_S
+            try:
+                self._partition_count = len(topic_partitions(consumer, VIDEO_PACKETS, timeout_s=5.0))
+                self._count_due = now + PARTITION_COUNT_S
+            except (KafkaException, RuntimeError) as error:  # broker away: keep the count known, retry soon
+                log.warning("partition count of %s not read: %s", VIDEO_PACKETS, error)
+                self._count_due = now + SYNC_S * 10
+                if self._partition_count is None:
+                    return
         wanted = partitions_of(self.streams.cameras, self._partition_count)
         added, dropped = wanted - self._assigned, self._assigned - wanted
         if dropped:
             consumer.incremental_unassign([TopicPartition(VIDEO_PACKETS, p) for p in sorted(dropped)])
+            for partition in dropped:
+                PARTITION_READ.remove(str(partition))
         if added:
             consumer.incremental_assign([TopicPartition(VIDEO_PACKETS, p, OFFSET_END) for p in sorted(added)])
+            for partition in added:
+                PARTITION_READ.labels(str(partition)).set(1)
         if added or dropped:
             self._assigned = wanted
             READ_PARTITIONS.set(len(wanted))
