@@ -1,8 +1,9 @@
-"""The share gateway reads only the partitions of cctv.video.packets.v1 that hold shared cameras, against
+"""The share gateway reads only the partitions of cctv.video.packets.v1 that hold shared cameras, and plays
+an unmasked share only while the routing file lets its agency have unmasked video, against
 the real stack: real broker and registry, the real sample's packets for several cameras keyed as ingest
 keys them, and the gateway as its own process. The bytes it fetches (librdkafka's statistics, exported on
 /metrics) are compared with what a reader of every partition fetches for the same records: the gateway's
-behaviour before this change. The numbers are printed (see docs/shares.md)."""
+behaviour before this change. The numbers are printed (docs/benchmarks/shares.md)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+import yaml
 from confluent_kafka import TopicPartition
 
 from cctv.devstack.services import ServiceProcess
@@ -21,12 +23,14 @@ from libs.kafka import create_topics, high_watermark, key_partition, make_produc
 from libs.serde import make_serde
 from libs.settings import KafkaSettings, RegistrySettings
 from libs.shares import SCHEMA as SHARE_SCHEMA
-from libs.shares import ShareBook, ShareFollower, ended, new_share
+from libs.shares import ShareBook, ShareFollower, ShareTokens, ended, new_share
 from libs.topics import SHARES, VIDEO_PACKETS, pipeline_topics
 from tests.clip_helpers import sample_packets
 from tests.kafka_helpers import free_port, wait_for
 
 CAMERAS = 6  # one shared, five not, each in a partition of its own
+SHARE_KEY = "partition-test-key-" + "p" * 32
+ROUTES = {"routes": [], "endpoints": {"police": {"unmasked": True}, "fire": {}}}
 
 
 def cameras_in_distinct_partitions(partitions: int, avoid: set[int], unique: str) -> list[str]:
@@ -59,7 +63,9 @@ def setup(kafka_broker, schema_registry, tmp_path_factory) -> Iterator[dict]:
     kafka = KafkaSettings(bootstrap_servers=kafka_broker.bootstrap)
     create_topics(kafka, pipeline_topics())
     tmp = tmp_path_factory.mktemp("share-partitions")
-    metrics_port = free_port()
+    metrics_port, edge_port = free_port(), free_port()
+    routes = tmp / "routes.yaml"  # the dispatcher's routing file, as the chart mounts it
+    routes.write_text(yaml.safe_dump(ROUTES))
     gateway = ServiceProcess(
         "share-gateway",
         {
@@ -67,9 +73,10 @@ def setup(kafka_broker, schema_registry, tmp_path_factory) -> Iterator[dict]:
             "CCTV_REGISTRY__URL": schema_registry.url,
             "CCTV_LOG__FORMAT": "text",
             "CCTV_HTTP__PORT": str(metrics_port),
-            "CCTV_EDGE__PORT": str(free_port()),
+            "CCTV_EDGE__PORT": str(edge_port),
             "CCTV_EDGE__HOST": "127.0.0.1",
-            "CCTV_SHARE_KEY": "partition-test-key-" + "p" * 32,
+            "CCTV_SHARE_KEY": SHARE_KEY,
+            "CCTV_ROUTES_FILE": str(routes),
         },
         tmp / "gateway.log",
         module="services.share_gateway.main",
@@ -79,6 +86,8 @@ def setup(kafka_broker, schema_registry, tmp_path_factory) -> Iterator[dict]:
         "serde": make_serde(RegistrySettings(url=schema_registry.url)),
         "gateway": gateway,
         "metrics": f"http://127.0.0.1:{metrics_port}/metrics",
+        "edge": f"http://127.0.0.1:{edge_port}",
+        "routes": routes,
     }
     try:
 
@@ -197,3 +206,35 @@ def test_the_gateway_reads_only_the_partitions_of_shared_cameras_and_follows_sha
         lambda: shared_partition not in partitions_read(metrics), 30, "the gateway letting go of the shared partition"
     )
     probe.close()
+
+
+def test_an_unmasked_link_stops_playing_when_the_routing_file_withdraws_unmasked_release(setup: dict) -> None:
+    kafka, serde, edge, routes = setup["kafka"], setup["serde"], setup["edge"], setup["routes"]
+    producer = make_producer(kafka, "unmasked-test")
+    camera = f"unmasked-{uuid.uuid4().hex[:8]}"
+    police = new_share(camera, "police", "case 9", created_by="test", lifetime_s=600, masked=False)
+    fire = new_share(camera, "fire", "case 9", created_by="test", lifetime_s=600, masked=False)
+    for share in (police, fire):
+        producer.produce(SHARES, key=share["share_id"], value=serde.serialize(SHARES, SHARE_SCHEMA, share))
+    assert producer.flush(30) == 0
+    tokens = ShareTokens(SHARE_KEY)
+
+    def page(share: dict) -> httpx.Response:
+        return httpx.get(f"{edge}/s/{tokens.token(share['share_id'])}/", timeout=10)
+
+    wait_for(lambda: page(police).status_code == 200, 30, "the police's unmasked link live")
+    refused = page(fire)  # "fire" never had `unmasked: true` (a share made with a wrong agency list)
+    assert refused.status_code == 403 and "no longer allows unmasked video" in refused.text
+    try:
+        routes.write_text(yaml.safe_dump(ROUTES | {"endpoints": {"police": {"unmasked": False}, "fire": {}}}))
+        withdrawn = wait_for(
+            lambda: (answer := page(police)).status_code == 403 and answer, 30, "the link refused after withdrawal"
+        )
+        assert "Ask the control room for a masked share" in withdrawn.text
+    finally:
+        routes.write_text(yaml.safe_dump(ROUTES))
+    wait_for(lambda: page(police).status_code == 200, 30, "the link playing again once the flag is back")
+    for share in (police, fire):
+        update = ended(share, "REVOKED", "test", int(time.time() * 1000))
+        producer.produce(SHARES, key=share["share_id"], value=serde.serialize(SHARES, SHARE_SCHEMA, update))
+    assert producer.flush(30) == 0
