@@ -15,20 +15,14 @@ be re-run safely, e.g. after a crash before the commit.
 from __future__ import annotations
 
 import uuid
-import zlib
 from dataclasses import dataclass
 
 from confluent_kafka import Message, Producer
 from confluent_kafka.admin import NewPartitions
 
 from cctv.inventory_list import read_to_end
-from libs.kafka import make_admin
+from libs.kafka import key_partition, make_admin
 from libs.settings import KafkaSettings
-
-
-def key_partition(key: bytes, partitions: int) -> int:
-    """The partition librdkafka's default (consistent_random) partitioner picks for a key: CRC-32 mod n."""
-    return zlib.crc32(key) % partitions
 
 
 @dataclass(frozen=True)

@@ -164,9 +164,11 @@ def exact_mclp(
     if count_budget and capacity < m:
         pass  # spopt's own "sum x == p" row is the budget
     else:
-        for name, constraint in list(model.problem.constraints.items()):
+        # Here spopt's row reads "sum x == m" (p = m): loosened to "sum x <= m", always true, which drops
+        # it without PuLP's deprecated dict view of the constraints (gone in PuLP 4).
+        for constraint in model.problem.constraints():
             if constraint.sense == pulp.LpConstraintEQ and len(constraint) == m:
-                del model.problem.constraints[name]
+                constraint.sense = pulp.LpConstraintLE
         if not count_budget:
             model.problem += (
                 pulp.lpSum(float(c) * x for c, x in zip(cost, model.fac_vars, strict=False)) <= capacity,

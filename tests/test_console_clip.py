@@ -45,6 +45,11 @@ def stack(kafka_broker, schema_registry, object_store: ObjectStore, tmp_path_fac
     base = time.time_ns() // 1000 - 300 * S
     manifest = store_clip(store, alert_id, base, 29.0, 31.0, roll_s=3.0)  # 26 s .. 34 s of the sample
     make_masked_copy(store, alert_id, Masker(MaskedCopySettings()), SIGNING_KEY, "clip-writer")
+    # An incident older than the console's in-memory window: its clip is stored, its alert never reaches
+    # this console (as after the 72 h window or a restart with a short retention).
+    old_id = f"clip-old-{unique}"
+    store_clip(store, old_id, base, 29.0, 30.0, roll_s=1.0)
+    make_masked_copy(store, old_id, Masker(MaskedCopySettings()), SIGNING_KEY, "clip-writer")
     serde = make_serde(RegistrySettings(url=schema_registry.url))
     producer = make_producer(kafka, "test-alerts")
     started = base + 29 * S
@@ -69,6 +74,9 @@ def stack(kafka_broker, schema_registry, object_store: ObjectStore, tmp_path_fac
         tmp / "console.log",
     ).start()
     audit = TopicWatcher(kafka, AUDIT, "AuditRecord", serde, keys={alert_id.encode()})
+    old_audit = TopicWatcher(
+        kafka, AUDIT, "AuditRecord", serde, keep=lambda r: r["alert_id"] == old_id, keys={old_id.encode(), b"partner"}
+    )
     release = store.get(store.key(alert_id, RELEASE))
     assert release is not None
     info = {
@@ -78,6 +86,8 @@ def stack(kafka_broker, schema_registry, object_store: ObjectStore, tmp_path_fac
         "manifest": manifest,
         "masked_key": store.key(alert_id, "masked/segment-000.mp4"),
         "audit": audit,
+        "old_id": old_id,
+        "old_audit": old_audit,
         "tmp": tmp,
         "drivers": [],
     }
@@ -93,6 +103,7 @@ def stack(kafka_broker, schema_registry, object_store: ObjectStore, tmp_path_fac
         for driver in info["drivers"]:
             driver.quit()
         audit.close()
+        old_audit.close()
         assert console.stop() == 0, (tmp / "console.log").read_text()[-3000:]
 
 
@@ -196,3 +207,55 @@ def test_an_operator_plays_seeks_and_downloads_the_masked_clip_in_the_browser(st
 
     wait_for(lambda: len(operator2s()) >= 2, 30, "operator2's view and download records")
     assert operator2s() == [("operator2", "evidence.view", "ALLOWED"), ("operator2", "evidence.download", "ALLOWED")]
+
+
+def test_the_clip_of_an_incident_older_than_the_window_is_found_by_its_alert_id_and_audited(stack: dict) -> None:
+    console: ConsoleProcess = stack["console"]
+    old_id, store = stack["old_id"], stack["store"]
+    masked = store.get(store.key(old_id, "masked/segment-000.mp4"))
+    assert masked
+    video = f"/api/v1/incidents/{old_id}/clip/0.mp4"
+    with console.client("operator") as operator, console.client("partner") as partner:
+        assert operator.get(f"/api/v1/incidents/{old_id}").status_code == 404  # not in the window
+        described = operator.get(f"/api/v1/incidents/{old_id}/clip")
+        assert described.status_code == 200, described.text
+        assert described.json()["camera_id"] == "cam-m" and described.json()["masked_ready"]
+        assert described.json()["segments"][0]["masked_url"] == video
+        played = operator.get(video, headers={"Range": "bytes=0-99"})
+        assert played.status_code == 206 and played.content == masked[:100]
+        given = operator.get(video, params={"download": "1"})
+        assert given.status_code == 200 and given.content == masked
+        assert given.headers["content-disposition"] == f'attachment; filename="{old_id}-masked-000.mp4"'
+        # A user restricted to other cameras gets neither the description nor the video (refusals audited).
+        assert partner.get(f"/api/v1/incidents/{old_id}/clip").status_code == 403
+        assert partner.get(video).status_code == 403
+        assert operator.get("/api/v1/incidents/clip-never-stored/clip").status_code == 404
+
+    records = wait_for(
+        lambda: len(stack["old_audit"].snapshot()) >= 4 and stack["old_audit"].snapshot(), 30, "4 audit records"
+    )
+    assert sorted((r["actor"], r["what"], r["outcome"]) for r in records) == [
+        ("operator", "evidence.download", "ALLOWED"),
+        ("operator", "evidence.view", "ALLOWED"),
+        ("partner", "access_denied", "DENIED"),
+        ("partner", "access_denied", "DENIED"),
+    ]
+
+
+def test_an_operator_opens_an_alert_older_than_the_window_by_its_link_and_plays_its_clip(stack: dict) -> None:
+    console: ConsoleProcess = stack["console"]
+    old_id = stack["old_id"]
+    driver = browser()
+    stack["drivers"].append(driver)
+    log_in(driver, console.url, "operator2", PASSWORDS["operator2"])
+    wait_for(lambda: driver.find_element(By.ID, "console").is_displayed(), 30, "the console after login")
+    driver.get(f"{console.url}/#alert={old_id}")  # as pasted from an agency's question or the ledger
+    wait_for(lambda: driver.find_element(By.ID, "detail-clip").is_displayed(), 30, "the clip player")
+    assert driver.find_element(By.ID, "detail-title").text == f"Alert {old_id}"
+    assert not driver.find_element(By.ID, "detail-actions").is_displayed()  # no incident to act on here
+
+    def ready() -> float:
+        return float(driver.execute_script("return document.getElementById('clip-video').readyState"))
+
+    wait_for(lambda: ready() >= 2, 60, "the old clip's first frames in the player")
+    assert "masked" in driver.find_element(By.ID, "clip-info").text

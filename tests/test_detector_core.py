@@ -382,6 +382,8 @@ def test_tensorrt_gets_a_batch_profile_an_engine_cache_and_fp16(tmp_path: Path) 
     assert {fixed[1][f"trt_profile_{k}_shapes"] for k in ("min", "opt", "max")} == {"images:2x3x512x512"}
 
 
+# The pretence below makes onnxruntime warn that the provider is absent: expected here.
+@pytest.mark.filterwarnings("ignore:Specified provider 'TensorrtExecutionProvider':UserWarning")
 def test_unwritable_tensorrt_cache_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Holds with and without a real TensorRT: where onnxruntime has none, pretend it has so the option
     # checks run (onnxruntime then warns that the provider is absent and runs on the CPU).

@@ -899,3 +899,45 @@ def test_share_gateway_serves_its_own_edge_apart_from_the_console_with_the_conso
         set_values=["services.shareGateway.enabled=true", "services.shareGateway.shareKey.existingSecret=mine"]
     )
     assert f"{RELEASE}-cctv-platform-share-key" not in of_kind(own, "Secret")
+
+
+def test_console_gateway_and_dispatcher_read_one_routing_file_for_agencies(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The share dialog's agencies and their `unmasked` flag come from the routing file the dispatcher
+    delivers by, not from the image's default: all three load the same ConfigMap file."""
+    from services.alert_router.routing import RoutingTable
+    from services.share_gateway.core import UnmaskedPolicy
+
+    manifests = render(
+        set_values=[
+            "services.shareGateway.enabled=true",
+            "services.dispatcher.enabled=true",
+            "services.dispatcher.endpoints.police.unmasked=true",
+            "services.dispatcher.endpoints.fire.unmasked=false",
+        ]
+    )
+    config_files = of_kind(manifests, "ConfigMap")[f"{RELEASE}-cctv-platform-config"]["data"]
+    deployments = by_component(manifests, "Deployment")
+    routes_files: dict[str, Path] = {}
+    for component in ("console", "share-gateway", "dispatcher"):
+        (container,) = deployments[component]["spec"]["template"]["spec"]["containers"]
+        env = {name: item.get("value", "from-a-secret") for name, item in env_of(container).items()}
+        config = yaml.safe_load(config_files[Path(env["CCTV_CONFIG_FILE"]).name])
+        settings: Any = load_as_deployed(component, env, config, tmp_path, monkeypatch)
+        routes_files[component] = settings.shares.routes_file if component == "console" else settings.routes_file
+        mounted = {m["mountPath"] for m in container["volumeMounts"] if m["name"] == "config"}
+        assert str(routes_files[component].parent) in mounted, component
+    assert len(set(routes_files.values())) == 1, routes_files
+    # The file itself, as all three will load it.
+    local = tmp_path / "routes.yaml"
+    local.write_text(config_files[routes_files["dispatcher"].name])
+    table = RoutingTable.from_yaml(local)
+    assert {name: entry.unmasked for name, entry in table.endpoints.items()} == {"police": True, "fire": False}
+    policy = UnmaskedPolicy(local)
+    assert policy("police") and not policy("fire")
+    # Without the dispatcher the gateway and console still get the file (the share dialog's agencies).
+    alone = render(
+        set_values=["services.shareGateway.enabled=true", "services.dispatcher.endpoints.police.unmasked=true"]
+    )
+    assert "dispatcher-endpoints.yaml" in of_kind(alone, "ConfigMap")[f"{RELEASE}-cctv-platform-config"]["data"]

@@ -5,12 +5,15 @@ and viewing sessions (audited once per viewer)."""
 from __future__ import annotations
 
 import io
+import os
+import zlib
+from pathlib import Path
 
 import av
 import pytest
 
 from libs.shares import ShareBook, ShareTokens, ended, expiry_audit_id, new_share, status_of
-from services.share_gateway.core import ViewerSessions, refusal
+from services.share_gateway.core import UnmaskedPolicy, ViewerSessions, partitions_of, refusal, releasable
 from services.share_gateway.hls import HlsStream, Packet, SegmentError, mux_ts
 from tests.clip_helpers import sample_packets
 
@@ -137,3 +140,39 @@ def test_the_gateway_refuses_to_start_without_a_share_key() -> None:
     )
     assert result.returncode == 2
     assert "CCTV_SHARE_KEY" in result.stderr and "secrets.token_urlsafe" in result.stderr
+
+
+def test_an_unmasked_share_plays_only_while_the_routing_file_allows_its_agency(tmp_path: Path) -> None:
+    routes = tmp_path / "routes.yaml"
+    routes.write_text("routes: []\nendpoints:\n  police: {unmasked: true}\n  fire: {}\n")
+    policy = UnmaskedPolicy(routes)
+    unmasked = new_share("cam-1", "police", "case 7", created_by="op", lifetime_s=60, masked=False)
+    masked = new_share("cam-1", "fire", "case 7", created_by="op", lifetime_s=60, masked=True)
+    assert releasable(unmasked, policy) and releasable(masked, policy)
+    assert not releasable(unmasked | {"agency": "fire"}, policy) and not policy("unknown-agency")
+    # The entry changes (e.g. a ConfigMap update): the share already handed out stops playing unmasked.
+    routes.write_text("routes: []\nendpoints:\n  police: {unmasked: false}\n  fire: {}\n")
+    os.utime(routes, (1, 2_000_000_000))
+    assert not releasable(unmasked, policy) and releasable(masked, policy)
+    assert UnmaskedPolicy(None)("anyone")  # no file given: the console's check at creation stands
+
+
+def test_the_gateway_refuses_to_start_with_a_routing_file_it_cannot_read(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CCTV_")} | {
+        "CCTV_HTTP__PORT": "0",
+        "CCTV_SHARE_KEY": "k" * 40,
+        "CCTV_ROUTES_FILE": str(tmp_path / "missing.yaml"),
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "services.share_gateway.main"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2 and "missing.yaml" in result.stderr
+
+
+def test_the_partitions_read_are_those_the_producers_put_the_shared_cameras_in() -> None:
+    cameras = frozenset({"cam-a", "cam-b", "cam-c"})
+    assert partitions_of(cameras, 12) == {zlib.crc32(c.encode()) % 12 for c in cameras}
+    assert partitions_of(frozenset(), 12) == frozenset()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+import zlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -121,6 +122,12 @@ def topic_partitions(client: Consumer | Producer | AdminClient, topic: str, time
     if metadata.error is not None:
         raise RuntimeError(f"{topic}: {metadata.error.str()} (run `cctv topics create`)")
     return sorted(metadata.partitions)
+
+
+def key_partition(key: bytes, partitions: int) -> int:
+    """The partition our producers put a keyed record in: librdkafka's default partitioner
+    (consistent_random) is CRC-32 of the key mod the partition count (not Java's murmur2)."""
+    return zlib.crc32(key) % partitions
 
 
 def make_admin(settings: KafkaSettings) -> AdminClient:

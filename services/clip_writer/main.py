@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import time
-import zlib
 from collections.abc import Callable
 from functools import partial
 
@@ -25,7 +24,7 @@ from prometheus_client import Counter, Gauge
 
 from libs.evidence_audit import AuditLog
 from libs.evidence_store import EvidenceStore, StorageUnavailable
-from libs.kafka import DeadLetterPublisher, coordinates, make_consumer, make_producer
+from libs.kafka import DeadLetterPublisher, coordinates, key_partition, make_consumer, make_producer
 from libs.serde import AvroSerde, SerdeError
 from libs.service import ServiceRuntime, start_service
 from libs.settings import KafkaSettings
@@ -50,7 +49,7 @@ PAUSED = Gauge("cctv_clip_writer_paused", "1 while consumption is paused because
 
 def packet_partition(camera_id: str, partitions: int) -> int:
     """The partition librdkafka's default partitioner (consistent_random: CRC32 of the key) gives a camera."""
-    return zlib.crc32(camera_id.encode()) % partitions
+    return key_partition(camera_id.encode(), partitions)
 
 
 class KafkaPacketSource:

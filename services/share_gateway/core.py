@@ -1,13 +1,18 @@
-"""The gateway's decisions, free of Kafka and HTTP: what a link answers, and which requests open a
-viewing session (audited once per viewer, not once per segment)."""
+"""The gateway's decisions, free of Kafka and HTTP: what a link answers (unmasked only while the agency
+may still have it), which requests open a viewing session (audited once per viewer, not once per
+segment), and which video partitions hold the shared cameras."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+from libs.kafka import key_partition
 from libs.shares import Status
+from services.alert_router.routing import RoutingConfigError, RoutingTableLoader
 
 
 def iso(millis: int) -> str:
@@ -24,6 +29,41 @@ def refusal(status: Status, record: dict[str, Any] | None) -> tuple[int, str] | 
         when = iso(record["ended_at"]) if record.get("ended_at") else "an earlier time"
         return 410, f"This share was revoked by the control room at {when}. Ask the control room for a new link."
     return 410, f"This share expired at {iso(record['expires_at'])}. Ask the control room for a new link."
+
+
+UNMASKED_WITHDRAWN = (
+    "This share is unmasked, and the routing entry of its agency no longer allows unmasked video. "
+    "Ask the control room for a masked share."
+)
+
+
+def releasable(share: dict[str, Any], unmasked_allowed: Callable[[str], bool]) -> bool:
+    """A masked share plays; an unmasked one only while its agency may still receive unmasked video."""
+    return bool(share["masked"]) or unmasked_allowed(share["agency"])
+
+
+class UnmaskedPolicy:
+    """Whether an agency may still receive unmasked video: its entry in the dispatcher's routing file
+    (re-read when the file changes) says `unmasked: true`. Without a file the console's check when the
+    share was made stands. An unreadable or invalid file at start raises RoutingConfigError."""
+
+    def __init__(self, routes_file: Path | None) -> None:
+        self.routes = RoutingTableLoader(routes_file) if routes_file is not None else None
+
+    def __call__(self, agency: str) -> bool:
+        if self.routes is None:
+            return True
+        try:
+            self.routes.reload_if_changed()
+        except RoutingConfigError:
+            pass  # the previous table stays in force; the loader logged why
+        entry = self.routes.table.endpoints.get(agency)
+        return bool(entry and entry.unmasked)
+
+
+def partitions_of(cameras: frozenset[str], partitions: int) -> frozenset[int]:
+    """The video partitions holding the packets of `cameras` (keyed by camera id): all the gateway reads."""
+    return frozenset(key_partition(camera.encode(), partitions) for camera in cameras)
 
 
 @dataclass

@@ -19,7 +19,7 @@ from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse
 from prometheus_client import Counter
 
 from libs.shares import ShareBook, ShareTokens, status_of
-from services.share_gateway.core import ViewerSessions, iso, refusal
+from services.share_gateway.core import UNMASKED_WITHDRAWN, ViewerSessions, iso, refusal, releasable
 from services.share_gateway.streams import LiveStreams
 
 REFUSALS = Counter("cctv_share_gateway_refusals_total", "Share requests refused", ["reason"])
@@ -46,6 +46,7 @@ def create_edge_app(
     sessions: ViewerSessions,
     on_opened: Callable[[dict[str, Any], str], None],
     first_segment_wait_s: float,
+    unmasked_allowed: Callable[[str], bool] = lambda _agency: True,
 ) -> FastAPI:
     app = FastAPI(title="CCTV share gateway", docs_url=None, redoc_url=None, openapi_url=None)
 
@@ -63,6 +64,9 @@ def create_edge_app(
         share_id = tokens.share_id(token)
         record = book.get(share_id) if share_id else None
         refused = refusal(status_of(record, int(time.time() * 1000)), record)
+        if refused is None and record is not None and not releasable(record, unmasked_allowed):
+            REFUSALS.labels("unmasked").inc()
+            return None, PlainTextResponse(UNMASKED_WITHDRAWN + "\n", 403)
         if refused is None:
             return record, None
         status, message = refused

@@ -1,7 +1,8 @@
 """share-gateway service loop: live shares → HLS for agencies, scaled and exposed apart from the console.
 
 Consumes: cctv.shares.v1 (every share, from the beginning: each replica serves any link),
-cctv.video.packets.v1 (from its end, only the packets of cameras with a live share are decoded).
+cctv.video.packets.v1 (from its end; only the partitions holding cameras with a live share are read,
+re-assigned as shares change, and only those cameras' packets decoded).
 Produces: cctv.audit.v1 (share opened by a viewer, share expired), cctv.shares.v1 (expiry recorded).
 Serves: share links on CCTV_EDGE__PORT (public); /healthz, /readyz and /metrics on CCTV_HTTP__PORT.
 """
@@ -9,6 +10,7 @@ Serves: share links on CCTV_EDGE__PORT (public); /healthz, /readyz and /metrics 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import signal
 import threading
@@ -16,7 +18,8 @@ import time
 from typing import Any
 
 import uvicorn
-from confluent_kafka import OFFSET_END, KafkaError, TopicPartition
+from confluent_kafka import OFFSET_END, KafkaError, KafkaException, TopicPartition
+from prometheus_client import Counter, Gauge
 
 from libs.audit import SCHEMA as AUDIT_SCHEMA
 from libs.audit import audit_record
@@ -26,7 +29,7 @@ from libs.service import ServiceRuntime, start_service
 from libs.shares import SCHEMA as SHARE_SCHEMA
 from libs.shares import ShareBook, ShareFollower, ShareTokens, ended, expiry_audit_id
 from libs.topics import AUDIT, SHARES, VIDEO_PACKETS
-from services.share_gateway.core import ViewerSessions
+from services.share_gateway.core import UnmaskedPolicy, ViewerSessions, partitions_of, releasable
 from services.share_gateway.edge import create_edge_app
 from services.share_gateway.settings import ShareGatewaySettings
 from services.share_gateway.streams import LiveStreams
@@ -34,6 +37,15 @@ from services.share_gateway.streams import LiveStreams
 log = logging.getLogger(__name__)
 SERVICE = "share-gateway"
 SYNC_S = 0.5  # how often live shares are re-read: streams start/stop and expiries are recorded
+PARTITION_COUNT_S = 30.0  # how often the video topic's partition count is re-read (topics may grow)
+
+READ_PARTITIONS = Gauge(
+    "cctv_share_gateway_video_partitions", "Partitions of cctv.video.packets.v1 read (those of shared cameras)"
+)
+PARTITION_READ = Gauge("cctv_share_gateway_video_partition_read", "1 for each video partition read", ["partition"])
+VIDEO_BYTES = Counter(
+    "cctv_share_gateway_video_bytes_fetched_total", "Bytes of cctv.video.packets.v1 fetched from the brokers"
+)
 
 
 class Gateway:
@@ -48,6 +60,12 @@ class Gateway:
         self.follower = ShareFollower(settings.kafka, runtime.serde, SHARES, self.book, "share-gateway-shares")
         self._stop = threading.Event()
         self._video = threading.Thread(target=self._video_loop, name="video", daemon=True)
+        # Raises RoutingConfigError (a ValueError) for an unreadable or invalid file: refused at start.
+        self.unmasked_allowed = UnmaskedPolicy(settings.routes_file)
+        self._assigned: frozenset[int] = frozenset()
+        self._partition_count: int | None = None
+        self._count_due = 0.0
+        self._bytes_seen = 0
 
     def _masker_factory(self) -> Any:
         from services.share_gateway.masked import masked_reencoder_factory
@@ -99,12 +117,14 @@ class Gateway:
             log.info("share %s of camera %s expired", share["share_id"], share["camera_id"])
 
     def _video_loop(self) -> None:
-        consumer = make_reader(self.settings.kafka, "share-gateway-video", **{"fetch.wait.max.ms": 50})
+        consumer = make_reader(
+            self.settings.kafka,
+            "share-gateway-video",
+            **{"fetch.wait.max.ms": 50, "statistics.interval.ms": 1000, "stats_cb": self._fetched},
+        )
         health = self.runtime.health
         next_sync = 0.0
         try:
-            partitions = topic_partitions(consumer, VIDEO_PACKETS)
-            consumer.assign([TopicPartition(VIDEO_PACKETS, p, OFFSET_END) for p in partitions])
             while not self._stop.is_set():
                 now = time.monotonic()
                 if now >= next_sync:
@@ -112,7 +132,9 @@ class Gateway:
                     now_ms = int(time.time() * 1000)
                     if self.book.caught_up:
                         self._record_expiries(now_ms)
-                    self.streams.sync(self.book.live(now_ms))
+                    live = [s for s in self.book.live(now_ms) if releasable(s, self.unmasked_allowed)]
+                    self.streams.sync(live)
+                    self._read_only_shared(consumer, now)
                     ready = self.book.caught_up and self.follower.alive()
                     health.set_ready(ready, "shares not yet read to the end of " + SHARES)
                 health.beat()
@@ -121,6 +143,40 @@ class Gateway:
                 self.producer.poll(0)
         finally:
             consumer.close()
+
+    def _fetched(self, stats_json: str) -> None:
+        """librdkafka's statistics: the message bytes fetched so far (cumulative) → the counter."""
+        total = int(json.loads(stats_json).get("rxmsg_bytes", 0))
+        if total > self._bytes_seen:
+            VIDEO_BYTES.inc(total - self._bytes_seen)
+            self._bytes_seen = total
+
+    def _read_only_shared(self, consumer: Any, now: float) -> None:
+        """Assign exactly the partitions that hold shared cameras (each read from its end), so the
+        gateway fetches none of the other cameras' video; re-assigned whenever shares change."""
+        if self._partition_count is None or now >= self._count_due:
+            try:
+                self._partition_count = len(topic_partitions(consumer, VIDEO_PACKETS, timeout_s=5.0))
+                self._count_due = now + PARTITION_COUNT_S
+            except (KafkaException, RuntimeError) as error:  # broker away: keep the count known, retry soon
+                log.warning("partition count of %s not read: %s", VIDEO_PACKETS, error)
+                self._count_due = now + SYNC_S * 10
+                if self._partition_count is None:
+                    return
+        wanted = partitions_of(self.streams.cameras, self._partition_count)
+        added, dropped = wanted - self._assigned, self._assigned - wanted
+        if dropped:
+            consumer.incremental_unassign([TopicPartition(VIDEO_PACKETS, p) for p in sorted(dropped)])
+            for partition in dropped:
+                PARTITION_READ.remove(str(partition))
+        if added:
+            consumer.incremental_assign([TopicPartition(VIDEO_PACKETS, p, OFFSET_END) for p in sorted(added)])
+            for partition in added:
+                PARTITION_READ.labels(str(partition)).set(1)
+        if added or dropped:
+            self._assigned = wanted
+            READ_PARTITIONS.set(len(wanted))
+            log.info("reading video partitions %s (of %d)", sorted(wanted) or "none", self._partition_count)
 
     def _take(self, message: Any) -> None:
         error = message.error()
@@ -174,6 +230,7 @@ def main() -> None:
         gateway.sessions,
         gateway.opened,
         settings.first_segment_wait_s,
+        gateway.unmasked_allowed,
     )
     server = uvicorn.Server(
         uvicorn.Config(

@@ -23,6 +23,9 @@ class ShareGatewaySettings(CommonSettings):
     edge: EdgeSettings = Field(default_factory=EdgeSettings)
     share_key: SecretStr | None = Field(default=None, description="signs share links; the console's share key")
     share_key_file: Path | None = None
+    # The dispatcher's routing file (agencies, `unmasked: true`): an unmasked share plays only while its
+    # agency's entry still allows it. Unset: the console's check when the share was made stands.
+    routes_file: Path | None = None
     segment_s: float = Field(default=1.0, gt=0, le=10, description="HLS segment target (cut at the next keyframe)")
     playlist_segments: int = Field(default=4, ge=2, le=20)
     # A viewer's requests within this gap are one viewing session: audited once, not per segment.

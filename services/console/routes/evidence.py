@@ -6,6 +6,8 @@ Operators and up get the masked copy; the unmasked original only supervisors and
 Who may fetch what, and the audit records, are libs/evidence_access.py's (shared with `cctv evidence`).
 A playback is audited once (evidence.view) per user, clip, variant and 10 minutes on this replica, not
 per range request; a download (evidence.download) likewise once per 10 minutes.
+An incident older than the console's in-memory window is still served by its alert id: the stored
+manifest names its camera, which the user's camera restriction is checked against.
 """
 
 import re
@@ -78,6 +80,34 @@ def _actor(user: User, request: Request) -> Actor:
     return Actor(user.name, frozenset({user.role}), client(request))
 
 
+def _clip_allowed(ctx: Console, access: EvidenceAccess, alert_id: str, user: User, request: Request) -> None:
+    """403 (audited) unless `user` may see the clip's camera. An incident still in the in-memory window
+    is checked as usual; an older one (opened by id, e.g. from the ledger or an agency's question) by the
+    camera its stored manifest names, so its clip stays reachable after the window."""
+    with ctx.state.lock:
+        in_window = ctx.state.book.get(alert_id) is not None
+    if in_window:
+        visible_incident(ctx, alert_id, user, request)
+        return
+    try:
+        manifest = access.store.manifest(alert_id)
+    except StorageUnavailable as error:
+        raise _evidence_errors(error) from None
+    if manifest is None:
+        raise HTTPException(404, f"no incident and no evidence clip stored with alert_id {alert_id!r}")
+    camera_id = manifest["camera_id"]
+    if not user.can_see(camera_id):
+        raise ctx.deny(
+            request,
+            user,
+            "evidence clip of a camera outside the user's restriction",
+            403,
+            f"you may not see incidents of camera {camera_id}",
+            camera_id=camera_id,
+            alert_id=alert_id,
+        )
+
+
 def _evidence_errors(error: Exception) -> HTTPException:
     if isinstance(error, PermissionError):
         return HTTPException(403, str(error))
@@ -93,8 +123,8 @@ def _evidence_errors(error: Exception) -> HTTPException:
 @router.get("/incidents/{alert_id}/clip")
 def clip(alert_id: str, user: Authed, ctx: Ctx, request: Request) -> dict[str, Any]:
     """The incident's stored clip: segments with their player/download URLs (no video handed out here)."""
-    visible_incident(ctx, alert_id, user, request)
     access = desk_of(request).get(ctx)
+    _clip_allowed(ctx, access, alert_id, user, request)
     try:
         manifest = access.store.manifest(alert_id)
         release = access.masked_manifest(alert_id) if manifest is not None else None
@@ -165,9 +195,9 @@ def clip_video(
 ) -> Response:
     """One segment of the clip as MP4 (Range supported). `variant=original` needs a supervisor and a
     `reason`; `download=1` makes it an attachment. Audited before any byte is sent."""
-    visible_incident(ctx, alert_id, user, request)
     desk = desk_of(request)
     access = desk.get(ctx)
+    _clip_allowed(ctx, access, alert_id, user, request)
     what = "evidence.download" if download else "evidence.view"
     # Refusals are always audited (by authorise); an allowed fetch once per window and reason.
     key = (user.name, alert_id, variant, what, reason.strip())
