@@ -159,7 +159,9 @@ def run_clip(
         results = result.results
         if pose is not None:
             images = [
-                decode_jpeg(f.jpeg, pose.estimator.cfg.input_size) if pose.wants(EVAL_CAMERA_ID, objects) else None
+                decode_jpeg(f.jpeg, pose.estimator.cfg.input_size)
+                if pose.wants(EVAL_CAMERA_ID, objects, f.width, f.height)
+                else None
                 for f, objects in zip(frames, results, strict=True)
             ]
             results = pose.add_keypoints([EVAL_CAMERA_ID] * len(frames), images, results)

@@ -10,6 +10,7 @@ detector's person boxes by IoU.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,6 +65,12 @@ class PoseModelConfig(BaseModel):
     crop_margin: float = Field(default=0.25, ge=0, le=2, description="crop padding per side, x the box's longer side")
     # The alert-router tracker's default min_score: weaker person boxes never reach a track, so no keypoints.
     min_person_score: float = Field(default=0.3, ge=0, le=1, description="person boxes under this get no pose")
+    # Measured on the sample clip (docs/quality.md): of 166 people under 24 px tall at the model's scale the
+    # model found a pose for none, whole frame or crop; they keep the box-shape fallback of the fall rule.
+    min_person_px: int = Field(default=24, ge=0, le=1024, description="people shorter at the input scale get no pose")
+    # One session call costs about as much as this many input pixels (2.5-3 ms vs 0.43 us/pixel, measured).
+    call_cost_px: int = Field(default=6000, ge=0, description="crops merge when that costs fewer extra pixels")
+    max_people_per_crop: int = Field(default=4, ge=1, le=MAX_PEOPLE)
 
     @field_validator("input_size")
     @classmethod
@@ -118,35 +125,35 @@ def _union(a: PixelBox, b: PixelBox) -> PixelBox:
 
 
 def crop_regions(
-    boxes: Sequence[tuple[float, float, float, float]], width: int, height: int, margin: float
+    boxes: Sequence[tuple[float, float, float, float]],
+    width: int,
+    height: int,
+    margin: float,
+    merge_slack: float = 0.0,
+    max_people: int = MAX_PEOPLE,
 ) -> list[PixelBox]:
-    """Pixel regions covering each person box (fractions) padded by `margin` x its longer side; two regions
-    are merged whenever their union has no more pixels than both apart (overlapping people: one crop)."""
-    regions: list[PixelBox] = []
+    """Pixel regions covering each person box (fractions) padded by `margin` x its longer side. Two regions
+    are merged (one model call instead of two) when their union has at most `merge_slack` pixels more than
+    both apart and holds no more than `max_people` boxes (the model reports at most six people)."""
+    regions: list[tuple[PixelBox, int]] = []
     for x1, y1, x2, y2 in boxes:
         pad = margin * max((x2 - x1) * width, (y2 - y1) * height)
-        regions.append(
-            (
-                max(0, int(x1 * width - pad)),
-                max(0, int(y1 * height - pad)),
-                min(width, int(np.ceil(x2 * width + pad))),
-                min(height, int(np.ceil(y2 * height + pad))),
-            )
-        )
+        left, top = max(0, int(x1 * width - pad)), max(0, int(y1 * height - pad))
+        right, bottom = min(width, int(np.ceil(x2 * width + pad))), min(height, int(np.ceil(y2 * height + pad)))
+        if right > left and bottom > top:
+            regions.append(((left, top, right, bottom), 1))
     merged = True
     while merged:
         merged = False
-        for i in range(len(regions)):
-            for j in range(i + 1, len(regions)):
-                joined = _union(regions[i], regions[j])
-                if _area(joined) <= _area(regions[i]) + _area(regions[j]):
-                    regions[i] = joined
-                    del regions[j]
-                    merged = True
-                    break
-            if merged:
+        for i, j in itertools.combinations(range(len(regions)), 2):
+            (a, count_a), (b, count_b) = regions[i], regions[j]
+            joined = _union(a, b)
+            if count_a + count_b <= max_people and _area(joined) <= _area(a) + _area(b) + merge_slack:
+                regions[i] = (joined, count_a + count_b)
+                del regions[j]
+                merged = True
                 break
-    return [r for r in regions if _area(r) > 0]
+    return [region for region, _ in regions]
 
 
 class PoseEstimator:
@@ -226,7 +233,9 @@ class PoseEstimator:
             if not people:
                 continue
             height, width = image.shape[:2]
-            regions = crop_regions(people, width, height, self.cfg.crop_margin)
+            scale = min(self.cfg.input_size / width, self.cfg.input_size / height)
+            slack = self.cfg.call_cost_px / scale**2  # in image pixels
+            regions = crop_regions(people, width, height, self.cfg.crop_margin, slack, self.cfg.max_people_per_crop)
             if sum(_area(r) for r in regions) >= width * height:
                 regions = [(0, 0, width, height)]
             for region in regions:
@@ -323,20 +332,29 @@ class PoseStage:
         self.frames_run = 0
         self.people_run = 0
 
-    def people(self, camera_id: str, objects: list[DetectedObject]) -> list[DetectedObject]:
-        """The people of a frame that need keypoints: in a pose zone (any part of the box) of a pose camera."""
+    def people(self, camera_id: str, objects: list[DetectedObject], aspect: float) -> list[DetectedObject]:
+        """The people of a frame (`aspect`: its width / height) that need keypoints: in a pose zone (any part
+        of the box) of a pose camera, scored and tall enough for the model to find their pose."""
         if not self.needs_pose(camera_id):
             return []
-        floor = self.estimator.cfg.min_person_score
-        people = [o for o in objects if o.class_name in self.person_classes and o.score >= floor]
+        cfg = self.estimator.cfg
+        # frame height in model-input pixels: the letterbox scale is set by the longer side
+        input_height = cfg.input_size * min(1.0, 1.0 / aspect)
+        people = [
+            o
+            for o in objects
+            if o.class_name in self.person_classes
+            and o.score >= cfg.min_person_score
+            and (o.y2 - o.y1) * input_height >= cfg.min_person_px
+        ]
         if self.pose_zones is None or not people:
             return people
         zones = [shapely.Polygon(polygon) for polygon in self.pose_zones(camera_id) if len(polygon) >= 3]
         return [o for o in people if any(zone.intersects(shapely.box(o.x1, o.y1, o.x2, o.y2)) for zone in zones)]
 
-    def wants(self, camera_id: str, objects: list[DetectedObject]) -> bool:
+    def wants(self, camera_id: str, objects: list[DetectedObject], width: int, height: int) -> bool:
         """Whether a frame goes through the pose model: someone in it needs keypoints."""
-        return bool(self.people(camera_id, objects))
+        return bool(self.people(camera_id, objects, width / height))
 
     def add_keypoints(
         self, camera_ids: Sequence[str], images: Sequence[np.ndarray | None], results: list[list[DetectedObject]]
@@ -344,7 +362,7 @@ class PoseStage:
         """`images[i]` may be None for a frame `wants` says no to (the caller need not decode it)."""
         chosen: list[tuple[int, list[DetectedObject]]] = []
         for index, (camera_id, image, objects) in enumerate(zip(camera_ids, images, results, strict=True)):
-            people = self.people(camera_id, objects) if image is not None else []
+            people = [] if image is None else self.people(camera_id, objects, image.shape[1] / image.shape[0])
             if people:
                 chosen.append((index, people))
         frames = [images[i] for i, _ in chosen]

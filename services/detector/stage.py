@@ -97,7 +97,8 @@ class DetectionStage:
         camera_ids = [str(record.value["camera_id"]) for record in batch]
         images = [
             decode_jpeg(record.value["jpeg"], self.pose.estimator.cfg.input_size)
-            if index not in errors and self.pose.wants(camera_ids[index], results[index])
+            if index not in errors
+            and self.pose.wants(camera_ids[index], results[index], record.value["width"], record.value["height"])
             else None
             for index, record in enumerate(batch)
         ]
