@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from libs.records import DetectedObject, Keypoint
 from services.detector.config import REPO_ROOT, ModelLoadError
 from services.detector.model import container_cpu_limit, file_sha256
+from services.detector.preprocess import decode_jpeg
 
 DEFAULT_POSE_MODEL = REPO_ROOT / "models" / "movenet-multipose-lightning.onnx"
 KEYPOINT_NAMES: tuple[str, ...] = (
@@ -351,6 +352,13 @@ class PoseStage:
             return people
         zones = [shapely.Polygon(polygon) for polygon in self.pose_zones(camera_id) if len(polygon) >= 3]
         return [o for o in people if any(zone.intersects(shapely.box(o.x1, o.y1, o.x2, o.y2)) for zone in zones)]
+
+    def image(self, jpeg: bytes, decoded: np.ndarray | None, decoded_for: int) -> np.ndarray:
+        """The frame for the pose model: the detector's decode (`decoded`, fit for a `decoded_for` px
+        input) when it has the resolution the pose input needs, else a decode of the JPEG."""
+        if decoded is not None and decoded_for >= self.estimator.cfg.input_size:
+            return decoded
+        return decode_jpeg(jpeg, self.estimator.cfg.input_size)
 
     def wants(self, camera_id: str, objects: list[DetectedObject], width: int, height: int) -> bool:
         """Whether a frame goes through the pose model: someone in it needs keypoints."""
