@@ -1,6 +1,8 @@
 """Pose stage cost: frames/s of `PoseEstimator.estimate` (letterbox + session.run + decode) vs bare
-`session.run` on the same prepared tensors, on real vtest frames, per input size. CPU here; run it on a
-GPU host for GPU numbers. Usage: python -m bench.pose_bench [--frames 40] [--sizes 256 384 512]."""
+`session.run` on the same prepared whole-frame tensors, on real vtest frames, per input size; and of the
+production path, `PoseStage` on person crops around the real detector's boxes (crop + resize + one
+session.run per crop + decode + matching), against the same bare whole-frame `session.run`. CPU here; run
+it on a GPU host for GPU numbers. Usage: python -m bench.pose_bench [--frames 40] [--sizes 256 384 512]."""
 
 from __future__ import annotations
 
@@ -11,7 +13,9 @@ from pathlib import Path
 import av
 import numpy as np
 
-from services.detector.pose import PoseEstimator, PoseModelConfig
+from services.detector.config import DetectorModelConfig
+from services.detector.detector import Detector
+from services.detector.pose import PoseEstimator, PoseModelConfig, PoseStage
 
 CLIP = Path(__file__).resolve().parents[1] / "samples" / "vtest-h264.mp4"
 
@@ -33,23 +37,31 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 384, 512])
     args = parser.parse_args()
     frames = vtest_frames(args.frames)
-    print("| input px | people found per frame | stage frames/s | bare session.run frames/s | stage overhead |")
-    print("|---|---|---|---|---|")
+    detector = Detector(DetectorModelConfig())
+    detections = detector.detect(frames)
+    detector.close()
+    print(
+        "| input px | path | poses found per frame | people given keypoints per frame | stage frames/s | bare whole-frame session.run frames/s |"
+    )
+    print("|---|---|---|---|---|---|")
     for size in args.sizes:
-        estimator = PoseEstimator(PoseModelConfig(input_size=size))
-        estimator.estimate(frames[:2])  # warm-up
-        started = time.perf_counter()
-        poses = estimator.estimate(frames)
-        stage_s = time.perf_counter() - started
+        estimator = PoseEstimator(PoseModelConfig(input_size=size, person_crops=False))
         tensor = np.stack([estimator._place(f)[0] for f in frames])
+        estimator.run_session(tensor[:2])  # warm-up
         started = time.perf_counter()
         estimator.run_session(tensor)
-        bare_s = time.perf_counter() - started
-        people = sum(len(p) for p in poses) / len(frames)
-        print(
-            f"| {size} | {people:.1f} | {len(frames) / stage_s:.1f} | {len(frames) / bare_s:.1f} | "
-            f"{(stage_s / bare_s - 1) * 100:.0f} % |"
-        )
+        bare = f"{len(frames) / (time.perf_counter() - started):.1f}"
+        found = sum(len(p) for p in estimator.estimate(frames)) / len(frames)
+        for label, crops in (("whole frame", False), ("person crops", True)):
+            cfg = PoseModelConfig(input_size=size, person_crops=crops)
+            stage = PoseStage(PoseEstimator(cfg), needs_pose=lambda _camera: True)
+            stage.add_keypoints(["c"] * 2, frames[:2], detections[:2])  # warm-up
+            started = time.perf_counter()
+            out = stage.add_keypoints(["c"] * len(frames), frames, detections)
+            stage_s = time.perf_counter() - started
+            people = sum(o.keypoints is not None for objects in out for o in objects) / len(frames)
+            poses = f"{found:.1f}" if not crops else "–"
+            print(f"| {size} | {label} | {poses} | {people:.1f} | {len(frames) / stage_s:.1f} | {bare} |")
 
 
 if __name__ == "__main__":

@@ -26,7 +26,6 @@ from services.alert_router.model import (
 from services.alert_router.pipeline import CameraPipeline
 from services.detector.detector import Detector
 from services.detector.pose import PoseStage
-from services.detector.preprocess import decode_jpeg
 from services.frame_sampler.config import FrameSamplerConfig
 from services.frame_sampler.decoder import CameraDecoder
 from services.frame_sampler.outputs import EncodedPacket, SampledFrame
@@ -159,8 +158,10 @@ def run_clip(
         results = result.results
         if pose is not None:
             images = [
-                decode_jpeg(f.jpeg, pose.estimator.cfg.input_size) if pose.wants(EVAL_CAMERA_ID, objects) else None
-                for f, objects in zip(frames, results, strict=True)
+                pose.image(f.jpeg, decoded, detector.cfg.input_size)
+                if pose.wants(EVAL_CAMERA_ID, objects, f.width, f.height)
+                else None
+                for f, objects, decoded in zip(frames, results, result.images, strict=True)
             ]
             results = pose.add_keypoints([EVAL_CAMERA_ID] * len(frames), images, results)
         for frame, objects in zip(frames, results, strict=True):

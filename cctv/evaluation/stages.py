@@ -57,9 +57,16 @@ class Stages:
         return f"{identity.name} {identity.version} sha256:{identity.sha256[:12]}"
 
     def run(self, path: Path, clip: ClipAnnotation) -> ClipRun:
+        from services.detector.pose import PoseStage, pose_zone_polygons
+
         from .runner import run_clip
 
-        return run_clip(path, clip, self.detector, self.pose if needs_pose(clip) else None)
+        pose = None
+        if self.pose is not None and needs_pose(clip):
+            # As the detector service does: only people touching a zone with a pose rule get keypoints.
+            polygons = pose_zone_polygons(clip.zones, POSE_RULE_TYPES)
+            pose = PoseStage(self.pose.estimator, needs_pose=lambda _camera: True, pose_zones=lambda _camera: polygons)
+        return run_clip(path, clip, self.detector, pose)
 
     def close(self) -> None:
         self.detector.close()

@@ -54,6 +54,8 @@ class DetectionRun:
     results: list[list[DetectedObject]]
     timings: StageTimings
     errors: dict[int, BadImageError] = field(default_factory=dict)
+    # The decoded RGB images (None where decoding failed), for a later stage (pose) not to decode again.
+    images: list[np.ndarray | None] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,7 @@ class PreparedFrames:
     errors: dict[int, BadImageError]  # input index -> why that frame could not be used
     decode_ms: float = 0.0
     preprocess_ms: float = 0.0
+    images: list[np.ndarray] = field(default_factory=list)  # decoded, in `positions` order
 
 
 def _elapsed_ms(start: float) -> float:
@@ -176,6 +179,7 @@ class Detector:
             positions=list(range(len(images))),
             errors={},
             preprocess_ms=_elapsed_ms(started),
+            images=list(images),
         )
 
     def infer(self, prepared: PreparedFrames) -> DetectionRun:
@@ -205,7 +209,10 @@ class Detector:
             postprocess_ms=postprocess_ms,
         )
         self.last_timings = timings
-        return DetectionRun(results=results, timings=timings, errors=prepared.errors)
+        images: list[np.ndarray | None] = [None] * prepared.count
+        for position, image in zip(prepared.positions, prepared.images, strict=False):
+            images[position] = image
+        return DetectionRun(results=results, timings=timings, errors=prepared.errors, images=images)
 
     def _finish(self, candidates: Candidates, transform: ImageTransform) -> list[DetectedObject]:
         kept = class_aware_nms(

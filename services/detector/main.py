@@ -21,7 +21,7 @@ from libs.topics import FRAMES
 from services.detector.batching import BatchingLoop
 from services.detector.config import DetectorModelConfig
 from services.detector.detector import Detector
-from services.detector.pose import PoseEstimator, PoseModelConfig, PoseStage
+from services.detector.pose import Polygon, PoseEstimator, PoseModelConfig, PoseStage, pose_zone_polygons
 from services.detector.stage import DetectionStage
 
 log = logging.getLogger(__name__)
@@ -61,15 +61,16 @@ class DetectorSettings(CommonSettings):
 def pose_stage(settings: DetectorSettings, inventory: InventoryFollower | None) -> PoseStage | None:
     if settings.pose is None or inventory is None:
         return None
-    wanted = set(settings.pose_rule_types)
+    wanted = frozenset(settings.pose_rule_types)
 
-    def needs_pose(camera_id: str) -> bool:
+    def zones(camera_id: str) -> list[Polygon]:
         entry = inventory.get(camera_id)
-        return entry is not None and any(
-            rule.get("type") in wanted for zone in entry.zones for rule in zone.get("rules") or []
-        )
+        return [] if entry is None else pose_zone_polygons(entry.zones, wanted)
 
-    return PoseStage(PoseEstimator(settings.pose), needs_pose)
+    # Only people touching a zone with a pose rule go through the pose model.
+    return PoseStage(
+        PoseEstimator(settings.pose), needs_pose=lambda camera_id: bool(zones(camera_id)), pose_zones=zones
+    )
 
 
 def build_loop(

@@ -5,7 +5,6 @@ model runs this one."""
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
 from typing import Protocol
 
 from prometheus_client import Counter, Histogram
@@ -13,9 +12,8 @@ from prometheus_client import Counter, Histogram
 from libs.kafka import Incoming, Outgoing, Rejected
 from libs.records import DetectedObject, Detections, Frame, FrameRef, ModelId
 from libs.topics import DETECTIONS
-from services.detector.detector import Detector, PreparedFrames
+from services.detector.detector import DetectionRun, Detector, PreparedFrames
 from services.detector.pose import PoseStage
-from services.detector.preprocess import decode_jpeg
 
 FRAMES_DETECTED = Counter("cctv_detector_frames_total", "Frames run through the model")
 OBJECTS = Counter("cctv_detector_objects_total", "Objects detected", ["class_name"])
@@ -64,7 +62,7 @@ class DetectionStage:
         now_us = time.time_ns() // 1000
         outputs: list[Outgoing] = []
         rejected: list[Rejected] = []
-        results = run.results if self.pose is None else self._with_keypoints(batch, run.results, run.errors)
+        results = run.results if self.pose is None else self._with_keypoints(batch, run)
         for index, (record, detections) in enumerate(zip(batch, results, strict=True)):
             if index in run.errors:
                 rejected.append(Rejected(record, run.errors[index]))
@@ -89,20 +87,19 @@ class DetectionStage:
         FRAMES_DETECTED.inc(len(outputs))
         return outputs, rejected
 
-    def _with_keypoints(
-        self, batch: list[Incoming], results: list[list[DetectedObject]], errors: Mapping[int, Exception]
-    ) -> list[list[DetectedObject]]:
+    def _with_keypoints(self, batch: list[Incoming], run: DetectionRun) -> list[list[DetectedObject]]:
         """One pose-model call for the frames of all cameras in this batch that need it."""
         assert self.pose is not None
         camera_ids = [str(record.value["camera_id"]) for record in batch]
         images = [
-            decode_jpeg(record.value["jpeg"], self.pose.estimator.cfg.input_size)
-            if index not in errors and self.pose.wants(camera_ids[index], results[index])
+            self.pose.image(record.value["jpeg"], run.images[index], self.detector.cfg.input_size)
+            if index not in run.errors
+            and self.pose.wants(camera_ids[index], run.results[index], record.value["width"], record.value["height"])
             else None
             for index, record in enumerate(batch)
         ]
         started = time.perf_counter()
-        with_keypoints = self.pose.add_keypoints(camera_ids, images, results)
+        with_keypoints = self.pose.add_keypoints(camera_ids, images, run.results)
         STAGE_MS.labels("pose").observe(
             (time.perf_counter() - started) * 1000 / max(1, sum(i is not None for i in images))
         )
