@@ -87,6 +87,9 @@ def test_silent_camera_ended_by_timer_aged_out_evidence_and_invalid_zone_skipped
             "CCTV_DATA_DIR": str(tmp_path / "faust"),
             "CCTV_INCIDENTS__END_GRACE_S": str(END_GRACE_S),
             "CCTV_EXPIRE_INTERVAL_S": "0.5",
+            # Every camera of the test goes quiet at once, so the whole input partition is silent: the
+            # timer's clock follows the wall clock only after this allowance (production: 120 s).
+            "CCTV_EXPIRE_STALL_ALLOWANCE_S": "3",
         },
         tmp_path / "router.log",
     ).start()

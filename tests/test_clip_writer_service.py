@@ -48,7 +48,8 @@ SEED_B64 = base64.b64encode(
 ).decode()
 
 
-@pytest.fixture(scope="module")
+# Session-wide (modules that import it share one server): a restart per module costs ~10 s each.
+@pytest.fixture(scope="session")
 def object_store() -> Iterator[ObjectStore]:
     store = ObjectStore(port=S3_PORT)
     outcome = store.start(timeout_s=90)

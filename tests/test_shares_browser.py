@@ -145,9 +145,17 @@ def test_a_supervisor_shares_the_cameras_near_an_incident_and_revokes_from_the_s
         driver.find_element(By.ID, "ledger-camera").send_keys(stack["street"])
         Select(driver.find_element(By.ID, "ledger-what")).select_by_value("share")
         click(driver, '#ledger-form button[type="submit"]')
-        wait_for(lambda: "share.revoked" in driver.find_element(By.ID, "audit-table").text, 30, "the ledger rows")
-        table = driver.find_element(By.ID, "audit-table").text
-        assert "share.created" in table and stack["gate"] not in table
+
+        def filtered_rows() -> list[str]:
+            # The unfiltered audit view is on screen until the filtered answer replaces it: wait for rows that
+            # are all of the chosen camera (read in one script call, so a re-render cannot go stale midway).
+            rows = driver.execute_script(
+                "return [...document.querySelectorAll('#audit-table tbody tr')].map((r) => r.innerText)"
+            )
+            return rows if rows and all(stack["street"] in r for r in rows) else []
+
+        table = "\n".join(wait_for(filtered_rows, 30, "the ledger rows of the chosen camera"))
+        assert "share.created" in table and "share.revoked" in table and stack["gate"] not in table
         href = driver.find_element(By.ID, "ledger-csv").get_attribute("href")
         assert href and "format=csv" in href and f"camera_id={stack['street']}" in href
         token = httpx.post(

@@ -55,6 +55,9 @@ def ensure_binary(build: bool = True) -> Path:
     return binary
 
 
+READY_PROBE_BUCKET = "cctv-ready-probe"  # the readiness check writes one small object here
+
+
 @dataclass(frozen=True)
 class ObjectStore(LocalServer):
     """SeaweedFS master, volume, filer and S3 gateway in one process; `port` is the S3 port, the others
@@ -74,7 +77,9 @@ class ObjectStore(LocalServer):
         return cache_dir() / "s3" / f"node-{self.port}"
 
     def ready(self) -> bool:
-        """An authenticated ListBuckets succeeds (the S3 gateway answers and its filer is up)."""
+        """An authenticated ListBuckets succeeds and a small object can be written (the S3 gateway and filer
+        answer, and a volume server has registered with the master: after a restart over existing data,
+        reads work seconds before writes do)."""
         if not port_open(HOST, self.port):
             return False
         import boto3
@@ -90,7 +95,9 @@ class ObjectStore(LocalServer):
             config=Config(connect_timeout=2, read_timeout=3, retries={"max_attempts": 1}),
         )
         try:
-            client.list_buckets()
+            if READY_PROBE_BUCKET not in {b["Name"] for b in client.list_buckets().get("Buckets", [])}:
+                client.create_bucket(Bucket=READY_PROBE_BUCKET)
+            client.put_object(Bucket=READY_PROBE_BUCKET, Key="probe", Body=b"ready")
             return True
         except (BotoCoreError, ClientError):
             return False
