@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import subprocess
 import sys
@@ -9,7 +10,7 @@ import sys
 from typer.testing import CliRunner
 
 from cctv.cli import app
-from cctv.devstack.kafka import KafkaBroker, jars_dir
+from cctv.devstack.kafka import KafkaBroker, _random_cluster_id, jars_dir
 from cctv.devstack.process import pid_alive, port_open, read_pid
 
 PORT = int(os.environ.get("CCTV_TEST_KAFKA_LIFECYCLE_PORT", "19192"))
@@ -65,3 +66,11 @@ def test_topics_create_is_idempotent_and_check_passes(kafka_broker: KafkaBroker)
         timeout=120,
     )
     assert missing.returncode == 1 and "cctv.alerts.coast-guard.v1" in missing.stderr
+
+
+def test_cluster_ids_never_look_like_an_option_to_the_storage_tool() -> None:
+    # One base64 id in 64 starts with '-', which `kafka-storage format -t` took for a flag ("expected one
+    # argument"): a broker format failing at random. 4,000 draws miss that case with chance ~1e-27.
+    ids = [_random_cluster_id() for _ in range(4000)]
+    assert not [i for i in ids if i.startswith("-")]
+    assert {len(base64.urlsafe_b64decode(i + "==")) for i in ids} == {16} and len(set(ids)) == len(ids)

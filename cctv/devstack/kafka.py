@@ -175,6 +175,12 @@ class KafkaBroker(LocalServer):
 
 
 def _random_cluster_id() -> str:
+    """A KRaft cluster id as Kafka's own Uuid.randomUuid makes it: never starting with '-', which the
+    storage tool's argument parser would take for an option (1 format in 64 failed with "expected one
+    argument")."""
     import base64
 
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
